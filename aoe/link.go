@@ -1,0 +1,42 @@
+package aoe
+
+import "errors"
+
+// A Link sends and receives whole, untagged Ethernet frames that carry AoE.
+// RawLink is the real one (AF_PACKET on a network interface); aoetest.Hub
+// provides in-memory ones for tests.
+//
+// A Link is safe for one reader and several writers at once. Close unblocks
+// a pending read, which then returns an error that wraps net.ErrClosed.
+type Link interface {
+	// ReadFrame reads the next AoE frame into b and returns its length.
+	// A frame longer than b is truncated to len(b).
+	ReadFrame(b []byte) (int, error)
+	// WriteFrame sends one frame; its destination is in its first six
+	// bytes. A frame shorter than MinFrameLen is padded.
+	WriteFrame(b []byte) error
+	// MTU reports the link's current MTU: the most bytes a frame may carry
+	// after its Ethernet header. It follows changes to the interface.
+	MTU() int
+	// HardwareAddr reports the link's own Ethernet address.
+	HardwareAddr() MAC
+	// Close releases the link.
+	Close() error
+}
+
+// A BatchLink moves several frames per call; RawLink uses recvmmsg and
+// sendmmsg for it. Callers that serve many frames should prefer it when a
+// Link implements it.
+type BatchLink interface {
+	Link
+	// ReadFrames reads up to len(bufs) frames, at least one, into bufs and
+	// stores their lengths in lens (which is at least as long as bufs). It
+	// returns how many it read.
+	ReadFrames(bufs [][]byte, lens []int) (int, error)
+	// WriteFrames sends frames in order and returns how many were sent.
+	WriteFrames(frames [][]byte) (int, error)
+}
+
+// ErrFrameTooLarge is wrapped by WriteFrame when a frame is larger than the
+// link's MTU allows.
+var ErrFrameTooLarge = errors.New("frame larger than the link MTU")
