@@ -1,6 +1,7 @@
 package aoe
 
 import (
+	"encoding/hex"
 	"fmt"
 	"net"
 )
@@ -17,10 +18,13 @@ var BroadcastMAC = MAC{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
 // digits without separators (the form vblade's -m takes).
 func ParseMAC(s string) (MAC, error) {
 	var m MAC
-	if len(s) == 12 {
-		if _, err := fmt.Sscanf(s, "%02x%02x%02x%02x%02x%02x", &m[0], &m[1], &m[2], &m[3], &m[4], &m[5]); err == nil {
-			return m, nil
+	if len(s) == 2*len(m) {
+		// hex.Decode, unlike fmt.Sscanf, refuses spaces, signs and stray
+		// characters anywhere in the string.
+		if _, err := hex.Decode(m[:], []byte(s)); err != nil {
+			return MAC{}, fmt.Errorf("aoe: parse MAC %q: %w", s, err)
 		}
+		return m, nil
 	}
 	hw, err := net.ParseMAC(s)
 	if err != nil {

@@ -1,0 +1,633 @@
+//go:build linux
+
+package aoe_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mdlayher/packet"
+
+	"github.com/ironblade/ironblade/aoe"
+	"github.com/ironblade/ironblade/aoe/aoetest"
+)
+
+// rawPair is two RawLinks joined by a veth pair between two namespaces.
+type rawPair struct {
+	veth *aoetest.Veth
+	a, b *aoe.RawLink
+}
+
+func newRawPair(t testing.TB, mtu int, cfg aoe.RawConfig) *rawPair {
+	t.Helper()
+	nsA, nsB := aoetest.NewNetns(t), aoetest.NewNetns(t)
+	v := aoetest.NewVeth(t, nsA, nsB, mtu)
+	return &rawPair{
+		veth: v,
+		a:    aoetest.ListenRawIn(t, nsA, v.IfA, cfg),
+		b:    aoetest.ListenRawIn(t, nsB, v.IfB, cfg),
+	}
+}
+
+// testFrame builds an AoE frame of exactly size bytes (at least
+// FrameHeaderLen) whose argument is a pattern derived from tag.
+func testFrame(dst, src aoe.MAC, tag uint32, size int) []byte {
+	f := aoe.Frame{
+		Dst: dst, Src: src,
+		Header: aoe.Header{Version: aoe.Version, Major: 7, Minor: 3, Command: aoe.CommandVendorFirst, Tag: tag},
+		Arg:    make([]byte, max(size-aoe.FrameHeaderLen, 0)),
+	}
+	for i := range f.Arg {
+		f.Arg[i] = byte(tag) + byte(i)
+	}
+	b, err := f.MarshalBinary()
+	if err != nil {
+		panic(err)
+	}
+	return b[:size]
+}
+
+// sameFrame reports whether got is want as a receiver sees it: padded with
+// zeros to MinFrameLen.
+func sameFrame(got, want []byte) bool {
+	if len(want) >= aoe.MinFrameLen {
+		return bytes.Equal(got, want)
+	}
+	return len(got) == aoe.MinFrameLen && bytes.Equal(got[:len(want)], want) &&
+		bytes.Count(got[len(want):], []byte{0}) == aoe.MinFrameLen-len(want)
+}
+
+func frameTag(b []byte) uint32 { return binary.BigEndian.Uint32(b[20:24]) }
+
+// readFrame reads one frame, failing the test if none comes within 2 s.
+func readFrame(t testing.TB, l *aoe.RawLink, buf []byte) []byte {
+	t.Helper()
+	if err := l.SetReadDeadline(time.Now().Add(2 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	n, err := l.ReadFrame(buf)
+	if err != nil {
+		t.Fatalf("ReadFrame on %s: %v", l.Interface(), err)
+	}
+	return buf[:n]
+}
+
+// expectNoFrame fails the test if a frame arrives on l within d.
+func expectNoFrame(t testing.TB, l *aoe.RawLink, d time.Duration) {
+	t.Helper()
+	if err := l.SetReadDeadline(time.Now().Add(d)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 10000)
+	n, err := l.ReadFrame(buf)
+	if err == nil {
+		t.Fatalf("%s: unexpected %d-byte frame % x", l.Interface(), n, buf[:min(n, 32)])
+	}
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("%s: ReadFrame: %v, want a deadline error", l.Interface(), err)
+	}
+}
+
+func TestListenRawErrors(t *testing.T) {
+	tests := []struct {
+		name  string
+		iface string
+		cfg   aoe.RawConfig
+		want  error
+	}{
+		{"vlan", "lo", aoe.RawConfig{VLAN: 5}, aoe.ErrVLANUnsupported},
+		{"no such interface", "ib-nonexistent0", aoe.RawConfig{}, nil},
+		{"name too long", "an-interface-name-too-long", aoe.RawConfig{}, nil},
+		{"negative buffer", "lo", aoe.RawConfig{ReadBuffer: -1}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, err := aoe.ListenRaw(tt.iface, tt.cfg)
+			if err == nil {
+				l.Close()
+				t.Fatal("ListenRaw succeeded")
+			}
+			if tt.want != nil && !errors.Is(err, tt.want) {
+				t.Fatalf("ListenRaw: %v, want %v", err, tt.want)
+			}
+			t.Log(err)
+		})
+	}
+}
+
+func TestRawLinkFrames(t *testing.T) {
+	for _, mtu := range []int{1500, 9000} {
+		t.Run("mtu"+strconv.Itoa(mtu), func(t *testing.T) {
+			p := newRawPair(t, mtu, aoe.RawConfig{})
+			if got := p.a.MTU(); got != mtu {
+				t.Errorf("MTU = %d, want %d", got, mtu)
+			}
+			if got := p.a.HardwareAddr(); got != p.veth.MACA {
+				t.Errorf("HardwareAddr = %v, want %v", got, p.veth.MACA)
+			}
+			if got := p.b.Interface(); got != p.veth.IfB {
+				t.Errorf("Interface = %q, want %q", got, p.veth.IfB)
+			}
+			buf := make([]byte, mtu+aoe.EthernetHeaderLen)
+			tests := []struct {
+				name     string
+				from, to *aoe.RawLink
+				dst      aoe.MAC
+				size     int
+			}{
+				{"header only, padded", p.a, p.b, p.veth.MACB, aoe.FrameHeaderLen},
+				{"minimum", p.a, p.b, p.veth.MACB, aoe.MinFrameLen},
+				{"two sectors", p.a, p.b, p.veth.MACB, aoe.FrameHeaderLen + aoe.ATAHeaderLen + 1024},
+				{"full MTU", p.a, p.b, p.veth.MACB, mtu + aoe.EthernetHeaderLen},
+				{"reply direction", p.b, p.a, p.veth.MACA, 1000},
+				{"broadcast", p.a, p.b, aoe.BroadcastMAC, 100},
+				{"multicast", p.b, p.a, aoe.MAC{0x01, 0x80, 0xc2, 0, 0, 0x42}, 100},
+			}
+			for i, tt := range tests {
+				want := testFrame(tt.dst, tt.from.HardwareAddr(), uint32(i), tt.size)
+				if err := tt.from.WriteFrame(want); err != nil {
+					t.Fatalf("%s: WriteFrame: %v", tt.name, err)
+				}
+				if got := readFrame(t, tt.to, buf); !sameFrame(got, want) {
+					t.Fatalf("%s: got %d bytes % x..., want %d bytes % x...", tt.name, len(got), got[:min(len(got), 40)], len(want), want[:min(len(want), 40)])
+				}
+			}
+			st := p.a.Stats()
+			if st.FramesOut != 5 || st.FramesIn != 2 || st.SendErrors != 0 {
+				t.Errorf("Stats = %+v, want 5 frames out, 2 in", st)
+			}
+		})
+	}
+}
+
+func TestRawLinkBatch(t *testing.T) {
+	const count = 500
+	p := newRawPair(t, 9000, aoe.RawConfig{ReadBuffer: 8 << 20, WriteBuffer: 8 << 20})
+	frames := make([][]byte, count)
+	for i := range frames {
+		frames[i] = testFrame(p.veth.MACB, p.veth.MACA, uint32(i), aoe.FrameHeaderLen+(i*37)%(9014-aoe.FrameHeaderLen+1))
+	}
+	n, err := p.a.WriteFrames(frames)
+	if err != nil || n != count {
+		t.Fatalf("WriteFrames = %d, %v; want %d", n, err, count)
+	}
+	bufs := make([][]byte, 64)
+	for i := range bufs {
+		bufs[i] = make([]byte, 9014)
+	}
+	lens := make([]int, len(bufs))
+	got := 0
+	calls := 0
+	for got < count {
+		if err := p.b.SetReadDeadline(time.Now().Add(2 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		n, err := p.b.ReadFrames(bufs, lens)
+		if err != nil {
+			t.Fatalf("ReadFrames after %d frames: %v", got, err)
+		}
+		calls++
+		for i := range n {
+			if !sameFrame(bufs[i][:lens[i]], frames[got]) {
+				t.Fatalf("frame %d: got tag %d, %d bytes; want %d bytes", got, frameTag(bufs[i]), lens[i], len(frames[got]))
+			}
+			got++
+		}
+	}
+	t.Logf("%d frames in %d ReadFrames calls", count, calls)
+	if calls == count {
+		t.Errorf("ReadFrames never returned more than one frame")
+	}
+	sa, sb := p.a.Stats(), p.b.Stats()
+	if sa.FramesOut != count || sb.FramesIn != count || sb.KernelDrops != 0 {
+		t.Errorf("stats: sender %+v, receiver %+v", sa, sb)
+	}
+	if sa.BytesOut != sb.BytesIn {
+		t.Errorf("bytes out %d != bytes in %d", sa.BytesOut, sb.BytesIn)
+	}
+	if n, err := p.a.WriteFrames(nil); n != 0 || err != nil {
+		t.Errorf("WriteFrames(nil) = %d, %v", n, err)
+	}
+	if n, err := p.b.ReadFrames(nil, nil); n != 0 || err != nil {
+		t.Errorf("ReadFrames(nil) = %d, %v", n, err)
+	}
+}
+
+func TestRawLinkOversize(t *testing.T) {
+	p := newRawPair(t, 1500, aoe.RawConfig{})
+	buf := make([]byte, 2000)
+	big := testFrame(p.veth.MACB, p.veth.MACA, 1, 1515)
+	err := p.a.WriteFrame(big)
+	if !errors.Is(err, aoe.ErrFrameTooLarge) || !errors.Is(err, syscall.EMSGSIZE) {
+		t.Fatalf("WriteFrame(1515 bytes) = %v, want ErrFrameTooLarge and EMSGSIZE", err)
+	}
+	t.Log(err)
+	if err := p.a.WriteFrame(make([]byte, 10)); !errors.Is(err, aoe.ErrShort) {
+		t.Errorf("WriteFrame(10 bytes) = %v, want ErrShort", err)
+	}
+	// The link still works, and a batch stops at the oversize frame.
+	frames := [][]byte{
+		testFrame(p.veth.MACB, p.veth.MACA, 2, 1514),
+		testFrame(p.veth.MACB, p.veth.MACA, 3, 100),
+		big,
+		testFrame(p.veth.MACB, p.veth.MACA, 4, 100),
+	}
+	n, err := p.a.WriteFrames(frames)
+	if n != 2 || !errors.Is(err, aoe.ErrFrameTooLarge) {
+		t.Fatalf("WriteFrames = %d, %v; want 2, ErrFrameTooLarge", n, err)
+	}
+	for _, want := range frames[:2] {
+		if got := readFrame(t, p.b, buf); !sameFrame(got, want) {
+			t.Fatalf("got tag %d, want %d", frameTag(got), frameTag(want))
+		}
+	}
+	expectNoFrame(t, p.b, 100*time.Millisecond)
+	if st := p.a.Stats(); st.SendErrors != 3 || st.FramesOut != 2 {
+		t.Errorf("Stats = %+v, want 3 send errors, 2 frames out", st)
+	}
+}
+
+func TestRawLinkMTUChange(t *testing.T) {
+	p := newRawPair(t, 9000, aoe.RawConfig{})
+	buf := make([]byte, 9014)
+	jumbo := testFrame(p.veth.MACB, p.veth.MACA, 1, 9014)
+	if err := p.a.WriteFrame(jumbo); err != nil {
+		t.Fatal(err)
+	}
+	readFrame(t, p.b, buf)
+
+	// Right after the drop the link still believes in 9000; the kernel's
+	// EMSGSIZE makes it re-read the MTU at once.
+	p.veth.SetMTU(t, 1500)
+	err := p.a.WriteFrame(jumbo)
+	if !errors.Is(err, aoe.ErrFrameTooLarge) || !errors.Is(err, syscall.EMSGSIZE) {
+		t.Fatalf("WriteFrame(9014 bytes) at MTU 1500 = %v, want ErrFrameTooLarge and EMSGSIZE", err)
+	}
+	if got := p.a.MTU(); got != 1500 {
+		t.Fatalf("MTU after EMSGSIZE = %d, want 1500", got)
+	}
+	small := testFrame(p.veth.MACB, p.veth.MACA, 2, 1514)
+	if err := p.a.WriteFrame(small); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFrame(t, p.b, buf); !sameFrame(got, small) {
+		t.Fatal("wrong frame after MTU drop")
+	}
+
+	// A rise is picked up within the refresh interval.
+	p.veth.SetMTU(t, 9000)
+	deadline := time.Now().Add(time.Second)
+	for p.b.MTU() != 9000 {
+		if time.Now().After(deadline) {
+			t.Fatalf("MTU = %d a second after raising it to 9000", p.b.MTU())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := p.b.WriteFrame(testFrame(p.veth.MACA, p.veth.MACB, 3, 9014)); err != nil {
+		t.Fatal(err)
+	}
+	readFrame(t, p.a, buf)
+}
+
+func TestRawLinkTruncates(t *testing.T) {
+	p := newRawPair(t, 1500, aoe.RawConfig{})
+	for i := range 3 {
+		if err := p.a.WriteFrame(testFrame(p.veth.MACB, p.veth.MACA, uint32(i), 1000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	small := make([]byte, 100)
+	if got := readFrame(t, p.b, small); len(got) != 100 || frameTag(got) != 0 {
+		t.Errorf("ReadFrame into 100 bytes: %d bytes, tag %d", len(got), frameTag(got))
+	}
+	bufs := [][]byte{make([]byte, 50), make([]byte, 2000)}
+	lens := make([]int, 2)
+	got := 0
+	for got < 2 {
+		if err := p.b.SetReadDeadline(time.Now().Add(2 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		n, err := p.b.ReadFrames(bufs[got:], lens[got:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		got += n
+	}
+	if lens[0] != 50 || lens[1] != 1000 {
+		t.Errorf("ReadFrames lengths = %v, want [50 1000]", lens)
+	}
+	if st := p.b.Stats(); st.Truncated != 2 || st.FramesIn != 3 || st.BytesIn != 1150 {
+		t.Errorf("Stats = %+v, want 2 truncated, 3 frames, 1150 bytes in", st)
+	}
+}
+
+func TestRawLinkIgnoresOutgoing(t *testing.T) {
+	p := newRawPair(t, 1500, aoe.RawConfig{})
+	// A second link on A's interface: it must not see what A sends either.
+	other := aoetest.ListenRawIn(t, p.veth.A, p.veth.IfA, aoe.RawConfig{})
+	for i, dst := range []aoe.MAC{p.veth.MACB, aoe.BroadcastMAC} {
+		if err := p.a.WriteFrame(testFrame(dst, p.veth.MACA, uint32(i), 100)); err != nil {
+			t.Fatal(err)
+		}
+		readFrame(t, p.b, make([]byte, 1514))
+	}
+	expectNoFrame(t, p.a, 100*time.Millisecond)
+	expectNoFrame(t, other, 10*time.Millisecond)
+}
+
+// TestRawLinkFilters sends, with a socket of another EtherType, frames a
+// RawLink must not deliver, then one it must.
+func TestRawLinkFilters(t *testing.T) {
+	p := newRawPair(t, 1500, aoe.RawConfig{})
+	p.veth.B.Run(t, "ip", "link", "set", p.veth.IfB, "promisc", "on")
+	var conn *packet.Conn
+	err := p.veth.A.Do(func() error {
+		ifi, err := net.InterfaceByName(p.veth.IfA)
+		if err != nil {
+			return err
+		}
+		conn, err = packet.Listen(ifi, packet.Raw, 0x0806, nil)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+
+	aoeFrame := func(dst aoe.MAC, tag uint32) []byte { return testFrame(dst, p.veth.MACA, tag, 100) }
+	withEtherType := func(b []byte, et uint16) []byte {
+		binary.BigEndian.PutUint16(b[12:14], et)
+		return b
+	}
+	vlanTagged := func(b []byte, vid uint16) []byte {
+		t := append([]byte(nil), b[:12]...)
+		t = binary.BigEndian.AppendUint16(t, 0x8100)
+		t = binary.BigEndian.AppendUint16(t, vid)
+		return append(t, b[12:]...)
+	}
+	other := aoe.MAC{0x02, 0, 0, 0, 0, 0x99}
+	drop := []struct {
+		name  string
+		frame []byte
+	}{
+		{"ARP", withEtherType(aoeFrame(aoe.BroadcastMAC, 1), 0x0806)},
+		{"IPv4", withEtherType(aoeFrame(p.veth.MACB, 2), 0x0800)},
+		{"AoE in VLAN 5 to us", vlanTagged(aoeFrame(p.veth.MACB, 3), 5)},
+		{"AoE in VLAN 5 broadcast", vlanTagged(aoeFrame(aoe.BroadcastMAC, 4), 5)},
+	}
+	for _, d := range drop {
+		if _, err := conn.WriteTo(d.frame, &packet.Addr{HardwareAddr: d.frame[:6]}); err != nil {
+			t.Fatalf("%s: %v", d.name, err)
+		}
+	}
+	keep := []struct {
+		name  string
+		tag   uint32
+		frame []byte
+	}{
+		{"AoE to another station", 100, aoeFrame(other, 100)},
+		{"AoE priority-tagged (VLAN 0)", 101, vlanTagged(aoeFrame(p.veth.MACB, 101), 0)},
+		{"AoE", 102, aoeFrame(p.veth.MACB, 102)},
+	}
+	for _, k := range keep {
+		if _, err := conn.WriteTo(k.frame, &packet.Addr{HardwareAddr: k.frame[:6]}); err != nil {
+			t.Fatalf("%s: %v", k.name, err)
+		}
+	}
+	buf := make([]byte, 1514)
+	for _, k := range keep {
+		got := readFrame(t, p.b, buf)
+		if frameTag(got) != k.tag {
+			t.Fatalf("got frame with tag %d (% x...), want %s", frameTag(got), got[:24], k.name)
+		}
+	}
+	expectNoFrame(t, p.b, 100*time.Millisecond)
+}
+
+func TestRawLinkCloseUnblocksRead(t *testing.T) {
+	p := newRawPair(t, 1500, aoe.RawConfig{})
+	reads := map[string]func() error{
+		"ReadFrame": func() error {
+			_, err := p.a.ReadFrame(make([]byte, 1514))
+			return err
+		},
+		"ReadFrames": func() error {
+			_, err := p.b.ReadFrames([][]byte{make([]byte, 1514)}, make([]int, 1))
+			return err
+		},
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, len(reads))
+	for _, read := range reads {
+		wg.Go(func() { errs <- read() })
+	}
+	time.Sleep(100 * time.Millisecond)
+	p.a.Close()
+	p.b.Close()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		t.Fatal("Close did not unblock the reads")
+	}
+	close(errs)
+	for err := range errs {
+		if !errors.Is(err, net.ErrClosed) {
+			t.Errorf("read after Close: %v, want net.ErrClosed", err)
+		}
+	}
+	if err := p.a.WriteFrame(testFrame(p.veth.MACB, p.veth.MACA, 1, 60)); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("WriteFrame after Close: %v, want net.ErrClosed", err)
+	}
+	if err := p.a.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
+
+func TestRawLinkKernelDrops(t *testing.T) {
+	p := newRawPair(t, 1500, aoe.RawConfig{ReadBuffer: 1})
+	frames := make([][]byte, 200)
+	for i := range frames {
+		frames[i] = testFrame(p.veth.MACB, p.veth.MACA, uint32(i), 1514)
+	}
+	if _, err := p.a.WriteFrames(frames); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if st := p.b.Stats(); st.KernelDrops == 0 {
+		t.Errorf("Stats = %+v: no kernel drops with a tiny receive buffer", st)
+	}
+}
+
+func TestRawLinkAllocs(t *testing.T) {
+	p := newRawPair(t, 1500, aoe.RawConfig{ReadBuffer: 4 << 20})
+	frame := testFrame(p.veth.MACB, p.veth.MACA, 1, 1514)
+	short := testFrame(p.veth.MACB, p.veth.MACA, 2, 40)
+	buf := make([]byte, 1514)
+	const batch = 32
+	frames := make([][]byte, batch)
+	bufs := make([][]byte, batch)
+	for i := range frames {
+		frames[i] = testFrame(p.veth.MACB, p.veth.MACA, uint32(i), 1000)
+		bufs[i] = make([]byte, 1514)
+	}
+	lens := make([]int, batch)
+	var failed error
+	tests := []struct {
+		name string
+		fn   func()
+	}{
+		{"WriteFrame+ReadFrame", func() {
+			if err := p.a.WriteFrame(frame); err != nil {
+				failed = err
+			}
+			if _, err := p.b.ReadFrame(buf); err != nil {
+				failed = err
+			}
+		}},
+		{"short WriteFrame+ReadFrame", func() {
+			if err := p.a.WriteFrame(short); err != nil {
+				failed = err
+			}
+			if _, err := p.b.ReadFrame(buf); err != nil {
+				failed = err
+			}
+		}},
+		{"WriteFrames+ReadFrames", func() {
+			if _, err := p.a.WriteFrames(frames); err != nil {
+				failed = err
+			}
+			for got := 0; got < batch; {
+				n, err := p.b.ReadFrames(bufs[got:], lens[got:])
+				if err != nil {
+					failed = err
+					return
+				}
+				got += n
+			}
+		}},
+	}
+	for _, tt := range tests {
+		if allocs := testing.AllocsPerRun(500, tt.fn); allocs != 0 {
+			t.Errorf("%s: %v allocations per run, want 0", tt.name, allocs)
+		}
+		if failed != nil {
+			t.Fatalf("%s: %v", tt.name, failed)
+		}
+	}
+	// The MTU refresh (an ioctl every 250 ms) allocates nothing either.
+	if allocs := testing.AllocsPerRun(2, func() {
+		time.Sleep(260 * time.Millisecond)
+		p.a.MTU()
+	}); allocs != 0 {
+		t.Errorf("MTU refresh: %v allocations per run, want 0", allocs)
+	}
+}
+
+// BenchmarkRawLinkWriteReadFrame sends frames one at a time across a veth
+// pair and reads each before sending the next.
+func BenchmarkRawLinkWriteReadFrame(b *testing.B) {
+	for _, size := range []int{aoe.MinFrameLen, 1514} {
+		b.Run("size"+strconv.Itoa(size), func(b *testing.B) {
+			p := newRawPair(b, 1500, aoe.RawConfig{ReadBuffer: 4 << 20})
+			frame := testFrame(p.veth.MACB, p.veth.MACA, 1, size)
+			buf := make([]byte, 1514)
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			p.b.SetReadDeadline(time.Now().Add(20 * time.Second))
+			b.ResetTimer()
+			for i := range b.N {
+				if err := p.a.WriteFrame(frame); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := p.b.ReadFrame(buf); err != nil {
+					b.Logf("N %d frame %d: %v", b.N, i, err)
+					b.Logf("A %+v B %+v", p.a.Stats(), p.b.Stats())
+					b.Log(p.veth.B.Run(b, "cat", "/proc/net/packet"))
+					b.Log(p.veth.A.Run(b, "ip", "-s", "link", "show", p.veth.IfA))
+					b.Log(p.veth.B.Run(b, "ip", "-s", "link", "show", p.veth.IfB))
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "frames/s")
+		})
+	}
+}
+
+// BenchmarkRawLinkBatch sends frames in batches of 32 with WriteFrames and
+// reads them with ReadFrames, one batch in flight.
+func BenchmarkRawLinkBatch(b *testing.B) {
+	const batch = 32
+	for _, mtu := range []int{1500, 9000} {
+		b.Run("mtu"+strconv.Itoa(mtu), func(b *testing.B) {
+			p := newRawPair(b, mtu, aoe.RawConfig{ReadBuffer: 16 << 20, WriteBuffer: 16 << 20})
+			frames := make([][]byte, batch)
+			bufs := make([][]byte, batch)
+			for i := range frames {
+				frames[i] = testFrame(p.veth.MACB, p.veth.MACA, uint32(i), mtu+aoe.EthernetHeaderLen)
+				bufs[i] = make([]byte, mtu+aoe.EthernetHeaderLen)
+			}
+			lens := make([]int, batch)
+			b.SetBytes(int64(batch * (mtu + aoe.EthernetHeaderLen)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				if _, err := p.a.WriteFrames(frames); err != nil {
+					b.Fatal(err)
+				}
+				for got := 0; got < batch; {
+					n, err := p.b.ReadFrames(bufs[got:], lens[got:])
+					if err != nil {
+						b.Fatal(err)
+					}
+					got += n
+				}
+			}
+			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "frames/s")
+			if st := p.b.Stats(); st.KernelDrops != 0 {
+				b.Errorf("%d kernel drops", st.KernelDrops)
+			}
+		})
+	}
+}
+
+// TestRawLinkConcurrentWriters has several goroutines write at once, with
+// single frames and batches, while one reader reads.
+func TestRawLinkConcurrentWriters(t *testing.T) {
+	const writers, perWriter = 4, 200
+	p := newRawPair(t, 1500, aoe.RawConfig{ReadBuffer: 8 << 20})
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := 0; i < perWriter; i += 2 {
+				tag := uint32(w*perWriter + i)
+				if err := p.a.WriteFrame(testFrame(p.veth.MACB, p.veth.MACA, tag, 200)); err != nil {
+					t.Error(err)
+					return
+				}
+				batch := [][]byte{testFrame(p.veth.MACB, p.veth.MACA, tag+1, 50)}
+				if _, err := p.a.WriteFrames(batch); err != nil {
+					t.Error(err)
+					return
+				}
+				_ = p.a.MTU()
+				_ = p.a.Stats()
+			}
+		})
+	}
+	seen := make(map[uint32]bool)
+	buf := make([]byte, 1514)
+	for len(seen) < writers*perWriter {
+		seen[frameTag(readFrame(t, p.b, buf))] = true
+	}
+	wg.Wait()
+}

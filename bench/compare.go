@@ -1,0 +1,412 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ironblade/ironblade/aoe"
+)
+
+// CompareConfig configures Compare. Zero fields get the defaults noted.
+type CompareConfig struct {
+	// Ironblade is the path of the ironblade binary. Required.
+	Ironblade string
+	// Vblade is the path of vblade; default /usr/sbin/vblade.
+	Vblade string
+	// Dir holds the backing files; default /var/tmp. Sync mode (-s) is
+	// only meaningful on a disk filesystem: on tmpfs fdatasync is a no-op.
+	Dir string
+	// Size is each backing file's size in bytes; default 256 MiB.
+	Size int64
+	// Duration is how long each cell is measured; default 3 s. Warmup
+	// runs before it; default 300 ms.
+	Duration, Warmup time.Duration
+	// QueueDepths, MTUs, Ops and SyncModes span the cells; defaults
+	// 1,16,64; 1500,9000; read,write; without and with -s.
+	QueueDepths []int
+	MTUs        []int
+	Ops         []Op
+	SyncModes   []bool
+	// Progress, if set, gets a line per cell as it finishes.
+	Progress io.Writer
+}
+
+// withDefaults returns c with its zero fields set to the defaults.
+func (c CompareConfig) withDefaults() CompareConfig {
+	if c.Vblade == "" {
+		c.Vblade = "/usr/sbin/vblade"
+	}
+	if c.Dir == "" {
+		c.Dir = "/var/tmp"
+	}
+	if c.Size == 0 {
+		c.Size = 256 << 20
+	}
+	if c.Duration == 0 {
+		c.Duration = 3 * time.Second
+	}
+	if c.Warmup == 0 {
+		c.Warmup = 300 * time.Millisecond
+	}
+	if c.QueueDepths == nil {
+		c.QueueDepths = []int{1, 16, 64}
+	}
+	if c.MTUs == nil {
+		c.MTUs = []int{1500, 9000}
+	}
+	if c.Ops == nil {
+		c.Ops = []Op{Read, Write}
+	}
+	if c.SyncModes == nil {
+		c.SyncModes = []bool{false, true}
+	}
+	return c
+}
+
+// Cell is one measurement: one target, MTU, mode, operation and queue
+// depth.
+type Cell struct {
+	Target     string `json:"target"`
+	MTU        int    `json:"mtu"`
+	Sync       bool   `json:"sync"`
+	Op         string `json:"op"`
+	QueueDepth int    `json:"queue_depth"`
+	// SectorsPerFrame and BufferCount are what the target advertised.
+	SectorsPerFrame int     `json:"sectors_per_frame"`
+	BufferCount     int     `json:"buffer_count"`
+	MBps            float64 `json:"mb_per_s"`
+	IOPS            float64 `json:"iops"`
+	P50us           float64 `json:"p50_us"`
+	P99us           float64 `json:"p99_us"`
+	Retransmits     uint64  `json:"retransmits"`
+	Abandoned       uint64  `json:"abandoned"`
+	// Error says why the cell has no figures.
+	Error string `json:"error,omitempty"`
+}
+
+// Report is the outcome of Compare: the cells and the conditions they
+// were measured in.
+type Report struct {
+	Started    time.Time `json:"started"`
+	CellTime   string    `json:"cell_duration"`
+	Warmup     string    `json:"warmup"`
+	Dir        string    `json:"dir"`
+	FileSystem string    `json:"filesystem"`
+	FileSize   int64     `json:"file_size"`
+	Kernel     string    `json:"kernel"`
+	CPUs       int       `json:"cpus"`
+	Ironblade  string    `json:"ironblade"`
+	Vblade     string    `json:"vblade"`
+	Cells      []Cell    `json:"cells"`
+}
+
+// targetSpec is a target program and how to start it.
+type targetSpec struct {
+	name string
+	path string
+	args func(sync bool, iface, file string) []string
+}
+
+// compareEnv is what every cell of a Compare shares.
+type compareEnv struct {
+	cfg  CompareConfig
+	tgt  *Netns
+	veth *Veth
+	link *aoe.RawLink
+}
+
+// Compare measures ironblade and vblade over a veth pair between two
+// network namespaces it creates (and removes), with the same load
+// generator, cell by cell: each on a fresh sparse file, the two targets
+// one after the other. It needs root. A cell that fails keeps its error
+// and the run goes on; Compare fails only if it cannot set up or ctx ends.
+func Compare(ctx context.Context, cfg CompareConfig) (*Report, error) {
+	cfg = cfg.withDefaults()
+	if os.Geteuid() != 0 {
+		return nil, errors.New("bench: compare: needs root (network namespaces, raw sockets)")
+	}
+	specs := []targetSpec{
+		{name: "ironblade", path: cfg.Ironblade, args: func(sync bool, iface, file string) []string {
+			a := []string{"--log-level", "warn"}
+			if sync {
+				a = append(a, "-s")
+			}
+			return append(a, "1", "0", iface, file)
+		}},
+		{name: "vblade", path: cfg.Vblade, args: func(sync bool, iface, file string) []string {
+			var a []string
+			if sync {
+				a = append(a, "-s")
+			}
+			return append(a, "1", "0", iface, file)
+		}},
+	}
+	for _, s := range specs {
+		if _, err := os.Stat(s.path); err != nil {
+			return nil, fmt.Errorf("bench: compare: %s: %w", s.name, err)
+		}
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("bench: compare: %w", err)
+	}
+	rep := &Report{Started: time.Now().UTC(), CellTime: cfg.Duration.String(), Warmup: cfg.Warmup.String(),
+		Dir: cfg.Dir, FileSystem: fileSystem(cfg.Dir), FileSize: cfg.Size, Kernel: kernel(), CPUs: runtime.NumCPU(),
+		Ironblade: programVersion(cfg.Ironblade, "--version"), Vblade: debianVersion("vblade", cfg.Vblade)}
+
+	env := &compareEnv{cfg: cfg}
+	var err error
+	if env.tgt, err = NewNetns("ibb-tgt"); err != nil {
+		return nil, err
+	}
+	defer env.tgt.Close()
+	cli, err := NewNetns("ibb-cli")
+	if err != nil {
+		return nil, err
+	}
+	defer cli.Close()
+	if env.veth, err = NewVeth(env.tgt, cli); err != nil {
+		return nil, err
+	}
+	if env.link, err = cli.ListenRaw(env.veth.IfB, aoe.RawConfig{ReadBuffer: 16 << 20, WriteBuffer: 16 << 20}); err != nil {
+		return nil, fmt.Errorf("bench: compare: %w", err)
+	}
+	defer env.link.Close()
+
+	for _, mtu := range cfg.MTUs {
+		if err := env.veth.SetMTU(mtu); err != nil {
+			return rep, err
+		}
+		if err := env.veth.WaitUp(5 * time.Second); err != nil {
+			return rep, err
+		}
+		for _, sync := range cfg.SyncModes {
+			for _, op := range cfg.Ops {
+				for _, qd := range cfg.QueueDepths {
+					for _, spec := range specs {
+						cell := env.runCell(ctx, spec, mtu, sync, op, qd)
+						if err := ctx.Err(); err != nil {
+							return rep, fmt.Errorf("bench: compare: %w", err)
+						}
+						rep.Cells = append(rep.Cells, cell)
+						if cfg.Progress != nil {
+							fmt.Fprintln(cfg.Progress, cell.summary())
+						}
+					}
+				}
+			}
+		}
+	}
+	return rep, nil
+}
+
+// summary is the progress line of a cell.
+func (c Cell) summary() string {
+	mode := ""
+	if c.Sync {
+		mode = " -s"
+	}
+	head := fmt.Sprintf("%-9s MTU %4d%-3s %-5s QD %2d:", c.Target, c.MTU, mode, c.Op, c.QueueDepth)
+	if c.Error != "" {
+		return head + " FAILED: " + c.Error
+	}
+	return fmt.Sprintf("%s %8.1f MB/s %8.0f IOPS  p50 %6.0f µs  p99 %7.0f µs  %d retransmits",
+		head, c.MBps, c.IOPS, c.P50us, c.P99us, c.Retransmits)
+}
+
+// runCell measures one cell on a fresh file and a fresh target process.
+func (env *compareEnv) runCell(ctx context.Context, spec targetSpec, mtu int, sync bool, op Op, qd int) Cell {
+	cell := Cell{Target: spec.name, MTU: mtu, Sync: sync, Op: op.String(), QueueDepth: qd}
+	if err := env.measure(ctx, spec, &cell, op); err != nil {
+		cell.Error = err.Error()
+	}
+	return cell
+}
+
+// measure does runCell's work; the figures go into cell.
+func (env *compareEnv) measure(ctx context.Context, spec targetSpec, cell *Cell, op Op) error {
+	cfg := env.cfg
+	f, err := os.CreateTemp(cfg.Dir, "ironbench-*.img")
+	if err != nil {
+		return err
+	}
+	file := f.Name()
+	defer os.Remove(file)
+	err = f.Truncate(cfg.Size)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+
+	var out tailBuffer
+	cmd := env.tgt.Command(context.Background(), spec.path, spec.args(cell.Sync, env.veth.IfA, file)...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", spec.name, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	stopped := false
+	stop := func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		return stopTarget(cmd, exited, spec.name, &out)
+	}
+	defer stop()
+
+	dev, err := WaitFor(ctx, env.link, 1, 0, 5*time.Second)
+	if err == nil {
+		err = Identify(ctx, env.link, &dev)
+	}
+	if err != nil {
+		return fmt.Errorf("%w; %s said: %s", err, spec.name, out.String())
+	}
+	cell.SectorsPerFrame, cell.BufferCount = dev.SectorsPerFrame, dev.BufferCount
+	res, err := Run(ctx, env.link, dev, Workload{Op: op, QueueDepth: cell.QueueDepth, Duration: cfg.Duration,
+		Warmup: cfg.Warmup, Seed: uint64(cell.QueueDepth)})
+	if res != nil {
+		cell.MBps, cell.IOPS = res.MBps(), res.IOPS()
+		cell.P50us = float64(res.Percentile(50).Microseconds())
+		cell.P99us = float64(res.Percentile(99).Microseconds())
+		cell.Retransmits, cell.Abandoned = res.Retransmits, res.Abandoned
+	}
+	if err != nil {
+		return fmt.Errorf("%w; %s said: %s", err, spec.name, out.String())
+	}
+	if err := stop(); err != nil {
+		return err
+	}
+	// Start the next cell with the page cache written back.
+	return syncFS(cfg.Dir)
+}
+
+// stopTarget sends SIGTERM and waits for the target to exit: ironblade
+// writes its file back first, which can take a while after a write run.
+// vblade has no SIGTERM handler and is killed by it.
+func stopTarget(cmd *exec.Cmd, exited <-chan error, name string, out *tailBuffer) error {
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		var exit *exec.ExitError
+		if err != nil && !(errors.As(err, &exit) && exit.Sys().(syscall.WaitStatus).Signal() == syscall.SIGTERM) {
+			return fmt.Errorf("%s exited: %w; it said: %s", name, err, out.String())
+		}
+		return nil
+	case <-time.After(2 * time.Minute):
+		_ = cmd.Process.Kill()
+		<-exited
+		return fmt.Errorf("%s still running 2 min after SIGTERM; killed", name)
+	}
+}
+
+// syncFS writes back the filesystem holding dir.
+func syncFS(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := unix.Syncfs(int(d.Fd())); err != nil {
+		return fmt.Errorf("syncfs %s: %w", dir, err)
+	}
+	return nil
+}
+
+// fileSystem names the type of the filesystem holding dir.
+func fileSystem(dir string) string {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return "unknown"
+	}
+	switch st.Type {
+	case unix.EXT4_SUPER_MAGIC:
+		return "ext4"
+	case unix.XFS_SUPER_MAGIC:
+		return "xfs"
+	case unix.BTRFS_SUPER_MAGIC:
+		return "btrfs"
+	case unix.TMPFS_MAGIC:
+		return "tmpfs"
+	case unix.OVERLAYFS_SUPER_MAGIC:
+		return "overlayfs"
+	}
+	return fmt.Sprintf("fs type %#x", st.Type)
+}
+
+// kernel returns the kernel's release.
+func kernel() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "unknown"
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
+
+// programVersion runs path with a version flag and returns the first line.
+func programVersion(path, flag string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, path, flag).Output()
+	if err != nil {
+		return path
+	}
+	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	return line
+}
+
+// debianVersion returns "pkg VERSION (path)" from dpkg, or just path.
+func debianVersion(pkg, path string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "dpkg-query", "-W", "-f", "${Version}", pkg).Output()
+	if err != nil || len(out) == 0 {
+		return path
+	}
+	return fmt.Sprintf("%s %s (%s)", pkg, out, path)
+}
+
+// tailBuffer keeps the last 2 KiB written to it: enough of a target's
+// output to say why it failed. It is safe for the process's two streams.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+// tailLen is how much output a tailBuffer keeps.
+const tailLen = 2 << 10
+
+func (b *tailBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	if len(b.buf) > tailLen {
+		b.buf = b.buf[len(b.buf)-tailLen:]
+	}
+	return len(p), nil
+}
+
+// String returns the kept output on one line.
+func (b *tailBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := string(bytes.TrimSpace(b.buf))
+	if s == "" {
+		return "nothing"
+	}
+	return strings.ReplaceAll(s, "\n", " | ")
+}

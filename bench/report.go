@@ -1,0 +1,120 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Row pairs ironblade's and vblade's cells for one MTU, mode, operation
+// and queue depth.
+type Row struct {
+	MTU        int    `json:"mtu"`
+	Sync       bool   `json:"sync"`
+	Op         string `json:"op"`
+	QueueDepth int    `json:"queue_depth"`
+	Ironblade  *Cell  `json:"ironblade,omitempty"`
+	Vblade     *Cell  `json:"vblade,omitempty"`
+	// Ratio is ironblade's throughput over vblade's; 0 when either
+	// failed or vblade moved nothing.
+	Ratio float64 `json:"ratio"`
+}
+
+// Rows pairs the report's cells, in the order they were measured.
+func (r *Report) Rows() []Row {
+	type key struct {
+		mtu  int
+		sync bool
+		op   string
+		qd   int
+	}
+	var rows []Row
+	index := make(map[key]int)
+	for i := range r.Cells {
+		c := &r.Cells[i]
+		k := key{c.MTU, c.Sync, c.Op, c.QueueDepth}
+		j, ok := index[k]
+		if !ok {
+			j = len(rows)
+			index[k] = j
+			rows = append(rows, Row{MTU: c.MTU, Sync: c.Sync, Op: c.Op, QueueDepth: c.QueueDepth})
+		}
+		switch c.Target {
+		case "ironblade":
+			rows[j].Ironblade = c
+		case "vblade":
+			rows[j].Vblade = c
+		}
+	}
+	for i := range rows {
+		ib, vb := rows[i].Ironblade, rows[i].Vblade
+		if ib != nil && vb != nil && ib.Error == "" && vb.Error == "" && vb.MBps > 0 {
+			rows[i].Ratio = ib.MBps / vb.MBps
+		}
+	}
+	return rows
+}
+
+// WriteJSON writes the report and its rows as indented JSON.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(struct {
+		*Report
+		Rows []Row `json:"rows"`
+	}{r, r.Rows()})
+}
+
+// WriteMarkdown writes the conditions and a table of the rows, with the
+// ratio ironblade/vblade, followed by any failures.
+func (r *Report) WriteMarkdown(w io.Writer) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "ironblade vs vblade, same load generator, one veth pair between two network namespaces.\n\n")
+	fmt.Fprintf(&b, "- Each cell: %s measured after %s of warm-up; random one-frame requests (2 sectors at MTU 1500, 17 at 9000)"+
+		" kept at the queue depth, lost ones retransmitted.\n", r.CellTime, r.Warmup)
+	fmt.Fprintf(&b, "- Backing store: a fresh %d MiB sparse file per cell in %s (%s)", r.FileSize>>20, r.Dir, r.FileSystem)
+	if r.FileSystem == "tmpfs" {
+		b.WriteString(": WARNING, fdatasync is a no-op on tmpfs, so the -s figures mean nothing")
+	} else {
+		b.WriteString(", on disk, so -s syncs reach the device; reads hit unwritten blocks")
+	}
+	b.WriteString(".\n")
+	fmt.Fprintf(&b, "- Kernel %s, %d CPUs shared by target and generator. %s; %s.\n", r.Kernel, r.CPUs, r.Ironblade, r.Vblade)
+	b.WriteString("- MB/s is 10^6 bytes/s; latency is from a request's first transmission to its answer, " +
+		"retransmissions included; retx counts requests sent again.\n\n")
+	b.WriteString("| MTU | -s | op | QD | ironblade MB/s | IOPS | p50 µs | p99 µs | retx | vblade MB/s | IOPS | p50 µs | p99 µs | retx | ratio |\n")
+	b.WriteString("|---:|:--:|:--|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	var failures []string
+	for _, row := range r.Rows() {
+		sync := "no"
+		if row.Sync {
+			sync = "yes"
+		}
+		fmt.Fprintf(&b, "| %d | %s | %s | %d |", row.MTU, sync, row.Op, row.QueueDepth)
+		for _, c := range []*Cell{row.Ironblade, row.Vblade} {
+			switch {
+			case c == nil:
+				b.WriteString(" | | | | |")
+			case c.Error != "":
+				b.WriteString(" failed | | | | |")
+				failures = append(failures, c.summary())
+			default:
+				fmt.Fprintf(&b, " %.1f | %.0f | %.0f | %.0f | %d |", c.MBps, c.IOPS, c.P50us, c.P99us, c.Retransmits)
+			}
+		}
+		if row.Ratio > 0 {
+			fmt.Fprintf(&b, " %.2fx |\n", row.Ratio)
+		} else {
+			b.WriteString(" n/a |\n")
+		}
+	}
+	if len(failures) > 0 {
+		b.WriteString("\nFailures:\n")
+		for _, f := range failures {
+			fmt.Fprintf(&b, "- %s\n", f)
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}

@@ -1,0 +1,267 @@
+// Command ironbench measures and checks AoE targets from the initiator's
+// side.
+//
+//	ironbench compare [--duration 3s] [--qd 1,16,64] [--mtu 1500,9000] [--json]
+//
+// runs ironblade and vblade one after the other on a veth pair between two
+// network namespaces it creates, under the same load generator, and prints
+// each one's throughput, IOPS and latency and their ratio as a markdown
+// table (or JSON). It needs root.
+//
+//	ironbench verify --interface eth0 [--size 8MiB] [--qd 16]
+//
+// discovers a target on an interface, identifies it, writes random data,
+// reads it back and compares: the quick start's check that a target works.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/ironblade/ironblade/aoe"
+	"github.com/ironblade/ironblade/bench"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "devel"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := newApp(os.Stdout, os.Stderr).RunContext(ctx, os.Args)
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "ironbench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// newApp returns the command line application, writing results to stdout
+// and progress to stderr.
+func newApp(stdout, stderr io.Writer) *cli.App {
+	return &cli.App{
+		Name:            "ironbench",
+		Usage:           "benchmark and check ATA over Ethernet targets",
+		Version:         version,
+		Writer:          stdout,
+		ErrWriter:       stderr,
+		HideHelpCommand: true,
+		// Errors go back to main, which prints them once.
+		ExitErrHandler: func(*cli.Context, error) {},
+		Commands:       []*cli.Command{compareCommand(), verifyCommand()},
+	}
+}
+
+// compareCommand is `ironbench compare`.
+func compareCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "compare",
+		Usage: "measure ironblade against vblade over a veth pair (needs root)",
+		Description: "Creates two network namespaces joined by a veth pair, then for each MTU, mode (with and\n" +
+			"without -s), operation and queue depth runs ironblade and then vblade on a fresh sparse file\n" +
+			"and drives each with the same generator for --duration. Prints a markdown table (or JSON)\n" +
+			"to stdout and a line per cell to stderr. Backing files go to --dir: keep it on a disk\n" +
+			"filesystem, since fdatasync on tmpfs is a no-op and -s would measure nothing.",
+		Flags: []cli.Flag{
+			&cli.DurationFlag{Name: "duration", Value: 3 * time.Second, Usage: "measure each cell for `DUR`"},
+			&cli.DurationFlag{Name: "warmup", Value: 300 * time.Millisecond, Usage: "run each cell `DUR` before measuring"},
+			&cli.StringFlag{Name: "qd", Value: "1,16,64", Usage: "queue depths, `LIST` of integers"},
+			&cli.StringFlag{Name: "mtu", Value: "1500,9000", Usage: "MTUs of the veth pair, `LIST` of integers"},
+			&cli.StringFlag{Name: "ops", Value: "read,write", Usage: "operations, `LIST` of read and write"},
+			&cli.StringFlag{Name: "sync", Value: "no,yes", Usage: "modes, `LIST` of no (plain) and yes (-s)"},
+			&cli.StringFlag{Name: "ironblade", Usage: "ironblade binary at `PATH` (default bin/ironblade, built if missing)"},
+			&cli.StringFlag{Name: "vblade", Value: "/usr/sbin/vblade", Usage: "vblade binary at `PATH`"},
+			&cli.StringFlag{Name: "dir", Value: "/var/tmp", Usage: "put the backing files in `DIR` (on disk, not tmpfs)"},
+			&cli.StringFlag{Name: "size", Value: "256MiB", Usage: "backing file `SIZE` (bytes, or with K, M, G, KiB, MiB, GiB)"},
+			&cli.BoolFlag{Name: "json", Usage: "print JSON instead of a markdown table"},
+		},
+		Action: runCompare,
+	}
+}
+
+// runCompare is the action of `ironbench compare`.
+func runCompare(c *cli.Context) error {
+	if c.Args().Present() {
+		return fmt.Errorf("compare: unexpected argument %q", c.Args().First())
+	}
+	cfg := bench.CompareConfig{
+		Vblade:   c.String("vblade"),
+		Dir:      c.String("dir"),
+		Duration: c.Duration("duration"),
+		Warmup:   c.Duration("warmup"),
+		Progress: c.App.ErrWriter,
+	}
+	var err error
+	if cfg.QueueDepths, err = parseInts(c.String("qd"), 1, bench.MaxQueueDepth); err != nil {
+		return fmt.Errorf("compare: --qd: %w", err)
+	}
+	if cfg.MTUs, err = parseInts(c.String("mtu"), 68, 65535); err != nil {
+		return fmt.Errorf("compare: --mtu: %w", err)
+	}
+	if cfg.Ops, err = parseOps(c.String("ops")); err != nil {
+		return fmt.Errorf("compare: --ops: %w", err)
+	}
+	if cfg.SyncModes, err = parseModes(c.String("sync")); err != nil {
+		return fmt.Errorf("compare: --sync: %w", err)
+	}
+	if cfg.Size, err = parseSize(c.String("size")); err != nil || cfg.Size < 1<<20 {
+		return fmt.Errorf("compare: --size %q: want at least 1MiB", c.String("size"))
+	}
+	if cfg.Duration <= 0 || cfg.Warmup < 0 {
+		return fmt.Errorf("compare: --duration %v, --warmup %v: want a positive duration", cfg.Duration, cfg.Warmup)
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("compare: needs root to create network namespaces and open raw sockets")
+	}
+	if cfg.Ironblade, err = ironbladeBinary(c.Context, c.String("ironblade"), c.App.ErrWriter); err != nil {
+		return fmt.Errorf("compare: %w", err)
+	}
+	rep, err := bench.Compare(c.Context, cfg)
+	if rep != nil && len(rep.Cells) > 0 {
+		var werr error
+		if c.Bool("json") {
+			werr = rep.WriteJSON(c.App.Writer)
+		} else {
+			werr = rep.WriteMarkdown(c.App.Writer)
+		}
+		err = errors.Join(err, werr)
+	}
+	if err != nil {
+		return fmt.Errorf("compare: %w", err)
+	}
+	return nil
+}
+
+// ironbladeBinary returns path if set, else bin/ironblade, which it builds
+// with the go command when it is missing.
+func ironbladeBinary(ctx context.Context, path string, progress io.Writer) (string, error) {
+	if path != "" {
+		if _, err := os.Stat(path); err != nil {
+			return "", fmt.Errorf("--ironblade: %w", err)
+		}
+		return path, nil
+	}
+	path = filepath.Join("bin", "ironblade")
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	}
+	fmt.Fprintf(progress, "building %s\n", path)
+	out, err := exec.CommandContext(ctx, "go", "build", "-o", path, "./cmd/ironblade").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("build %s (run from the module root, or give --ironblade): %w\n%s", path, err, out)
+	}
+	return path, nil
+}
+
+// verifyCommand is `ironbench verify`.
+func verifyCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "verify",
+		Usage: "discover a target on an interface, write random data, read it back and compare",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "interface", Aliases: []string{"i"}, Required: true, Usage: "network interface `NAME` to find the target on"},
+			&cli.IntFlag{Name: "shelf", Value: -1, Usage: "use the target at shelf `N` (default: the only one found)"},
+			&cli.IntFlag{Name: "slot", Value: -1, Usage: "use the target at slot `N` (default: the only one found)"},
+			&cli.StringFlag{Name: "size", Value: "8MiB", Usage: "write and read back `SIZE` bytes"},
+			&cli.StringFlag{Name: "offset", Value: "0", Usage: "at byte `OFFSET` of the device (a multiple of 512)"},
+			&cli.IntFlag{Name: "qd", Value: 16, Usage: "keep `N` requests in flight"},
+			&cli.DurationFlag{Name: "wait", Value: 5 * time.Second, Usage: "wait up to `DUR` for the target to answer discovery"},
+		},
+		Action: runVerify,
+	}
+}
+
+// runVerify is the action of `ironbench verify`.
+func runVerify(c *cli.Context) error {
+	if c.Args().Present() {
+		return fmt.Errorf("verify: unexpected argument %q", c.Args().First())
+	}
+	size, err := parseSize(c.String("size"))
+	if err != nil || size <= 0 || size%aoe.SectorSize != 0 {
+		return fmt.Errorf("verify: --size %q: want a positive multiple of 512 bytes", c.String("size"))
+	}
+	off, err := parseSize(c.String("offset"))
+	if err != nil || off%aoe.SectorSize != 0 {
+		return fmt.Errorf("verify: --offset %q: want a multiple of 512 bytes", c.String("offset"))
+	}
+	qd := c.Int("qd")
+	if qd < 1 || qd > bench.MaxQueueDepth {
+		return fmt.Errorf("verify: --qd %d: want 1 to %d", qd, bench.MaxQueueDepth)
+	}
+	iface := c.String("interface")
+	link, err := aoe.ListenRaw(iface, aoe.RawConfig{ReadBuffer: 4 << 20, WriteBuffer: 4 << 20})
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	defer link.Close()
+
+	dev, err := findDevice(c.Context, link, iface, c.Int("shelf"), c.Int("slot"), c.Duration("wait"))
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	if err := bench.Identify(c.Context, link, &dev); err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "found %v on %s: model %q, firmware %q, %d sectors (%s), %d sectors per frame, %d buffers\n",
+		dev, iface, dev.Model, dev.Firmware, dev.Sectors, humanBytes(int64(dev.Sectors)*aoe.SectorSize),
+		dev.SectorsPerFrame, dev.BufferCount)
+	res, err := bench.Verify(c.Context, link, dev, bench.VerifyOptions{Offset: off, Size: size, QueueDepth: qd})
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	fmt.Fprintf(w, "wrote %s at offset %d in %v (%.1f MB/s), read it back in %v (%.1f MB/s) at queue depth %d, %d retransmits\n",
+		humanBytes(res.Bytes), off, res.WriteTime.Round(time.Millisecond), mbps(res.Bytes, res.WriteTime),
+		res.ReadTime.Round(time.Millisecond), mbps(res.Bytes, res.ReadTime), qd, res.Retransmits)
+	fmt.Fprintln(w, "OK: the data read back matches the data written")
+	return nil
+}
+
+// findDevice discovers on iface until the wanted target answers: the one
+// at shelf and slot (each -1 for any), which must be the only match.
+func findDevice(ctx context.Context, link bench.Link, iface string, shelf, slot int, wait time.Duration) (bench.Device, error) {
+	deadline := time.Now().Add(wait)
+	var found []bench.Device
+	for {
+		devs, err := bench.Discover(ctx, link, 200*time.Millisecond)
+		if err != nil {
+			return bench.Device{}, err
+		}
+		found = found[:0]
+		for _, d := range devs {
+			if (shelf < 0 || int(d.Shelf) == shelf) && (slot < 0 || int(d.Slot) == slot) {
+				found = append(found, d)
+			}
+		}
+		switch {
+		case len(found) == 1:
+			return found[0], nil
+		case len(found) > 1:
+			names := make([]string, len(found))
+			for i, d := range found {
+				names[i] = d.String()
+			}
+			return bench.Device{}, fmt.Errorf("several targets answer (%s): choose one with --shelf and --slot", strings.Join(names, ", "))
+		case time.Now().After(deadline):
+			return bench.Device{}, fmt.Errorf("no AoE target answered on %s within %v", iface, wait)
+		}
+	}
+}
+
+// mbps is n bytes over d in 10^6 bytes per second.
+func mbps(n int64, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(n) / 1e6 / d.Seconds()
+}

@@ -1,0 +1,67 @@
+// Command ironblade exports a file or block device as an ATA over Ethernet
+// (AoE) target. It takes vblade's command line unchanged:
+//
+//	ironblade [-b bufcnt] [-o offset] [-l length] [-d] [-s] [-r] [-m mac[,mac...]] shelf slot netif filename
+//
+// and adds long options for what vblade lacks: --state-dir,
+// --announce-interval, --metrics, --log-level, --log-format and --workers.
+// Unlike vblade it serves many requests at once, makes FLUSH CACHE durable,
+// and with -s acknowledges a write only once an fdatasync covers it, one
+// sync serving every write in flight.
+//
+// SIGTERM and SIGINT stop it gracefully: requests in flight finish and the
+// file is synced before it exits 0. SIGUSR1 makes it announce itself again.
+// See docs/ironblade.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "devel"
+
+func main() {
+	os.Exit(run(os.Args, os.Getenv, os.Stdout, os.Stderr))
+}
+
+// run is the whole program but for the process exit: it parses args,
+// serves until SIGTERM or SIGINT, and returns the exit status (1 for a bad
+// command line or a failure, as vblade).
+func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	opts, err := parseArgs(args, getenv, stdout)
+	if errors.Is(err, errHelpShown) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "ironblade: %v\nusage: ironblade [-b bufcnt] [-o offset] [-l length] [-d] [-s] [-r] "+
+			"[-m mac[,mac...]] shelf slot netif filename\nTry 'ironblade --help' for more information.\n", err)
+		return 1
+	}
+	logger := newLogger(stderr, opts.LogLevel, opts.LogFormat)
+	for _, w := range opts.Warnings {
+		logger.Warn(w)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	// Once stopping, a second SIGTERM or SIGINT kills the process at once
+	// (the default action), in case the disk takes too long to sync.
+	context.AfterFunc(ctx, stop)
+	announce := make(chan os.Signal, 1)
+	signal.Notify(announce, syscall.SIGUSR1)
+	defer signal.Stop(announce)
+
+	env := serveEnv{Logger: logger, Listen: listenRaw, InterfaceMTU: interfaceMTU, Announce: announce}
+	if err := serve(ctx, opts, env); err != nil {
+		logger.Error("ironblade: " + err.Error())
+		return 1
+	}
+	return 0
+}

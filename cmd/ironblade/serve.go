@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ironblade/ironblade/aoe"
+	"github.com/ironblade/ironblade/target"
+)
+
+// socketOverhead approximates what the kernel charges a socket buffer for
+// one frame beyond its bytes (sk_buff and shared info, alignment). The
+// buffers must hold bufcnt whole frames, or the kernel drops the requests
+// that the advertised window allows: vblade sizes them by bytes alone and
+// loses frames under load.
+const socketOverhead = 1024
+
+// maxSocketBuffer caps the socket buffer asked for, whatever -b says.
+const maxSocketBuffer = 256 << 20
+
+// serveEnv is what serve needs from the outside world; tests replace the
+// network with an in-memory one.
+type serveEnv struct {
+	Logger *slog.Logger
+	// Listen opens the link on the network interface.
+	Listen func(netif string, cfg aoe.RawConfig) (aoe.Link, error)
+	// InterfaceMTU reports the interface's MTU, to size socket buffers.
+	InterfaceMTU func(netif string) (int, error)
+	// Announce delivers SIGUSR1: each value triggers an announcement.
+	Announce <-chan os.Signal
+}
+
+// listenRaw opens an AF_PACKET link on netif.
+func listenRaw(netif string, cfg aoe.RawConfig) (aoe.Link, error) {
+	link, err := aoe.ListenRaw(netif, cfg)
+	if err != nil {
+		return nil, err // not a typed nil in the interface
+	}
+	return link, nil
+}
+
+// interfaceMTU looks netif up, so that a missing interface gets a clear error.
+func interfaceMTU(netif string) (int, error) {
+	ifi, err := net.InterfaceByName(netif)
+	if err != nil {
+		return 0, fmt.Errorf("network interface %q: %w", netif, err)
+	}
+	return ifi.MTU, nil
+}
+
+// socketBufferSize is the socket buffer size for a window of buffers
+// frames at mtu: room for each whole frame with the kernel's overhead,
+// doubled so a burst arriving while a window is being answered still fits.
+func socketBufferSize(buffers, mtu int) int {
+	return min(buffers*(mtu+aoe.EthernetHeaderLen+socketOverhead)*2, maxSocketBuffer)
+}
+
+// newLogger returns a logger writing to w in the given format ("text" or "json").
+func newLogger(w io.Writer, level slog.Level, format string) *slog.Logger {
+	hopts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, hopts))
+	}
+	return slog.New(slog.NewTextHandler(w, hopts))
+}
+
+// fileOptions translates -o, -l, -d and -r for the backend (sectors to bytes).
+func (o *options) fileOptions() target.FileOptions {
+	return target.FileOptions{
+		Offset:   o.Offset * aoe.SectorSize,
+		Length:   o.Length * aoe.SectorSize,
+		Direct:   o.Direct,
+		ReadOnly: o.ReadOnly,
+	}
+}
+
+// targetConfig translates the options into a target configuration.
+func (o *options) targetConfig(backend target.Backend, logger *slog.Logger) target.Config {
+	return target.Config{
+		Shelf:            o.Shelf,
+		Slot:             o.Slot,
+		Backend:          backend,
+		BufferCount:      o.Buffers,
+		ReadOnly:         o.ReadOnly,
+		SyncWrites:       o.Sync,
+		AllowedMACs:      o.MACs,
+		StateDir:         o.StateDir,
+		AnnounceInterval: o.AnnounceInterval,
+		Workers:          o.Workers,
+		Version:          releaseVersion(version),
+		Logger:           logger,
+	}
+}
+
+// releaseVersion returns v when it names a release ("v1.2.3", or "1.2-4-gabc"
+// from git describe), for the firmware version targets report, and "" (the
+// target's default) for a bare commit hash or "devel".
+func releaseVersion(v string) string {
+	digits := strings.TrimPrefix(v, "v")
+	if digits != "" && digits[0] >= '0' && digits[0] <= '9' && strings.Contains(digits, ".") {
+		return v
+	}
+	return ""
+}
+
+// serve exports the file until ctx ends, then waits for the requests in
+// flight and returns nil. Errors are wrapped with the step that failed.
+func serve(ctx context.Context, o options, env serveEnv) (err error) {
+	logger := env.Logger
+
+	backend, err := target.OpenFile(o.Filename, o.fileOptions())
+	if err != nil {
+		return fmt.Errorf("open %s: %w", o.Filename, err)
+	}
+	defer func() {
+		if cerr := backend.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("close %s: %w", o.Filename, cerr)
+		}
+	}()
+
+	mtu, err := env.InterfaceMTU(o.Netif)
+	if err != nil {
+		return err
+	}
+	bufSize := socketBufferSize(o.Buffers, mtu)
+	link, err := env.Listen(o.Netif, aoe.RawConfig{ReadBuffer: bufSize, WriteBuffer: bufSize})
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", o.Netif, err)
+	}
+	defer link.Close()
+
+	srv, err := target.NewServer(o.targetConfig(backend, logger))
+	if err != nil {
+		return fmt.Errorf("configure target: %w", err)
+	}
+
+	mode := "O_RDWR"
+	if o.ReadOnly {
+		mode = "O_RDONLY"
+	}
+	// vblade's start line; the target logs the rest when it starts serving.
+	logger.Info(fmt.Sprintf("pid %d: e%d.%d, %d sectors %s", os.Getpid(), o.Shelf, o.Slot, backend.Size()/aoe.SectorSize, mode),
+		"netif", o.Netif, "file", o.Filename, "offset", o.Offset, "direct", o.Direct,
+		"allowed_macs", len(o.MACs), "socket_buffer", bufSize, "version", version)
+
+	stopMetrics, err := startMetrics(o.MetricsAddr, srv.Collector(), logger)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+
+	// SIGUSR1 announces; the goroutine is gone before the link closes.
+	sigCtx, stopSignals := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-sigCtx.Done():
+				return
+			case <-env.Announce:
+				if err := srv.Announce(); err != nil {
+					logger.Warn("announce failed", "err", err)
+				} else {
+					logger.Info("announced on SIGUSR1")
+				}
+			}
+		}
+	})
+	defer func() { stopSignals(); wg.Wait() }()
+
+	serveErr := srv.Serve(ctx, link)
+	st := srv.Stats()
+	logger.Info("stopped", "frames_in", st.FramesIn, "frames_out", st.FramesOut,
+		"bytes_read", st.BytesRead, "bytes_written", st.BytesWritten,
+		"syncs", st.Syncs, "synced_writes", st.SyncedWrites)
+	if serveErr != nil && !errors.Is(serveErr, context.Canceled) {
+		return fmt.Errorf("serve e%d.%d on %s: %w", o.Shelf, o.Slot, o.Netif, serveErr)
+	}
+	return nil
+}
+
+// startMetrics serves the target's metrics, with the Go runtime's and the
+// process's, at http://addr/metrics. An empty addr serves nothing. The
+// returned function shuts the server down.
+func startMetrics(addr string, c prometheus.Collector, logger *slog.Logger) (stop func(), err error) {
+	if addr == "" {
+		return func() {}, nil
+	}
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(c); err != nil {
+		return nil, fmt.Errorf("metrics: register target collector: %w", err)
+	}
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("metrics server failed", "err", err)
+		}
+	}()
+	logger.Info("serving metrics", "url", "http://"+ln.Addr().String()+"/metrics")
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = hs.Shutdown(ctx)
+		<-done
+	}, nil
+}

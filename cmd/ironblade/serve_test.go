@@ -1,0 +1,231 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ironblade/ironblade/aoe"
+	"github.com/ironblade/ironblade/aoe/aoetest"
+)
+
+// syncBuffer is a bytes.Buffer safe for a logger writing while the test reads.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// waitFor polls until cond holds or fails the test after timeout.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// newDisk makes a zero-filled file of the given number of sectors.
+func newDisk(t *testing.T, sectors int64) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "disk.img")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, sectors*aoe.SectorSize); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// isAnnouncement matches a target's unsolicited Query Config response.
+func isAnnouncement(from aoe.MAC) func(*aoe.Frame) bool {
+	return func(f *aoe.Frame) bool {
+		return f.Src == from && f.IsResponse() && f.Command == aoe.CommandQueryConfig && f.Tag == 0
+	}
+}
+
+// TestServeInMemory runs serve, as the command does, on an in-memory
+// Ethernet segment: the announcement at start and on SIGUSR1, writes and
+// reads with -s, the -o window, metrics over HTTP, and a graceful stop.
+func TestServeInMemory(t *testing.T) {
+	const offsetSectors = 8
+	disk := newDisk(t, 2048+offsetSectors)
+	hub := aoetest.NewHub()
+	targetMAC := aoe.MAC{0x02, 0, 0, 0, 0, 0x01}
+	clientMAC := aoe.MAC{0x02, 0, 0, 0, 0, 0x02}
+	client := aoetest.NewClient(hub.Port(clientMAC, 1500), aoetest.ClientOptions{Timeout: 200 * time.Millisecond})
+	t.Cleanup(func() { client.Close() })
+
+	opts, err := parseArgs([]string{"ironblade", "7", "3", "veth0", disk, "-s", "-b", "8", "-o", "8",
+		"--metrics", "127.0.0.1:0", "--log-level", "debug"}, noEnv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	announce := make(chan os.Signal, 1)
+	var gotConfig aoe.RawConfig
+	env := serveEnv{
+		Logger: newLogger(&logs, slog.LevelDebug, "text"),
+		Listen: func(netif string, cfg aoe.RawConfig) (aoe.Link, error) {
+			gotConfig = cfg
+			return hub.Port(targetMAC, 1500), nil
+		},
+		InterfaceMTU: func(string) (int, error) { return 1500, nil },
+		Announce:     announce,
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, opts, env) }()
+
+	tctx, tcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer tcancel()
+	f, err := client.Expect(tctx, isAnnouncement(targetMAC))
+	if err != nil {
+		t.Fatalf("no announcement at start: %v\nlogs:\n%s", err, logs.String())
+	}
+	if f.Dst != aoe.BroadcastMAC {
+		t.Errorf("announcement sent to %v, want broadcast", f.Dst)
+	}
+	dev, err := client.DeviceFrom(&f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dev.Shelf != 7 || dev.Slot != 3 || dev.Config.BufferCount != 8 {
+		t.Errorf("announced e%d.%d with %d buffers, want e7.3 with 8", dev.Shelf, dev.Slot, dev.Config.BufferCount)
+	}
+	if want := socketBufferSize(8, 1500); gotConfig.ReadBuffer != want || gotConfig.WriteBuffer != want {
+		t.Errorf("socket buffers %+v, want %d each", gotConfig, want)
+	}
+	if !strings.Contains(logs.String(), "pid ") || !strings.Contains(logs.String(), ": e7.3, 2048 sectors O_RDWR") {
+		t.Errorf("no vblade-style start line in logs:\n%s", logs.String())
+	}
+
+	data := make([]byte, 16*aoe.SectorSize)
+	rand.Read(data)
+	if err := client.WriteAt(tctx, dev, data, 4*aoe.SectorSize, 4); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	back := make([]byte, len(data))
+	if err := client.ReadAt(tctx, dev, back, 4*aoe.SectorSize, 4); err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	if !bytes.Equal(back, data) {
+		t.Fatal("read back different data")
+	}
+
+	announce <- syscall.SIGUSR1
+	if _, err := client.Expect(tctx, isAnnouncement(targetMAC)); err != nil {
+		t.Fatalf("no announcement after SIGUSR1: %v", err)
+	}
+
+	var url string
+	waitFor(t, 5*time.Second, "the metrics URL in the logs", func() bool {
+		m := regexp.MustCompile(`url=(http://\S+/metrics)`).FindStringSubmatch(logs.String())
+		if m != nil {
+			url = m[1]
+		}
+		return m != nil
+	})
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`ironblade_target_written_bytes_total{shelf="7",slot="3"} 8192`, "ironblade_target_syncs_total", "go_goroutines"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q:\n%s", want, body)
+		}
+	}
+
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve: %v", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("serve did not return within 2 s of the stop signal")
+	}
+	t.Logf("stopped in %v", time.Since(start))
+	if _, err := http.Get(url); err == nil {
+		t.Error("metrics still served after stop")
+	}
+
+	// The data went to the file after the 8-sector offset.
+	raw, err := os.ReadFile(disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := (offsetSectors + 4) * aoe.SectorSize
+	if !bytes.Equal(raw[at:at+len(data)], data) {
+		t.Error("the file does not hold the written data at offset+LBA")
+	}
+}
+
+// TestRunFailures checks that the command exits 1 with a message that
+// names what is wrong when it cannot start.
+func TestRunFailures(t *testing.T) {
+	disk := newDisk(t, 64)
+	small := newDisk(t, 4)
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"missing file", []string{"1", "2", "lo", filepath.Join(t.TempDir(), "nope.img")}, "no such file"},
+		{"missing interface", []string{"1", "2", "nosuchif0", disk}, `network interface \"nosuchif0\": route ip+net: no such network interface`},
+		{"offset past the end", []string{"-o", "8", "1", "2", "lo", small}, "open " + small},
+		{"length past the end", []string{"-l", "100", "1", "2", "lo", disk}, "open " + disk},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(append([]string{"ironblade"}, tt.args...), noEnv, &stdout, &stderr)
+			if code != 1 {
+				t.Errorf("exit status %d, want 1; stderr:\n%s", code, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), tt.want) {
+				t.Errorf("stderr %q lacks %q", stderr.String(), tt.want)
+			}
+		})
+	}
+}
+
+func TestReleaseVersion(t *testing.T) {
+	for v, want := range map[string]string{
+		"v1.2.3": "v1.2.3", "0.1-4-gabcdef": "0.1-4-gabcdef", "devel": "", "95b318d-dirty": "", "v": "", "": "", "1": "",
+	} {
+		if got := releaseVersion(v); got != want {
+			t.Errorf("releaseVersion(%q) = %q, want %q", v, got, want)
+		}
+	}
+}

@@ -1,0 +1,559 @@
+// Package initiator is ironaoe's engine: a userspace AoE initiator that
+// finds AoE targets on a set of links and turns block reads, writes and
+// flushes into ATA frames to them.
+//
+// An Initiator broadcasts Query Config on its links, groups the answers by
+// shelf.slot into Devices, and keeps listening for unsolicited announces
+// for as long as Run runs. A Device has one or more targets (a MAC reached
+// through a link); its Policy picks which carry the I/O, and a target that
+// leaves a frame unanswered for Config.ScornTimeout is scorned: its frames
+// move to a healthy target at once.
+//
+// Frames carry tags with bit 31 set, which the Linux aoe driver ignores, so
+// a kernel initiator on the same segment is not confused by our traffic.
+// Each transmission of a frame gets its own tag, and an answer counts only
+// if its tag and source MAC match a transmission still awaited, so stale,
+// duplicate and misdirected answers are dropped. Retransmission follows an
+// adaptive timeout (2*rttavg + 8*rttdev, as the Linux driver computes it)
+// between Config.RTOMin and Config.RTOMax.
+//
+// A write that had to be retransmitted may still have a copy on its way to
+// a target after it completes. Until every copy is answered, or ScornTimeout
+// passes after the last one (a target holding a frame longer would be
+// scorned), a later write overlapping it waits, so that a stray old copy
+// cannot land on top of newer data. Requests queued behind such a write
+// pass it.
+//
+// Reads and writes must be aligned to 512-byte sectors: unaligned ones fail
+// with ErrUnaligned rather than being read-modify-written.
+package initiator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ironblade/ironblade/aoe"
+)
+
+// Config configures an Initiator. The zero value of each optional field
+// picks the documented default.
+type Config struct {
+	// Links are the Ethernet links to find and reach targets on. The
+	// Initiator owns them: Run closes them when it returns. Required.
+	Links []aoe.Link
+	// DiscoverInterval is how often Query Config is broadcast again on
+	// every link. Default 60s, like the Linux driver.
+	DiscoverInterval time.Duration
+	// ScornTimeout is how long a frame may wait on a target, across its
+	// retransmissions, before the target is scorned and its frames move
+	// to a healthy one; it also bounds how long a retransmitted write
+	// fences its sectors (see the package documentation). Default 1s: a
+	// tenth of the Linux driver's fixed 10 s, so failover is quick, yet
+	// hundreds of round trips even for a busy target.
+	ScornTimeout time.Duration
+	// RTOMin and RTOMax bound the adaptive retransmission timeout.
+	// Defaults 10ms and 1s. A frame's timeout doubles with each
+	// retransmission, up to RTOMax.
+	RTOMin, RTOMax time.Duration
+	// DeadTimeout is how long a frame may go unanswered by every target
+	// before its I/O fails with ErrTimeout and the device is marked down.
+	// Default 180s (the Linux driver's aoe_deadsecs); negative means
+	// retry forever.
+	DeadTimeout time.Duration
+	// MaxWindow caps the frames outstanding on one target, whatever
+	// buffer count it advertises. Default 64 (the Linux driver's
+	// aoe_maxout).
+	MaxWindow int
+	// Policy says how a device with several targets uses them. Default
+	// PolicyFailover.
+	Policy Policy
+	// Logger receives the initiator's logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Defaults for Config fields left zero.
+const (
+	DefaultDiscoverInterval = 60 * time.Second
+	DefaultScornTimeout     = time.Second
+	DefaultRTOMin           = 10 * time.Millisecond
+	DefaultRTOMax           = time.Second
+	DefaultDeadTimeout      = 180 * time.Second
+	DefaultMaxWindow        = 64
+)
+
+// discoverTag is the tag of our Query Config requests; its bit 31 keeps
+// the Linux driver from taking the answers for its own.
+const discoverTag = 1 << 31
+
+// Initiator discovers AoE devices on its links and carries their I/O.
+// Create one with New and start it with Run.
+type Initiator struct {
+	cfg   Config
+	log   *slog.Logger
+	links []*link
+	start time.Time // origin of the monotonic clock, see now
+
+	// devices maps deviceKey(shelf, slot) to its Device. Readers load it
+	// without locking; writers copy it under mu.
+	devices atomic.Pointer[map[uint32]*Device]
+
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced when devices change
+	runCtx  context.Context
+	running bool
+	closed  bool
+
+	// active counts frames outstanding or lingering, over all devices;
+	// the scanner sleeps while it is zero and wake rouses it.
+	active atomic.Int64
+	wake   chan struct{}
+}
+
+// link is one of the Initiator's links with what it needs to know of it.
+type link struct {
+	aoe.Link
+	name string
+	mac  aoe.MAC
+}
+
+// New checks cfg and returns an Initiator that does nothing until Run.
+func New(cfg Config) (*Initiator, error) {
+	if len(cfg.Links) == 0 {
+		return nil, errors.New("initiator: new: no links")
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&cfg.DiscoverInterval, DefaultDiscoverInterval)
+	def(&cfg.ScornTimeout, DefaultScornTimeout)
+	def(&cfg.RTOMin, DefaultRTOMin)
+	def(&cfg.RTOMax, DefaultRTOMax)
+	def(&cfg.DeadTimeout, DefaultDeadTimeout)
+	if cfg.MaxWindow == 0 {
+		cfg.MaxWindow = DefaultMaxWindow
+	}
+	switch {
+	case cfg.DiscoverInterval < 0 || cfg.ScornTimeout < 0 || cfg.RTOMin < 0 || cfg.RTOMax < 0:
+		return nil, errors.New("initiator: new: negative interval or timeout")
+	case cfg.RTOMin > cfg.RTOMax:
+		return nil, fmt.Errorf("initiator: new: RTOMin %v above RTOMax %v", cfg.RTOMin, cfg.RTOMax)
+	case cfg.MaxWindow < 1 || cfg.MaxWindow > maxFrames/2:
+		return nil, fmt.Errorf("initiator: new: MaxWindow %d out of range 1-%d", cfg.MaxWindow, maxFrames/2)
+	}
+	if _, err := newPolicy(cfg.Policy); err != nil {
+		return nil, fmt.Errorf("initiator: new: %w", err)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	i := &Initiator{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		start:   time.Now(),
+		changed: make(chan struct{}),
+		wake:    make(chan struct{}, 1),
+	}
+	for n, l := range cfg.Links {
+		if l == nil {
+			return nil, fmt.Errorf("initiator: new: link %d is nil", n)
+		}
+		i.links = append(i.links, &link{Link: l, name: linkName(l, n), mac: l.HardwareAddr()})
+	}
+	empty := map[uint32]*Device{}
+	i.devices.Store(&empty)
+	return i, nil
+}
+
+// linkName names a link for logs and Stats: its interface name when it
+// tells one (as aoe.RawLink does), else its position in Config.Links.
+func linkName(l aoe.Link, n int) string {
+	if named, ok := l.(interface{ Interface() string }); ok {
+		return named.Interface()
+	}
+	return fmt.Sprintf("link%d", n)
+}
+
+// now is the time since the Initiator was made, from the monotonic clock.
+func (i *Initiator) now() time.Duration { return time.Since(i.start) }
+
+// wallTime turns a reading of now back into a wall-clock time.
+func (i *Initiator) wallTime(d time.Duration) time.Time {
+	if d == 0 {
+		return time.Time{}
+	}
+	return i.start.Add(d).Round(0)
+}
+
+// Run reads frames on every link, broadcasts discovery now and every
+// Config.DiscoverInterval, and retransmits what goes unanswered, until ctx
+// is done. It then closes the links, fails any I/O still in progress with
+// ErrClosed and returns nil. It may be called once.
+func (i *Initiator) Run(ctx context.Context) error {
+	i.mu.Lock()
+	if i.running || i.closed {
+		i.mu.Unlock()
+		return errors.New("initiator: run: already running or finished")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	i.running, i.runCtx = true, ctx
+	i.mu.Unlock()
+
+	var wg sync.WaitGroup
+	for _, l := range i.links {
+		wg.Go(func() { i.readLoop(ctx, l) })
+	}
+	wg.Go(func() { i.scanLoop(ctx) })
+	wg.Go(func() { i.discoverLoop(ctx) })
+	<-ctx.Done()
+	for _, l := range i.links {
+		if err := l.Close(); err != nil {
+			i.log.Warn("initiator: close link", "link", l.name, "err", err)
+		}
+	}
+	wg.Wait()
+
+	i.mu.Lock()
+	i.running, i.closed = false, true
+	i.mu.Unlock()
+	for _, d := range *i.devices.Load() {
+		d.shutdown()
+	}
+	return nil
+}
+
+// isClosed reports whether Run has finished.
+func (i *Initiator) isClosed() bool {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.closed
+}
+
+// readLoop handles every frame one link receives.
+func (i *Initiator) readLoop(ctx context.Context, l *link) {
+	const batch = 16
+	bufSize := func() int { return max(l.MTU()+aoe.EthernetHeaderLen, 9216+aoe.EthernetHeaderLen) }
+	bufs := make([][]byte, batch)
+	for n := range bufs {
+		bufs[n] = make([]byte, bufSize())
+	}
+	lens := make([]int, batch)
+	bl, isBatch := l.Link.(aoe.BatchLink)
+	var lastErr time.Duration
+	for {
+		var n int
+		var err error
+		if isBatch {
+			n, err = bl.ReadFrames(bufs, lens)
+		} else {
+			lens[0], err = l.ReadFrame(bufs[0])
+			n = 1
+		}
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// A link error (interface down, say) should not spin: log
+			// now and then, and retry after a pause.
+			if now := i.now(); now-lastErr > 10*time.Second {
+				lastErr = now
+				i.log.Warn("initiator: read failed; retrying", "link", l.name, "err", err)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
+		for k := 0; k < n; k++ {
+			i.handleFrame(l, bufs[k][:lens[k]])
+		}
+		if want := bufSize(); len(bufs[0]) < want { // the MTU grew
+			for k := range bufs {
+				bufs[k] = make([]byte, want)
+			}
+		}
+	}
+}
+
+// handleFrame dispatches one received frame. It must not allocate for ATA
+// responses: it runs once per frame.
+func (i *Initiator) handleFrame(l *link, b []byte) {
+	var f aoe.Frame
+	// The version is not checked: vblade announces with version 0, and a
+	// response's tag and source say enough.
+	if f.UnmarshalBinary(b) != nil || !f.IsResponse() {
+		return
+	}
+	if f.Dst != l.mac && !f.Dst.IsMulticast() {
+		return // a promiscuous interface shows others' traffic too
+	}
+	switch f.Command {
+	case aoe.CommandATA:
+		if f.Tag&tagOurs == 0 {
+			return // a kernel initiator's, or a stray
+		}
+		if d := i.lookup(f.Major, f.Minor); d != nil {
+			d.handleATA(l, &f)
+		}
+	case aoe.CommandQueryConfig:
+		i.handleConfig(l, &f)
+	}
+}
+
+func deviceKey(shelf uint16, slot uint8) uint32 { return uint32(shelf)<<8 | uint32(slot) }
+
+func (i *Initiator) lookup(shelf uint16, slot uint8) *Device {
+	return (*i.devices.Load())[deviceKey(shelf, slot)]
+}
+
+// handleConfig takes a Query Config response, solicited or not: it adds the
+// device and target it announces, or refreshes them.
+func (i *Initiator) handleConfig(l *link, f *aoe.Frame) {
+	if f.Major == aoe.BroadcastMajor || f.Minor == aoe.BroadcastMinor || f.Src.IsMulticast() || f.Src.IsZero() {
+		return
+	}
+	if f.Flags&aoe.FlagError != 0 {
+		i.log.Debug("initiator: Query Config refused", "device", deviceName(f.Major, f.Minor), "target", f.Src, "link", l.name, "err", f.Error)
+		return
+	}
+	var c aoe.Config
+	if err := c.UnmarshalBinary(f.Arg); err != nil {
+		i.log.Debug("initiator: bad Query Config response", "target", f.Src, "link", l.name, "err", err)
+		return
+	}
+	d := i.lookup(f.Major, f.Minor)
+	if d == nil {
+		d = i.addDevice(f.Major, f.Minor)
+	}
+	d.configResponse(l, f.Src, &c)
+}
+
+// addDevice returns the device at shelf.slot, creating it.
+func (i *Initiator) addDevice(shelf uint16, slot uint8) *Device {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	old := *i.devices.Load()
+	key := deviceKey(shelf, slot)
+	if d := old[key]; d != nil {
+		return d
+	}
+	d := newDevice(i, shelf, slot)
+	m := make(map[uint32]*Device, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	m[key] = d
+	i.devices.Store(&m)
+	i.notifyLocked()
+	i.log.Info("initiator: found device", "device", d.name)
+	return d
+}
+
+// notify wakes callers of Device waiting for a change.
+func (i *Initiator) notify() {
+	i.mu.Lock()
+	i.notifyLocked()
+	i.mu.Unlock()
+}
+
+func (i *Initiator) notifyLocked() {
+	close(i.changed)
+	i.changed = make(chan struct{})
+}
+
+// Discover broadcasts Query Config on every link now and waits for answers
+// for the given time (or until ctx is done). Run must be running to
+// receive them. It fails only if the query could be sent on no link.
+func (i *Initiator) Discover(ctx context.Context, wait time.Duration) error {
+	i.mu.Lock()
+	running := i.running
+	i.mu.Unlock()
+	if !running {
+		return errors.New("initiator: discover: Run is not running to hear answers")
+	}
+	if err := i.broadcast(aoe.BroadcastMajor, aoe.BroadcastMinor); err != nil {
+		return err
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// broadcast sends a Query Config for shelf.slot (or the broadcast address)
+// on every link.
+func (i *Initiator) broadcast(shelf uint16, slot uint8) error {
+	var errs []error
+	for _, l := range i.links {
+		if err := i.sendQuery(l, aoe.BroadcastMAC, shelf, slot); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) == len(i.links) {
+		return fmt.Errorf("initiator: discover: %w", errors.Join(errs...))
+	}
+	for _, err := range errs {
+		i.log.Warn("initiator: discover", "err", err)
+	}
+	return nil
+}
+
+// sendQuery sends one Query Config read request.
+func (i *Initiator) sendQuery(l *link, dst aoe.MAC, shelf uint16, slot uint8) error {
+	var buf [aoe.MinFrameLen]byte
+	f := aoe.Frame{
+		Dst: dst, Src: l.mac,
+		Header: aoe.Header{Version: aoe.Version, Major: shelf, Minor: slot, Command: aoe.CommandQueryConfig, Tag: discoverTag},
+	}
+	if _, err := f.MarshalHeaderTo(buf[:]); err != nil {
+		return err
+	}
+	c := aoe.Config{Command: aoe.ConfigRead}
+	if _, err := c.MarshalTo(buf[aoe.FrameHeaderLen:]); err != nil {
+		return err
+	}
+	if err := l.WriteFrame(buf[:]); err != nil {
+		return fmt.Errorf("query config on %s: %w", l.name, err)
+	}
+	return nil
+}
+
+func (i *Initiator) discoverLoop(ctx context.Context) {
+	t := time.NewTicker(i.cfg.DiscoverInterval)
+	defer t.Stop()
+	for {
+		if err := i.broadcast(aoe.BroadcastMajor, aoe.BroadcastMinor); err != nil && ctx.Err() == nil {
+			i.log.Warn("initiator: discovery broadcast failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// scanTick is how often the scanner looks for frames to retransmit: a
+// fraction of the smallest timeout, within [1ms, 20ms].
+func (i *Initiator) scanTick() time.Duration {
+	return min(max(i.cfg.RTOMin/4, time.Millisecond), 20*time.Millisecond)
+}
+
+// scanLoop retransmits, moves and expires frames. One goroutine scans every
+// device's few frames each tick, rather than arming a timer per frame, and
+// slows down while nothing is outstanding.
+func (i *Initiator) scanLoop(ctx context.Context) {
+	tick := i.scanTick()
+	// Idle, it still looks now and then, to probe scorned targets.
+	idle := min(i.cfg.ScornTimeout/2, 500*time.Millisecond)
+	t := time.NewTimer(tick)
+	defer t.Stop()
+	for {
+		if i.active.Load() == 0 {
+			t.Reset(idle)
+			select {
+			case <-ctx.Done():
+				return
+			case <-i.wake:
+			case <-t.C:
+			}
+		}
+		t.Reset(tick)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := i.now()
+		for _, d := range *i.devices.Load() {
+			d.scan(now)
+		}
+	}
+}
+
+// frameActivated counts a frame going outstanding and rouses the scanner.
+func (i *Initiator) frameActivated() {
+	if i.active.Add(1) == 1 {
+		select {
+		case i.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (i *Initiator) frameReleased() { i.active.Add(-1) }
+
+// Devices returns the devices found so far, in no particular order.
+func (i *Initiator) Devices() []*Device {
+	m := *i.devices.Load()
+	ds := make([]*Device, 0, len(m))
+	for _, d := range m {
+		ds = append(ds, d)
+	}
+	return ds
+}
+
+// Device returns the device at shelf.slot once it has been found and
+// identified, waiting for that until ctx is done. Until the device answers
+// it asks for it with Query Config on every link, at growing intervals, so
+// it need not wait for the next discovery round. Run must be running.
+func (i *Initiator) Device(ctx context.Context, shelf uint16, slot uint8) (*Device, error) {
+	if shelf == aoe.BroadcastMajor || slot == aoe.BroadcastMinor {
+		return nil, fmt.Errorf("initiator: device e%d.%d: not a device address", shelf, slot)
+	}
+	ask := time.NewTimer(0)
+	defer ask.Stop()
+	interval := 250 * time.Millisecond
+	for {
+		i.mu.Lock()
+		changed, closed := i.changed, i.closed
+		i.mu.Unlock()
+		if closed {
+			return nil, ErrClosed
+		}
+		d := i.lookup(shelf, slot)
+		if d != nil {
+			select {
+			case <-d.ready:
+				return d, nil
+			default:
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("initiator: device %s: %w", deviceName(shelf, slot), ctx.Err())
+		case <-changed:
+		case <-ask.C:
+			// Ask again and again (backing off) while nothing answers: a
+			// target may be starting up.
+			if d == nil {
+				if err := i.broadcast(shelf, slot); err != nil {
+					i.log.Warn("initiator: device query", "device", deviceName(shelf, slot), "err", err)
+				}
+			}
+			ask.Reset(interval)
+			interval = min(2*interval, 5*time.Second)
+		}
+	}
+}
+
+// runContext returns Run's context, or nil before Run.
+func (i *Initiator) runContext() context.Context {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.runCtx
+}

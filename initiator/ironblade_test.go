@@ -1,0 +1,77 @@
+package initiator
+
+import (
+	"context"
+	"testing"
+
+	"github.com/ironblade/ironblade/aoe/aoetest"
+	ironblade "github.com/ironblade/ironblade/target"
+)
+
+// serveIronblade runs the target package on a hub port until the test ends.
+func serveIronblade(t *testing.T, hub *aoetest.Hub, n byte, mtu int, disk *memDisk, cfg ironblade.Config) *ironblade.Server {
+	t.Helper()
+	cfg.Shelf, cfg.Slot, cfg.Backend, cfg.Logger = 1, 0, disk, testLogger()
+	srv, err := ironblade.NewServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := hub.Port(targetMAC(n), mtu)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, port) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+		port.Close()
+	})
+	return srv
+}
+
+// TestAgainstIronbladeTarget runs the initiator against the real target
+// package on an in-memory hub: I/O at several queue depths, FLUSH reaching
+// the backend, and 5% loss both ways.
+func TestAgainstIronbladeTarget(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mtu  int
+		loss int
+	}{
+		{"mtu1500", 1500, 0},
+		{"jumbo", 9000, 0},
+		{"loss5", 1500, 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hub := aoetest.NewHub()
+			disk := newMemDisk(testDiskSize)
+			serveIronblade(t, hub, 1, tc.mtu, disk, ironblade.Config{})
+			var filter func([]byte) bool
+			if tc.loss > 0 {
+				filter = lossy(tc.loss, 7)
+			}
+			r := newRig(t, hub, tc.mtu, fastConfig(), filter)
+			d := r.device(t, 1, 0)
+			if d.Size() != testDiskSize {
+				t.Fatalf("Size %d", d.Size())
+			}
+			ops := 60
+			if testing.Short() || tc.loss > 0 {
+				ops = 20 // see TestE2E
+			}
+			for _, qd := range []int{1, 16, 64} {
+				syncs := disk.syncs.Load()
+				want := exercise(t, d, qd, ops, 32, uint64(qd))
+				if disk.sum() != want {
+					t.Fatalf("qd %d: backend differs from what was written", qd)
+				}
+				if disk.syncs.Load() == syncs {
+					t.Errorf("qd %d: Flush did not reach the backend", qd)
+				}
+			}
+			st := d.Stats()
+			t.Logf("%s: frames %d retransmits %d rtt %v fua %v", tc.name, st.Targets[0].Frames, st.Targets[0].Retransmits, st.Targets[0].RTT, st.FUA)
+		})
+	}
+}

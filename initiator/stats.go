@@ -1,0 +1,140 @@
+package initiator
+
+import (
+	"sort"
+	"time"
+)
+
+// Stats is a snapshot of an Initiator: its devices and their targets. It
+// encodes to JSON as is (durations in nanoseconds).
+type Stats struct {
+	Devices []DeviceStats `json:"devices"`
+}
+
+// DeviceStats describes one device.
+type DeviceStats struct {
+	Name  string      `json:"name"`
+	Shelf uint16      `json:"shelf"`
+	Slot  uint8       `json:"slot"`
+	State DeviceState `json:"state"`
+	// Since is when State last changed.
+	Since time.Time `json:"since"`
+	// Size is the capacity in bytes (0 before IDENTIFY).
+	Size     int64  `json:"size"`
+	Model    string `json:"model,omitempty"`
+	Serial   string `json:"serial,omitempty"`
+	Firmware string `json:"firmware,omitempty"`
+	LBA48    bool   `json:"lba48"`
+	// FUA says writes with FUA use WRITE FUA EXT rather than a flush.
+	FUA    bool   `json:"fua"`
+	Policy Policy `json:"policy"`
+	// Active lists the MACs of the targets that carry new I/O.
+	Active []string `json:"active"`
+	// Queued counts requests waiting for room in a window.
+	Queued int `json:"queued"`
+	// Lingering counts completed writes still fencing their sectors
+	// against overlapping writes (see the package documentation).
+	Lingering int `json:"lingering"`
+
+	Reads        uint64 `json:"reads"`
+	Writes       uint64 `json:"writes"`
+	Flushes      uint64 `json:"flushes"`
+	BytesRead    uint64 `json:"bytes_read"`
+	BytesWritten uint64 `json:"bytes_written"`
+	// IOErrors counts requests that failed.
+	IOErrors uint64 `json:"io_errors"`
+	// Stale, Duplicate and WrongSource count answers ignored: matching no
+	// transmission awaited, repeating one already taken, or carrying a
+	// right tag from the wrong MAC or link.
+	Stale       uint64 `json:"stale"`
+	Duplicate   uint64 `json:"duplicate"`
+	WrongSource uint64 `json:"wrong_source"`
+	// Fenced counts the times a write waited for an overlapping earlier
+	// write's stray copies.
+	Fenced uint64 `json:"fenced"`
+
+	Targets []TargetStats `json:"targets"`
+}
+
+// TargetStats describes one target of a device.
+type TargetStats struct {
+	MAC       string      `json:"mac"`
+	Interface string      `json:"interface"`
+	State     TargetState `json:"state"`
+	Since     time.Time   `json:"since"`
+	// BufferCount, Firmware and ConfigString are from the target's
+	// Query Config response.
+	BufferCount  uint16 `json:"buffer_count"`
+	Firmware     uint16 `json:"firmware"`
+	ConfigString string `json:"config_string,omitempty"`
+	// Window is the most frames it may have outstanding; Cwnd the part
+	// in use after losses.
+	Window          int `json:"window"`
+	Cwnd            int `json:"cwnd"`
+	SectorsPerFrame int `json:"sectors_per_frame"`
+	Outstanding     int `json:"outstanding"`
+	// RTT and RTTDev are the smoothed round-trip time and its deviation;
+	// RTO is the retransmission timeout they give.
+	RTT    time.Duration `json:"rtt"`
+	RTTDev time.Duration `json:"rtt_dev"`
+	RTO    time.Duration `json:"rto"`
+	// Frames counts transmissions, Retransmits the repeated ones among
+	// them, Errors error answers and failed sends, Scorns the times it was
+	// scorned.
+	Frames      uint64    `json:"frames"`
+	Retransmits uint64    `json:"retransmits"`
+	Errors      uint64    `json:"errors"`
+	Scorns      uint64    `json:"scorns"`
+	LastHeard   time.Time `json:"last_heard"`
+	// Dirty says it acknowledged writes not yet flushed.
+	Dirty bool `json:"dirty"`
+}
+
+// Stats returns a snapshot of every device, sorted by shelf and slot.
+func (i *Initiator) Stats() Stats {
+	ds := i.Devices()
+	sort.Slice(ds, func(a, b int) bool {
+		return deviceKey(ds[a].shelf, ds[a].slot) < deviceKey(ds[b].shelf, ds[b].slot)
+	})
+	s := Stats{Devices: make([]DeviceStats, 0, len(ds))}
+	for _, d := range ds {
+		s.Devices = append(s.Devices, d.Stats())
+	}
+	return s
+}
+
+// Stats returns a snapshot of the device.
+func (d *Device) Stats() DeviceStats {
+	i := d.ini
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c := &d.counters
+	s := DeviceStats{
+		Name: d.name, Shelf: d.shelf, Slot: d.slot, State: d.state, Since: i.wallTime(d.since),
+		Size: int64(d.id.sectors) * 512, Model: d.id.model, Serial: d.id.serial, Firmware: d.id.firmware,
+		LBA48: d.id.lba48, FUA: d.id.fua, Policy: i.cfg.Policy, Active: []string{}, Lingering: d.lingering,
+		Reads: c.reads, Writes: c.writes, Flushes: c.flushes, BytesRead: c.bytesRead, BytesWritten: c.bytesWritten,
+		IOErrors: c.ioErrors, Stale: c.stale, Duplicate: c.duplicates, WrongSource: c.wrongSource, Fenced: c.fenced,
+		Targets: make([]TargetStats, 0, len(d.targets)),
+	}
+	if s.Policy == "" {
+		s.Policy = PolicyFailover
+	}
+	for r := d.head; r != nil; r = r.next {
+		s.Queued++
+	}
+	for _, t := range d.targets {
+		if t.state == TargetActive {
+			s.Active = append(s.Active, t.mac.String())
+		}
+		s.Targets = append(s.Targets, TargetStats{
+			MAC: t.mac.String(), Interface: t.link.name, State: t.state, Since: i.wallTime(t.since),
+			BufferCount: t.bufferCount, Firmware: t.firmware, ConfigString: t.configString,
+			Window: t.window, Cwnd: t.cwnd, SectorsPerFrame: t.maxSectors, Outstanding: t.outstanding,
+			RTT: t.rtt.avg, RTTDev: t.rtt.dev, RTO: t.rtt.rto(i.cfg.RTOMin, i.cfg.RTOMax),
+			Frames: t.framesSent, Retransmits: t.retransmits, Errors: t.errors, Scorns: t.scorns,
+			LastHeard: i.wallTime(t.lastHeard), Dirty: t.dirty,
+		})
+	}
+	return s
+}

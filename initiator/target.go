@@ -1,0 +1,297 @@
+package initiator
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/ironblade/ironblade/aoe"
+)
+
+// TargetState is a target's role in carrying its device's I/O.
+type TargetState uint8
+
+// Target states. A target moves between them as it answers or falls silent;
+// the device's Policy decides which healthy targets are active.
+const (
+	// TargetActive targets carry new I/O.
+	TargetActive TargetState = iota
+	// TargetStandby targets are healthy but idle: the failover policy
+	// keeps them for when the active one is scorned.
+	TargetStandby
+	// TargetScorned targets left a frame unanswered for longer than
+	// Config.ScornTimeout. Their frames move to healthy targets, and they
+	// get new I/O only when no target is healthy. Any answer from them
+	// (the initiator probes them with Query Config) makes them healthy
+	// again.
+	TargetScorned
+)
+
+var targetStateNames = [...]string{TargetActive: "active", TargetStandby: "standby", TargetScorned: "scorned"}
+
+func (s TargetState) String() string {
+	if int(s) < len(targetStateNames) {
+		return targetStateNames[s]
+	}
+	return fmt.Sprintf("TargetState(%d)", uint8(s))
+}
+
+// MarshalText makes a TargetState readable in JSON.
+func (s TargetState) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// target is one path to a device: a MAC that answered Query Config for the
+// device's shelf.slot, reached through one link. The device's mutex guards
+// every field.
+type target struct {
+	dev  *Device
+	link *link
+	mac  aoe.MAC
+
+	state TargetState
+	since time.Duration // when state last changed (monotonic, see Initiator.now)
+
+	// From the target's latest Query Config response.
+	bufferCount  uint16
+	firmware     uint16
+	configString string
+	// window is how many frames may be outstanding on the target: its
+	// buffer count capped by Config.MaxWindow. cwnd is the part of it in
+	// use: halved when a frame times out, grown back by one per window of
+	// good answers.
+	window, cwnd, acks int
+	lastCut            time.Duration
+	// maxSectors is the most sectors a frame to this target may carry: the
+	// lesser of its advertised count and what our link's MTU allows.
+	maxSectors int
+	// flushCmd is the FLUSH command this target takes; 0 means the
+	// device's choice from IDENTIFY. It falls back to FLUSH CACHE when
+	// FLUSH CACHE EXT is aborted.
+	flushCmd uint8
+
+	rtt         rttEstimator
+	outstanding int
+	// dirty says the target acknowledged writes, not made durable by FUA,
+	// since the last flush it confirmed.
+	dirty     bool
+	lastHeard time.Duration
+	lastProbe time.Duration
+
+	framesSent, retransmits, errors, scorns uint64
+}
+
+// healthy reports whether the target may carry I/O in normal operation.
+func (t *target) healthy() bool {
+	return t.state != TargetScorned && t.window > 0 && t.maxSectors > 0
+}
+
+// usable reports whether the target could carry a frame of the given size
+// at all (healthy or not).
+func (t *target) usable(sectors int) bool {
+	return t.window > 0 && t.maxSectors >= sectors
+}
+
+// hasRoom reports whether another frame may be sent to the target now.
+func (t *target) hasRoom() bool { return t.outstanding < t.cwnd }
+
+func (t *target) setState(s TargetState, now time.Duration) {
+	if t.state != s {
+		t.state = s
+		t.since = now
+	}
+}
+
+// timedOut shrinks the window after a retransmission timeout, at most once
+// per RTO so that a burst of timeouts from one loss counts once.
+func (t *target) timedOut(now, rto time.Duration) {
+	if now-t.lastCut < rto {
+		return
+	}
+	t.lastCut = now
+	t.cwnd = max(1, t.cwnd/2)
+	t.acks = 0
+}
+
+// answered grows the window back after a good answer.
+func (t *target) answered() {
+	if t.cwnd >= t.window {
+		t.cwnd = t.window
+		return
+	}
+	t.acks++
+	if t.acks >= t.cwnd {
+		t.cwnd++
+		t.acks = 0
+	}
+}
+
+// rttEstimator keeps a smoothed round-trip time and its mean deviation, as
+// TCP and the Linux aoe driver do, and derives the retransmission timeout.
+type rttEstimator struct {
+	avg, dev time.Duration
+	samples  uint64
+}
+
+// observe folds in one round-trip sample. Every transmission of a frame
+// has its own tag, so samples are never ambiguous (no Karn's rule needed).
+func (e *rttEstimator) observe(s time.Duration) {
+	if e.samples == 0 {
+		e.avg, e.dev = s, s/2
+	} else {
+		diff := s - e.avg
+		e.avg += diff / 8
+		if diff < 0 {
+			diff = -diff
+		}
+		e.dev += (diff - e.dev) / 4
+	}
+	e.samples++
+}
+
+// initialRTO is the retransmission timeout before any sample, the Linux
+// driver's starting figure; the IDENTIFY exchange gives a sample at once.
+const initialRTO = 250 * time.Millisecond
+
+// rto is 2*avg + 8*dev, clamped to [lo, hi].
+func (e *rttEstimator) rto(lo, hi time.Duration) time.Duration {
+	r := initialRTO
+	if e.samples > 0 {
+		r = 2*e.avg + 8*e.dev
+	}
+	return min(max(r, lo), hi)
+}
+
+// Policy names how a device with several targets spreads its I/O.
+type Policy string
+
+// Policies.
+const (
+	// PolicyFailover sends all I/O to one active target and keeps the
+	// others on standby; when the active one is scorned, a healthy standby
+	// takes over and the scorned target's frames move to it at once.
+	PolicyFailover Policy = "failover"
+	// PolicyMultipath spreads I/O over every healthy target, each new
+	// frame going to the one with the fewest outstanding.
+	PolicyMultipath Policy = "multipath"
+)
+
+// policy is the seam through which a device's targets are chosen. Its
+// methods are called with the device's mutex held.
+type policy interface {
+	// arrange assigns active and standby roles to the healthy targets
+	// after a change (a target added, scorned or healthy again).
+	arrange(ts []*target, now time.Duration)
+	// pick returns the target for a frame of the given size, other than
+	// avoid, that has room for it now; nil when none has.
+	pick(ts []*target, sectors int, avoid *target) *target
+}
+
+func newPolicy(p Policy) (policy, error) {
+	switch p {
+	case PolicyFailover, "":
+		return failoverPolicy{}, nil
+	case PolicyMultipath:
+		return &multipathPolicy{}, nil
+	}
+	return nil, fmt.Errorf("initiator: unknown policy %q (want %q or %q)", p, PolicyFailover, PolicyMultipath)
+}
+
+// lastResort picks, when no target is healthy, the usable one heard from
+// most recently, so I/O keeps trying rather than stalling.
+func lastResort(ts []*target, sectors int, avoid *target) *target {
+	var best *target
+	for _, t := range ts {
+		if t == avoid || !t.usable(sectors) || !t.hasRoom() {
+			continue
+		}
+		if best == nil || t.lastHeard > best.lastHeard {
+			best = t
+		}
+	}
+	return best
+}
+
+func anyHealthy(ts []*target) bool {
+	for _, t := range ts {
+		if t.healthy() {
+			return true
+		}
+	}
+	return false
+}
+
+// failoverPolicy keeps one active target.
+type failoverPolicy struct{}
+
+func (failoverPolicy) arrange(ts []*target, now time.Duration) {
+	var active *target
+	for _, t := range ts {
+		if t.state == TargetActive && t.healthy() {
+			active = t
+			break
+		}
+	}
+	for _, t := range ts {
+		if !t.healthy() {
+			continue
+		}
+		if active == nil {
+			active = t // the earliest discovered healthy target
+		}
+		if t == active {
+			t.setState(TargetActive, now)
+		} else {
+			t.setState(TargetStandby, now)
+		}
+	}
+}
+
+func (failoverPolicy) pick(ts []*target, sectors int, avoid *target) *target {
+	for _, t := range ts {
+		if t.state == TargetActive && t != avoid && t.healthy() {
+			if t.maxSectors >= sectors && t.hasRoom() {
+				return t
+			}
+			return nil // wait for the active target's window
+		}
+	}
+	if anyHealthy(ts) {
+		return nil
+	}
+	return lastResort(ts, sectors, avoid)
+}
+
+// multipathPolicy makes every healthy target active.
+type multipathPolicy struct{ next int }
+
+func (*multipathPolicy) arrange(ts []*target, now time.Duration) {
+	for _, t := range ts {
+		if t.healthy() {
+			t.setState(TargetActive, now)
+		}
+	}
+}
+
+func (p *multipathPolicy) pick(ts []*target, sectors int, avoid *target) *target {
+	var best *target
+	healthy := false
+	for k := range ts {
+		t := ts[(p.next+k)%len(ts)]
+		if !t.healthy() {
+			continue
+		}
+		healthy = true
+		if t == avoid || t.maxSectors < sectors || !t.hasRoom() {
+			continue
+		}
+		if best == nil || t.outstanding < best.outstanding {
+			best = t
+		}
+	}
+	if best != nil {
+		p.next++
+		return best
+	}
+	if healthy {
+		return nil
+	}
+	return lastResort(ts, sectors, avoid)
+}

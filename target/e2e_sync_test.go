@@ -1,0 +1,458 @@
+package target_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ironblade/ironblade/aoe"
+)
+
+// The durability tests watch the real process with strace: every write
+// ironblade -s acknowledges must be covered by an fdatasync that started
+// after its pwrite returned and ended before the acknowledgement was sent,
+// and FLUSH CACHE must cause an fdatasync in both modes.
+
+// straceSyscalls are the system calls the tests trace: the backend's
+// writes and syncs and every way a frame can enter or leave.
+const straceSyscalls = "trace=pwrite64,fdatasync,fsync,sendmmsg,sendmsg,sendto,write,recvmmsg,recvmsg,recvfrom"
+
+// tracer is strace attached to a running process.
+type tracer struct {
+	cmd    *exec.Cmd
+	out    string
+	stderr *lockedBuffer
+	done   chan struct{} // closed once strace has exited
+}
+
+// startStrace attaches strace to every thread of pid. It skips the test
+// when strace is not installed. poke makes the process do some traced
+// work; it is called until the trace shows some, so the tracer is known
+// to be attached.
+func startStrace(t *testing.T, pid int, poke func()) *tracer {
+	t.Helper()
+	path, err := exec.LookPath("strace")
+	if err != nil {
+		t.Skipf("e2e: needs strace to watch the process's system calls: %v", err)
+	}
+	tr := &tracer{out: filepath.Join(t.TempDir(), "strace.out"), stderr: new(lockedBuffer), done: make(chan struct{})}
+	// -ttt: timestamps; -xx -s 64: frames as hex, enough for the AoE and
+	// ATA headers; -f with -p: all threads.
+	tr.cmd = exec.Command(path, "-f", "-ttt", "-xx", "-s", "64", "-e", straceSyscalls, "-o", tr.out, "-p", strconv.Itoa(pid))
+	tr.cmd.Stderr = tr.stderr
+	if err := tr.cmd.Start(); err != nil {
+		t.Fatalf("e2e: start strace: %v", err)
+	}
+	go func() { _ = tr.cmd.Wait(); close(tr.done) }()
+	t.Cleanup(func() {
+		_ = tr.cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-tr.done:
+		case <-time.After(5 * time.Second):
+			_ = tr.cmd.Process.Kill()
+			<-tr.done
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		poke()
+		if fi, err := os.Stat(tr.out); err == nil && fi.Size() > 0 {
+			return tr
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("e2e: strace traced nothing in 10 s:\n%s", tr.stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stop detaches strace and parses the trace.
+func (tr *tracer) stop(t *testing.T) []traceCall {
+	t.Helper()
+	if err := tr.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatalf("e2e: stop strace: %v", err)
+	}
+	select {
+	case <-tr.done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("e2e: strace still running 10 s after SIGINT:\n%s", tr.stderr.String())
+	}
+	f, err := os.Open(tr.out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	calls, err := parseStrace(f)
+	if err != nil {
+		t.Fatalf("e2e: parse strace output: %v", err)
+	}
+	return calls
+}
+
+// traceCall is one system call in an strace -f -ttt log. Its entry and
+// exit are numbered in the order strace saw them (a call that strace
+// printed on one line has both at the same number): since a traced thread
+// is stopped until strace has taken its event, that order is the order in
+// which the calls started and returned.
+type traceCall struct {
+	pid          int
+	name         string
+	start, end   int     // event numbers of the entry and the exit
+	startT, endT float64 // their timestamps, in seconds
+	args         string  // the arguments as printed, entry and exit parts joined
+	ret          string  // the return value; "" if the call never returned in the trace
+}
+
+var (
+	straceLine    = regexp.MustCompile(`^(\d+)\s+(\d+\.\d+)\s+(.*)$`)
+	straceResumed = regexp.MustCompile(`^<\.\.\. (\w+) resumed>(.*)$`)
+	straceCall    = regexp.MustCompile(`^(\w+)\((.*)$`)
+	straceReturn  = regexp.MustCompile(`\)\s+= (-?\d+|\?)[^=]*$`)
+	stracePwrite  = regexp.MustCompile(`^\d+, "[^"]*"(?:\.\.\.)?, (\d+), (\d+)`)
+	straceIOVBase = regexp.MustCompile(`iov_base="((?:\\x[0-9a-f]{2})*)"`)
+	straceString  = regexp.MustCompile(`"((?:\\x[0-9a-f]{2})*)"`)
+)
+
+// parseStrace reads the output of strace -f -ttt -xx: one call a line, or
+// an "<unfinished ...>" line and a "<... name resumed>" line per call.
+// Signals, exits and other notes are skipped.
+func parseStrace(r io.Reader) ([]traceCall, error) {
+	var calls []traceCall
+	open := make(map[int]int) // pid -> index in calls of its unfinished call
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for seq := 0; sc.Scan(); seq++ {
+		m := straceLine.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		pid, _ := strconv.Atoi(m[1])
+		ts, _ := strconv.ParseFloat(m[2], 64)
+		rest := m[3]
+		if rm := straceResumed.FindStringSubmatch(rest); rm != nil {
+			i, ok := open[pid]
+			if !ok || calls[i].name != rm[1] {
+				return nil, fmt.Errorf("line %d: %s resumed without its start", seq+1, rm[1])
+			}
+			delete(open, pid)
+			c := &calls[i]
+			c.end, c.endT = seq, ts
+			c.args += rm[2]
+			if rv := straceReturn.FindStringSubmatch(rm[2]); rv != nil {
+				c.ret = rv[1]
+			}
+			continue
+		}
+		cm := straceCall.FindStringSubmatch(rest)
+		if cm == nil {
+			continue // "--- SIGURG ---", "+++ exited +++" and the like
+		}
+		c := traceCall{pid: pid, name: cm[1], start: seq, startT: ts, end: seq, endT: ts, args: cm[2]}
+		if strings.HasSuffix(rest, "<unfinished ...>") {
+			c.end, c.endT = -1, 0
+			open[pid] = len(calls)
+		} else if rv := straceReturn.FindStringSubmatch(cm[2]); rv != nil {
+			c.ret = rv[1]
+		}
+		calls = append(calls, c)
+	}
+	return calls, sc.Err()
+}
+
+// finished reports whether the call returned within the trace.
+func (c *traceCall) finished() bool { return c.end >= 0 && c.ret != "" && c.ret != "?" }
+
+// frames decodes the AoE frames (as far as strace printed them) that the
+// call sent or received.
+func (c *traceCall) frames() [][]byte {
+	re := straceString
+	if strings.Contains(c.args, "iov_base=") {
+		re = straceIOVBase
+	}
+	var frames [][]byte
+	for _, m := range re.FindAllStringSubmatch(c.args, -1) {
+		b, err := hex.DecodeString(strings.ReplaceAll(m[1], `\x`, ""))
+		if err != nil || len(b) < aoe.FrameHeaderLen || binary.BigEndian.Uint16(b[12:14]) != aoe.EtherType {
+			continue
+		}
+		frames = append(frames, b)
+	}
+	return frames
+}
+
+// sends reports whether the call sends frames.
+func (c *traceCall) sends() bool {
+	switch c.name {
+	case "sendmmsg", "sendmsg", "sendto", "write":
+		return true
+	}
+	return false
+}
+
+// receives reports whether the call receives frames.
+func (c *traceCall) receives() bool {
+	switch c.name {
+	case "recvmmsg", "recvmsg", "recvfrom":
+		return true
+	}
+	return false
+}
+
+// isSync reports whether the call is a completed, successful sync.
+func (c *traceCall) isSync() bool {
+	return (c.name == "fdatasync" || c.name == "fsync") && c.finished() && c.ret == "0"
+}
+
+// frameTag returns an AoE frame's tag.
+func frameTag(f []byte) uint32 { return binary.BigEndian.Uint32(f[aoe.EthernetHeaderLen+6:]) }
+
+// syncBetween returns the first successful sync that started after event
+// after and returned before event before, or nil.
+func syncBetween(calls []traceCall, after, before int) *traceCall {
+	for i := range calls {
+		c := &calls[i]
+		if c.isSync() && c.start > after && c.end < before {
+			return c
+		}
+	}
+	return nil
+}
+
+// ackedWrite is a successful ATA write answer found in a trace.
+type ackedWrite struct {
+	lba  uint64
+	tag  uint32
+	send *traceCall
+}
+
+// ackedWrites lists the answers to ATA writes that report success.
+func ackedWrites(calls []traceCall) []ackedWrite {
+	var acks []ackedWrite
+	for i := range calls {
+		c := &calls[i]
+		if !c.sends() {
+			continue
+		}
+		for _, f := range c.frames() {
+			var fr aoe.Frame
+			var a aoe.ATA
+			if fr.UnmarshalBinary(f) != nil || !fr.IsResponse() || fr.Flags&aoe.FlagError != 0 ||
+				fr.Command != aoe.CommandATA || a.UnmarshalBinary(fr.Arg) != nil {
+				continue
+			}
+			if a.IsWrite() && a.CmdStatus&(aoe.ATAStatusError|aoe.ATAStatusDF) == 0 {
+				acks = append(acks, ackedWrite{lba: a.LBA, tag: fr.Tag, send: c})
+			}
+		}
+	}
+	return acks
+}
+
+// lastPwrite returns the last pwrite64 of off that returned before event
+// before, or nil.
+func lastPwrite(calls []traceCall, off int64, before int) *traceCall {
+	var last *traceCall
+	for i := range calls {
+		c := &calls[i]
+		if c.name != "pwrite64" || !c.finished() || c.end >= before {
+			continue
+		}
+		if m := stracePwrite.FindStringSubmatch(c.args); m != nil && m[2] == strconv.FormatInt(off, 10) {
+			if n, _ := strconv.Atoi(c.ret); n > 0 {
+				last = c
+			}
+		}
+	}
+	return last
+}
+
+// checkSyncedAcks checks, for every acknowledged write in the trace, that
+// an fdatasync started after its pwrite returned and returned before the
+// acknowledgement was sent. It returns how many acknowledgements it
+// checked, how many syncs the trace holds, and what it found wrong.
+func checkSyncedAcks(calls []traceCall) (acks, syncs int, problems []string) {
+	for i := range calls {
+		if calls[i].isSync() {
+			syncs++
+		}
+	}
+	for _, ack := range ackedWrites(calls) {
+		acks++
+		pw := lastPwrite(calls, int64(ack.lba)*aoe.SectorSize, ack.send.start)
+		var sync *traceCall
+		if pw != nil {
+			sync = syncBetween(calls, pw.end, ack.send.start)
+		}
+		switch {
+		case pw == nil:
+			problems = append(problems, fmt.Sprintf("write at LBA %d (tag %#x) acknowledged at %.6f with no pwrite64 before it",
+				ack.lba, ack.tag, ack.send.startT))
+		case sync == nil:
+			problems = append(problems, fmt.Sprintf("write at LBA %d (tag %#x): pwrite64 returned at %.6f, acknowledged at %.6f with no fdatasync in between",
+				ack.lba, ack.tag, pw.endT, ack.send.startT))
+		case sync.startT < pw.endT || sync.endT > ack.send.startT:
+			problems = append(problems, fmt.Sprintf("write at LBA %d: timestamps out of order: pwrite64 returned %.6f, fdatasync %.6f-%.6f, sent %.6f",
+				ack.lba, pw.endT, sync.startT, sync.endT, ack.send.startT))
+		}
+	}
+	return acks, syncs, problems
+}
+
+// flushFrames sends FLUSH CACHE EXT (0xEA) and FLUSH CACHE (0xE7) with
+// tags of the test's choosing, waits for their successful answers and
+// returns the tags.
+func (r *rig) flushFrames(t *testing.T, tagBase uint32) []uint32 {
+	t.Helper()
+	var tags []uint32
+	for i, cmd := range []uint8{aoe.ATAFlushCacheExt, aoe.ATAFlushCache} {
+		tag := tagBase + uint32(i)
+		arg, _ := (&aoe.ATA{Flags: aoe.ATAFlagExtended, CmdStatus: cmd}).MarshalBinary()
+		f := aoe.Frame{Dst: r.veth.MACA, Src: r.veth.MACB, Header: aoe.Header{Version: aoe.Version, Major: 1, Command: aoe.CommandATA, Tag: tag}, Arg: arg}
+		b, err := f.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.client.SendRaw(b); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		resp, err := r.client.Expect(ctx, func(f *aoe.Frame) bool { return f.IsResponse() && f.Tag == tag })
+		cancel()
+		if err != nil {
+			t.Fatalf("FLUSH %#02x: no answer: %v", cmd, err)
+		}
+		var a aoe.ATA
+		if resp.Flags&aoe.FlagError != 0 || a.UnmarshalBinary(resp.Arg) != nil || a.CmdStatus&aoe.ATAStatusError != 0 {
+			t.Fatalf("FLUSH %#02x: answer flags %#x, status %#02x, error %#02x; want success", cmd, resp.Flags, a.CmdStatus, a.FeatureError)
+		}
+		tags = append(tags, tag)
+	}
+	return tags
+}
+
+// proveFlushSyncs checks that for each flush tag an fdatasync started
+// after the request was received and returned before its answer was sent.
+func proveFlushSyncs(t *testing.T, calls []traceCall, tags []uint32) {
+	t.Helper()
+	for i, tag := range tags {
+		recv, send := -1, -1
+		for j := range calls {
+			c := &calls[j]
+			for _, f := range c.frames() {
+				if frameTag(f) != tag {
+					continue
+				}
+				isResp := f[aoe.EthernetHeaderLen]&uint8(aoe.FlagResponse) != 0
+				switch {
+				case c.receives() && !isResp && recv < 0 && c.finished():
+					recv = c.end
+				case c.sends() && isResp && send < 0:
+					send = c.start
+				}
+			}
+		}
+		name := []string{"FLUSH CACHE EXT", "FLUSH CACHE"}[i]
+		if recv < 0 || send < 0 {
+			t.Errorf("%s (tag %#x): trace lacks its request (%v) or its answer (%v)", name, tag, recv >= 0, send >= 0)
+			continue
+		}
+		if syncBetween(calls, recv, send) == nil {
+			t.Errorf("%s (tag %#x): no fdatasync between receiving it and answering it", name, tag)
+		}
+	}
+}
+
+// testE2ESyncDurability runs ironblade -s under strace while the client
+// writes at queue depth 16, and proves from the trace that no write was
+// acknowledged before an fdatasync covering it had returned.
+func testE2ESyncDurability(t *testing.T, bin string) {
+	r := newRig(t, bin, 1500)
+	disk := newDisk(t, 8<<11)
+	b := r.start(t, "-s", "1", "0", r.veth.IfA, disk)
+	dev := r.discover(t, 1, 0)
+	tr := startStrace(t, b.cmd.Process.Pid, func() { r.discover(t, 1, 0) })
+
+	size := 1 << 20
+	if testing.Short() {
+		size = 256 << 10
+	}
+	data := randomBytes(size)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start := time.Now()
+	if err := r.client.WriteAt(ctx, dev, data, 0, 16); err != nil {
+		t.Fatalf("write at qd 16 under strace: %v", err)
+	}
+	took := time.Since(start)
+	tags := r.flushFrames(t, 0x0f1a0000)
+	calls := tr.stop(t)
+	b.stop(t)
+
+	acks, syncs, problems := checkSyncedAcks(calls)
+	for i, p := range problems {
+		if i == 10 {
+			t.Errorf("... and %d more", len(problems)-i)
+			break
+		}
+		t.Error(p)
+	}
+	if want := size / (aoe.SectorsPerFrame(1500) * aoe.SectorSize); acks < want {
+		t.Errorf("the trace shows %d acknowledged writes, want at least the %d the client needed", acks, want)
+	}
+	proveFlushSyncs(t, calls, tags)
+	t.Logf("%d acknowledged writes (%v under strace) covered by %d fdatasyncs: %.1f writes per sync",
+		acks, took.Round(time.Millisecond), syncs, float64(acks)/float64(max(syncs, 1)))
+}
+
+// testE2EFlushSyncs runs ironblade without -s under strace: writes are
+// answered without waiting for a sync, and FLUSH CACHE (EXT) still gets an
+// fdatasync before its answer.
+func testE2EFlushSyncs(t *testing.T, bin string) {
+	r := newRig(t, bin, 9000)
+	disk := newDisk(t, 8<<11)
+	b := r.start(t, "1", "0", r.veth.IfA, disk)
+	dev := r.discover(t, 1, 0)
+	tr := startStrace(t, b.cmd.Process.Pid, func() { r.discover(t, 1, 0) })
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := r.client.WriteAt(ctx, dev, randomBytes(256<<10), 0, 16); err != nil {
+		t.Fatalf("write under strace: %v", err)
+	}
+	tags := r.flushFrames(t, 0x0f1b0000)
+	calls := tr.stop(t)
+	b.stop(t)
+	proveFlushSyncs(t, calls, tags)
+	firstFlush := firstFrameEvent(calls, tags[0])
+	syncsBeforeFlush := 0
+	for i := range calls {
+		if calls[i].isSync() && calls[i].start < firstFlush {
+			syncsBeforeFlush++
+		}
+	}
+	t.Logf("without -s: %d acknowledged writes, %d fdatasyncs before the first FLUSH", len(ackedWrites(calls)), syncsBeforeFlush)
+}
+
+// firstFrameEvent returns the event number of the first call that carries
+// a frame with the tag, or -1.
+func firstFrameEvent(calls []traceCall, tag uint32) int {
+	for i := range calls {
+		for _, f := range calls[i].frames() {
+			if frameTag(f) == tag {
+				return calls[i].start
+			}
+		}
+	}
+	return -1
+}

@@ -1,0 +1,303 @@
+package target
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// FileOptions say which part of a file or block device a FileBackend
+// serves, and how it opens it.
+type FileOptions struct {
+	// Offset is where the export starts, in bytes (vblade -o, which counts
+	// sectors).
+	Offset int64
+	// Length is the export's size in bytes; 0 means to the end of the file
+	// (vblade -l). The size is rounded down to whole sectors.
+	Length int64
+	// Direct opens with O_DIRECT, bypassing the page cache (vblade -d).
+	Direct bool
+	// ReadOnly opens the file read-only; writes fail (vblade -r).
+	ReadOnly bool
+}
+
+// FileBackend serves a window of a regular file or block device. It
+// implements Backend; WriteAt and ReadAt are pwrite and pread, Sync is
+// fdatasync.
+//
+// With FileOptions.Direct, I/O whose buffer, offset and length suit
+// O_DIRECT goes straight to the file; other I/O goes through aligned
+// bounce buffers, read-modify-writing partial blocks when the device's
+// block is larger than a sector.
+type FileBackend struct {
+	f        *os.File
+	raw      syscall.RawConn
+	offset   int64
+	size     int64
+	readOnly bool
+
+	direct   bool
+	align    int64   // O_DIRECT offset and length alignment
+	memAlign uintptr // O_DIRECT buffer alignment
+	// partial is held exclusively by a write that read-modify-writes
+	// blocks, shared by other direct writes, so no write is lost between
+	// the read and the write of a block.
+	partial sync.RWMutex
+	bounce  sync.Pool // *[]byte, aligned, bounceSize long
+}
+
+// bounceSize fits the largest AoE request (255 sectors) widened by a block
+// at each end.
+const bounceSize = 255*512 + 2*pageSize
+
+// OpenFile opens a regular file or a block device as a Backend. The size
+// of a block device comes from the BLKGETSIZE64 ioctl.
+func OpenFile(path string, opt FileOptions) (*FileBackend, error) {
+	if opt.Offset < 0 || opt.Length < 0 {
+		return nil, fmt.Errorf("target: open %s: negative offset or length", path)
+	}
+	flags := os.O_RDWR
+	if opt.ReadOnly {
+		flags = os.O_RDONLY
+	}
+	if opt.Direct {
+		flags |= unix.O_DIRECT
+	}
+	f, err := os.OpenFile(path, flags, 0)
+	if err != nil {
+		if opt.Direct && errors.Is(err, unix.EINVAL) {
+			return nil, fmt.Errorf("target: open %s: direct I/O not supported here: %w", path, err)
+		}
+		return nil, fmt.Errorf("target: open: %w", err)
+	}
+	b, err := newFileBackend(f, opt)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("target: open %s: %w", path, err)
+	}
+	return b, nil
+}
+
+func newFileBackend(f *os.File, opt FileOptions) (*FileBackend, error) {
+	raw, err := f.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	var total int64
+	mode := fi.Mode()
+	switch {
+	case mode.IsRegular():
+		total = fi.Size()
+	case mode&os.ModeDevice != 0 && mode&os.ModeCharDevice == 0:
+		var size uint64
+		var ioErr error
+		if err := raw.Control(func(fd uintptr) {
+			size, ioErr = unix.IoctlGetUint64(int(fd), unix.BLKGETSIZE64)
+		}); err != nil {
+			return nil, err
+		}
+		if ioErr != nil {
+			return nil, fmt.Errorf("BLKGETSIZE64: %w", ioErr)
+		}
+		total = int64(size)
+	default:
+		return nil, fmt.Errorf("not a regular file or block device (%s)", mode)
+	}
+	if opt.Offset > total {
+		return nil, fmt.Errorf("offset %d beyond the end (%d bytes)", opt.Offset, total)
+	}
+	size := total - opt.Offset
+	if opt.Length > 0 {
+		if opt.Length > size {
+			return nil, fmt.Errorf("offset %d and length %d beyond the end (%d bytes)", opt.Offset, opt.Length, total)
+		}
+		size = opt.Length
+	}
+	size -= size % 512
+	if size == 0 {
+		return nil, fmt.Errorf("no whole sector to serve (%d bytes from offset %d)", total, opt.Offset)
+	}
+	b := &FileBackend{f: f, raw: raw, offset: opt.Offset, size: size, readOnly: opt.ReadOnly, direct: opt.Direct}
+	if opt.Direct {
+		b.align, b.memAlign = directAlignment(raw, mode)
+		if opt.Offset%b.align != 0 || (opt.Offset+size)%b.align != 0 {
+			return nil, fmt.Errorf("direct I/O needs the window (offset %d, %d bytes) in whole %d-byte blocks", opt.Offset, size, b.align)
+		}
+		b.bounce.New = func() any {
+			buf := alignedBuffer(bounceSize)
+			return &buf
+		}
+	}
+	return b, nil
+}
+
+// directAlignment asks the kernel what O_DIRECT needs (statx
+// STATX_DIOALIGN, or the logical block size of a block device) and falls
+// back to a page, which always works.
+func directAlignment(raw syscall.RawConn, mode os.FileMode) (offsetAlign int64, memAlign uintptr) {
+	offsetAlign, memAlign = pageSize, pageSize
+	raw.Control(func(fd uintptr) {
+		var stx unix.Statx_t
+		err := unix.Statx(int(fd), "", unix.AT_EMPTY_PATH, unix.STATX_DIOALIGN, &stx)
+		if err == nil && stx.Mask&unix.STATX_DIOALIGN != 0 && stx.Dio_offset_align > 0 {
+			offsetAlign, memAlign = int64(stx.Dio_offset_align), uintptr(max(stx.Dio_mem_align, 1))
+			return
+		}
+		if mode&os.ModeDevice != 0 {
+			if n, err := unix.IoctlGetInt(int(fd), unix.BLKSSZGET); err == nil && n > 0 {
+				offsetAlign, memAlign = int64(n), uintptr(n)
+			}
+		}
+	})
+	return max(offsetAlign, 512), memAlign
+}
+
+// alignedBuffer allocates n bytes starting on a page boundary.
+func alignedBuffer(n int) []byte {
+	b := make([]byte, n+pageSize)
+	off := (pageSize - int(uintptr(unsafe.Pointer(&b[0]))%pageSize)) % pageSize
+	return b[off : off+n : off+n]
+}
+
+// Size implements Backend.
+func (b *FileBackend) Size() int64 { return b.size }
+
+// Close closes the file.
+func (b *FileBackend) Close() error { return b.f.Close() }
+
+// Sync implements Backend with fdatasync.
+func (b *FileBackend) Sync() error {
+	var err error
+	if cerr := b.raw.Control(func(fd uintptr) { err = unix.Fdatasync(int(fd)) }); cerr != nil {
+		return fmt.Errorf("target: sync: %w", cerr)
+	}
+	if err != nil {
+		return fmt.Errorf("target: sync: %w", err)
+	}
+	return nil
+}
+
+// directOK reports whether I/O of p at the absolute offset abs may bypass
+// the bounce buffers.
+func (b *FileBackend) directOK(p []byte, abs int64) bool {
+	return !b.direct || (len(p) > 0 && uintptr(unsafe.Pointer(&p[0]))%b.memAlign == 0 &&
+		int64(len(p))%b.align == 0 && abs%b.align == 0)
+}
+
+// bounds returns the aligned range [start, end) around [abs, abs+n).
+func (b *FileBackend) bounds(abs int64, n int) (start, end int64) {
+	start = abs - abs%b.align
+	end = abs + int64(n)
+	if r := end % b.align; r != 0 {
+		end += b.align - r
+	}
+	return start, end
+}
+
+func (b *FileBackend) getBounce(n int64) (*[]byte, []byte) {
+	if n > bounceSize {
+		buf := alignedBuffer(int(n))
+		return nil, buf
+	}
+	bp := b.bounce.Get().(*[]byte)
+	return bp, (*bp)[:n]
+}
+
+func (b *FileBackend) putBounce(bp *[]byte) {
+	if bp != nil {
+		b.bounce.Put(bp)
+	}
+}
+
+// ReadAt implements Backend: it reads from the export (offset 0 is its
+// first byte). Reading past the end returns io.EOF.
+func (b *FileBackend) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, fmt.Errorf("target: read at %d: negative offset", off)
+	}
+	if off >= b.size {
+		return 0, io.EOF
+	}
+	var eof error
+	if rest := b.size - off; int64(len(p)) > rest {
+		p, eof = p[:rest], io.EOF
+	}
+	abs := b.offset + off
+	if b.directOK(p, abs) {
+		n, err := b.f.ReadAt(p, abs)
+		if err != nil {
+			return n, fmt.Errorf("target: read: %w", err)
+		}
+		return n, eof
+	}
+	start, end := b.bounds(abs, len(p))
+	bp, buf := b.getBounce(end - start)
+	defer b.putBounce(bp)
+	n, err := b.f.ReadAt(buf, start)
+	head := int(abs - start)
+	if n < head+len(p) {
+		if err == nil {
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, fmt.Errorf("target: read: %w", err)
+	}
+	return copy(p, buf[head:]), eof
+}
+
+// WriteAt implements Backend: it writes within the export. Writing past
+// its end, or to a read-only backend, fails.
+func (b *FileBackend) WriteAt(p []byte, off int64) (int, error) {
+	if b.readOnly {
+		return 0, fmt.Errorf("target: write: %w", os.ErrPermission)
+	}
+	if off < 0 || off+int64(len(p)) > b.size {
+		return 0, fmt.Errorf("target: write of %d bytes at %d: beyond the %d-byte export", len(p), off, b.size)
+	}
+	abs := b.offset + off
+	if b.directOK(p, abs) {
+		if b.direct {
+			b.partial.RLock()
+			defer b.partial.RUnlock()
+		}
+		n, err := b.f.WriteAt(p, abs)
+		if err != nil {
+			return n, fmt.Errorf("target: write: %w", err)
+		}
+		return n, nil
+	}
+	start, end := b.bounds(abs, len(p))
+	bp, buf := b.getBounce(end - start)
+	defer b.putBounce(bp)
+	head := int(abs - start)
+	b.partial.Lock()
+	defer b.partial.Unlock()
+	// Read back the blocks the write only partly covers.
+	headPartial := abs%b.align != 0
+	tailPartial := (abs+int64(len(p)))%b.align != 0
+	if headPartial {
+		if _, err := b.f.ReadAt(buf[:b.align], start); err != nil {
+			return 0, fmt.Errorf("target: write: read partial block: %w", err)
+		}
+	}
+	if tailPartial && !(headPartial && end-start == b.align) {
+		last := end - b.align
+		if _, err := b.f.ReadAt(buf[last-start:], last); err != nil {
+			return 0, fmt.Errorf("target: write: read partial block: %w", err)
+		}
+	}
+	copy(buf[head:], p)
+	if _, err := b.f.WriteAt(buf, start); err != nil {
+		return 0, fmt.Errorf("target: write: %w", err)
+	}
+	return len(p), nil
+}

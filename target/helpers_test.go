@@ -1,0 +1,446 @@
+package target
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ironblade/ironblade/aoe"
+	"github.com/ironblade/ironblade/aoe/aoetest"
+)
+
+// Addresses used on test hubs.
+var (
+	targetMAC = aoe.MAC{0x02, 0, 0, 0, 0, 0x01}
+	clientMAC = aoe.MAC{0x02, 0, 0, 0, 0, 0x02}
+	otherMAC  = aoe.MAC{0x02, 0, 0, 0, 0, 0x03}
+	thirdMAC  = aoe.MAC{0x02, 0, 0, 0, 0, 0x04}
+)
+
+const (
+	testShelf = 1
+	testSlot  = 2
+	// testSectors is the capacity of the default test disk: 1 MiB.
+	testSectors = 2048
+)
+
+// memDisk is an in-memory Backend with failure injection.
+type memDisk struct {
+	mu        sync.RWMutex
+	data      []byte
+	syncs     atomic.Int64
+	syncDelay time.Duration
+	failSync  atomic.Bool
+	failWrite atomic.Bool
+	failRead  atomic.Bool
+}
+
+func newMemDisk(sectors int) *memDisk { return &memDisk{data: make([]byte, sectors*aoe.SectorSize)} }
+
+func (d *memDisk) ReadAt(p []byte, off int64) (int, error) {
+	if d.failRead.Load() {
+		return 0, errors.New("memdisk: injected read failure")
+	}
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if off < 0 || off+int64(len(p)) > int64(len(d.data)) {
+		return 0, io.EOF
+	}
+	return copy(p, d.data[off:]), nil
+}
+
+func (d *memDisk) WriteAt(p []byte, off int64) (int, error) {
+	if d.failWrite.Load() {
+		return 0, errors.New("memdisk: injected write failure")
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if off < 0 || off+int64(len(p)) > int64(len(d.data)) {
+		return 0, errors.New("memdisk: write beyond the end")
+	}
+	return copy(d.data[off:], p), nil
+}
+
+func (d *memDisk) Sync() error {
+	if d.syncDelay > 0 {
+		time.Sleep(d.syncDelay)
+	}
+	d.syncs.Add(1)
+	if d.failSync.Load() {
+		return errors.New("memdisk: injected sync failure")
+	}
+	return nil
+}
+
+func (d *memDisk) Size() int64 { return int64(len(d.data)) }
+
+func (d *memDisk) bytes(off, n int) []byte {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return append([]byte(nil), d.data[off:off+n]...)
+}
+
+// testLogger discards logs unless the test is verbose.
+func testLogger(t testing.TB) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
+
+// harness runs a Server on an in-memory hub, with a client port that
+// sends requests and sorts the answers by tag.
+type harness struct {
+	t      *testing.T
+	hub    *aoetest.Hub
+	srv    *Server
+	disk   *memDisk
+	port   *aoetest.Port // the target's
+	link   aoe.Link      // what Serve runs on (port, or a wrapper)
+	client *client
+	cancel context.CancelFunc
+	done   chan error
+}
+
+type harnessOption func(*harnessSetup)
+
+type harnessSetup struct {
+	cfg      Config
+	mtu      int
+	wrapLink func(aoe.Link) aoe.Link
+}
+
+func withMTU(mtu int) harnessOption { return func(s *harnessSetup) { s.mtu = mtu } }
+func withConfig(f func(*Config)) harnessOption {
+	return func(s *harnessSetup) { f(&s.cfg) }
+}
+func withLink(wrap func(aoe.Link) aoe.Link) harnessOption {
+	return func(s *harnessSetup) { s.wrapLink = wrap }
+}
+
+// newHarness starts a server (shelf 1, slot 2, a 1 MiB memDisk unless the
+// options say otherwise) and a client, and consumes the start-up
+// announcement. Cleanup stops the server and checks Serve returned nil.
+func newHarness(t *testing.T, opts ...harnessOption) *harness {
+	t.Helper()
+	disk := newMemDisk(testSectors)
+	setup := harnessSetup{
+		cfg: Config{Shelf: testShelf, Slot: testSlot, Backend: disk, Logger: testLogger(t)},
+		mtu: 1500,
+	}
+	for _, o := range opts {
+		o(&setup)
+	}
+	if md, ok := setup.cfg.Backend.(*memDisk); ok {
+		disk = md
+	}
+	hub := aoetest.NewHub()
+	h := &harness{t: t, hub: hub, disk: disk}
+	h.client = newClient(t, hub, clientMAC, setup.mtu)
+	h.port = hub.Port(targetMAC, setup.mtu)
+	h.link = h.port
+	if setup.wrapLink != nil {
+		h.link = setup.wrapLink(h.port)
+	}
+	srv, err := NewServer(setup.cfg)
+	if err != nil {
+		t.Fatalf("NewServer: %v", err)
+	}
+	h.srv = srv
+	h.start()
+	t.Cleanup(func() { h.stop() })
+	if len(setup.cfg.AllowedMACs) == 0 {
+		h.client.expectAnnounce(t)
+	}
+	return h
+}
+
+func (h *harness) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	h.done = make(chan error, 1)
+	go func() { h.done <- h.srv.Serve(ctx, h.link) }()
+}
+
+// stop ends Serve and checks it returned nil, within 2 seconds.
+func (h *harness) stop() {
+	h.t.Helper()
+	if h.cancel == nil {
+		return
+	}
+	h.cancel()
+	h.cancel = nil
+	select {
+	case err := <-h.done:
+		if err != nil {
+			h.t.Errorf("Serve: %v", err)
+		}
+	case <-time.After(2 * time.Second):
+		h.t.Errorf("Serve did not return within 2s of cancellation")
+	}
+}
+
+// client is a station on a hub that sends AoE requests and routes the
+// responses to whoever waits for their tag.
+type client struct {
+	port      *aoetest.Port
+	mac       aoe.MAC
+	tag       atomic.Uint32
+	mu        sync.Mutex
+	waiting   map[uint32]chan []byte
+	announces chan []byte
+	stray     chan []byte
+}
+
+func newClient(t testing.TB, hub *aoetest.Hub, mac aoe.MAC, mtu int) *client {
+	c := &client{
+		port:      hub.Port(mac, mtu),
+		mac:       mac,
+		waiting:   make(map[uint32]chan []byte),
+		announces: make(chan []byte, 64),
+		stray:     make(chan []byte, 1024),
+	}
+	c.tag.Store(0x100)
+	t.Cleanup(func() { c.port.Close() })
+	go c.readLoop()
+	return c
+}
+
+func (c *client) readLoop() {
+	buf := make([]byte, 70000)
+	for {
+		n, err := c.port.ReadFrame(buf)
+		if err != nil {
+			return
+		}
+		f := append([]byte(nil), buf[:n]...)
+		tag := binary.BigEndian.Uint32(f[20:24])
+		if tag == 0 && aoe.Command(f[19]) == aoe.CommandQueryConfig {
+			select {
+			case c.announces <- f:
+			default:
+			}
+			continue
+		}
+		c.mu.Lock()
+		ch := c.waiting[tag]
+		delete(c.waiting, tag)
+		c.mu.Unlock()
+		if ch != nil {
+			ch <- f
+			continue
+		}
+		select {
+		case c.stray <- f:
+		default:
+		}
+	}
+}
+
+func (c *client) nextTag() uint32 { return c.tag.Add(1) }
+
+// request builds a request frame from this client to the test target.
+func (c *client) request(cmd aoe.Command, arg []byte) *aoe.Frame {
+	return &aoe.Frame{
+		Dst: targetMAC, Src: c.mac,
+		Header: aoe.Header{Version: aoe.Version, Major: testShelf, Minor: testSlot, Command: cmd, Tag: c.nextTag()},
+		Arg:    arg,
+	}
+}
+
+// send transmits f and returns a channel that gets the response with its
+// tag.
+func (c *client) send(t testing.TB, f *aoe.Frame) chan []byte {
+	t.Helper()
+	b, err := f.MarshalBinary()
+	if err != nil {
+		t.Fatalf("marshal request: %v", err)
+	}
+	return c.sendRaw(t, f.Tag, b)
+}
+
+func (c *client) sendRaw(t testing.TB, tag uint32, b []byte) chan []byte {
+	t.Helper()
+	ch := make(chan []byte, 1)
+	c.mu.Lock()
+	c.waiting[tag] = ch
+	c.mu.Unlock()
+	if err := c.port.WriteFrame(b); err != nil {
+		t.Fatalf("send request: %v", err)
+	}
+	return ch
+}
+
+// roundTrip sends f and returns the decoded response.
+func (c *client) roundTrip(t testing.TB, f *aoe.Frame) *aoe.Frame {
+	t.Helper()
+	return awaitResponse(t, c.send(t, f))
+}
+
+func awaitResponse(t testing.TB, ch chan []byte) *aoe.Frame {
+	t.Helper()
+	select {
+	case b := <-ch:
+		var resp aoe.Frame
+		if err := resp.UnmarshalBinary(b); err != nil {
+			t.Fatalf("decode response: %v", err)
+		}
+		return &resp
+	case <-time.After(3 * time.Second):
+		t.Fatalf("no response")
+		return nil
+	}
+}
+
+// expectNoResponse sends f and checks that nothing comes back for it.
+func (c *client) expectNoResponse(t testing.TB, f *aoe.Frame) {
+	t.Helper()
+	ch := c.send(t, f)
+	select {
+	case b := <-ch:
+		t.Fatalf("unexpected response % x", b[:min(len(b), 40)])
+	case <-time.After(100 * time.Millisecond):
+	}
+	c.mu.Lock()
+	delete(c.waiting, f.Tag)
+	c.mu.Unlock()
+}
+
+func (c *client) expectAnnounce(t testing.TB) *aoe.Frame {
+	t.Helper()
+	select {
+	case b := <-c.announces:
+		var f aoe.Frame
+		if err := f.UnmarshalBinary(b); err != nil {
+			t.Fatalf("decode announcement: %v", err)
+		}
+		return &f
+	case <-time.After(3 * time.Second):
+		t.Fatalf("no announcement")
+		return nil
+	}
+}
+
+// ata builds an ATA request argument.
+func ataArg(t testing.TB, a aoe.ATA) []byte {
+	t.Helper()
+	b, err := a.MarshalBinary()
+	if err != nil {
+		t.Fatalf("marshal ATA: %v", err)
+	}
+	return b
+}
+
+func decodeATA(t testing.TB, f *aoe.Frame) *aoe.ATA {
+	t.Helper()
+	var a aoe.ATA
+	if err := a.UnmarshalBinary(f.Arg); err != nil {
+		t.Fatalf("decode ATA response: %v", err)
+	}
+	return &a
+}
+
+func decodeConfig(t testing.TB, f *aoe.Frame) *aoe.Config {
+	t.Helper()
+	var c aoe.Config
+	if err := c.UnmarshalBinary(f.Arg); err != nil {
+		t.Fatalf("decode config response: %v", err)
+	}
+	return &c
+}
+
+// readCmd and writeCmd build LBA48 read and write requests.
+func readReq(c *client, t testing.TB, lba uint64, count uint8) *aoe.Frame {
+	return c.request(aoe.CommandATA, ataArg(t, aoe.ATA{Flags: aoe.ATAFlagExtended, SectorCount: count, CmdStatus: aoe.ATAReadSectorsExt, LBA: lba}))
+}
+
+func writeReq(c *client, t testing.TB, lba uint64, data []byte) *aoe.Frame {
+	return c.request(aoe.CommandATA, ataArg(t, aoe.ATA{
+		Flags: aoe.ATAFlagExtended | aoe.ATAFlagWrite, SectorCount: uint8(len(data) / aoe.SectorSize),
+		CmdStatus: aoe.ATAWriteSectorsExt, LBA: lba, Data: data,
+	}))
+}
+
+// checkResponse checks the common header of a response.
+func checkResponse(t testing.TB, f *aoe.Frame, wantErr aoe.Error) {
+	t.Helper()
+	if !f.IsResponse() {
+		t.Errorf("response without R flag: %+v", f.Header)
+	}
+	if f.Version != aoe.Version {
+		t.Errorf("response version %d", f.Version)
+	}
+	if f.Major != testShelf || f.Minor != testSlot {
+		t.Errorf("response from %d.%d", f.Major, f.Minor)
+	}
+	if f.Src != targetMAC {
+		t.Errorf("response from %s", f.Src)
+	}
+	gotErr := aoe.Error(0)
+	if f.Flags&aoe.FlagError != 0 {
+		gotErr = f.Error
+	}
+	if gotErr != wantErr {
+		t.Errorf("response error %d (flags %#x), want %d", gotErr, f.Flags, wantErr)
+	}
+}
+
+func pattern(n int, seed byte) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = seed + byte(i*7) + byte(i>>9)
+	}
+	return b
+}
+
+// waitFor polls cond for up to 2 seconds.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// newTestSession returns a session of a new server (shelf 1, slot 2, a
+// memDisk unless cfg has a backend) that is not serving, on a link that
+// discards what is sent. Tests call its handler directly.
+func newTestSession(t testing.TB, cfg Config) (*session, *memDisk) {
+	t.Helper()
+	disk := newMemDisk(testSectors)
+	if cfg.Backend == nil {
+		cfg.Backend = disk
+	}
+	cfg.Shelf, cfg.Slot = testShelf, testSlot
+	cfg.Logger = testLogger(t)
+	s, err := NewServer(cfg)
+	if err != nil {
+		t.Fatalf("NewServer: %v", err)
+	}
+	return s.newSession(&discardLink{mac: targetMAC, mtu: 1500}), disk
+}
+
+// discardLink is a Link that never receives and drops what is sent.
+type discardLink struct {
+	mac aoe.MAC
+	mtu int
+}
+
+func (l *discardLink) ReadFrame(b []byte) (int, error) { select {} }
+func (l *discardLink) WriteFrame(b []byte) error       { return nil }
+func (l *discardLink) MTU() int                        { return l.mtu }
+func (l *discardLink) HardwareAddr() aoe.MAC           { return l.mac }
+func (l *discardLink) Close() error                    { return nil }

@@ -1,0 +1,527 @@
+package target
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/ironblade/ironblade/aoe"
+)
+
+// Sizes of the frame buffers.
+const (
+	// minBufferMTU sizes frame buffers for jumbo frames even when the
+	// link starts at a smaller MTU, so raising the MTU later pays.
+	minBufferMTU = 9000
+	// pageSize aligns the data of every frame buffer, so O_DIRECT
+	// backends can read into and write from frames without a copy.
+	pageSize = 4096
+	// receiveBatch is how many frames one batched read may return.
+	receiveBatch = 16
+)
+
+// A Server is an AoE target serving one Backend as one shelf.slot. Create
+// it with NewServer and run it with Serve.
+type Server struct {
+	cfg       Config
+	log       *slog.Logger
+	errLog    *limitedLog
+	sectors   uint64 // capacity
+	firmware  uint16
+	identify  [aoe.SectorSize]byte
+	statePath string
+	counters  counters
+
+	// stateMu serializes changes to the config string and the lists, and
+	// their saving.
+	stateMu      sync.Mutex
+	configString []byte
+	access       atomic.Pointer[access]
+
+	mu     sync.Mutex
+	active *session // the running Serve, if any
+}
+
+// NewServer checks cfg, fills in its defaults and loads the state kept in
+// cfg.StateDir.
+func NewServer(cfg Config) (*Server, error) {
+	if cfg.Backend == nil {
+		return nil, errors.New("target: config: no backend")
+	}
+	if cfg.Shelf == aoe.BroadcastMajor || cfg.Slot == aoe.BroadcastMinor {
+		return nil, fmt.Errorf("target: config: address %d.%d is the broadcast address", cfg.Shelf, cfg.Slot)
+	}
+	sectors := cfg.Backend.Size() / aoe.SectorSize
+	if sectors <= 0 {
+		return nil, fmt.Errorf("target: config: backend of %d bytes holds no sector", cfg.Backend.Size())
+	}
+	if sectors > aoe.MaxLBA+1 {
+		return nil, fmt.Errorf("target: config: backend of %d sectors is beyond LBA48", sectors)
+	}
+	switch {
+	case cfg.BufferCount == 0:
+		cfg.BufferCount = DefaultBufferCount
+	case cfg.BufferCount < 2 || cfg.BufferCount > MaxBufferCount:
+		return nil, fmt.Errorf("target: config: buffer count %d outside 2 to %d", cfg.BufferCount, MaxBufferCount)
+	}
+	switch {
+	case cfg.Workers == 0:
+		cfg.Workers = cfg.BufferCount
+	case cfg.Workers < 0:
+		return nil, fmt.Errorf("target: config: %d workers", cfg.Workers)
+	}
+	if len(cfg.AllowedMACs) > MaxMACMask {
+		return nil, fmt.Errorf("target: config: %d allowed MACs, at most %d", len(cfg.AllowedMACs), MaxMACMask)
+	}
+	for _, m := range cfg.AllowedMACs {
+		if m.IsMulticast() || m.IsZero() {
+			return nil, fmt.Errorf("target: config: allowed MAC %s is not a station address", m)
+		}
+	}
+	if cfg.Version == "" {
+		cfg.Version = DefaultVersion
+	}
+	if cfg.Serial == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			host = "ironblade"
+		}
+		cfg.Serial = fmt.Sprintf("%d.%d:%s", cfg.Shelf, cfg.Slot, host)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	log := cfg.Logger.With("shelf", cfg.Shelf, "slot", cfg.Slot)
+	s := &Server{
+		cfg:      cfg,
+		log:      log,
+		errLog:   newLimitedLog(log, time.Second),
+		sectors:  uint64(sectors),
+		firmware: firmwareNumber(cfg.Version),
+		// Without -s a write is acknowledged before it is durable: that
+		// is a volatile write cache, and initiators should flush it.
+		identify: identifyData(uint64(sectors), cfg.Serial, cfg.Version, !cfg.SyncWrites),
+	}
+	if cfg.StateDir != "" {
+		s.statePath = statePath(cfg.StateDir, cfg.Shelf, cfg.Slot)
+	}
+	if err := s.loadInitialState(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// request is one frame buffer, on its way from the receiver to a worker
+// and, for writes that wait for a sync, to the syncer.
+type request struct {
+	buf  []byte // the frame is buf[:n]; the response is built in place
+	n    int
+	resp int  // response length
+	sync bool // a write whose acknowledgement waits for a sync (counted in SyncedWrites)
+}
+
+// session is the state of one Serve call.
+type session struct {
+	s      *Server
+	link   aoe.Link
+	batch  aoe.BatchLink // link, if it moves frames in batches
+	mac    aoe.MAC
+	maxSPF int // sectors per frame the buffers can hold
+
+	free   chan *request // idle buffers
+	work   chan *request // frames for the workers
+	stop   chan struct{} // closed when Serve starts to stop
+	track  tracker
+	syncer *syncer
+}
+
+// readDeadliner is implemented by links whose pending read can be ended
+// without closing them.
+type readDeadliner interface {
+	SetReadDeadline(t time.Time) error
+}
+
+// Serve answers AoE requests from link until ctx is done. It announces the
+// target first (and every AnnounceInterval). When ctx is done it stops
+// reading, finishes the requests it holds, syncs the backend and returns
+// nil. It returns an error if the link fails for good.
+//
+// To stop reading, Serve sets a read deadline if the link has a
+// SetReadDeadline method, and otherwise closes the link once its requests
+// are finished. A Server runs one Serve at a time.
+func (s *Server) Serve(ctx context.Context, link aoe.Link) error {
+	if link == nil {
+		return errors.New("target: serve: nil link")
+	}
+	s.mu.Lock()
+	if s.active != nil {
+		s.mu.Unlock()
+		return errors.New("target: serve: already serving")
+	}
+	c := s.newSession(link)
+	s.active = c
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.active = nil
+		s.mu.Unlock()
+	}()
+
+	var workers sync.WaitGroup
+	for range s.cfg.Workers {
+		workers.Go(c.worker)
+	}
+	syncStop := make(chan struct{})
+	syncDone := make(chan struct{})
+	go func() {
+		c.syncer.run(syncStop)
+		close(syncDone)
+	}()
+	recvDone := make(chan error, 1)
+	go func() { recvDone <- c.receive() }()
+
+	s.log.Info("serving", "mac", c.mac, "mtu", link.MTU(), "sectors_per_frame", c.sectorsPerFrame(),
+		"sectors", s.sectors, "buffers", s.cfg.BufferCount, "workers", s.cfg.Workers,
+		"sync_writes", s.cfg.SyncWrites, "read_only", s.cfg.ReadOnly)
+	if err := c.announce(); err != nil {
+		s.errLog.Error("announce", "announce failed", "err", err)
+	}
+	var tick <-chan time.Time
+	if s.cfg.AnnounceInterval > 0 {
+		t := time.NewTicker(s.cfg.AnnounceInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+
+	var result error
+	received := false
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			break wait
+		case err := <-recvDone:
+			result, received = err, true
+			break wait
+		case <-tick:
+			if err := c.announce(); err != nil {
+				s.errLog.Error("announce", "announce failed", "err", err)
+			}
+		}
+	}
+
+	// Stop taking frames, let the requests already taken finish (their
+	// responses are sent), then make everything durable.
+	close(c.stop)
+	dl, interruptible := link.(readDeadliner)
+	interruptible = interruptible && dl.SetReadDeadline(time.Now()) == nil
+	c.track.stopAndWait()
+	close(syncStop)
+	<-syncDone
+	if err := s.cfg.Backend.Sync(); err != nil {
+		s.log.Error("final sync failed", "err", err)
+		result = errors.Join(result, fmt.Errorf("target: serve: sync: %w", err))
+	} else {
+		s.counters.syncs.Add(1)
+	}
+	if !received {
+		if !interruptible {
+			link.Close()
+		}
+		<-recvDone
+	}
+	if interruptible {
+		_ = dl.SetReadDeadline(time.Time{})
+	}
+	close(c.work)
+	workers.Wait()
+	s.log.Info("stopped serving")
+	return result
+}
+
+// newSession allocates the buffers of one Serve.
+func (s *Server) newSession(link aoe.Link) *session {
+	c := &session{
+		s:    s,
+		link: link,
+		mac:  link.HardwareAddr(),
+		stop: make(chan struct{}),
+	}
+	batchSize := 1
+	if bl, ok := link.(aoe.BatchLink); ok {
+		c.batch = bl
+		batchSize = receiveBatch
+	}
+	// BufferCount requests can be at work while the receiver holds a
+	// batch of empty buffers to read into.
+	count := s.cfg.BufferCount + batchSize
+	bufLen := aoe.EthernetHeaderLen + max(link.MTU(), minBufferMTU)
+	c.maxSPF = min((bufLen-aoe.FrameHeaderLen-aoe.ATAHeaderLen)/aoe.SectorSize, 255)
+	stride := (bufLen + pageSize - 1) / pageSize * pageSize
+	slab := make([]byte, count*stride+pageSize)
+	// Put the ATA data of every buffer on a page boundary.
+	dataOff := aoe.FrameHeaderLen + aoe.ATAHeaderLen
+	pad := (pageSize - int((uintptr(unsafe.Pointer(&slab[0]))+uintptr(dataOff))%pageSize)) % pageSize
+	c.free = make(chan *request, count)
+	c.work = make(chan *request, count)
+	for i := range count {
+		start := pad + i*stride
+		c.free <- &request{buf: slab[start : start+bufLen : start+bufLen]}
+	}
+	c.track.idle.L = &c.track.mu
+	c.syncer = newSyncer(c, count)
+	return c
+}
+
+// sectorsPerFrame is the most sectors one ATA request may move now: what
+// the link's MTU allows, within what a buffer holds.
+func (c *session) sectorsPerFrame() int {
+	return min(aoe.SectorsPerFrame(c.link.MTU()), c.maxSPF)
+}
+
+// receive reads frames and hands them to the workers until the session
+// stops or the link fails.
+func (c *session) receive() error {
+	s := c.s
+	held := make([]*request, 0, cap(c.free))
+	bufs := make([][]byte, receiveBatch)
+	lens := make([]int, receiveBatch)
+	want := 1
+	if c.batch != nil {
+		want = receiveBatch
+	}
+	release := func() {
+		for _, r := range held {
+			c.free <- r
+		}
+		held = held[:0]
+	}
+	failures := 0
+	for {
+		select {
+		case <-c.stop:
+			release()
+			return nil
+		default:
+		}
+		if len(held) == 0 {
+			select {
+			case r := <-c.free:
+				held = append(held, r)
+			case <-c.stop:
+				return nil
+			}
+		}
+	fill:
+		for len(held) < want {
+			select {
+			case r := <-c.free:
+				held = append(held, r)
+			default:
+				break fill
+			}
+		}
+
+		var n int
+		var err error
+		if c.batch != nil {
+			for i, r := range held {
+				bufs[i] = r.buf
+			}
+			n, err = c.batch.ReadFrames(bufs[:len(held)], lens)
+		} else {
+			lens[0], err = c.link.ReadFrame(held[0].buf)
+			if err == nil {
+				n = 1
+			}
+		}
+		s.counters.framesIn.Add(uint64(n))
+		if !c.track.acquire(n) {
+			s.counters.dropped[dropShutdown].Add(uint64(n))
+			release()
+			return nil
+		}
+		for i := range n {
+			r := held[i]
+			r.n = lens[i]
+			c.work <- r
+		}
+		held = append(held[:0], held[n:]...)
+
+		if err != nil {
+			select {
+			case <-c.stop:
+				release()
+				return nil
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				release()
+				return fmt.Errorf("target: read: %w", err)
+			}
+			var ne net.Error
+			if errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			// A transient failure (the interface went down, say): keep
+			// trying, but not in a tight loop.
+			failures++
+			s.errLog.Error("read", "link read failed", "err", err)
+			select {
+			case <-time.After(time.Duration(min(failures, 100)) * 10 * time.Millisecond):
+			case <-c.stop:
+				release()
+				return nil
+			}
+			continue
+		}
+		failures = 0
+	}
+}
+
+// worker executes requests until the work queue closes.
+func (c *session) worker() {
+	for r := range c.work {
+		switch c.handle(r) {
+		case replyNow:
+			c.send(r.buf[:r.resp])
+			c.release(r)
+		case replyAfterSync:
+			c.syncer.enqueue(r)
+		default:
+			c.release(r)
+		}
+	}
+}
+
+// release returns a finished request's buffer.
+func (c *session) release(r *request) {
+	r.sync = false
+	c.free <- r
+	c.track.done()
+}
+
+// send transmits one response.
+func (c *session) send(frame []byte) {
+	if err := c.link.WriteFrame(frame); err != nil {
+		c.s.counters.sendErrors.Add(1)
+		c.s.errLog.Error("send", "send failed", "err", err)
+		return
+	}
+	c.s.counters.framesOut.Add(1)
+}
+
+// sendAll transmits responses, in one call per batch if the link allows.
+// A frame the link refuses is counted and skipped.
+func (c *session) sendAll(frames [][]byte) {
+	if c.batch == nil {
+		for _, f := range frames {
+			c.send(f)
+		}
+		return
+	}
+	for len(frames) > 0 {
+		n, err := c.batch.WriteFrames(frames)
+		n = max(0, min(n, len(frames)))
+		c.s.counters.framesOut.Add(uint64(n))
+		frames = frames[n:]
+		if err != nil || n == 0 {
+			c.s.counters.sendErrors.Add(1)
+			c.s.errLog.Error("send", "send failed", "err", err)
+			if len(frames) > 0 {
+				frames = frames[1:]
+			}
+		}
+	}
+}
+
+// Announce sends an unsolicited Query Config response (tag 0), as at
+// start: to broadcast, or to each MAC of the mask list when it is not
+// empty. It fails when the server is not serving.
+func (s *Server) Announce() error {
+	s.mu.Lock()
+	c := s.active
+	s.mu.Unlock()
+	if c == nil {
+		return errors.New("target: announce: not serving")
+	}
+	return c.announce()
+}
+
+func (c *session) announce() error {
+	s := c.s
+	s.stateMu.Lock()
+	str := s.configString
+	s.stateMu.Unlock()
+	frame := make([]byte, max(aoe.FrameHeaderLen+aoe.ConfigHeaderLen+len(str), aoe.MinFrameLen))
+	copy(frame[6:12], c.mac[:])
+	binary.BigEndian.PutUint16(frame[12:14], aoe.EtherType)
+	frame[14] = aoe.Version<<4 | uint8(aoe.FlagResponse)
+	binary.BigEndian.PutUint16(frame[16:18], s.cfg.Shelf)
+	frame[18] = s.cfg.Slot
+	frame[19] = uint8(aoe.CommandQueryConfig)
+	n := aoe.FrameHeaderLen + c.putConfig(frame[aoe.FrameHeaderLen:], aoe.ConfigRead, str)
+	dsts := s.access.Load().mask
+	if len(dsts) == 0 {
+		dsts = []aoe.MAC{aoe.BroadcastMAC}
+	}
+	var errs []error
+	for _, dst := range dsts {
+		copy(frame[0:6], dst[:])
+		if err := c.link.WriteFrame(frame[:n]); err != nil {
+			s.counters.sendErrors.Add(1)
+			errs = append(errs, fmt.Errorf("target: announce to %s: %w", dst, err))
+			continue
+		}
+		s.counters.framesOut.Add(1)
+	}
+	return errors.Join(errs...)
+}
+
+// tracker counts the requests taken from the link and not yet answered,
+// so that stopping can wait for them.
+type tracker struct {
+	mu      sync.Mutex
+	idle    sync.Cond
+	n       int
+	stopped bool
+}
+
+// acquire registers n requests, unless stopping has begun.
+func (t *tracker) acquire(n int) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stopped {
+		return false
+	}
+	t.n += n
+	return true
+}
+
+// done unregisters a finished request.
+func (t *tracker) done() {
+	t.mu.Lock()
+	t.n--
+	if t.n == 0 {
+		t.idle.Broadcast()
+	}
+	t.mu.Unlock()
+}
+
+// stopAndWait refuses further requests and waits for those registered.
+func (t *tracker) stopAndWait() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.stopped = true
+	for t.n > 0 {
+		t.idle.Wait()
+	}
+}

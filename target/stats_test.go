@@ -1,0 +1,96 @@
+package target
+
+import (
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ironblade/ironblade/aoe"
+)
+
+func TestStatsAndCollector(t *testing.T) {
+	h := newHarness(t)
+	c := h.client
+	checkResponse(t, c.roundTrip(t, writeReq(c, t, 0, pattern(1024, 1))), 0)
+	checkResponse(t, c.roundTrip(t, readReq(c, t, 0, 2)), 0)
+	checkResponse(t, c.roundTrip(t, readReq(c, t, 0, 3)), aoe.ErrorBadArgument)
+	f := readReq(c, t, 0, 1)
+	f.Minor = 99
+	c.expectNoResponse(t, f)
+	checkResponse(t, c.roundTrip(t, c.request(aoe.CommandATA, ataArg(t, aoe.ATA{CmdStatus: aoe.ATAFlushCacheExt}))), 0)
+
+	st := h.srv.Stats()
+	if st.FramesIn != 5 || st.FramesOut != 5 { // 4 answers and the announcement
+		t.Errorf("frames in %d out %d", st.FramesIn, st.FramesOut)
+	}
+	if st.BytesRead != 1024 || st.BytesWritten != 1024 || st.Syncs != 1 {
+		t.Errorf("stats %+v", st)
+	}
+	if st.Dropped["other_target"] != 1 || st.Errors["aoe_bad_argument"] != 1 {
+		t.Errorf("dropped %v errors %v", st.Dropped, st.Errors)
+	}
+
+	// Two targets' collectors share one registry.
+	other, err := NewServer(Config{Shelf: 1, Slot: 3, Backend: newMemDisk(8), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(h.srv.Collector(), other.Collector())
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]float64{}
+	for _, fam := range families {
+		for _, m := range fam.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["shelf"] != "1" || labels["slot"] != "2" {
+				continue
+			}
+			key := fam.GetName()
+			if r := labels["reason"] + labels["kind"]; r != "" {
+				key += "/" + r
+			}
+			found[key] = m.GetCounter().GetValue()
+		}
+	}
+	for key, want := range map[string]float64{
+		"ironblade_target_frames_received_total":                  5,
+		"ironblade_target_written_bytes_total":                    1024,
+		"ironblade_target_syncs_total":                            1,
+		"ironblade_target_frames_dropped_total/other_target":      1,
+		"ironblade_target_frames_dropped_total/mac_mask":          0,
+		"ironblade_target_errors_total/aoe_bad_argument":          1,
+		"ironblade_target_errors_total/aoe_unrecognized_command":  0,
+		"ironblade_target_send_errors_total":                      0,
+		"ironblade_target_synced_writes_total":                    0,
+		"ironblade_target_read_bytes_total":                       1024,
+		"ironblade_target_frames_sent_total":                      5,
+		"ironblade_target_errors_total/aoe_config_string_present": 0,
+	} {
+		got, ok := found[key]
+		if !ok || got != want {
+			t.Errorf("%s = %v (present %v), want %v", key, got, ok, want)
+		}
+	}
+}
+
+// TestSendErrors checks that a link refusing to send does not stop the
+// target: the failures are counted and the next answers go out.
+func TestSendErrors(t *testing.T) {
+	h := newHarness(t, withMTU(9000))
+	c := h.client
+	// A 1024-byte config string makes a Query Config answer too large
+	// for an MTU of 1000.
+	checkResponse(t, c.roundTrip(t, configReq(t, c, aoe.ConfigSet, string(make([]byte, 1024)))), 0)
+	h.port.SetMTU(1000)
+	c.expectNoResponse(t, configReq(t, c, aoe.ConfigRead, ""))
+	if n := h.srv.Stats().SendErrors; n != 1 {
+		t.Errorf("SendErrors = %d", n)
+	}
+	checkResponse(t, c.roundTrip(t, readReq(c, t, 0, 1)), 0)
+}
