@@ -98,6 +98,9 @@ func ListenRaw(iface string, cfg RawConfig) (*RawLink, error) {
 	if cfg.ReadBuffer < 0 || cfg.WriteBuffer < 0 {
 		return fail(fmt.Errorf("negative socket buffer size (read %d, write %d)", cfg.ReadBuffer, cfg.WriteBuffer))
 	}
+	if len(iface) >= unix.IFNAMSIZ {
+		return fail(fmt.Errorf("interface name longer than %d bytes", unix.IFNAMSIZ-1))
+	}
 	ifreq, err := unix.NewIfreq(iface)
 	if err != nil {
 		return fail(err)
@@ -126,6 +129,7 @@ func ListenRaw(iface string, cfg RawConfig) (*RawLink, error) {
 	return l, nil
 }
 
+// newRawLink sets up a link around a bound socket.
 func newRawLink(iface string, conn *packet.Conn, mac MAC, ifreq *unix.Ifreq, cfg RawConfig) (*RawLink, error) {
 	rc, err := conn.SyscallConn()
 	if err != nil {
@@ -185,9 +189,8 @@ func setRawSockopts(fd int, cfg RawConfig) error {
 		if s.size == 0 {
 			continue
 		}
-		// The kernel doubles the value it is given for its bookkeeping
-		// overhead; halving it here would be wrong for callers that size
-		// in frames x MTU, so the request is passed through as is.
+		// Passed as given; the kernel doubles it to allow for its own
+		// bookkeeping.
 		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, s.force, s.size); err != nil {
 			if !errors.Is(err, unix.EPERM) {
 				return os.NewSyscallError("setsockopt "+s.name, err)
@@ -262,72 +265,55 @@ func (l *RawLink) ioError(op string, err error) error {
 	return l.errorf(op, err)
 }
 
-// recvfrom is the RawConn.Read callback of ReadFrame. MSG_TRUNC makes the
-// kernel report a frame's real length, so truncation shows.
-func (l *RawLink) recvfrom(fd uintptr) bool {
+// callNonblocking makes a system call on the non-blocking socket,
+// retrying it when a signal interrupts it. done is false when the call
+// would block: the RawConn callback then returns false to wait for the
+// poller. The pointers among the arguments point into the link's fields,
+// which keep what they point to alive.
+func callNonblocking(trap, a1, a2, a3, a4 uintptr) (n int, errno unix.Errno, done bool) {
 	for {
-		n, _, e := unix.Syscall6(unix.SYS_RECVFROM, fd,
-			uintptr(unsafe.Pointer(unsafe.SliceData(l.rbuf))), uintptr(len(l.rbuf)),
-			unix.MSG_TRUNC, 0, 0)
+		r, _, e := unix.Syscall6(trap, a1, a2, a3, a4, 0, 0)
 		switch e {
 		case 0:
-			l.rn, l.rerrno = int(n), 0
-			return true
+			return int(r), 0, true
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
-			return false // wait for the poller
+			return 0, 0, false
 		default:
-			l.rerrno = e
-			return true
+			return 0, e, true
 		}
 	}
+}
+
+// recvfrom is the RawConn.Read callback of ReadFrame. MSG_TRUNC makes the
+// kernel report a frame's real length, so truncation shows.
+func (l *RawLink) recvfrom(fd uintptr) bool {
+	var done bool
+	l.rn, l.rerrno, done = callNonblocking(unix.SYS_RECVFROM, fd,
+		uintptr(unsafe.Pointer(unsafe.SliceData(l.rbuf))), uintptr(len(l.rbuf)), unix.MSG_TRUNC)
+	return done
 }
 
 // recvmmsg is the RawConn.Read callback of ReadFrames. The socket is
 // non-blocking, so after the first frame the call returns whatever is
 // already queued.
 func (l *RawLink) recvmmsg(fd uintptr) bool {
-	for {
-		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd,
-			uintptr(unsafe.Pointer(&l.rmsgs[0])), uintptr(l.rcount),
-			unix.MSG_TRUNC, 0, 0)
-		switch e {
-		case 0:
-			l.rn, l.rerrno = int(n), 0
-			return true
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return false
-		default:
-			l.rerrno = e
-			return true
-		}
-	}
+	var done bool
+	l.rn, l.rerrno, done = callNonblocking(unix.SYS_RECVMMSG, fd,
+		uintptr(unsafe.Pointer(&l.rmsgs[0])), uintptr(l.rcount), unix.MSG_TRUNC)
+	return done
 }
 
 // sendmmsg is the RawConn.Write callback of WriteFrame and WriteFrames. The
 // socket is bound to the interface and EtherType, so the messages need no
-// destination address: the kernel sends each frame as it is.
+// destination address: the kernel sends each frame as it is. It waits for
+// room when the send buffer is full.
 func (l *RawLink) sendmmsg(fd uintptr) bool {
-	for {
-		n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd,
-			uintptr(unsafe.Pointer(&l.wmsgs[l.woff])), uintptr(l.wcount),
-			0, 0, 0)
-		switch e {
-		case 0:
-			l.wsent, l.werrno = int(n), 0
-			return true
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return false // send buffer full: wait for room
-		default:
-			l.wsent, l.werrno = 0, e
-			return true
-		}
-	}
+	var done bool
+	l.wsent, l.werrno, done = callNonblocking(unix.SYS_SENDMMSG, fd,
+		uintptr(unsafe.Pointer(&l.wmsgs[l.woff])), uintptr(l.wcount), 0)
+	return done
 }
 
 // ReadFrame implements Link. A frame longer than b is truncated (and

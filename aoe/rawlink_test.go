@@ -37,9 +37,9 @@ func newRawPair(t testing.TB, mtu int, cfg aoe.RawConfig) *rawPair {
 	}
 }
 
-// testFrame builds an AoE frame of exactly size bytes (at least
+// rawTestFrame builds an AoE frame of exactly size bytes (at least
 // FrameHeaderLen) whose argument is a pattern derived from tag.
-func testFrame(dst, src aoe.MAC, tag uint32, size int) []byte {
+func rawTestFrame(dst, src aoe.MAC, tag uint32, size int) []byte {
 	f := aoe.Frame{
 		Dst: dst, Src: src,
 		Header: aoe.Header{Version: aoe.Version, Major: 7, Minor: 3, Command: aoe.CommandVendorFirst, Tag: tag},
@@ -55,9 +55,9 @@ func testFrame(dst, src aoe.MAC, tag uint32, size int) []byte {
 	return b[:size]
 }
 
-// sameFrame reports whether got is want as a receiver sees it: padded with
+// rawSameFrame reports whether got is want as a receiver sees it: padded with
 // zeros to MinFrameLen.
-func sameFrame(got, want []byte) bool {
+func rawSameFrame(got, want []byte) bool {
 	if len(want) >= aoe.MinFrameLen {
 		return bytes.Equal(got, want)
 	}
@@ -65,10 +65,10 @@ func sameFrame(got, want []byte) bool {
 		bytes.Count(got[len(want):], []byte{0}) == aoe.MinFrameLen-len(want)
 }
 
-func frameTag(b []byte) uint32 { return binary.BigEndian.Uint32(b[20:24]) }
+func rawFrameTag(b []byte) uint32 { return binary.BigEndian.Uint32(b[20:24]) }
 
-// readFrame reads one frame, failing the test if none comes within 2 s.
-func readFrame(t testing.TB, l *aoe.RawLink, buf []byte) []byte {
+// rawReadFrame reads one frame, failing the test if none comes within 2 s.
+func rawReadFrame(t testing.TB, l *aoe.RawLink, buf []byte) []byte {
 	t.Helper()
 	if err := l.SetReadDeadline(time.Now().Add(2 * time.Second)); err != nil {
 		t.Fatal(err)
@@ -80,8 +80,8 @@ func readFrame(t testing.TB, l *aoe.RawLink, buf []byte) []byte {
 	return buf[:n]
 }
 
-// expectNoFrame fails the test if a frame arrives on l within d.
-func expectNoFrame(t testing.TB, l *aoe.RawLink, d time.Duration) {
+// rawExpectNoFrame fails the test if a frame arrives on l within d.
+func rawExpectNoFrame(t testing.TB, l *aoe.RawLink, d time.Duration) {
 	t.Helper()
 	if err := l.SetReadDeadline(time.Now().Add(d)); err != nil {
 		t.Fatal(err)
@@ -152,11 +152,11 @@ func TestRawLinkFrames(t *testing.T) {
 				{"multicast", p.b, p.a, aoe.MAC{0x01, 0x80, 0xc2, 0, 0, 0x42}, 100},
 			}
 			for i, tt := range tests {
-				want := testFrame(tt.dst, tt.from.HardwareAddr(), uint32(i), tt.size)
+				want := rawTestFrame(tt.dst, tt.from.HardwareAddr(), uint32(i), tt.size)
 				if err := tt.from.WriteFrame(want); err != nil {
 					t.Fatalf("%s: WriteFrame: %v", tt.name, err)
 				}
-				if got := readFrame(t, tt.to, buf); !sameFrame(got, want) {
+				if got := rawReadFrame(t, tt.to, buf); !rawSameFrame(got, want) {
 					t.Fatalf("%s: got %d bytes % x..., want %d bytes % x...", tt.name, len(got), got[:min(len(got), 40)], len(want), want[:min(len(want), 40)])
 				}
 			}
@@ -173,7 +173,7 @@ func TestRawLinkBatch(t *testing.T) {
 	p := newRawPair(t, 9000, aoe.RawConfig{ReadBuffer: 8 << 20, WriteBuffer: 8 << 20})
 	frames := make([][]byte, count)
 	for i := range frames {
-		frames[i] = testFrame(p.veth.MACB, p.veth.MACA, uint32(i), aoe.FrameHeaderLen+(i*37)%(9014-aoe.FrameHeaderLen+1))
+		frames[i] = rawTestFrame(p.veth.MACB, p.veth.MACA, uint32(i), aoe.FrameHeaderLen+(i*37)%(9014-aoe.FrameHeaderLen+1))
 	}
 	n, err := p.a.WriteFrames(frames)
 	if err != nil || n != count {
@@ -196,8 +196,8 @@ func TestRawLinkBatch(t *testing.T) {
 		}
 		calls++
 		for i := range n {
-			if !sameFrame(bufs[i][:lens[i]], frames[got]) {
-				t.Fatalf("frame %d: got tag %d, %d bytes; want %d bytes", got, frameTag(bufs[i]), lens[i], len(frames[got]))
+			if !rawSameFrame(bufs[i][:lens[i]], frames[got]) {
+				t.Fatalf("frame %d: got tag %d, %d bytes; want %d bytes", got, rawFrameTag(bufs[i]), lens[i], len(frames[got]))
 			}
 			got++
 		}
@@ -224,7 +224,7 @@ func TestRawLinkBatch(t *testing.T) {
 func TestRawLinkOversize(t *testing.T) {
 	p := newRawPair(t, 1500, aoe.RawConfig{})
 	buf := make([]byte, 2000)
-	big := testFrame(p.veth.MACB, p.veth.MACA, 1, 1515)
+	big := rawTestFrame(p.veth.MACB, p.veth.MACA, 1, 1515)
 	err := p.a.WriteFrame(big)
 	if !errors.Is(err, aoe.ErrFrameTooLarge) || !errors.Is(err, syscall.EMSGSIZE) {
 		t.Fatalf("WriteFrame(1515 bytes) = %v, want ErrFrameTooLarge and EMSGSIZE", err)
@@ -235,21 +235,21 @@ func TestRawLinkOversize(t *testing.T) {
 	}
 	// The link still works, and a batch stops at the oversize frame.
 	frames := [][]byte{
-		testFrame(p.veth.MACB, p.veth.MACA, 2, 1514),
-		testFrame(p.veth.MACB, p.veth.MACA, 3, 100),
+		rawTestFrame(p.veth.MACB, p.veth.MACA, 2, 1514),
+		rawTestFrame(p.veth.MACB, p.veth.MACA, 3, 100),
 		big,
-		testFrame(p.veth.MACB, p.veth.MACA, 4, 100),
+		rawTestFrame(p.veth.MACB, p.veth.MACA, 4, 100),
 	}
 	n, err := p.a.WriteFrames(frames)
 	if n != 2 || !errors.Is(err, aoe.ErrFrameTooLarge) {
 		t.Fatalf("WriteFrames = %d, %v; want 2, ErrFrameTooLarge", n, err)
 	}
 	for _, want := range frames[:2] {
-		if got := readFrame(t, p.b, buf); !sameFrame(got, want) {
-			t.Fatalf("got tag %d, want %d", frameTag(got), frameTag(want))
+		if got := rawReadFrame(t, p.b, buf); !rawSameFrame(got, want) {
+			t.Fatalf("got tag %d, want %d", rawFrameTag(got), rawFrameTag(want))
 		}
 	}
-	expectNoFrame(t, p.b, 100*time.Millisecond)
+	rawExpectNoFrame(t, p.b, 100*time.Millisecond)
 	if st := p.a.Stats(); st.SendErrors != 3 || st.FramesOut != 2 {
 		t.Errorf("Stats = %+v, want 3 send errors, 2 frames out", st)
 	}
@@ -258,11 +258,11 @@ func TestRawLinkOversize(t *testing.T) {
 func TestRawLinkMTUChange(t *testing.T) {
 	p := newRawPair(t, 9000, aoe.RawConfig{})
 	buf := make([]byte, 9014)
-	jumbo := testFrame(p.veth.MACB, p.veth.MACA, 1, 9014)
+	jumbo := rawTestFrame(p.veth.MACB, p.veth.MACA, 1, 9014)
 	if err := p.a.WriteFrame(jumbo); err != nil {
 		t.Fatal(err)
 	}
-	readFrame(t, p.b, buf)
+	rawReadFrame(t, p.b, buf)
 
 	// Right after the drop the link still believes in 9000; the kernel's
 	// EMSGSIZE makes it re-read the MTU at once.
@@ -274,11 +274,11 @@ func TestRawLinkMTUChange(t *testing.T) {
 	if got := p.a.MTU(); got != 1500 {
 		t.Fatalf("MTU after EMSGSIZE = %d, want 1500", got)
 	}
-	small := testFrame(p.veth.MACB, p.veth.MACA, 2, 1514)
+	small := rawTestFrame(p.veth.MACB, p.veth.MACA, 2, 1514)
 	if err := p.a.WriteFrame(small); err != nil {
 		t.Fatal(err)
 	}
-	if got := readFrame(t, p.b, buf); !sameFrame(got, small) {
+	if got := rawReadFrame(t, p.b, buf); !rawSameFrame(got, small) {
 		t.Fatal("wrong frame after MTU drop")
 	}
 
@@ -291,22 +291,22 @@ func TestRawLinkMTUChange(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if err := p.b.WriteFrame(testFrame(p.veth.MACA, p.veth.MACB, 3, 9014)); err != nil {
+	if err := p.b.WriteFrame(rawTestFrame(p.veth.MACA, p.veth.MACB, 3, 9014)); err != nil {
 		t.Fatal(err)
 	}
-	readFrame(t, p.a, buf)
+	rawReadFrame(t, p.a, buf)
 }
 
 func TestRawLinkTruncates(t *testing.T) {
 	p := newRawPair(t, 1500, aoe.RawConfig{})
 	for i := range 3 {
-		if err := p.a.WriteFrame(testFrame(p.veth.MACB, p.veth.MACA, uint32(i), 1000)); err != nil {
+		if err := p.a.WriteFrame(rawTestFrame(p.veth.MACB, p.veth.MACA, uint32(i), 1000)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	small := make([]byte, 100)
-	if got := readFrame(t, p.b, small); len(got) != 100 || frameTag(got) != 0 {
-		t.Errorf("ReadFrame into 100 bytes: %d bytes, tag %d", len(got), frameTag(got))
+	if got := rawReadFrame(t, p.b, small); len(got) != 100 || rawFrameTag(got) != 0 {
+		t.Errorf("ReadFrame into 100 bytes: %d bytes, tag %d", len(got), rawFrameTag(got))
 	}
 	bufs := [][]byte{make([]byte, 50), make([]byte, 2000)}
 	lens := make([]int, 2)
@@ -334,13 +334,13 @@ func TestRawLinkIgnoresOutgoing(t *testing.T) {
 	// A second link on A's interface: it must not see what A sends either.
 	other := aoetest.ListenRawIn(t, p.veth.A, p.veth.IfA, aoe.RawConfig{})
 	for i, dst := range []aoe.MAC{p.veth.MACB, aoe.BroadcastMAC} {
-		if err := p.a.WriteFrame(testFrame(dst, p.veth.MACA, uint32(i), 100)); err != nil {
+		if err := p.a.WriteFrame(rawTestFrame(dst, p.veth.MACA, uint32(i), 100)); err != nil {
 			t.Fatal(err)
 		}
-		readFrame(t, p.b, make([]byte, 1514))
+		rawReadFrame(t, p.b, make([]byte, 1514))
 	}
-	expectNoFrame(t, p.a, 100*time.Millisecond)
-	expectNoFrame(t, other, 10*time.Millisecond)
+	rawExpectNoFrame(t, p.a, 100*time.Millisecond)
+	rawExpectNoFrame(t, other, 10*time.Millisecond)
 }
 
 // TestRawLinkFilters sends, with a socket of another EtherType, frames a
@@ -362,7 +362,7 @@ func TestRawLinkFilters(t *testing.T) {
 	}
 	t.Cleanup(func() { conn.Close() })
 
-	aoeFrame := func(dst aoe.MAC, tag uint32) []byte { return testFrame(dst, p.veth.MACA, tag, 100) }
+	aoeFrame := func(dst aoe.MAC, tag uint32) []byte { return rawTestFrame(dst, p.veth.MACA, tag, 100) }
 	withEtherType := func(b []byte, et uint16) []byte {
 		binary.BigEndian.PutUint16(b[12:14], et)
 		return b
@@ -404,12 +404,12 @@ func TestRawLinkFilters(t *testing.T) {
 	}
 	buf := make([]byte, 1514)
 	for _, k := range keep {
-		got := readFrame(t, p.b, buf)
-		if frameTag(got) != k.tag {
-			t.Fatalf("got frame with tag %d (% x...), want %s", frameTag(got), got[:24], k.name)
+		got := rawReadFrame(t, p.b, buf)
+		if rawFrameTag(got) != k.tag {
+			t.Fatalf("got frame with tag %d (% x...), want %s", rawFrameTag(got), got[:24], k.name)
 		}
 	}
-	expectNoFrame(t, p.b, 100*time.Millisecond)
+	rawExpectNoFrame(t, p.b, 100*time.Millisecond)
 }
 
 func TestRawLinkCloseUnblocksRead(t *testing.T) {
@@ -445,7 +445,7 @@ func TestRawLinkCloseUnblocksRead(t *testing.T) {
 			t.Errorf("read after Close: %v, want net.ErrClosed", err)
 		}
 	}
-	if err := p.a.WriteFrame(testFrame(p.veth.MACB, p.veth.MACA, 1, 60)); !errors.Is(err, net.ErrClosed) {
+	if err := p.a.WriteFrame(rawTestFrame(p.veth.MACB, p.veth.MACA, 1, 60)); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("WriteFrame after Close: %v, want net.ErrClosed", err)
 	}
 	if err := p.a.Close(); err != nil {
@@ -457,7 +457,7 @@ func TestRawLinkKernelDrops(t *testing.T) {
 	p := newRawPair(t, 1500, aoe.RawConfig{ReadBuffer: 1})
 	frames := make([][]byte, 200)
 	for i := range frames {
-		frames[i] = testFrame(p.veth.MACB, p.veth.MACA, uint32(i), 1514)
+		frames[i] = rawTestFrame(p.veth.MACB, p.veth.MACA, uint32(i), 1514)
 	}
 	if _, err := p.a.WriteFrames(frames); err != nil {
 		t.Fatal(err)
@@ -470,17 +470,18 @@ func TestRawLinkKernelDrops(t *testing.T) {
 
 func TestRawLinkAllocs(t *testing.T) {
 	p := newRawPair(t, 1500, aoe.RawConfig{ReadBuffer: 4 << 20})
-	frame := testFrame(p.veth.MACB, p.veth.MACA, 1, 1514)
-	short := testFrame(p.veth.MACB, p.veth.MACA, 2, 40)
+	frame := rawTestFrame(p.veth.MACB, p.veth.MACA, 1, 1514)
+	short := rawTestFrame(p.veth.MACB, p.veth.MACA, 2, 40)
 	buf := make([]byte, 1514)
 	const batch = 32
 	frames := make([][]byte, batch)
 	bufs := make([][]byte, batch)
 	for i := range frames {
-		frames[i] = testFrame(p.veth.MACB, p.veth.MACA, uint32(i), 1000)
+		frames[i] = rawTestFrame(p.veth.MACB, p.veth.MACA, uint32(i), 1000)
 		bufs[i] = make([]byte, 1514)
 	}
 	lens := make([]int, batch)
+	failLostFrames(t, p.b)
 	var failed error
 	tests := []struct {
 		name string
@@ -533,28 +534,32 @@ func TestRawLinkAllocs(t *testing.T) {
 	}
 }
 
+// failLostFrames sets a distant read deadline on l, so that a lost frame
+// fails a test that reads without deadlines instead of hanging it.
+func failLostFrames(t testing.TB, l *aoe.RawLink) {
+	t.Helper()
+	if err := l.SetReadDeadline(time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // BenchmarkRawLinkWriteReadFrame sends frames one at a time across a veth
 // pair and reads each before sending the next.
 func BenchmarkRawLinkWriteReadFrame(b *testing.B) {
 	for _, size := range []int{aoe.MinFrameLen, 1514} {
 		b.Run("size"+strconv.Itoa(size), func(b *testing.B) {
 			p := newRawPair(b, 1500, aoe.RawConfig{ReadBuffer: 4 << 20})
-			frame := testFrame(p.veth.MACB, p.veth.MACA, 1, size)
+			frame := rawTestFrame(p.veth.MACB, p.veth.MACA, 1, size)
 			buf := make([]byte, 1514)
 			b.SetBytes(int64(size))
 			b.ReportAllocs()
-			p.b.SetReadDeadline(time.Now().Add(20 * time.Second))
+			failLostFrames(b, p.b)
 			b.ResetTimer()
-			for i := range b.N {
+			for range b.N {
 				if err := p.a.WriteFrame(frame); err != nil {
 					b.Fatal(err)
 				}
 				if _, err := p.b.ReadFrame(buf); err != nil {
-					b.Logf("N %d frame %d: %v", b.N, i, err)
-					b.Logf("A %+v B %+v", p.a.Stats(), p.b.Stats())
-					b.Log(p.veth.B.Run(b, "cat", "/proc/net/packet"))
-					b.Log(p.veth.A.Run(b, "ip", "-s", "link", "show", p.veth.IfA))
-					b.Log(p.veth.B.Run(b, "ip", "-s", "link", "show", p.veth.IfB))
 					b.Fatal(err)
 				}
 			}
@@ -573,10 +578,11 @@ func BenchmarkRawLinkBatch(b *testing.B) {
 			frames := make([][]byte, batch)
 			bufs := make([][]byte, batch)
 			for i := range frames {
-				frames[i] = testFrame(p.veth.MACB, p.veth.MACA, uint32(i), mtu+aoe.EthernetHeaderLen)
+				frames[i] = rawTestFrame(p.veth.MACB, p.veth.MACA, uint32(i), mtu+aoe.EthernetHeaderLen)
 				bufs[i] = make([]byte, mtu+aoe.EthernetHeaderLen)
 			}
 			lens := make([]int, batch)
+			failLostFrames(b, p.b)
 			b.SetBytes(int64(batch * (mtu + aoe.EthernetHeaderLen)))
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -610,11 +616,11 @@ func TestRawLinkConcurrentWriters(t *testing.T) {
 		wg.Go(func() {
 			for i := 0; i < perWriter; i += 2 {
 				tag := uint32(w*perWriter + i)
-				if err := p.a.WriteFrame(testFrame(p.veth.MACB, p.veth.MACA, tag, 200)); err != nil {
+				if err := p.a.WriteFrame(rawTestFrame(p.veth.MACB, p.veth.MACA, tag, 200)); err != nil {
 					t.Error(err)
 					return
 				}
-				batch := [][]byte{testFrame(p.veth.MACB, p.veth.MACA, tag+1, 50)}
+				batch := [][]byte{rawTestFrame(p.veth.MACB, p.veth.MACA, tag+1, 50)}
 				if _, err := p.a.WriteFrames(batch); err != nil {
 					t.Error(err)
 					return
@@ -627,7 +633,7 @@ func TestRawLinkConcurrentWriters(t *testing.T) {
 	seen := make(map[uint32]bool)
 	buf := make([]byte, 1514)
 	for len(seen) < writers*perWriter {
-		seen[frameTag(readFrame(t, p.b, buf))] = true
+		seen[rawFrameTag(rawReadFrame(t, p.b, buf))] = true
 	}
 	wg.Wait()
 }

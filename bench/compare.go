@@ -39,6 +39,9 @@ type CompareConfig struct {
 	MTUs        []int
 	Ops         []Op
 	SyncModes   []bool
+	// MinTimeout is the generator's least retransmission timeout; 0
+	// means DefaultMinTimeout.
+	MinTimeout time.Duration
 	// Progress, if set, gets a line per cell as it finishes.
 	Progress io.Writer
 }
@@ -72,6 +75,9 @@ func (c CompareConfig) withDefaults() CompareConfig {
 	if c.SyncModes == nil {
 		c.SyncModes = []bool{false, true}
 	}
+	if c.MinTimeout == 0 {
+		c.MinTimeout = DefaultMinTimeout
+	}
 	return c
 }
 
@@ -102,6 +108,7 @@ type Report struct {
 	Started    time.Time `json:"started"`
 	CellTime   string    `json:"cell_duration"`
 	Warmup     string    `json:"warmup"`
+	MinTimeout string    `json:"min_retransmit_timeout"`
 	Dir        string    `json:"dir"`
 	FileSystem string    `json:"filesystem"`
 	FileSize   int64     `json:"file_size"`
@@ -162,7 +169,8 @@ func Compare(ctx context.Context, cfg CompareConfig) (*Report, error) {
 		return nil, fmt.Errorf("bench: compare: %w", err)
 	}
 	rep := &Report{Started: time.Now().UTC(), CellTime: cfg.Duration.String(), Warmup: cfg.Warmup.String(),
-		Dir: cfg.Dir, FileSystem: fileSystem(cfg.Dir), FileSize: cfg.Size, Kernel: kernel(), CPUs: runtime.NumCPU(),
+		MinTimeout: cfg.MinTimeout.String(),
+		Dir:        cfg.Dir, FileSystem: fileSystem(cfg.Dir), FileSize: cfg.Size, Kernel: kernel(), CPUs: runtime.NumCPU(),
 		Ironblade: programVersion(cfg.Ironblade, "--version"), Vblade: debianVersion("vblade", cfg.Vblade)}
 
 	env := &compareEnv{cfg: cfg}
@@ -179,36 +187,47 @@ func Compare(ctx context.Context, cfg CompareConfig) (*Report, error) {
 	if env.veth, err = NewVeth(env.tgt, cli); err != nil {
 		return nil, err
 	}
+	for _, mtu := range cfg.MTUs {
+		if err := env.measureMTU(ctx, cli, mtu, specs, rep); err != nil {
+			return rep, err
+		}
+	}
+	return rep, nil
+}
+
+// measureMTU sets the veth pair's MTU and measures every cell at it.
+func (env *compareEnv) measureMTU(ctx context.Context, cli *Netns, mtu int, specs []targetSpec, rep *Report) error {
+	cfg := env.cfg
+	if err := env.veth.SetMTU(mtu); err != nil {
+		return err
+	}
+	if err := env.veth.WaitUp(5 * time.Second); err != nil {
+		return err
+	}
+	// A link opened now starts with the new MTU; an older one might go on
+	// reporting the old one for a moment and size requests by it.
+	var err error
 	if env.link, err = cli.ListenRaw(env.veth.IfB, aoe.RawConfig{ReadBuffer: 16 << 20, WriteBuffer: 16 << 20}); err != nil {
-		return nil, fmt.Errorf("bench: compare: %w", err)
+		return fmt.Errorf("bench: compare: %w", err)
 	}
 	defer env.link.Close()
-
-	for _, mtu := range cfg.MTUs {
-		if err := env.veth.SetMTU(mtu); err != nil {
-			return rep, err
-		}
-		if err := env.veth.WaitUp(5 * time.Second); err != nil {
-			return rep, err
-		}
-		for _, sync := range cfg.SyncModes {
-			for _, op := range cfg.Ops {
-				for _, qd := range cfg.QueueDepths {
-					for _, spec := range specs {
-						cell := env.runCell(ctx, spec, mtu, sync, op, qd)
-						if err := ctx.Err(); err != nil {
-							return rep, fmt.Errorf("bench: compare: %w", err)
-						}
-						rep.Cells = append(rep.Cells, cell)
-						if cfg.Progress != nil {
-							fmt.Fprintln(cfg.Progress, cell.summary())
-						}
+	for _, sync := range cfg.SyncModes {
+		for _, op := range cfg.Ops {
+			for _, qd := range cfg.QueueDepths {
+				for _, spec := range specs {
+					cell := env.runCell(ctx, spec, mtu, sync, op, qd)
+					if err := ctx.Err(); err != nil {
+						return fmt.Errorf("bench: compare: %w", err)
+					}
+					rep.Cells = append(rep.Cells, cell)
+					if cfg.Progress != nil {
+						fmt.Fprintln(cfg.Progress, cell.summary())
 					}
 				}
 			}
 		}
 	}
-	return rep, nil
+	return nil
 }
 
 // summary is the progress line of a cell.
@@ -278,7 +297,7 @@ func (env *compareEnv) measure(ctx context.Context, spec targetSpec, cell *Cell,
 	}
 	cell.SectorsPerFrame, cell.BufferCount = dev.SectorsPerFrame, dev.BufferCount
 	res, err := Run(ctx, env.link, dev, Workload{Op: op, QueueDepth: cell.QueueDepth, Duration: cfg.Duration,
-		Warmup: cfg.Warmup, Seed: uint64(cell.QueueDepth)})
+		Warmup: cfg.Warmup, Seed: uint64(cell.QueueDepth), MinTimeout: cfg.MinTimeout})
 	if res != nil {
 		cell.MBps, cell.IOPS = res.MBps(), res.IOPS()
 		cell.P50us = float64(res.Percentile(50).Microseconds())

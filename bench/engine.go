@@ -25,9 +25,14 @@ const (
 	// maxTries is how many times a request is sent before the target is
 	// declared dead.
 	maxTries = 12
-	// The retransmission timeout's bounds and its value before any
+	// DefaultMinTimeout is the retransmission timeout's default floor.
+	// The Linux driver's is 200 ms; a benchmark needs a lower one so that
+	// a target that drops frames (vblade beyond its buffers) costs only
+	// what the loss costs, yet one well above the round trips of a busy
+	// target, so that slow answers are not taken for lost ones.
+	DefaultMinTimeout = 10 * time.Millisecond
+	// The retransmission timeout's ceiling and its value before any
 	// round trip has been measured.
-	minRTO     = 2 * time.Millisecond
 	maxRTO     = time.Second
 	initialRTO = 100 * time.Millisecond
 	// pollInterval bounds how long the generator waits for frames before
@@ -45,6 +50,7 @@ var ErrNoResponse = errors.New("no response")
 type rttEstimator struct {
 	avg, dev time.Duration
 	sampled  bool
+	floor    time.Duration // the least timeout; DefaultMinTimeout if 0
 }
 
 // sample adds the round trip of a request sent once (Karn's rule: a
@@ -64,10 +70,14 @@ func (r *rttEstimator) sample(d time.Duration) {
 
 // timeout returns the current retransmission timeout.
 func (r *rttEstimator) timeout() time.Duration {
-	if !r.sampled {
-		return initialRTO
+	floor := r.floor
+	if floor <= 0 {
+		floor = DefaultMinTimeout
 	}
-	return min(max(2*r.avg+8*r.dev, minRTO), maxRTO)
+	if !r.sampled {
+		return max(initialRTO, floor)
+	}
+	return min(max(2*r.avg+8*r.dev, floor), max(maxRTO, floor))
 }
 
 // slot is one request in flight. Its frame buffer is built once and
@@ -289,7 +299,7 @@ func (e *engine) retransmit(now time.Time) error {
 		}
 		s.tries++
 		s.sent = now
-		s.timeout = min(2*s.timeout, maxRTO)
+		s.timeout = min(2*s.timeout, max(maxRTO, s.timeout))
 		e.retransmits++
 		e.out = append(e.out, s.frame[:e.frameLen(s)])
 	}

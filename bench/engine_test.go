@@ -242,16 +242,20 @@ func TestRTTEstimator(t *testing.T) {
 		t.Errorf("timeout before samples %v, want %v", r.timeout(), initialRTO)
 	}
 	for range 100 {
-		r.sample(10 * time.Millisecond)
+		r.sample(20 * time.Millisecond)
 	}
-	if to := r.timeout(); to < 20*time.Millisecond || to > 25*time.Millisecond {
-		t.Errorf("steady 10 ms round trips: timeout %v, want about 20 ms", to)
+	if to := r.timeout(); to < 40*time.Millisecond || to > 45*time.Millisecond {
+		t.Errorf("steady 20 ms round trips: timeout %v, want about 40 ms", to)
 	}
 	for range 100 {
 		r.sample(time.Microsecond)
 	}
-	if r.timeout() != minRTO {
-		t.Errorf("tiny round trips: timeout %v, want the floor %v", r.timeout(), minRTO)
+	if r.timeout() != DefaultMinTimeout {
+		t.Errorf("tiny round trips: timeout %v, want the floor %v", r.timeout(), DefaultMinTimeout)
+	}
+	r.floor = time.Millisecond
+	if r.timeout() != time.Millisecond {
+		t.Errorf("tiny round trips: timeout %v, want the set floor 1ms", r.timeout())
 	}
 	for range 100 {
 		r.sample(time.Minute)

@@ -72,7 +72,8 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "ironblade vs vblade, same load generator, one veth pair between two network namespaces.\n\n")
 	fmt.Fprintf(&b, "- Each cell: %s measured after %s of warm-up; random one-frame requests (2 sectors at MTU 1500, 17 at 9000)"+
-		" kept at the queue depth, lost ones retransmitted.\n", r.CellTime, r.Warmup)
+		" kept at the queue depth; a request unanswered after max(%s, 2 x mean + 8 x deviation of the round trip)"+
+		" is sent again.\n", r.CellTime, r.Warmup, r.MinTimeout)
 	fmt.Fprintf(&b, "- Backing store: a fresh %d MiB sparse file per cell in %s (%s)", r.FileSize>>20, r.Dir, r.FileSystem)
 	if r.FileSystem == "tmpfs" {
 		b.WriteString(": WARNING, fdatasync is a no-op on tmpfs, so the -s figures mean nothing")

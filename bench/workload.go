@@ -26,6 +26,10 @@ type Workload struct {
 	Span uint64
 	// Seed seeds the address sequence, so runs can be repeated.
 	Seed uint64
+	// MinTimeout is the least time a request waits for its answer before
+	// it is sent again; 0 means DefaultMinTimeout. Above it the timeout
+	// follows the measured round trips.
+	MinTimeout time.Duration
 }
 
 // Result is what a Workload measured.
@@ -96,6 +100,7 @@ func Run(ctx context.Context, link Link, dev Device, w Workload) (*Result, error
 	if err != nil {
 		return nil, err
 	}
+	e.rtt.floor = w.MinTimeout
 	if w.Op == Write {
 		// Random data, so no layer can shortcut zeros.
 		rng := rand.NewChaCha8([32]byte{1, 2, 3})

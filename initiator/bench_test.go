@@ -6,7 +6,6 @@ import (
 	"net"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/ironblade/ironblade/aoe"
 )
@@ -108,22 +107,9 @@ func (l *loopLink) announce() {
 // loopDevice runs an initiator over a loopLink and returns its device.
 func loopDevice(tb testing.TB, mtu int) *Device {
 	l := newLoopLink(mtu, 64<<20)
-	ini, err := New(Config{Links: []aoe.Link{l}, Logger: testLogger()})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = ini.Run(ctx) }()
-	tb.Cleanup(func() { cancel(); <-done })
+	r := startRig(tb, Config{Links: []aoe.Link{l}})
 	l.announce()
-	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
-	defer wcancel()
-	d, err := ini.Device(wctx, 1, 0)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return d
+	return r.device(tb, 1, 0)
 }
 
 // TestIOAllocatesNothing checks the hot path: once warm, a read or write

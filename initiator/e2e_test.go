@@ -16,7 +16,6 @@ import (
 
 	"github.com/ironblade/ironblade/aoe"
 	"github.com/ironblade/ironblade/aoe/aoetest"
-	ironblade "github.com/ironblade/ironblade/target"
 )
 
 // e2eDiskSize is the size of the end-to-end tests' disks; the tests under
@@ -49,25 +48,12 @@ func newE2ENet(t testing.TB, mtu int) *e2eNet {
 // and waits for device 1.0.
 func (n *e2eNet) startInitiator(t testing.TB) (*Initiator, *Device) {
 	t.Helper()
-	cfg := Config{Links: []aoe.Link{n.link}, Logger: testLogger(), RTOMin: 5 * time.Millisecond, RTOMax: 200 * time.Millisecond, ScornTimeout: 300 * time.Millisecond}
-	ini, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = ini.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
-	defer wcancel()
-	d, err := ini.Device(wctx, 1, 0)
-	if err != nil {
-		t.Fatalf("device e1.0 not found over %s: %v", n.veth.IfA, err)
-	}
+	r := startRig(t, Config{Links: []aoe.Link{n.link}, RTOMin: 5 * time.Millisecond, RTOMax: 200 * time.Millisecond, ScornTimeout: 300 * time.Millisecond})
+	d := r.device(t, 1, 0)
 	if d.Size() != n.diskSize {
 		t.Fatalf("Size %d, want %d", d.Size(), n.diskSize)
 	}
-	return ini, d
+	return r.ini, d
 }
 
 // startVblade serves a sparse file with vblade in the target namespace
@@ -116,20 +102,7 @@ func (n *e2eNet) startVblade(t testing.TB) string {
 func (n *e2eNet) startIronblade(t testing.TB) *memDisk {
 	t.Helper()
 	disk := newMemDisk(int(n.diskSize))
-	srv, err := ironblade.NewServer(ironblade.Config{Shelf: 1, Slot: 0, Backend: disk, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := aoetest.ListenRawIn(t, n.tgt, n.veth.IfB, socketBuffers)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, l) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("ironblade Serve: %v", err)
-		}
-	})
+	serveIronblade(t, aoetest.ListenRawIn(t, n.tgt, n.veth.IfB, socketBuffers), disk)
 	return disk
 }
 

@@ -296,10 +296,8 @@ func identifyData(sectors uint64, lba48, fua, flushExt bool) []byte {
 	return id
 }
 
-// rig is an initiator on a hub with fake targets.
+// rig is an initiator running until the test ends.
 type rig struct {
-	hub     *aoetest.Hub
-	port    *aoetest.Port
 	ini     *Initiator
 	cancel  context.CancelFunc
 	stopped chan struct{}
@@ -320,9 +318,15 @@ func testLogger() *slog.Logger {
 // newRig starts an initiator on a new hub port, whose Filter is filter
 // (nil keeps every frame). cfg.Links is filled in.
 func newRig(tb testing.TB, hub *aoetest.Hub, mtu int, cfg Config, filter func([]byte) bool) *rig {
-	r := &rig{hub: hub, port: hub.Port(initiatorMAC, mtu), stopped: make(chan struct{})}
-	r.port.Filter = filter
-	cfg.Links = []aoe.Link{r.port}
+	port := hub.Port(initiatorMAC, mtu)
+	port.Filter = filter
+	cfg.Links = []aoe.Link{port}
+	return startRig(tb, cfg)
+}
+
+// startRig starts an initiator with cfg and returns once Run is under way.
+func startRig(tb testing.TB, cfg Config) *rig {
+	r := &rig{stopped: make(chan struct{})}
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger()
 	}

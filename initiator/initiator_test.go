@@ -492,14 +492,11 @@ func TestContextCancel(t *testing.T) {
 // TestRetransmittedWriteFences checks that a retransmitted write's stray
 // first copy cannot overwrite a later write to the same sectors.
 func TestRetransmittedWriteFences(t *testing.T) {
-	hub := aoetest.NewHub()
-	disk := newMemDisk(testDiskSize)
-	ft := newFakeTarget(t, hub, targetMAC(1), 1500, disk, 1, 0)
 	ctx := context.Background()
 	// Hold back the first copy of the first write to LBA 8 for 200 ms,
 	// then carry it out (stale data by then) and answer.
 	var held bool
-	ft.hook = func(ft *fakeTarget, req []byte) bool {
+	hold := func(ft *fakeTarget, req []byte) bool {
 		var f aoe.Frame
 		var a aoe.ATA
 		_ = f.UnmarshalBinary(req)
@@ -514,8 +511,7 @@ func TestRetransmittedWriteFences(t *testing.T) {
 		}()
 		return false
 	}
-	r := newRig(t, hub, 1500, fastConfig(), nil)
-	d := r.device(t, 1, 0)
+	_, _, d := oneTarget(t, newMemDisk(testDiskSize), func(ft *fakeTarget) { ft.hook = hold })
 	old := bytes.Repeat([]byte{1}, 1024)
 	if err := d.WriteAt(ctx, old, 8*aoe.SectorSize, false); err != nil {
 		t.Fatal(err)

@@ -4,30 +4,29 @@ import (
 	"context"
 	"testing"
 
+	"github.com/ironblade/ironblade/aoe"
 	"github.com/ironblade/ironblade/aoe/aoetest"
 	ironblade "github.com/ironblade/ironblade/target"
 )
 
-// serveIronblade runs the target package on a hub port until the test ends.
-func serveIronblade(t *testing.T, hub *aoetest.Hub, n byte, mtu int, disk *memDisk, cfg ironblade.Config) *ironblade.Server {
+// serveIronblade serves disk as e1.0 with the target package on link until
+// the test ends.
+func serveIronblade(t testing.TB, link aoe.Link, disk *memDisk) {
 	t.Helper()
-	cfg.Shelf, cfg.Slot, cfg.Backend, cfg.Logger = 1, 0, disk, testLogger()
-	srv, err := ironblade.NewServer(cfg)
+	srv, err := ironblade.NewServer(ironblade.Config{Shelf: 1, Slot: 0, Backend: disk, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := hub.Port(targetMAC(n), mtu)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, port) }()
+	go func() { done <- srv.Serve(ctx, link) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
+			t.Errorf("ironblade Serve: %v", err)
 		}
-		port.Close()
+		link.Close()
 	})
-	return srv
 }
 
 // TestAgainstIronbladeTarget runs the initiator against the real target
@@ -46,12 +45,14 @@ func TestAgainstIronbladeTarget(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			hub := aoetest.NewHub()
 			disk := newMemDisk(testDiskSize)
-			serveIronblade(t, hub, 1, tc.mtu, disk, ironblade.Config{})
 			var filter func([]byte) bool
 			if tc.loss > 0 {
 				filter = lossy(tc.loss, 7)
 			}
+			// The initiator's port, with its Filter, exists before the
+			// target announces itself to every port.
 			r := newRig(t, hub, tc.mtu, fastConfig(), filter)
+			serveIronblade(t, hub.Port(targetMAC(1), tc.mtu), disk)
 			d := r.device(t, 1, 0)
 			if d.Size() != testDiskSize {
 				t.Fatalf("Size %d", d.Size())

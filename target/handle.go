@@ -160,6 +160,9 @@ func isWriteCommand(cmd uint8) bool {
 	return cmd == aoe.ATAWriteSectors || cmd == aoe.ATAWriteSectorsExt || cmd == aoe.ATAWriteFUAExt
 }
 
+// ata executes an ATA command. Writes to the wildcard address are
+// dropped; a reservation refuses everything but IDENTIFY; arguments that
+// contradict the command or the frame get AoE error 2 rather than a guess.
 func (c *session) ata(r *request, src aoe.MAC, wildcard bool, acc *access) disposition {
 	s := c.s
 	b := r.buf[:r.n]
@@ -260,6 +263,9 @@ func (c *session) putConfig(b []byte, ccmd aoe.ConfigCommand, str []byte) int {
 	return aoe.ConfigHeaderLen + len(str)
 }
 
+// queryConfig answers a Query Config request: read,
+// test and test-prefix (silent on a mismatch), set (refused with error 4
+// when another string is set) and force set.
 func (c *session) queryConfig(r *request) disposition {
 	s := c.s
 	b := r.buf[:r.n]
@@ -303,6 +309,7 @@ func (c *session) configReply(r *request, ccmd aoe.ConfigCommand, code aoe.Error
 	return replyNow
 }
 
+// macMask reads or edits the MAC mask list and answers with the list.
 func (c *session) macMask(r *request) disposition {
 	s := c.s
 	b := r.buf[:r.n]
@@ -392,6 +399,8 @@ func (s *Server) editMask(dirs []byte, count int) (failed int, merr aoe.MACMaskE
 	return failed, merr
 }
 
+// reserveRelease reads or sets the reserve list (set only by a member, or
+// when the target is free; force set always) and answers with the list.
 func (c *session) reserveRelease(r *request, src aoe.MAC) disposition {
 	s := c.s
 	b := r.buf[:r.n]

@@ -19,6 +19,8 @@ func TestStatsAndCollector(t *testing.T) {
 	c.expectNoResponse(t, f)
 	checkResponse(t, c.roundTrip(t, c.request(aoe.CommandATA, ataArg(t, aoe.ATA{CmdStatus: aoe.ATAFlushCacheExt}))), 0)
 
+	// The last answer can reach the client before it is counted.
+	waitFor(t, "the last answer to be counted", func() bool { return h.srv.Stats().FramesOut == 5 })
 	st := h.srv.Stats()
 	if st.FramesIn != 5 || st.FramesOut != 5 { // 4 answers and the announcement
 		t.Errorf("frames in %d out %d", st.FramesIn, st.FramesOut)

@@ -16,8 +16,8 @@ import (
 	"github.com/ironblade/ironblade/aoe/aoetest"
 )
 
-// lookup finds an interface inside ns.
-func lookup(ns *aoetest.Netns, name string) (*net.Interface, error) {
+// nsLookup finds an interface inside ns.
+func nsLookup(ns *aoetest.Netns, name string) (*net.Interface, error) {
 	var ifi *net.Interface
 	err := ns.Do(func() error {
 		var err error
@@ -35,7 +35,7 @@ func TestVeth(t *testing.T) {
 		name      string
 		mac       aoe.MAC
 	}{{a, b, v.IfA, v.MACA}, {b, a, v.IfB, v.MACB}} {
-		ifi, err := lookup(end.ns, end.name)
+		ifi, err := nsLookup(end.ns, end.name)
 		if err != nil {
 			t.Fatalf("%s in %s: %v", end.name, end.ns.Name, err)
 		}
@@ -45,18 +45,18 @@ func TestVeth(t *testing.T) {
 		if !end.mac.IsZero() && (end.mac.IsMulticast() || end.mac[0]&0x02 == 0) {
 			t.Errorf("%v is not a locally administered unicast address", end.mac)
 		}
-		if _, err := lookup(end.other, end.name); err == nil {
+		if _, err := nsLookup(end.other, end.name); err == nil {
 			t.Errorf("%s visible in the other namespace", end.name)
 		}
 		if _, err := net.InterfaceByName(end.name); err == nil {
 			t.Errorf("%s visible in the test's own namespace", end.name)
 		}
-		if lo, err := lookup(end.ns, "lo"); err != nil || lo.Flags&net.FlagUp == 0 {
+		if lo, err := nsLookup(end.ns, "lo"); err != nil || lo.Flags&net.FlagUp == 0 {
 			t.Errorf("loopback in %s: %v, %v; want up", end.ns.Name, lo, err)
 		}
 	}
 	v.SetMTU(t, 1500)
-	if ifi, err := lookup(b, v.IfB); err != nil || ifi.MTU != 1500 {
+	if ifi, err := nsLookup(b, v.IfB); err != nil || ifi.MTU != 1500 {
 		t.Errorf("after SetMTU(1500): %v, %v", ifi, err)
 	}
 	if out := a.Run(t, "ip", "link", "show", v.IfA); !strings.Contains(out, v.MACA.String()) {
@@ -72,7 +72,7 @@ func TestVethSameNamespace(t *testing.T) {
 	if la.MTU() != 1500 {
 		t.Errorf("default MTU %d, want 1500", la.MTU())
 	}
-	sendAndExpect(t, la, lb, v.MACB, 1)
+	nsSendAndExpect(t, la, lb, v.MACB, 1)
 }
 
 func TestNetnsDo(t *testing.T) {
@@ -116,7 +116,7 @@ func TestNetnsCleanupKillsProcesses(t *testing.T) {
 		// Wait until the process runs in the namespace (ip netns exec has
 		// switched and exec'ed sleep).
 		deadline := time.Now().Add(5 * time.Second)
-		for !hasPids(t, ns) {
+		for !nsHasPids(t, ns) {
 			if time.Now().After(deadline) {
 				t.Fatal("sleep never showed up in the namespace")
 			}
@@ -133,8 +133,8 @@ func TestNetnsCleanupKillsProcesses(t *testing.T) {
 	}
 }
 
-// hasPids reports whether a process runs in ns.
-func hasPids(t *testing.T, ns *aoetest.Netns) bool {
+// nsHasPids reports whether a process runs in ns.
+func nsHasPids(t *testing.T, ns *aoetest.Netns) bool {
 	out, err := exec.Command("ip", "netns", "pids", ns.Name).CombinedOutput()
 	if err != nil {
 		t.Fatalf("ip netns pids: %v\n%s", err, out)
@@ -151,12 +151,12 @@ func TestAddLoss(t *testing.T) {
 	aoetest.AddLoss(t, b, v.IfB, percent)
 	frames := make([][]byte, count)
 	for i := range frames {
-		frames[i] = frame(v.MACB, v.MACA, uint32(i))
+		frames[i] = nsFrame(v.MACB, v.MACA, uint32(i))
 	}
 	if n, err := la.WriteFrames(frames); n != count || err != nil {
 		t.Fatalf("WriteFrames = %d, %v", n, err)
 	}
-	got := countFrames(lb, 200*time.Millisecond)
+	got := nsCountFrames(lb, 200*time.Millisecond)
 	t.Logf("%d of %d frames arrived with %d%% loss", got, count, percent)
 	if got < count*(100-percent)/100-150 || got > count*(100-percent)/100+150 {
 		t.Errorf("%d of %d frames arrived, want about %d", got, count, count*(100-percent)/100)
@@ -184,23 +184,23 @@ func TestBridge(t *testing.T) {
 		}
 	}
 	// A broadcast reaches everyone else.
-	if err := st[0].link.WriteFrame(frame(aoe.BroadcastMAC, st[0].mac, 1)); err != nil {
+	if err := st[0].link.WriteFrame(nsFrame(aoe.BroadcastMAC, st[0].mac, 1)); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range st[1:] {
-		expectTag(t, s.link, 1)
+		nsExpectTag(t, s.link, 1)
 	}
 	// Once the bridge has learnt where station 1 is, a frame to it reaches
 	// it alone.
-	sendAndExpect(t, st[1].link, st[0].link, st[0].mac, 2)
-	sendAndExpect(t, st[0].link, st[1].link, st[1].mac, 3)
-	if n := countFrames(st[2].link, 100*time.Millisecond); n != 0 {
+	nsSendAndExpect(t, st[1].link, st[0].link, st[0].mac, 2)
+	nsSendAndExpect(t, st[0].link, st[1].link, st[1].mac, 3)
+	if n := nsCountFrames(st[2].link, 100*time.Millisecond); n != 0 {
 		t.Errorf("station 2 saw %d frames addressed to station 1", n)
 	}
 }
 
-// frame builds a 100-byte AoE frame with the given tag.
-func frame(dst, src aoe.MAC, tag uint32) []byte {
+// nsFrame builds a 100-byte AoE frame with the given tag.
+func nsFrame(dst, src aoe.MAC, tag uint32) []byte {
 	f := aoe.Frame{Dst: dst, Src: src, Header: aoe.Header{Version: aoe.Version, Command: aoe.CommandQueryConfig, Tag: tag}, Arg: make([]byte, 76)}
 	b, err := f.MarshalBinary()
 	if err != nil {
@@ -209,15 +209,15 @@ func frame(dst, src aoe.MAC, tag uint32) []byte {
 	return b
 }
 
-func sendAndExpect(t *testing.T, from, to *aoe.RawLink, dst aoe.MAC, tag uint32) {
+func nsSendAndExpect(t *testing.T, from, to *aoe.RawLink, dst aoe.MAC, tag uint32) {
 	t.Helper()
-	if err := from.WriteFrame(frame(dst, from.HardwareAddr(), tag)); err != nil {
+	if err := from.WriteFrame(nsFrame(dst, from.HardwareAddr(), tag)); err != nil {
 		t.Fatal(err)
 	}
-	expectTag(t, to, tag)
+	nsExpectTag(t, to, tag)
 }
 
-func expectTag(t *testing.T, l *aoe.RawLink, tag uint32) {
+func nsExpectTag(t *testing.T, l *aoe.RawLink, tag uint32) {
 	t.Helper()
 	if err := l.SetReadDeadline(time.Now().Add(2 * time.Second)); err != nil {
 		t.Fatal(err)
@@ -233,8 +233,8 @@ func expectTag(t *testing.T, l *aoe.RawLink, tag uint32) {
 	}
 }
 
-// countFrames reads frames until none comes for quiet.
-func countFrames(l *aoe.RawLink, quiet time.Duration) int {
+// nsCountFrames reads frames until none comes for quiet.
+func nsCountFrames(l *aoe.RawLink, quiet time.Duration) int {
 	bufs := make([][]byte, 64)
 	for i := range bufs {
 		bufs[i] = make([]byte, 9014)

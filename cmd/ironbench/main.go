@@ -83,6 +83,8 @@ func compareCommand() *cli.Command {
 			&cli.StringFlag{Name: "vblade", Value: "/usr/sbin/vblade", Usage: "vblade binary at `PATH`"},
 			&cli.StringFlag{Name: "dir", Value: "/var/tmp", Usage: "put the backing files in `DIR` (on disk, not tmpfs)"},
 			&cli.StringFlag{Name: "size", Value: "256MiB", Usage: "backing file `SIZE` (bytes, or with K, M, G, KiB, MiB, GiB)"},
+			&cli.DurationFlag{Name: "min-rto", Value: bench.DefaultMinTimeout,
+				Usage: "retransmit a request unanswered after at least `DUR` (more if round trips are slower)"},
 			&cli.BoolFlag{Name: "json", Usage: "print JSON instead of a markdown table"},
 		},
 		Action: runCompare,
@@ -95,11 +97,12 @@ func runCompare(c *cli.Context) error {
 		return fmt.Errorf("compare: unexpected argument %q", c.Args().First())
 	}
 	cfg := bench.CompareConfig{
-		Vblade:   c.String("vblade"),
-		Dir:      c.String("dir"),
-		Duration: c.Duration("duration"),
-		Warmup:   c.Duration("warmup"),
-		Progress: c.App.ErrWriter,
+		Vblade:     c.String("vblade"),
+		Dir:        c.String("dir"),
+		Duration:   c.Duration("duration"),
+		Warmup:     c.Duration("warmup"),
+		MinTimeout: c.Duration("min-rto"),
+		Progress:   c.App.ErrWriter,
 	}
 	var err error
 	if cfg.QueueDepths, err = parseInts(c.String("qd"), 1, bench.MaxQueueDepth); err != nil {
@@ -117,8 +120,8 @@ func runCompare(c *cli.Context) error {
 	if cfg.Size, err = parseSize(c.String("size")); err != nil || cfg.Size < 1<<20 {
 		return fmt.Errorf("compare: --size %q: want at least 1MiB", c.String("size"))
 	}
-	if cfg.Duration <= 0 || cfg.Warmup < 0 {
-		return fmt.Errorf("compare: --duration %v, --warmup %v: want a positive duration", cfg.Duration, cfg.Warmup)
+	if cfg.Duration <= 0 || cfg.Warmup < 0 || cfg.MinTimeout <= 0 {
+		return fmt.Errorf("compare: --duration %v, --warmup %v, --min-rto %v: want positive durations", cfg.Duration, cfg.Warmup, cfg.MinTimeout)
 	}
 	if os.Geteuid() != 0 {
 		return errors.New("compare: needs root to create network namespaces and open raw sockets")

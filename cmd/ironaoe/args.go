@@ -1,0 +1,557 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/ironblade/ironblade/initiator"
+	"github.com/ironblade/ironblade/initiator/nbdkernel"
+)
+
+// Defaults of the command line that are not the initiator package's.
+const (
+	// defaultTCP is where serve listens when given no listener: the NBD
+	// port, on the loopback interface only.
+	defaultTCP = "127.0.0.1:10809"
+	// defaultControlDir holds the control sockets of running serve and
+	// attach processes, one per process, named <pid>.sock.
+	defaultControlDir = "/run/ironaoe"
+	// defaultDiscoverWait is how long discover listens for answers.
+	defaultDiscoverWait = time.Second
+	// defaultAttachWait is how long attach waits for its device to answer.
+	defaultAttachWait = 30 * time.Second
+	// rawBufferSize sizes each raw link's socket buffers: generous, so that
+	// a burst of answers to a full window (64 jumbo frames for each of
+	// several targets) is never dropped by the kernel.
+	rawBufferSize = 4 << 20
+)
+
+// errHelpShown is returned by parseArgs when it printed the help or the
+// version instead of producing options: the program should exit 0.
+var errHelpShown = errors.New("help or version shown")
+
+// globalOptions are the options every command takes.
+type globalOptions struct {
+	LogLevel  slog.Level
+	LogFormat string // "text" or "json"
+}
+
+// engineOptions configure the initiator: which interfaces, and its tunables.
+type engineOptions struct {
+	// Interfaces are the network interfaces to use; empty means
+	// initiator.DefaultInterfaces.
+	Interfaces []string
+	// Config holds the tunables; its Links and Logger are filled in later.
+	Config initiator.Config
+}
+
+// discoverOptions are discover's.
+type discoverOptions struct {
+	Engine engineOptions
+	JSON   bool
+	// Wait is how long to listen for answers.
+	Wait time.Duration
+}
+
+// serveOptions are serve's.
+type serveOptions struct {
+	Engine engineOptions
+	// Unix and TCP are the listeners; at least one is set.
+	Unix string
+	TCP  string
+	// Devices are the devices to export; empty means every device found,
+	// now or later.
+	Devices    []deviceAddr
+	ControlDir string // "" for no control socket
+}
+
+// attachOptions are attach's.
+type attachOptions struct {
+	Engine engineOptions
+	Device deviceAddr
+	// Index is the N of /dev/nbdN, or nbdkernel.AnyIndex.
+	Index       int
+	BlockSize   int64
+	Connections int
+	// Wait bounds the wait for the device to answer; 0 waits forever.
+	Wait       time.Duration
+	ControlDir string // "" for no control socket
+}
+
+// detachOptions are detach's.
+type detachOptions struct {
+	Index int
+}
+
+// statOptions are stat's.
+type statOptions struct {
+	JSON bool
+	// Control is one control socket to ask; empty means every socket in
+	// ControlDir.
+	Control    string
+	ControlDir string
+}
+
+// invocation is a parsed command line: the command and its options. Only
+// the options of Command are filled in.
+type invocation struct {
+	Command  string
+	Global   globalOptions
+	Discover discoverOptions
+	Serve    serveOptions
+	Attach   attachOptions
+	Detach   detachOptions
+	Stat     statOptions
+}
+
+// globalFlags are the options of every command, given before it or after.
+func globalFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log at `LEVEL`: debug, info, warn or error"},
+		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log as `FORMAT`: text or json"},
+	}
+}
+
+// engineFlags are the initiator's interfaces and tunables, shared by
+// discover, serve and attach.
+func engineFlags() []cli.Flag {
+	const cat = "initiator tunables"
+	return []cli.Flag{
+		&cli.StringSliceFlag{Name: "interface", Aliases: []string{"i"},
+			DefaultText: "every up, non-loopback Ethernet interface",
+			Usage:       "find and reach targets on `IFACE` (repeatable, or comma-separated)"},
+		&cli.DurationFlag{Name: "scorn-timeout", Value: initiator.DefaultScornTimeout, Category: cat,
+			Usage: "scorn a target that leaves a frame unanswered this long, and move its frames to another"},
+		&cli.DurationFlag{Name: "rto-min", Value: initiator.DefaultRTOMin, Category: cat,
+			Usage: "lower bound of the adaptive retransmission timeout"},
+		&cli.DurationFlag{Name: "rto-max", Value: initiator.DefaultRTOMax, Category: cat,
+			Usage: "upper bound of the adaptive retransmission timeout"},
+		&cli.DurationFlag{Name: "discover-interval", Value: initiator.DefaultDiscoverInterval, Category: cat,
+			Usage: "broadcast Query Config this often"},
+		&cli.DurationFlag{Name: "dead-timeout", Value: initiator.DefaultDeadTimeout, Category: cat,
+			Usage: "fail I/O that no target answered for this long; 0 retries forever"},
+		&cli.IntFlag{Name: "max-window", Value: initiator.DefaultMaxWindow, Category: cat,
+			Usage: "keep at most `N` frames outstanding on one target"},
+		&cli.StringFlag{Name: "policy", Value: string(initiator.PolicyFailover), Category: cat,
+			Usage: "use a device's targets by `POLICY`: failover (one at a time) or multipath (all at once)"},
+	}
+}
+
+// controlDirFlag is where serve and attach put their control socket.
+func controlDirFlag() cli.Flag {
+	return &cli.StringFlag{Name: "control-dir", Value: defaultControlDir,
+		Usage: "answer `ironaoe stat` on a socket <pid>.sock in `DIR` (made mode 0700); empty for none"}
+}
+
+// commands defines the commands; action receives the parsed options of
+// the one that runs.
+func commands(action func(*cli.Context, invocation) error) []*cli.Command {
+	run := func(name string) cli.ActionFunc {
+		return func(c *cli.Context) error {
+			inv, err := invocationFrom(c, name)
+			if err != nil {
+				return err
+			}
+			return action(c, inv)
+		}
+	}
+	usageError := func(_ *cli.Context, err error, _ bool) error { return err }
+	cmds := []*cli.Command{
+		{
+			Name:      "discover",
+			Usage:     "list the AoE devices that answer on the network",
+			ArgsUsage: " ",
+			Description: "Broadcasts Query Config on the interfaces, waits for answers, identifies each device\n" +
+				"and prints one line per target: shelf.slot, MAC, interface, buffer count, sectors per\n" +
+				"frame, firmware version, capacity and config string.",
+			Flags: append(engineFlags(),
+				&cli.BoolFlag{Name: "json", Usage: "print JSON instead of a table"},
+				&cli.DurationFlag{Name: "wait", Value: defaultDiscoverWait, Usage: "listen for answers for `DUR`"},
+			),
+		},
+		{
+			Name:      "serve",
+			Usage:     "serve AoE devices over NBD",
+			ArgsUsage: "[eSHELF.SLOT ...]",
+			Description: "Serves the named devices (or every device found, now or later) as NBD exports named\n" +
+				"eSHELF.SLOT, for nbd+unix:///e1.0?socket=PATH or nbd://127.0.0.1/e1.0. Without --unix\n" +
+				"or --tcp it listens on " + defaultTCP + ". SIGTERM or SIGINT stops it gracefully.",
+			Flags: append(engineFlags(),
+				&cli.StringFlag{Name: "unix", Usage: "listen on the Unix socket `PATH`"},
+				&cli.StringFlag{Name: "tcp", DefaultText: defaultTCP + " unless --unix is given",
+					Usage: "listen on TCP `HOST:PORT`; only a loopback address unless --tcp-any"},
+				&cli.BoolFlag{Name: "tcp-any", Usage: "allow --tcp on a non-loopback address: NBD has no authentication"},
+				controlDirFlag(),
+			),
+		},
+		{
+			Name:      "attach",
+			Usage:     "attach an AoE device to the kernel as /dev/nbdN",
+			ArgsUsage: "eSHELF.SLOT [/dev/nbdN]",
+			Description: "Serves the device to the kernel's nbd driver (modprobe nbd) and prints the /dev/nbdN\n" +
+				"path. Runs until SIGTERM or SIGINT, then detaches, or until the device is detached.",
+			Flags: append(engineFlags(),
+				&cli.Int64Flag{Name: "block-size", Value: nbdkernel.DefaultBlockSize,
+					Usage: "expose `BYTES`-byte logical blocks: 512 (AoE's sector, as the aoe driver) or up to 4096"},
+				&cli.IntFlag{Name: "connections", Value: 1, Usage: "hand the kernel `N` sockets (blk-mq queues)"},
+				&cli.DurationFlag{Name: "wait", Value: defaultAttachWait,
+					Usage: "wait `DUR` for the device to answer; 0 waits forever"},
+				controlDirFlag(),
+			),
+		},
+		{
+			Name:      "detach",
+			Usage:     "detach /dev/nbdN, whichever process attached it",
+			ArgsUsage: "/dev/nbdN",
+		},
+		{
+			Name:      "stat",
+			Usage:     "show the devices and targets of running serve and attach processes",
+			ArgsUsage: " ",
+			Flags: []cli.Flag{
+				&cli.BoolFlag{Name: "json", Usage: "print JSON instead of tables"},
+				&cli.StringFlag{Name: "control", Usage: "ask only the control socket `PATH`"},
+				&cli.StringFlag{Name: "control-dir", Value: defaultControlDir,
+					Usage: "ask every control socket in `DIR`"},
+			},
+		},
+	}
+	for _, c := range cmds {
+		c.Action = run(c.Name)
+		c.OnUsageError = usageError
+		c.HideHelpCommand = true
+	}
+	return cmds
+}
+
+// newApp returns the urfave/cli application. action runs with the parsed
+// options of the command; it is not called when help or the version is
+// shown.
+func newApp(stdout, stderr io.Writer, action func(*cli.Context, invocation) error) *cli.App {
+	return &cli.App{
+		Name:    "ironaoe",
+		Usage:   "userspace ATA over Ethernet initiator, exposing AoE devices through NBD and /dev/nbdN",
+		Version: version,
+		Flags:   globalFlags(),
+		Commands: commands(action),
+		Writer:    stdout,
+		ErrWriter: stderr,
+		// Errors go back to run, which prints them and picks the exit
+		// status; the library must not exit the process itself.
+		ExitErrHandler: func(*cli.Context, error) {},
+		OnUsageError:   func(_ *cli.Context, err error, _ bool) error { return err },
+		Action: func(c *cli.Context) error {
+			if c.Args().Present() {
+				return fmt.Errorf("unknown command %q", c.Args().First())
+			}
+			return errors.New("no command given: want discover, serve, attach, detach or stat")
+		},
+	}
+}
+
+// parseArgs parses a full command line (args[0] is the program name). It
+// returns errHelpShown after printing the help or the version to stdout.
+func parseArgs(args []string, stdout io.Writer) (invocation, error) {
+	var (
+		parsed invocation
+		ran    bool
+	)
+	app := newApp(stdout, io.Discard, func(_ *cli.Context, inv invocation) error {
+		parsed, ran = inv, true
+		return nil
+	})
+	if len(args) == 0 {
+		args = []string{app.Name}
+	}
+	if err := app.Run(append([]string{args[0]}, permuteArgs(app, args[1:])...)); err != nil {
+		return invocation{}, err
+	}
+	if !ran {
+		return invocation{}, errHelpShown
+	}
+	return parsed, nil
+}
+
+// flagTable maps each name of a set of flags ("i", "interface") to
+// whether the flag takes a value.
+type flagTable map[string]bool
+
+func newFlagTable(flags []cli.Flag) flagTable {
+	t := make(flagTable)
+	for _, f := range flags {
+		takes := false
+		if v, ok := f.(cli.DocGenerationFlag); ok {
+			takes = v.TakesValue()
+		}
+		for _, n := range f.Names() {
+			t[n] = takes
+		}
+	}
+	return t
+}
+
+// lookup splits a command-line word into a flag name and reports whether
+// it is a flag of the table and whether it still needs the next word as
+// its value.
+func (t flagTable) lookup(word string) (known, needsValue bool) {
+	name := strings.TrimLeft(word, "-")
+	name, _, hasValue := strings.Cut(name, "=")
+	takes, known := t[name]
+	return known, takes && !hasValue
+}
+
+// isFlag reports whether a command-line word is an option.
+func isFlag(word string) bool { return len(word) > 1 && word[0] == '-' }
+
+// permuteArgs reorders a command line (without the program name) the way
+// urfave/cli needs it, so that it reads as GNU tools do: global options may
+// follow the command, and the command's options may follow its operands
+// ("serve e1.0 --unix /run/x.sock"). Global options move before the
+// command, the command's options before its operands; "--" ends the
+// options. A line whose command is unknown is left alone for the library
+// to report.
+func permuteArgs(app *cli.App, args []string) []string {
+	global := newFlagTable(append(app.Flags, cli.HelpFlag, cli.VersionFlag))
+	var globals []string
+	i := 0
+	for ; i < len(args) && isFlag(args[i]) && args[i] != "--"; i++ {
+		globals = append(globals, args[i])
+		if _, needs := global.lookup(args[i]); needs && i+1 < len(args) {
+			i++
+			globals = append(globals, args[i])
+		}
+	}
+	if i >= len(args) || args[i] == "--" {
+		return args
+	}
+	var cmd *cli.Command
+	for _, c := range app.Commands {
+		if c.HasName(args[i]) {
+			cmd = c
+		}
+	}
+	if cmd == nil {
+		return args
+	}
+	local := newFlagTable(append(cmd.Flags, cli.HelpFlag))
+	var flags, operands []string
+	rest := args[i+1:]
+	for j := 0; j < len(rest); j++ {
+		w := rest[j]
+		if w == "--" {
+			operands = append(operands, rest[j+1:]...)
+			break
+		}
+		if !isFlag(w) {
+			operands = append(operands, w)
+			continue
+		}
+		dst := &flags
+		known, needs := local.lookup(w)
+		if !known {
+			if gk, gneeds := global.lookup(w); gk {
+				dst, needs = &globals, gneeds
+			}
+		}
+		*dst = append(*dst, w)
+		if needs && j+1 < len(rest) {
+			j++
+			*dst = append(*dst, rest[j])
+		}
+	}
+	out := append(append(globals, args[i]), flags...)
+	if len(operands) > 0 {
+		out = append(out, "--")
+	}
+	return append(out, operands...)
+}
+
+// invocationFrom validates the parsed flags and operands of command name.
+func invocationFrom(c *cli.Context, name string) (invocation, error) {
+	inv := invocation{Command: name}
+	var err error
+	if inv.Global, err = globalOptionsFrom(c); err != nil {
+		return inv, err
+	}
+	args := c.Args().Slice()
+	switch name {
+	case "discover":
+		o := &inv.Discover
+		if err := noOperands(args); err != nil {
+			return inv, err
+		}
+		if o.Engine, err = engineOptionsFrom(c); err != nil {
+			return inv, err
+		}
+		o.JSON = c.Bool("json")
+		if o.Wait = c.Duration("wait"); o.Wait <= 0 {
+			return inv, fmt.Errorf("--wait %v: must be positive", o.Wait)
+		}
+	case "serve":
+		o := &inv.Serve
+		if o.Engine, err = engineOptionsFrom(c); err != nil {
+			return inv, err
+		}
+		if o.Devices, err = parseDeviceNames(args); err != nil {
+			return inv, err
+		}
+		o.Unix, o.TCP = c.String("unix"), c.String("tcp")
+		if c.IsSet("unix") && o.Unix == "" {
+			return inv, errors.New("--unix: empty socket path")
+		}
+		if c.IsSet("tcp") && o.TCP == "" {
+			return inv, errors.New("--tcp: empty address")
+		}
+		if o.Unix == "" && o.TCP == "" {
+			o.TCP = defaultTCP
+		}
+		if o.TCP != "" {
+			if err := checkTCPAddress(o.TCP, c.Bool("tcp-any")); err != nil {
+				return inv, err
+			}
+		}
+		o.ControlDir = c.String("control-dir")
+	case "attach":
+		o := &inv.Attach
+		if o.Engine, err = engineOptionsFrom(c); err != nil {
+			return inv, err
+		}
+		if len(args) < 1 || len(args) > 2 {
+			return inv, errors.New("want a device and optionally /dev/nbdN: attach eSHELF.SLOT [/dev/nbdN]")
+		}
+		if o.Device, err = parseDeviceName(args[0]); err != nil {
+			return inv, err
+		}
+		o.Index = nbdkernel.AnyIndex
+		if len(args) == 2 {
+			if o.Index, err = nbdkernel.ParseDevice(args[1]); err != nil {
+				return inv, err
+			}
+		}
+		switch o.BlockSize = c.Int64("block-size"); o.BlockSize {
+		case 512, 1024, 2048, 4096:
+		default:
+			return inv, fmt.Errorf("--block-size %d: want 512, 1024, 2048 or 4096", o.BlockSize)
+		}
+		if o.Connections = c.Int("connections"); o.Connections < 1 || o.Connections > nbdkernel.MaxConnections {
+			return inv, fmt.Errorf("--connections %d: want 1 to %d", o.Connections, nbdkernel.MaxConnections)
+		}
+		if o.Wait = c.Duration("wait"); o.Wait < 0 {
+			return inv, fmt.Errorf("--wait %v: must not be negative", o.Wait)
+		}
+		o.ControlDir = c.String("control-dir")
+	case "detach":
+		if len(args) != 1 {
+			return inv, errors.New("want one device: detach /dev/nbdN")
+		}
+		if inv.Detach.Index, err = nbdkernel.ParseDevice(args[0]); err != nil {
+			return inv, err
+		}
+	case "stat":
+		o := &inv.Stat
+		if err := noOperands(args); err != nil {
+			return inv, err
+		}
+		o.JSON = c.Bool("json")
+		o.Control, o.ControlDir = c.String("control"), c.String("control-dir")
+		if o.Control == "" && o.ControlDir == "" {
+			return inv, errors.New("--control-dir: empty directory name (or give --control PATH)")
+		}
+	}
+	return inv, nil
+}
+
+// noOperands refuses operands for a command that takes none.
+func noOperands(args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("unexpected operand %q", args[0])
+	}
+	return nil
+}
+
+// globalOptionsFrom reads --log-level and --log-format.
+func globalOptionsFrom(c *cli.Context) (globalOptions, error) {
+	var g globalOptions
+	if err := g.LogLevel.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+		return g, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.String("log-level"))
+	}
+	switch g.LogFormat = c.String("log-format"); g.LogFormat {
+	case "text", "json":
+	default:
+		return g, fmt.Errorf("--log-format %q: want text or json", g.LogFormat)
+	}
+	return g, nil
+}
+
+// engineOptionsFrom reads the interfaces and the initiator's tunables.
+func engineOptionsFrom(c *cli.Context) (engineOptions, error) {
+	var e engineOptions
+	for _, name := range c.StringSlice("interface") {
+		if name = strings.TrimSpace(name); name == "" {
+			return e, errors.New("--interface: empty interface name")
+		}
+		e.Interfaces = append(e.Interfaces, name)
+	}
+	cfg := &e.Config
+	for _, d := range []struct {
+		flag string
+		dst  *time.Duration
+	}{
+		{"scorn-timeout", &cfg.ScornTimeout},
+		{"rto-min", &cfg.RTOMin},
+		{"rto-max", &cfg.RTOMax},
+		{"discover-interval", &cfg.DiscoverInterval},
+	} {
+		if *d.dst = c.Duration(d.flag); *d.dst <= 0 {
+			return e, fmt.Errorf("--%s %v: must be positive", d.flag, *d.dst)
+		}
+	}
+	if cfg.RTOMin > cfg.RTOMax {
+		return e, fmt.Errorf("--rto-min %v is above --rto-max %v", cfg.RTOMin, cfg.RTOMax)
+	}
+	switch cfg.DeadTimeout = c.Duration("dead-timeout"); {
+	case cfg.DeadTimeout < 0:
+		return e, fmt.Errorf("--dead-timeout %v: must not be negative (0 retries forever)", cfg.DeadTimeout)
+	case cfg.DeadTimeout == 0:
+		cfg.DeadTimeout = -1 // the initiator's "forever"
+	}
+	if cfg.MaxWindow = c.Int("max-window"); cfg.MaxWindow < 1 {
+		return e, fmt.Errorf("--max-window %d: must be 1 or more", cfg.MaxWindow)
+	}
+	switch p := initiator.Policy(c.String("policy")); p {
+	case initiator.PolicyFailover, initiator.PolicyMultipath:
+		cfg.Policy = p
+	default:
+		return e, fmt.Errorf("--policy %q: want failover or multipath", p)
+	}
+	return e, nil
+}
+
+// checkTCPAddress refuses a TCP listening address that is malformed, or
+// that is not on a loopback interface unless any is set: NBD has neither
+// authentication nor encryption here, so exposing a disk to the network
+// must be asked for explicitly.
+func checkTCPAddress(addr string, any bool) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--tcp %q: want HOST:PORT, such as %s: %w", addr, defaultTCP, err)
+	}
+	if any {
+		return nil
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("--tcp %q: not a loopback address; NBD has no authentication, so anyone who can "+
+		"reach it could read and overwrite the disks: add --tcp-any to listen there anyway", addr)
+}

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ironblade/ironblade/initiator"
+)
+
+// discovery is what discover prints with --json.
+type discovery struct {
+	Interfaces []string           `json:"interfaces"`
+	Devices    []discoveredDevice `json:"devices"`
+}
+
+// discoveredDevice is one device that answered.
+type discoveredDevice struct {
+	Name  string `json:"name"`
+	Shelf uint16 `json:"shelf"`
+	Slot  uint8  `json:"slot"`
+	// Size is the capacity in bytes from IDENTIFY; 0 if the device did not
+	// answer IDENTIFY in time.
+	Size     int64              `json:"size"`
+	Model    string             `json:"model,omitempty"`
+	Serial   string             `json:"serial,omitempty"`
+	Firmware string             `json:"firmware,omitempty"`
+	Targets  []discoveredTarget `json:"targets"`
+}
+
+// discoveredTarget is one MAC through which a device answered, with what
+// its Query Config response said.
+type discoveredTarget struct {
+	MAC             string `json:"mac"`
+	Interface       string `json:"interface"`
+	BufferCount     uint16 `json:"buffer_count"`
+	SectorsPerFrame int    `json:"sectors_per_frame"`
+	Firmware        uint16 `json:"firmware"`
+	ConfigString    string `json:"config_string"`
+}
+
+// discover broadcasts Query Config, waits o.Wait for answers and for the
+// devices found to answer IDENTIFY, and prints them.
+func discover(ctx context.Context, o discoverOptions, env *environment) error {
+	eng, err := startEngine(ctx, o.Engine, env)
+	if err != nil {
+		return err
+	}
+	defer eng.stop()
+	if err := eng.ini.Discover(ctx, o.Wait); err != nil && ctx.Err() == nil {
+		return err
+	}
+	// Devices that answered late get as long again to be identified.
+	idCtx, cancel := context.WithTimeout(ctx, max(o.Wait, time.Second))
+	defer cancel()
+	for _, d := range eng.ini.Devices() {
+		if _, err := eng.ini.Device(idCtx, d.Shelf(), d.Slot()); err != nil {
+			env.Logger.Warn("device not identified in time; its size is unknown", "device", d.Name(), "err", err)
+		}
+	}
+	result := discoveryFrom(eng.ini.Stats(), eng.interfaces)
+	if len(result.Devices) == 0 {
+		env.Logger.Warn("no AoE device answered", "interfaces", strings.Join(eng.interfaces, ","), "waited", o.Wait)
+	}
+	if o.JSON {
+		return writeJSON(env.Stdout, result)
+	}
+	return formatDiscovery(env.Stdout, result)
+}
+
+// discoveryFrom picks what discover reports out of the initiator's stats.
+func discoveryFrom(st initiator.Stats, interfaces []string) discovery {
+	r := discovery{Interfaces: interfaces, Devices: []discoveredDevice{}}
+	for _, d := range st.Devices {
+		dd := discoveredDevice{
+			Name: d.Name, Shelf: d.Shelf, Slot: d.Slot, Size: d.Size,
+			Model: d.Model, Serial: d.Serial, Firmware: d.Firmware, Targets: []discoveredTarget{},
+		}
+		for _, t := range d.Targets {
+			dd.Targets = append(dd.Targets, discoveredTarget{
+				MAC: t.MAC, Interface: t.Interface, BufferCount: t.BufferCount,
+				SectorsPerFrame: t.SectorsPerFrame, Firmware: t.Firmware, ConfigString: t.ConfigString,
+			})
+		}
+		r.Devices = append(r.Devices, dd)
+	}
+	return r
+}
+
+// formatDiscovery prints one line per target of every device.
+func formatDiscovery(w io.Writer, r discovery) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "DEVICE\tTARGET\tINTERFACE\tBUFFERS\tSECTORS/FRAME\tFIRMWARE\tCAPACITY\tCONFIG")
+	for _, d := range r.Devices {
+		capacity := "unknown"
+		if d.Size > 0 {
+			capacity = formatBytes(d.Size)
+		}
+		for _, t := range d.Targets {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%#04x\t%s\t%s\n", d.Name, t.MAC, t.Interface,
+				t.BufferCount, t.SectorsPerFrame, t.Firmware, capacity, quoteConfig(t.ConfigString))
+		}
+	}
+	return tw.Flush()
+}
+
+// quoteConfig shows a config string, "-" when empty; it may hold any bytes.
+func quoteConfig(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return strconv.Quote(s)
+}
+
+// formatBytes writes a size in binary units with its exact byte count when
+// that is not a whole number of units: "64 MiB", "1.5 GiB (1610612736 B)".
+func formatBytes(n int64) string {
+	const units = "KMGTPE"
+	if n < 1024 {
+		return fmt.Sprintf("%d B", n)
+	}
+	v, u := float64(n), -1
+	for v >= 1024 && u+1 < len(units) {
+		v /= 1024
+		u++
+	}
+	s := strconv.FormatFloat(v, 'f', 1, 64)
+	s = strings.TrimSuffix(s, ".0") + " " + units[u:u+1] + "iB"
+	if whole := int64(1) << (10 * (u + 1)); n%whole != 0 {
+		s += fmt.Sprintf(" (%d B)", n)
+	}
+	return s
+}
+
+// writeJSON prints v as indented JSON.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,248 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ironblade/ironblade/initiator"
+	"github.com/ironblade/ironblade/initiator/nbd"
+)
+
+// Timings of serve.
+const (
+	// lookupWait is how long a client asking for a device that may yet
+	// appear waits for it in the handshake, so that a client started
+	// together with serve need not retry.
+	lookupWait = 10 * time.Second
+	// devicePoll is how often serve looks for new devices when it
+	// exports every device.
+	devicePoll = 250 * time.Millisecond
+)
+
+// exportSet is serve's nbd.Exports: the devices identified so far. A client
+// asking for a device that is not there yet but may come (one named on the
+// command line, or any device when none was) waits for it a while.
+type exportSet struct {
+	exports nbd.ExportMap
+	// expected reports whether an export name may still appear.
+	expected func(name string) bool
+	wait     time.Duration
+	stop     <-chan struct{}
+
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced when an export is added
+}
+
+// newExportSet returns an empty set expecting the named devices, or any
+// device if names is empty. Waits end when stop is closed.
+func newExportSet(names []deviceAddr, wait time.Duration, stop <-chan struct{}) *exportSet {
+	want := make(map[string]bool)
+	for _, a := range names {
+		want[a.String()] = true
+	}
+	expected := func(name string) bool {
+		if len(want) > 0 {
+			return want[name]
+		}
+		a, err := parseDeviceName(name)
+		return err == nil && a.String() == name // the canonical name only
+	}
+	return &exportSet{expected: expected, wait: wait, stop: stop, changed: make(chan struct{})}
+}
+
+// add exports b as name.
+func (e *exportSet) add(name, description string, b nbd.Backend) {
+	e.exports.Add(name, description, b)
+	e.mu.Lock()
+	close(e.changed)
+	e.changed = make(chan struct{})
+	e.mu.Unlock()
+}
+
+// Lookup implements nbd.Exports.
+func (e *exportSet) Lookup(name string) (nbd.Backend, bool) {
+	var timeout <-chan time.Time
+	for {
+		e.mu.Lock()
+		changed := e.changed
+		e.mu.Unlock()
+		if b, ok := e.exports.Lookup(name); ok {
+			return b, true
+		}
+		if !e.expected(name) {
+			return nil, false
+		}
+		if timeout == nil {
+			t := time.NewTimer(e.wait)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-changed:
+		case <-timeout:
+			return nil, false
+		case <-e.stop:
+			return nil, false
+		}
+	}
+}
+
+// List implements nbd.Exports.
+func (e *exportSet) List() []nbd.ExportInfo { return e.exports.List() }
+
+// names lists the export names.
+func (e *exportSet) names() []string {
+	var names []string
+	for _, x := range e.exports.List() {
+		names = append(names, x.Name)
+	}
+	return names
+}
+
+// describe is an export's description: what IDENTIFY said of the device.
+func describe(d *initiator.Device) string {
+	st := d.Stats()
+	s := "AoE device " + d.Name()
+	if m := strings.TrimSpace(st.Model); m != "" {
+		s += ", " + m
+	}
+	if sn := strings.TrimSpace(st.Serial); sn != "" {
+		s += ", serial " + sn
+	}
+	return s
+}
+
+// serve exports AoE devices over NBD until ctx is done, then drains the
+// connections, flushes the devices and returns.
+func serve(ctx context.Context, o serveOptions, env *environment) error {
+	log := env.Logger
+	started := time.Now()
+	eng, err := startEngine(ctx, o.Engine, env)
+	if err != nil {
+		return err
+	}
+	defer eng.stop()
+
+	// serveCtx also ends when a listener fails for good.
+	serveCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	exports := newExportSet(o.Devices, lookupWait, serveCtx.Done())
+
+	var listeners []net.Listener
+	var addrs []string
+	closeAll := func() {
+		for _, l := range listeners {
+			l.Close()
+		}
+	}
+	if o.Unix != "" {
+		l, err := nbd.ListenUnix(o.Unix)
+		if err != nil {
+			return err
+		}
+		listeners, addrs = append(listeners, l), append(addrs, "unix:"+o.Unix)
+	}
+	if o.TCP != "" {
+		l, err := nbd.ListenTCP(o.TCP)
+		if err != nil {
+			closeAll()
+			return err
+		}
+		listeners, addrs = append(listeners, l), append(addrs, "tcp:"+l.Addr().String())
+	}
+
+	status := func() processStatus {
+		return processStatus{
+			PID: os.Getpid(), Command: "serve", Version: version, Started: started,
+			Interfaces: eng.interfaces, Listeners: addrs, Exports: exports.names(), Stats: eng.ini.Stats(),
+		}
+	}
+	ctl, err := startControl(o.ControlDir, status, log)
+	if err != nil {
+		log.Warn("no control socket: ironaoe stat will not see this process", "err", err)
+	}
+	defer ctl.Close()
+
+	var wg sync.WaitGroup
+	wg.Go(func() { exportDevices(serveCtx, eng.ini, o.Devices, exports, env) })
+	srv := &nbd.Server{Exports: exports, Logger: log}
+	for n, l := range listeners {
+		wg.Go(func() {
+			if err := srv.Serve(serveCtx, l); err != nil {
+				log.Error("NBD listener failed; stopping", "listener", addrs[n], "err", err)
+				cancel(err)
+			}
+		})
+	}
+	log.Info("serving NBD", "listeners", strings.Join(addrs, " "), "interfaces", strings.Join(eng.interfaces, ","),
+		"devices", devicesWanted(o.Devices))
+	<-serveCtx.Done()
+	log.Info("stopping: finishing NBD requests in flight")
+	wg.Wait()
+	eng.flush(env)
+	eng.stop()
+	if err := context.Cause(serveCtx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// devicesWanted says which devices serve exports, for its start-up log.
+func devicesWanted(names []deviceAddr) string {
+	if len(names) == 0 {
+		return "all"
+	}
+	s := make([]string, len(names))
+	for n, a := range names {
+		s[n] = a.String()
+	}
+	return strings.Join(s, ",")
+}
+
+// exportDevices adds each device to exports once it is identified: the
+// named ones, or every one the initiator finds, now or later, if none is
+// named. It returns when ctx is done.
+func exportDevices(ctx context.Context, ini *initiator.Initiator, names []deviceAddr, exports *exportSet, env *environment) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	watch := func(a deviceAddr) {
+		wg.Go(func() {
+			d, err := ini.Device(ctx, a.Shelf, a.Slot)
+			if err != nil {
+				return // ctx ended, or the initiator stopped
+			}
+			exports.add(a.String(), describe(d), d)
+			env.Logger.Info("exporting device", "export", a.String(), "bytes", d.Size())
+		})
+	}
+	if len(names) > 0 {
+		for _, a := range names {
+			env.Logger.Info("waiting for device", "device", a.String())
+			watch(a)
+		}
+		return
+	}
+	seen := make(map[deviceAddr]bool)
+	t := time.NewTicker(devicePoll)
+	defer t.Stop()
+	for {
+		for _, d := range ini.Devices() {
+			a := deviceAddr{Shelf: d.Shelf(), Slot: d.Slot()}
+			if !seen[a] {
+				seen[a] = true
+				watch(a)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
