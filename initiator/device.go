@@ -26,6 +26,7 @@ const (
 
 var deviceStateNames = [...]string{DeviceFound: "found", DeviceUp: "up", DeviceDown: "down"}
 
+// String returns the state's name, as Stats shows it.
 func (s DeviceState) String() string {
 	if int(s) < len(deviceStateNames) {
 		return deviceStateNames[s]

@@ -67,6 +67,7 @@ type IOError struct {
 	Err error
 }
 
+// Error says which device, operation, sectors and target failed, and how.
 func (e *IOError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "initiator: %s: %s of %d sectors at LBA %d via %s: ", e.Device, e.Op, e.Sectors, e.LBA, e.Target)

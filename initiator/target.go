@@ -28,6 +28,7 @@ const (
 
 var targetStateNames = [...]string{TargetActive: "active", TargetStandby: "standby", TargetScorned: "scorned"}
 
+// String returns the state's name, as Stats shows it.
 func (s TargetState) String() string {
 	if int(s) < len(targetStateNames) {
 		return targetStateNames[s]

@@ -39,8 +39,11 @@ var errHelpShown = errors.New("help or version shown")
 
 // globalOptions are the options every command takes.
 type globalOptions struct {
-	LogLevel  slog.Level
-	LogFormat string // "text" or "json"
+	LogLevel slog.Level
+	// LogLevelSet says --log-level was given: discover and stat, whose
+	// output is their result, log only warnings by default.
+	LogLevelSet bool
+	LogFormat   string // "text" or "json"
 }
 
 // engineOptions configure the initiator: which interfaces, and its tunables.
@@ -128,15 +131,15 @@ func engineFlags() []cli.Flag {
 			DefaultText: "every up, non-loopback Ethernet interface",
 			Usage:       "find and reach targets on `IFACE` (repeatable, or comma-separated)"},
 		&cli.DurationFlag{Name: "scorn-timeout", Value: initiator.DefaultScornTimeout, Category: cat,
-			Usage: "scorn a target that leaves a frame unanswered this long, and move its frames to another"},
+			Usage: "scorn a target that leaves a frame unanswered for `DUR`, and move its frames to another"},
 		&cli.DurationFlag{Name: "rto-min", Value: initiator.DefaultRTOMin, Category: cat,
-			Usage: "lower bound of the adaptive retransmission timeout"},
+			Usage: "keep the adaptive retransmission timeout at least `DUR`"},
 		&cli.DurationFlag{Name: "rto-max", Value: initiator.DefaultRTOMax, Category: cat,
-			Usage: "upper bound of the adaptive retransmission timeout"},
+			Usage: "keep the adaptive retransmission timeout at most `DUR`"},
 		&cli.DurationFlag{Name: "discover-interval", Value: initiator.DefaultDiscoverInterval, Category: cat,
-			Usage: "broadcast Query Config this often"},
+			Usage: "broadcast Query Config every `DUR`"},
 		&cli.DurationFlag{Name: "dead-timeout", Value: initiator.DefaultDeadTimeout, Category: cat,
-			Usage: "fail I/O that no target answered for this long; 0 retries forever"},
+			Usage: "fail I/O that no target answered for `DUR`; 0 retries forever"},
 		&cli.IntFlag{Name: "max-window", Value: initiator.DefaultMaxWindow, Category: cat,
 			Usage: "keep at most `N` frames outstanding on one target"},
 		&cli.StringFlag{Name: "policy", Value: string(initiator.PolicyFailover), Category: cat,
@@ -147,7 +150,7 @@ func engineFlags() []cli.Flag {
 // controlDirFlag is where serve and attach put their control socket.
 func controlDirFlag() cli.Flag {
 	return &cli.StringFlag{Name: "control-dir", Value: defaultControlDir,
-		Usage: "answer `ironaoe stat` on a socket <pid>.sock in `DIR` (made mode 0700); empty for none"}
+		Usage: "answer ironaoe stat on a socket <pid>.sock in `DIR` (made mode 0700); empty for none"}
 }
 
 // commands defines the commands; action receives the parsed options of
@@ -236,11 +239,11 @@ func commands(action func(*cli.Context, invocation) error) []*cli.Command {
 // shown.
 func newApp(stdout, stderr io.Writer, action func(*cli.Context, invocation) error) *cli.App {
 	return &cli.App{
-		Name:    "ironaoe",
-		Usage:   "userspace ATA over Ethernet initiator, exposing AoE devices through NBD and /dev/nbdN",
-		Version: version,
-		Flags:   globalFlags(),
-		Commands: commands(action),
+		Name:      "ironaoe",
+		Usage:     "userspace ATA over Ethernet initiator, exposing AoE devices through NBD and /dev/nbdN",
+		Version:   version,
+		Flags:     globalFlags(),
+		Commands:  commands(action),
 		Writer:    stdout,
 		ErrWriter: stderr,
 		// Errors go back to run, which prints them and picks the exit
@@ -482,6 +485,7 @@ func globalOptionsFrom(c *cli.Context) (globalOptions, error) {
 	if err := g.LogLevel.UnmarshalText([]byte(c.String("log-level"))); err != nil {
 		return g, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.String("log-level"))
 	}
+	g.LogLevelSet = c.IsSet("log-level")
 	switch g.LogFormat = c.String("log-format"); g.LogFormat {
 	case "text", "json":
 	default:

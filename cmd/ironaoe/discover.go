@@ -52,8 +52,12 @@ func discover(ctx context.Context, o discoverOptions, env *environment) error {
 		return err
 	}
 	defer eng.stop()
-	if err := eng.ini.Discover(ctx, o.Wait); err != nil && ctx.Err() == nil {
-		return err
+	// Run broadcasts Query Config as it starts; listen for the answers.
+	// (Initiator.Discover would broadcast again, but fails if called
+	// before Run has got going, which the caller cannot observe.)
+	select {
+	case <-ctx.Done():
+	case <-time.After(o.Wait):
 	}
 	// Devices that answered late get as long again to be identified.
 	idCtx, cancel := context.WithTimeout(ctx, max(o.Wait, time.Second))

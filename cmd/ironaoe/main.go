@@ -80,7 +80,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ironaoe: %v\nTry 'ironaoe --help' for more information.\n", err)
 		return exitUsage
 	}
-	logger := newLogger(stderr, inv.Global.LogLevel, inv.Global.LogFormat)
+	level := inv.Global.LogLevel
+	if !inv.Global.LogLevelSet && (inv.Command == "discover" || inv.Command == "stat") {
+		level = slog.LevelWarn
+	}
+	logger := newLogger(stderr, level, inv.Global.LogFormat)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

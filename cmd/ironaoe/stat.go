@@ -9,8 +9,6 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-
-	"github.com/ironblade/ironblade/initiator"
 )
 
 // statReport is what stat prints with --json.
@@ -82,7 +80,7 @@ func formatStatus(w io.Writer, procs []processStatus, now time.Time) error {
 }
 
 // formatDevice prints one device: a summary line and a table of targets.
-func formatDevice(w io.Writer, d initiator.DeviceStats, now time.Time) error {
+func formatDevice(w io.Writer, d deviceView, now time.Time) error {
 	size := "size unknown"
 	if d.Size > 0 {
 		size = formatBytes(d.Size)
