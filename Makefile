@@ -30,6 +30,7 @@ help:
 	@echo "make bench       benchmarks"
 	@echo "make lint        go vet and staticcheck"
 	@echo "make demo        the quick start: export a disk and use it (root)"
+	@echo "make test-kernel the kernel's own AoE and NBD clients in a qemu guest (root, ~4 min)"
 	@echo "make clean       remove build outputs"
 
 build:
@@ -64,6 +65,12 @@ lint:
 
 demo: build
 	bash scripts/quickstart.sh
+
+# test-kernel boots Debian's kernel under qemu and checks ironblade and
+# ironaoe against its aoe and nbd drivers: docs/kernel-tests.md.
+.PHONY: test-kernel
+test-kernel:
+	bash scripts/kernel/run.sh
 
 clean:
 	rm -rf $(BIN) out

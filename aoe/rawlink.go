@@ -12,9 +12,13 @@ type RawConfig struct {
 	// default. When the process may (it is root), the sizes are forced past
 	// net.core.rmem_max and wmem_max.
 	ReadBuffer, WriteBuffer int
-	// VLAN is the 802.1Q VLAN ID to tag frames with, or 0 for untagged
-	// frames. Tagging is not implemented yet: a non-zero VLAN makes
-	// ListenRaw fail with ErrVLANUnsupported.
+	// VLAN is the 802.1Q VLAN ID, 1 to MaxVLAN, to tag frames with, or 0
+	// for untagged frames. A VLAN link sends every frame with a tag (TPID
+	// 0x8100, priority 0) and receives only AoE frames tagged with this
+	// VLAN; the tag is added and removed in userspace, so no VLAN device
+	// (and no 8021q kernel module) is needed, and the frames a caller
+	// reads and writes stay untagged. An untagged link ignores tagged
+	// frames.
 	VLAN uint16
 }
 
@@ -24,7 +28,7 @@ type RawStats struct {
 	// delivered to the caller, so at most the buffer's length).
 	FramesIn, BytesIn uint64
 	// FramesOut and BytesOut count the frames the kernel accepted for
-	// sending and their bytes, padding included.
+	// sending and their bytes, padding and VLAN tag included.
 	FramesOut, BytesOut uint64
 	// SendErrors counts frames the kernel refused (too large, no buffer
 	// space, interface down). Frames refused before a send is attempted
@@ -37,9 +41,24 @@ type RawStats struct {
 	Truncated uint64
 }
 
-// ErrVLANUnsupported is returned by ListenRaw for a RawConfig with a
-// non-zero VLAN: 802.1Q tagging is not yet supported.
-var ErrVLANUnsupported = errors.New("802.1Q VLAN tagging not yet supported")
+// MaxVLAN is the largest 802.1Q VLAN ID a RawLink may use: 4095 is
+// reserved, and 0 means untagged.
+const MaxVLAN = 4094
+
+// ErrInvalidVLAN is wrapped by ListenRaw's error for a RawConfig whose
+// VLAN is above MaxVLAN.
+var ErrInvalidVLAN = errors.New("802.1Q VLAN ID out of range: want 1 to 4094, or 0 for untagged")
+
+// The 802.1Q tag a VLAN link inserts after the source address: the tag
+// protocol identifier, then the tag control information (priority, drop
+// eligibility and the 12-bit VLAN ID).
+const (
+	vlanTPID    = 0x8100
+	vlanTagLen  = 4
+	vlanIDMask  = 0x0fff
+	vlanTagOff  = 12 // offset of the tag in a tagged frame
+	vlanInnerET = vlanTagOff + vlanTagLen
+)
 
 // mtuRefreshInterval bounds how stale RawLink.MTU may be: the interface's
 // MTU is re-read at most this often (and at once after the kernel refuses a

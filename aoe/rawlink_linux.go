@@ -20,14 +20,30 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// RawLink is a Link on a network interface: an AF_PACKET socket bound to
-// EtherType, moving whole Ethernet frames. It implements BatchLink with
-// recvmmsg and sendmmsg, and allocates nothing per frame.
+// RawLink is a Link on a network interface: an AF_PACKET socket moving
+// whole Ethernet frames. It implements BatchLink with recvmmsg and
+// sendmmsg, and allocates nothing per frame.
 //
-// A socket filter passes only untagged AoE frames the interface received;
-// it does not look at their destination, so on a promiscuous interface a
-// RawLink also sees frames addressed to other stations and leaves it to its
-// user to drop them.
+// An untagged link's socket is bound to EtherType, and its filter passes
+// only untagged AoE frames the interface received. A VLAN link's socket
+// is bound to every protocol: Linux takes the 802.1Q tag out of a received
+// frame before it looks at the protocol, and without a VLAN device for the
+// tag it hands sockets bound to the inner protocol the frame with the tag
+// discarded. Its filter passes only AoE frames of its VLAN, whose tag the
+// kernel reports as packet auxdata (or, behind a priority tag, leaves in
+// the frame); the link removes the tag before handing a frame over, and
+// inserts one into every frame it sends. A VLAN link thus sees frames
+// before nftables' netdev ingress hook, while an untagged link sees them
+// after it.
+//
+// Neither filter looks at a frame's destination, so a RawLink also sees
+// frames addressed to other stations that reach the interface (flooded by
+// a switch, or on a promiscuous interface) and leaves it to its user to
+// drop them. Among those an untagged link may see tagged ones: the kernel
+// hands its socket a tagged frame with the tag removed, marked as for
+// another host, so its filter can drop those addressed to this station or
+// to a group, but cannot tell one addressed to another station from an
+// untagged one.
 //
 // A RawLink is safe for one reader and several writers at once; writes are
 // serialized.
@@ -36,7 +52,9 @@ type RawLink struct {
 	conn   *packet.Conn
 	rc     syscall.RawConn
 	mac    MAC
-	start  time.Time // origin of mtuChecked: a monotonic clock
+	vlan   uint16
+	tag    [vlanTagLen]byte // the 802.1Q tag sent, on a VLAN link
+	start  time.Time        // origin of mtuChecked: a monotonic clock
 	closed atomic.Bool
 
 	// The MTU is cached and re-read with an ioctl on the socket itself, so
@@ -57,12 +75,21 @@ type RawLink struct {
 	rerrno   unix.Errno
 	readOne  func(fd uintptr) bool
 	rmsgs    []unix.Mmsghdr
-	riovs    []unix.Iovec
+	riovs    []unix.Iovec // two per message: the buffer, then its spill
 	rcount   int
 	readMany func(fd uintptr) bool
+	// On a VLAN link, each message also gets vlanTagLen bytes of rspill,
+	// so that a frame that still holds its tag fits a buffer sized for
+	// the untagged frame, and auxSpace bytes of rctl for its auxdata.
+	// ReadFrame reads through the batch path with rone and rlen.
+	rspill []byte
+	rctl   []byte
+	rone   [1][]byte
+	rlen   [1]int
 
 	// Write side, the same way; wmu serializes writers. Each message has
-	// two iovecs: the frame and, for a short frame, padding from pad.
+	// up to writeIovs iovecs: the frame (on a VLAN link split around the
+	// tag) and, for a short frame, padding from pad.
 	wmu       sync.Mutex
 	wmsgs     []unix.Mmsghdr
 	wiovs     []unix.Iovec
@@ -85,15 +112,24 @@ type RawLink struct {
 // grow, up to maxBatch, when a caller moves more frames per call.
 const initialBatch = 64
 
+// writeIovs is the most iovecs a sent frame needs: on a VLAN link, the
+// addresses, the tag, the rest of the frame and padding.
+const writeIovs = 4
+
+// auxSpace is the control buffer room for the PACKET_AUXDATA message that
+// comes with each frame a VLAN link reads.
+var auxSpace = unix.CmsgSpace(sizeofAuxdata)
+
 // ListenRaw opens a RawLink on the named interface. It needs CAP_NET_RAW.
 // The interface is looked up in the calling thread's network namespace, and
-// the link stays in that namespace.
+// the link stays in that namespace. A VLAN above MaxVLAN gets an error
+// wrapping ErrInvalidVLAN.
 func ListenRaw(iface string, cfg RawConfig) (*RawLink, error) {
 	fail := func(err error) (*RawLink, error) {
 		return nil, fmt.Errorf("aoe: raw link %s: listen: %w", iface, err)
 	}
-	if cfg.VLAN != 0 {
-		return fail(fmt.Errorf("VLAN %d: %w", cfg.VLAN, ErrVLANUnsupported))
+	if cfg.VLAN > MaxVLAN {
+		return fail(fmt.Errorf("VLAN %d: %w", cfg.VLAN, ErrInvalidVLAN))
 	}
 	if cfg.ReadBuffer < 0 || cfg.WriteBuffer < 0 {
 		return fail(fmt.Errorf("negative socket buffer size (read %d, write %d)", cfg.ReadBuffer, cfg.WriteBuffer))
@@ -113,11 +149,20 @@ func ListenRaw(iface string, cfg RawConfig) (*RawLink, error) {
 		return fail(fmt.Errorf("not an Ethernet interface (hardware address %q)", ifi.HardwareAddr))
 	}
 	mac := MACFrom(ifi.HardwareAddr)
-	filter, err := rawFilter(mac)
+	proto := EtherType
+	var filter []bpf.RawInstruction
+	if cfg.VLAN == 0 {
+		filter, err = rawFilter(mac)
+	} else {
+		proto = unix.ETH_P_ALL
+		filter, err = vlanFilter(cfg.VLAN)
+	}
 	if err != nil {
 		return fail(err)
 	}
-	conn, err := packet.Listen(ifi, packet.Raw, EtherType, &packet.Config{Filter: filter})
+	// The filter is attached before the socket is bound, so no frame
+	// reaches it unfiltered.
+	conn, err := packet.Listen(ifi, packet.Raw, proto, &packet.Config{Filter: filter})
 	if err != nil {
 		return fail(err)
 	}
@@ -140,13 +185,14 @@ func newRawLink(iface string, conn *packet.Conn, mac MAC, ifreq *unix.Ifreq, cfg
 		conn:  conn,
 		rc:    rc,
 		mac:   mac,
+		vlan:  cfg.VLAN,
 		start: time.Now(),
 		ifreq: ifreq,
-		rmsgs: make([]unix.Mmsghdr, initialBatch),
-		riovs: make([]unix.Iovec, initialBatch),
-		wmsgs: make([]unix.Mmsghdr, initialBatch),
-		wiovs: make([]unix.Iovec, 2*initialBatch),
 	}
+	binary.BigEndian.PutUint16(l.tag[0:2], vlanTPID)
+	binary.BigEndian.PutUint16(l.tag[2:4], cfg.VLAN) // priority 0
+	l.growReadLocked(initialBatch)
+	l.growWriteLocked(initialBatch)
 	l.mtuCtl = l.ioctlMTU
 	l.readOne = l.recvfrom
 	l.readMany = l.recvmmsg
@@ -170,12 +216,17 @@ func newRawLink(iface string, conn *packet.Conn, mac MAC, ifreq *unix.Ifreq, cfg
 }
 
 // setRawSockopts asks the kernel not to hand the socket frames the host
-// sends (the filter drops them too, on kernels without the option) and
-// sizes its buffers.
+// sends (the filter drops them too, on kernels without the option), on a
+// VLAN link to report each frame's VLAN tag, and sizes its buffers.
 func setRawSockopts(fd int, cfg RawConfig) error {
 	err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1)
 	if err != nil && !errors.Is(err, unix.ENOPROTOOPT) {
 		return os.NewSyscallError("setsockopt PACKET_IGNORE_OUTGOING", err)
+	}
+	if cfg.VLAN != 0 {
+		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_AUXDATA, 1); err != nil {
+			return os.NewSyscallError("setsockopt PACKET_AUXDATA", err)
+		}
 	}
 	sizes := []struct {
 		size          int
@@ -251,6 +302,50 @@ func rawFilter(mac MAC) ([]bpf.RawInstruction, error) {
 	return bpf.Assemble(prog)
 }
 
+// vlanFilter assembles the socket filter of a link on VLAN vid, bound to
+// every protocol. It keeps AoE frames the interface received with an
+// 802.1Q tag of vid and drops the rest: the host's own frames, untagged
+// frames and other VLANs'.
+//
+// The kernel has taken the outermost tag out of the frame and set it
+// aside, where the filter reads it with the VLAN extensions. A tag with
+// VLAN ID 0 only carries a priority: Linux then takes the next tag, still
+// in the frame, for the VLAN, and so does the filter.
+func vlanFilter(vid uint16) ([]bpf.RawInstruction, error) {
+	const (
+		inFrame = 10 // index of the in-frame tag checks
+		inner   = 17 // index of the EtherType check of an untagged frame
+		accept  = 19 // index of the accepting return
+		drop    = 20 // index of the dropping return
+	)
+	prog := []bpf.Instruction{
+		/* 0 */ bpf.LoadExtension{Num: bpf.ExtType},
+		/* 1 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.PACKET_OUTGOING, SkipTrue: drop - 2},
+		/* 2 */ bpf.LoadExtension{Num: bpf.ExtVLANTagPresent},
+		/* 3 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: 0, SkipTrue: inFrame - 4},
+		/* 4 */ bpf.LoadExtension{Num: bpf.ExtVLANTag},
+		/* 5 */ bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: vlanIDMask},
+		/* 6 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: 0, SkipTrue: inFrame - 7},
+		/* 7 */ bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: uint32(vid), SkipTrue: drop - 8},
+		/* 8 */ bpf.LoadExtension{Num: bpf.ExtVLANProto},
+		/* 9 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: vlanTPID, SkipTrue: inner - 10, SkipFalse: drop - 10},
+		// The tag is still in the frame.
+		/* 10 */ bpf.LoadAbsolute{Off: vlanTagOff, Size: 2},
+		/* 11 */ bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: vlanTPID, SkipTrue: drop - 12},
+		/* 12 */ bpf.LoadAbsolute{Off: vlanTagOff + 2, Size: 2},
+		/* 13 */ bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: vlanIDMask},
+		/* 14 */ bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: uint32(vid), SkipTrue: drop - 15},
+		/* 15 */ bpf.LoadAbsolute{Off: vlanInnerET, Size: 2},
+		/* 16 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: EtherType, SkipTrue: accept - 17, SkipFalse: drop - 17},
+		// The tag was set aside.
+		/* 17 */ bpf.LoadAbsolute{Off: 12, Size: 2},
+		/* 18 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: EtherType, SkipTrue: accept - 19, SkipFalse: drop - 19},
+		/* 19 */ bpf.RetConstant{Val: filterAccept},
+		/* 20 */ bpf.RetConstant{Val: filterDrop},
+	}
+	return bpf.Assemble(prog)
+}
+
 // errorf wraps err with the link and the operation that failed.
 func (l *RawLink) errorf(op string, err error) error {
 	return fmt.Errorf("aoe: raw link %s: %s: %w", l.iface, op, err)
@@ -321,6 +416,17 @@ func (l *RawLink) sendmmsg(fd uintptr) bool {
 func (l *RawLink) ReadFrame(b []byte) (int, error) {
 	l.rmu.Lock()
 	defer l.rmu.Unlock()
+	if l.vlan != 0 {
+		// The tag's whereabouts come as a control message, which
+		// recvfrom cannot read.
+		l.rone[0] = b
+		_, err := l.readFramesLocked(l.rone[:], l.rlen[:])
+		l.rone[0] = nil
+		if err != nil {
+			return 0, err
+		}
+		return l.rlen[0], nil
+	}
 	l.rbuf = b
 	err := l.rc.Read(l.readOne)
 	l.rbuf = nil
@@ -350,46 +456,92 @@ func (l *RawLink) ReadFrames(bufs [][]byte, lens []int) (int, error) {
 	}
 	l.rmu.Lock()
 	defer l.rmu.Unlock()
-	if len(l.rmsgs) < count {
-		size := min(max(count, 2*len(l.rmsgs)), maxBatch)
-		l.rmsgs = make([]unix.Mmsghdr, size)
-		l.riovs = make([]unix.Iovec, size)
+	return l.readFramesLocked(bufs[:count], lens)
+}
+
+// growReadLocked makes the read scratch hold at least count messages
+// (count is at most maxBatch). The caller holds rmu.
+func (l *RawLink) growReadLocked(count int) {
+	if len(l.rmsgs) >= count {
+		return
 	}
-	for i, b := range bufs[:count] {
-		iov := &l.riovs[i]
-		iov.Base = unsafe.SliceData(b)
-		iov.SetLen(len(b))
-		m := &l.rmsgs[i]
-		m.Hdr.Iov = iov
-		m.Hdr.SetIovlen(1)
-		m.Hdr.Flags = 0
-		m.Len = 0
+	size := min(max(count, 2*len(l.rmsgs)), maxBatch)
+	l.rmsgs = make([]unix.Mmsghdr, size)
+	l.riovs = make([]unix.Iovec, 2*size)
+	if l.vlan != 0 {
+		l.rspill = make([]byte, size*vlanTagLen)
+		// Control messages must be aligned as their header is.
+		words := make([]uint64, (size*auxSpace+7)/8)
+		l.rctl = unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(words))), size*auxSpace)
 	}
-	l.rcount = count
-	err := l.rc.Read(l.readMany)
-	for i := range count {
-		l.riovs[i].Base = nil // do not keep the caller's buffers alive
-	}
-	if err != nil {
-		return 0, l.ioError("read", err)
-	}
-	if l.rerrno != 0 {
-		return 0, l.ioError("read", os.NewSyscallError("recvmmsg", l.rerrno))
-	}
-	got := l.rn
-	var bytes uint64
-	for i := range got {
-		n := int(l.rmsgs[i].Len)
-		if n > len(bufs[i]) || l.rmsgs[i].Hdr.Flags&unix.MSG_TRUNC != 0 {
-			n = min(n, len(bufs[i]))
-			l.truncated.Add(1)
+}
+
+// readFramesLocked reads up to len(bufs) frames (at most maxBatch, at
+// least one) with recvmmsg. On a VLAN link it removes each frame's tag,
+// and reads again if the kernel delivered only frames the link must not
+// take. The caller holds rmu.
+func (l *RawLink) readFramesLocked(bufs [][]byte, lens []int) (int, error) {
+	count := len(bufs)
+	l.growReadLocked(count)
+	for {
+		for i, b := range bufs {
+			iov := l.riovs[2*i : 2*i+2]
+			iov[0].Base = unsafe.SliceData(b)
+			iov[0].SetLen(len(b))
+			m := &l.rmsgs[i]
+			m.Hdr.Iov = &iov[0]
+			m.Hdr.SetIovlen(1)
+			if l.vlan != 0 {
+				iov[1].Base = &l.rspill[i*vlanTagLen]
+				iov[1].SetLen(vlanTagLen)
+				m.Hdr.SetIovlen(2)
+				m.Hdr.Control = &l.rctl[i*auxSpace]
+				m.Hdr.SetControllen(auxSpace)
+			}
+			m.Hdr.Flags = 0
+			m.Len = 0
 		}
-		lens[i] = n
-		bytes += uint64(n)
+		l.rcount = count
+		err := l.rc.Read(l.readMany)
+		for i := range count {
+			l.riovs[2*i].Base = nil // do not keep the caller's buffers alive
+		}
+		if err != nil {
+			return 0, l.ioError("read", err)
+		}
+		if l.rerrno != 0 {
+			return 0, l.ioError("read", os.NewSyscallError("recvmmsg", l.rerrno))
+		}
+		got := 0
+		var bytes uint64
+		for i := range l.rn {
+			m := &l.rmsgs[i]
+			size := int(m.Len) // the whole frame's length: MSG_TRUNC
+			if l.vlan != 0 {
+				ctl := l.rctl[i*auxSpace : i*auxSpace+min(int(m.Hdr.Controllen), auxSpace)]
+				var ok bool
+				if size, ok = untagFrame(bufs[i], l.rspill[i*vlanTagLen:(i+1)*vlanTagLen], size, ctl, l.vlan); !ok {
+					continue
+				}
+			}
+			n := min(size, len(bufs[i]))
+			if got != i {
+				// An earlier frame was dropped: close the gap.
+				n = copy(bufs[got], bufs[i][:n])
+			}
+			if n < size || m.Hdr.Flags&unix.MSG_TRUNC != 0 {
+				l.truncated.Add(1)
+			}
+			lens[got] = n
+			bytes += uint64(n)
+			got++
+		}
+		if got > 0 {
+			l.framesIn.Add(uint64(got))
+			l.bytesIn.Add(bytes)
+			return got, nil
+		}
 	}
-	l.framesIn.Add(uint64(got))
-	l.bytesIn.Add(bytes)
-	return got, nil
 }
 
 // WriteFrame implements Link. A frame larger than the MTU allows gets an
@@ -415,11 +567,7 @@ func (l *RawLink) WriteFrames(frames [][]byte) (int, error) {
 	sent := 0
 	for sent < len(frames) {
 		chunk := frames[sent:min(len(frames), sent+maxBatch)]
-		if len(l.wmsgs) < len(chunk) {
-			size := min(max(len(chunk), 2*len(l.wmsgs)), maxBatch)
-			l.wmsgs = make([]unix.Mmsghdr, size)
-			l.wiovs = make([]unix.Iovec, 2*size)
-		}
+		l.growWriteLocked(len(chunk))
 		mtu := l.MTU()
 		var bad error
 		count := len(chunk)
@@ -443,8 +591,20 @@ func (l *RawLink) WriteFrames(frames [][]byte) (int, error) {
 	return sent, nil
 }
 
+// growWriteLocked makes the write scratch hold at least count messages
+// (count is at most maxBatch). The caller holds wmu.
+func (l *RawLink) growWriteLocked(count int) {
+	if len(l.wmsgs) >= count {
+		return
+	}
+	size := min(max(count, 2*len(l.wmsgs)), maxBatch)
+	l.wmsgs = make([]unix.Mmsghdr, size)
+	l.wiovs = make([]unix.Iovec, writeIovs*size)
+}
+
 // checkFrame refuses a frame the kernel would: shorter than an Ethernet
-// header, or longer than the MTU allows.
+// header, or longer than the MTU allows. A VLAN tag does not count against
+// the MTU: Linux lets a tagged frame carry MTU bytes after its tag.
 func (l *RawLink) checkFrame(b []byte, mtu int) error {
 	if len(b) < EthernetHeaderLen {
 		return l.errorf("write", fmt.Errorf("%d-byte frame is shorter than an Ethernet header: %w", len(b), ErrShort))
@@ -456,16 +616,26 @@ func (l *RawLink) checkFrame(b []byte, mtu int) error {
 }
 
 // setWriteMsg points message i of the write scratch at frame, padded to
-// MinFrameLen.
+// MinFrameLen; on a VLAN link, with the tag inserted after the addresses.
+// The padding keeps the frame MinFrameLen long once a switch removes the
+// tag.
 func (l *RawLink) setWriteMsg(i int, frame []byte) {
-	iov := l.wiovs[2*i : 2*i+2]
-	iov[0].Base = unsafe.SliceData(frame)
-	iov[0].SetLen(len(frame))
-	niov := 1
+	iov := l.wiovs[writeIovs*i : writeIovs*(i+1)]
+	niov := 0
+	add := func(p *byte, n int) {
+		iov[niov].Base = p
+		iov[niov].SetLen(n)
+		niov++
+	}
+	if l.vlan == 0 {
+		add(unsafe.SliceData(frame), len(frame))
+	} else {
+		add(&frame[0], vlanTagOff)
+		add(&l.tag[0], vlanTagLen)
+		add(&frame[vlanTagOff], len(frame)-vlanTagOff)
+	}
 	if len(frame) < MinFrameLen {
-		iov[1].Base = &l.pad[0]
-		iov[1].SetLen(MinFrameLen - len(frame))
-		niov = 2
+		add(&l.pad[0], MinFrameLen-len(frame))
 	}
 	m := &l.wmsgs[i]
 	m.Hdr.Iov = &iov[0]
@@ -476,11 +646,7 @@ func (l *RawLink) setWriteMsg(i int, frame []byte) {
 // sendLocked sends the first count messages of the write scratch, calling
 // sendmmsg until all are sent or one fails. The caller holds wmu.
 func (l *RawLink) sendLocked(count int) (int, error) {
-	defer func() {
-		for i := range count {
-			l.wiovs[2*i].Base = nil // do not keep the caller's frames alive
-		}
-	}()
+	defer clear(l.wiovs[:writeIovs*count]) // do not keep the caller's frames alive
 	sent := 0
 	for sent < count {
 		l.woff, l.wcount = sent, count-sent
@@ -547,6 +713,10 @@ func (l *RawLink) MTU() int {
 // HardwareAddr implements Link: the interface's address when the link was
 // opened.
 func (l *RawLink) HardwareAddr() MAC { return l.mac }
+
+// VLAN reports the 802.1Q VLAN ID the link tags its frames with, or 0 for
+// an untagged link.
+func (l *RawLink) VLAN() uint16 { return l.vlan }
 
 // Interface reports the name of the link's network interface.
 func (l *RawLink) Interface() string { return l.iface }

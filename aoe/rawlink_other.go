@@ -37,6 +37,9 @@ func (l *RawLink) MTU() int { return 0 }
 // HardwareAddr implements Link.
 func (l *RawLink) HardwareAddr() MAC { return MAC{} }
 
+// VLAN reports the link's 802.1Q VLAN ID.
+func (l *RawLink) VLAN() uint16 { return 0 }
+
 // Interface reports the name of the link's network interface.
 func (l *RawLink) Interface() string { return l.iface }
 

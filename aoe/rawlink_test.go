@@ -8,7 +8,9 @@ import (
 	"errors"
 	"net"
 	"os"
+	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -103,7 +105,8 @@ func TestListenRawErrors(t *testing.T) {
 		cfg   aoe.RawConfig
 		want  error
 	}{
-		{"vlan", "lo", aoe.RawConfig{VLAN: 5}, aoe.ErrVLANUnsupported},
+		{"reserved VLAN", "lo", aoe.RawConfig{VLAN: 4095}, aoe.ErrInvalidVLAN},
+		{"VLAN out of range", "lo", aoe.RawConfig{VLAN: 0xffff}, aoe.ErrInvalidVLAN},
 		{"no such interface", "ib-nonexistent0", aoe.RawConfig{}, nil},
 		{"name too long", "an-interface-name-too-long", aoe.RawConfig{}, nil},
 		{"negative buffer", "lo", aoe.RawConfig{ReadBuffer: -1}, nil},
@@ -123,101 +126,128 @@ func TestListenRawErrors(t *testing.T) {
 	}
 }
 
+// rawModes are the kinds of link the tests that apply to both run on.
+var rawModes = []struct {
+	name string
+	vlan uint16
+}{{"untagged", 0}, {"vlan42", 42}}
+
 func TestRawLinkFrames(t *testing.T) {
-	for _, mtu := range []int{1500, 9000} {
-		t.Run("mtu"+strconv.Itoa(mtu), func(t *testing.T) {
-			p := newRawPair(t, mtu, aoe.RawConfig{})
-			if got := p.a.MTU(); got != mtu {
-				t.Errorf("MTU = %d, want %d", got, mtu)
-			}
-			if got := p.a.HardwareAddr(); got != p.veth.MACA {
-				t.Errorf("HardwareAddr = %v, want %v", got, p.veth.MACA)
-			}
-			if got := p.b.Interface(); got != p.veth.IfB {
-				t.Errorf("Interface = %q, want %q", got, p.veth.IfB)
-			}
-			buf := make([]byte, mtu+aoe.EthernetHeaderLen)
-			tests := []struct {
-				name     string
-				from, to *aoe.RawLink
-				dst      aoe.MAC
-				size     int
-			}{
-				{"header only, padded", p.a, p.b, p.veth.MACB, aoe.FrameHeaderLen},
-				{"minimum", p.a, p.b, p.veth.MACB, aoe.MinFrameLen},
-				{"two sectors", p.a, p.b, p.veth.MACB, aoe.FrameHeaderLen + aoe.ATAHeaderLen + 1024},
-				{"full MTU", p.a, p.b, p.veth.MACB, mtu + aoe.EthernetHeaderLen},
-				{"reply direction", p.b, p.a, p.veth.MACA, 1000},
-				{"broadcast", p.a, p.b, aoe.BroadcastMAC, 100},
-				{"multicast", p.b, p.a, aoe.MAC{0x01, 0x80, 0xc2, 0, 0, 0x42}, 100},
-			}
-			for i, tt := range tests {
-				want := rawTestFrame(tt.dst, tt.from.HardwareAddr(), uint32(i), tt.size)
-				if err := tt.from.WriteFrame(want); err != nil {
-					t.Fatalf("%s: WriteFrame: %v", tt.name, err)
+	for _, mode := range rawModes {
+		for _, mtu := range []int{1500, 9000} {
+			t.Run(mode.name+"/mtu"+strconv.Itoa(mtu), func(t *testing.T) {
+				p := newRawPair(t, mtu, aoe.RawConfig{VLAN: mode.vlan})
+				if got := p.a.VLAN(); got != mode.vlan {
+					t.Errorf("VLAN = %d, want %d", got, mode.vlan)
 				}
-				if got := rawReadFrame(t, tt.to, buf); !rawSameFrame(got, want) {
-					t.Fatalf("%s: got %d bytes % x..., want %d bytes % x...", tt.name, len(got), got[:min(len(got), 40)], len(want), want[:min(len(want), 40)])
+				// A VLAN tag does not count against the MTU.
+				if got := p.a.MTU(); got != mtu {
+					t.Errorf("MTU = %d, want %d", got, mtu)
 				}
-			}
-			st := p.a.Stats()
-			if st.FramesOut != 5 || st.FramesIn != 2 || st.SendErrors != 0 {
-				t.Errorf("Stats = %+v, want 5 frames out, 2 in", st)
-			}
-		})
+				if got := p.a.HardwareAddr(); got != p.veth.MACA {
+					t.Errorf("HardwareAddr = %v, want %v", got, p.veth.MACA)
+				}
+				if got := p.b.Interface(); got != p.veth.IfB {
+					t.Errorf("Interface = %q, want %q", got, p.veth.IfB)
+				}
+				buf := make([]byte, mtu+aoe.EthernetHeaderLen)
+				tests := []struct {
+					name     string
+					from, to *aoe.RawLink
+					dst      aoe.MAC
+					size     int
+				}{
+					{"header only, padded", p.a, p.b, p.veth.MACB, aoe.FrameHeaderLen},
+					{"minimum", p.a, p.b, p.veth.MACB, aoe.MinFrameLen},
+					{"two sectors", p.a, p.b, p.veth.MACB, aoe.FrameHeaderLen + aoe.ATAHeaderLen + 1024},
+					{"full MTU", p.a, p.b, p.veth.MACB, mtu + aoe.EthernetHeaderLen},
+					{"reply direction", p.b, p.a, p.veth.MACA, 1000},
+					{"reply full MTU", p.b, p.a, p.veth.MACA, mtu + aoe.EthernetHeaderLen},
+					{"broadcast", p.a, p.b, aoe.BroadcastMAC, 100},
+					{"multicast", p.b, p.a, aoe.MAC{0x01, 0x80, 0xc2, 0, 0, 0x42}, 100},
+				}
+				for i, tt := range tests {
+					want := rawTestFrame(tt.dst, tt.from.HardwareAddr(), uint32(i), tt.size)
+					if err := tt.from.WriteFrame(want); err != nil {
+						t.Fatalf("%s: WriteFrame: %v", tt.name, err)
+					}
+					if got := rawReadFrame(t, tt.to, buf); !rawSameFrame(got, want) {
+						t.Fatalf("%s: got %d bytes % x..., want %d bytes % x...", tt.name, len(got), got[:min(len(got), 40)], len(want), want[:min(len(want), 40)])
+					}
+				}
+				st := p.a.Stats()
+				if st.FramesOut != 5 || st.FramesIn != 3 || st.SendErrors != 0 || st.Truncated != 0 {
+					t.Errorf("Stats = %+v, want 5 frames out, 3 in", st)
+				}
+			})
+		}
 	}
 }
 
+// TestRawLinkBatch moves 500 frames of all sizes each way with WriteFrames
+// and ReadFrames.
 func TestRawLinkBatch(t *testing.T) {
 	const count = 500
-	p := newRawPair(t, 9000, aoe.RawConfig{ReadBuffer: 8 << 20, WriteBuffer: 8 << 20})
-	frames := make([][]byte, count)
-	for i := range frames {
-		frames[i] = rawTestFrame(p.veth.MACB, p.veth.MACA, uint32(i), aoe.FrameHeaderLen+(i*37)%(9014-aoe.FrameHeaderLen+1))
-	}
-	n, err := p.a.WriteFrames(frames)
-	if err != nil || n != count {
-		t.Fatalf("WriteFrames = %d, %v; want %d", n, err, count)
-	}
-	bufs := make([][]byte, 64)
-	for i := range bufs {
-		bufs[i] = make([]byte, 9014)
-	}
-	lens := make([]int, len(bufs))
-	got := 0
-	calls := 0
-	for got < count {
-		if err := p.b.SetReadDeadline(time.Now().Add(2 * time.Second)); err != nil {
-			t.Fatal(err)
-		}
-		n, err := p.b.ReadFrames(bufs, lens)
-		if err != nil {
-			t.Fatalf("ReadFrames after %d frames: %v", got, err)
-		}
-		calls++
-		for i := range n {
-			if !rawSameFrame(bufs[i][:lens[i]], frames[got]) {
-				t.Fatalf("frame %d: got tag %d, %d bytes; want %d bytes", got, rawFrameTag(bufs[i]), lens[i], len(frames[got]))
+	for _, mode := range rawModes {
+		t.Run(mode.name, func(t *testing.T) {
+			p := newRawPair(t, 9000, aoe.RawConfig{VLAN: mode.vlan, ReadBuffer: 8 << 20, WriteBuffer: 8 << 20})
+			bufs := make([][]byte, 64)
+			for i := range bufs {
+				bufs[i] = make([]byte, 9014)
 			}
-			got++
-		}
-	}
-	t.Logf("%d frames in %d ReadFrames calls", count, calls)
-	if calls == count {
-		t.Errorf("ReadFrames never returned more than one frame")
-	}
-	sa, sb := p.a.Stats(), p.b.Stats()
-	if sa.FramesOut != count || sb.FramesIn != count || sb.KernelDrops != 0 {
-		t.Errorf("stats: sender %+v, receiver %+v", sa, sb)
-	}
-	if sa.BytesOut != sb.BytesIn {
-		t.Errorf("bytes out %d != bytes in %d", sa.BytesOut, sb.BytesIn)
-	}
-	if n, err := p.a.WriteFrames(nil); n != 0 || err != nil {
-		t.Errorf("WriteFrames(nil) = %d, %v", n, err)
-	}
-	if n, err := p.b.ReadFrames(nil, nil); n != 0 || err != nil {
-		t.Errorf("ReadFrames(nil) = %d, %v", n, err)
+			lens := make([]int, len(bufs))
+			for _, dir := range []struct {
+				name     string
+				from, to *aoe.RawLink
+			}{{"a to b", p.a, p.b}, {"b to a", p.b, p.a}} {
+				frames := make([][]byte, count)
+				for i := range frames {
+					frames[i] = rawTestFrame(dir.to.HardwareAddr(), dir.from.HardwareAddr(), uint32(i), aoe.FrameHeaderLen+(i*37)%(9014-aoe.FrameHeaderLen+1))
+				}
+				if n, err := dir.from.WriteFrames(frames); err != nil || n != count {
+					t.Fatalf("%s: WriteFrames = %d, %v; want %d", dir.name, n, err, count)
+				}
+				got, calls := 0, 0
+				for got < count {
+					if err := dir.to.SetReadDeadline(time.Now().Add(2 * time.Second)); err != nil {
+						t.Fatal(err)
+					}
+					n, err := dir.to.ReadFrames(bufs, lens)
+					if err != nil {
+						t.Fatalf("%s: ReadFrames after %d frames: %v", dir.name, got, err)
+					}
+					calls++
+					for i := range n {
+						if !rawSameFrame(bufs[i][:lens[i]], frames[got]) {
+							t.Fatalf("%s: frame %d: got tag %d, %d bytes; want %d bytes", dir.name, got, rawFrameTag(bufs[i]), lens[i], len(frames[got]))
+						}
+						got++
+					}
+				}
+				t.Logf("%s: %d frames in %d ReadFrames calls", dir.name, count, calls)
+				if calls == count {
+					t.Errorf("%s: ReadFrames never returned more than one frame", dir.name)
+				}
+				sf, st := dir.from.Stats(), dir.to.Stats()
+				if sf.FramesOut != count || st.FramesIn != count || st.KernelDrops != 0 || st.Truncated != 0 {
+					t.Errorf("%s: stats: sender %+v, receiver %+v", dir.name, sf, st)
+				}
+				// Sent bytes include the tags, received ones do not.
+				tagBytes := uint64(0)
+				if mode.vlan != 0 {
+					tagBytes = 4 * count
+				}
+				if sf.BytesOut != st.BytesIn+tagBytes {
+					t.Errorf("%s: %d bytes out, %d bytes in", dir.name, sf.BytesOut, st.BytesIn)
+				}
+			}
+			if n, err := p.a.WriteFrames(nil); n != 0 || err != nil {
+				t.Errorf("WriteFrames(nil) = %d, %v", n, err)
+			}
+			if n, err := p.b.ReadFrames(nil, nil); n != 0 || err != nil {
+				t.Errorf("ReadFrames(nil) = %d, %v", n, err)
+			}
+		})
 	}
 }
 
@@ -298,34 +328,40 @@ func TestRawLinkMTUChange(t *testing.T) {
 }
 
 func TestRawLinkTruncates(t *testing.T) {
-	p := newRawPair(t, 1500, aoe.RawConfig{})
-	for i := range 3 {
-		if err := p.a.WriteFrame(rawTestFrame(p.veth.MACB, p.veth.MACA, uint32(i), 1000)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	small := make([]byte, 100)
-	if got := rawReadFrame(t, p.b, small); len(got) != 100 || rawFrameTag(got) != 0 {
-		t.Errorf("ReadFrame into 100 bytes: %d bytes, tag %d", len(got), rawFrameTag(got))
-	}
-	bufs := [][]byte{make([]byte, 50), make([]byte, 2000)}
-	lens := make([]int, 2)
-	got := 0
-	for got < 2 {
-		if err := p.b.SetReadDeadline(time.Now().Add(2 * time.Second)); err != nil {
-			t.Fatal(err)
-		}
-		n, err := p.b.ReadFrames(bufs[got:], lens[got:])
-		if err != nil {
-			t.Fatal(err)
-		}
-		got += n
-	}
-	if lens[0] != 50 || lens[1] != 1000 {
-		t.Errorf("ReadFrames lengths = %v, want [50 1000]", lens)
-	}
-	if st := p.b.Stats(); st.Truncated != 2 || st.FramesIn != 3 || st.BytesIn != 1150 {
-		t.Errorf("Stats = %+v, want 2 truncated, 3 frames, 1150 bytes in", st)
+	for _, mode := range rawModes {
+		t.Run(mode.name, func(t *testing.T) {
+			p := newRawPair(t, 1500, aoe.RawConfig{VLAN: mode.vlan})
+			for i := range 3 {
+				if err := p.a.WriteFrame(rawTestFrame(p.veth.MACB, p.veth.MACA, uint32(i), 1000)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			small := make([]byte, 100)
+			if got := rawReadFrame(t, p.b, small); len(got) != 100 || rawFrameTag(got) != 0 {
+				t.Errorf("ReadFrame into 100 bytes: %d bytes, tag %d", len(got), rawFrameTag(got))
+			}
+			// 998 bytes: a VLAN link's room for a tag must not hide the
+			// missing two.
+			bufs := [][]byte{make([]byte, 998), make([]byte, 2000)}
+			lens := make([]int, 2)
+			got := 0
+			for got < 2 {
+				if err := p.b.SetReadDeadline(time.Now().Add(2 * time.Second)); err != nil {
+					t.Fatal(err)
+				}
+				n, err := p.b.ReadFrames(bufs[got:], lens[got:])
+				if err != nil {
+					t.Fatal(err)
+				}
+				got += n
+			}
+			if lens[0] != 998 || lens[1] != 1000 || rawFrameTag(bufs[0]) != 1 || rawFrameTag(bufs[1]) != 2 {
+				t.Errorf("ReadFrames lengths = %v, tags %d %d; want [998 1000], 1 2", lens, rawFrameTag(bufs[0]), rawFrameTag(bufs[1]))
+			}
+			if st := p.b.Stats(); st.Truncated != 2 || st.FramesIn != 3 || st.BytesIn != 2098 {
+				t.Errorf("Stats = %+v, want 2 truncated, 3 frames, 2098 bytes in", st)
+			}
+		})
 	}
 }
 
@@ -343,35 +379,17 @@ func TestRawLinkIgnoresOutgoing(t *testing.T) {
 	rawExpectNoFrame(t, other, 10*time.Millisecond)
 }
 
-// TestRawLinkFilters sends, with a socket of another EtherType, frames a
-// RawLink must not deliver, then one it must.
+// TestRawLinkFilters sends, with a plain packet socket, frames an untagged
+// RawLink must not deliver, then ones it must.
 func TestRawLinkFilters(t *testing.T) {
 	p := newRawPair(t, 1500, aoe.RawConfig{})
 	p.veth.B.Run(t, "ip", "link", "set", p.veth.IfB, "promisc", "on")
-	var conn *packet.Conn
-	err := p.veth.A.Do(func() error {
-		ifi, err := net.InterfaceByName(p.veth.IfA)
-		if err != nil {
-			return err
-		}
-		conn, err = packet.Listen(ifi, packet.Raw, 0x0806, nil)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := rawSender(t, p.veth.A, p.veth.IfA)
 
 	aoeFrame := func(dst aoe.MAC, tag uint32) []byte { return rawTestFrame(dst, p.veth.MACA, tag, 100) }
 	withEtherType := func(b []byte, et uint16) []byte {
 		binary.BigEndian.PutUint16(b[12:14], et)
 		return b
-	}
-	vlanTagged := func(b []byte, vid uint16) []byte {
-		t := append([]byte(nil), b[:12]...)
-		t = binary.BigEndian.AppendUint16(t, 0x8100)
-		t = binary.BigEndian.AppendUint16(t, vid)
-		return append(t, b[12:]...)
 	}
 	other := aoe.MAC{0x02, 0, 0, 0, 0, 0x99}
 	drop := []struct {
@@ -380,8 +398,8 @@ func TestRawLinkFilters(t *testing.T) {
 	}{
 		{"ARP", withEtherType(aoeFrame(aoe.BroadcastMAC, 1), 0x0806)},
 		{"IPv4", withEtherType(aoeFrame(p.veth.MACB, 2), 0x0800)},
-		{"AoE in VLAN 5 to us", vlanTagged(aoeFrame(p.veth.MACB, 3), 5)},
-		{"AoE in VLAN 5 broadcast", vlanTagged(aoeFrame(aoe.BroadcastMAC, 4), 5)},
+		{"AoE in VLAN 5 to us", vlanTag(aoeFrame(p.veth.MACB, 3), 0x8100, 5)},
+		{"AoE in VLAN 5 broadcast", vlanTag(aoeFrame(aoe.BroadcastMAC, 4), 0x8100, 5)},
 	}
 	for _, d := range drop {
 		if _, err := conn.WriteTo(d.frame, &packet.Addr{HardwareAddr: d.frame[:6]}); err != nil {
@@ -394,7 +412,7 @@ func TestRawLinkFilters(t *testing.T) {
 		frame []byte
 	}{
 		{"AoE to another station", 100, aoeFrame(other, 100)},
-		{"AoE priority-tagged (VLAN 0)", 101, vlanTagged(aoeFrame(p.veth.MACB, 101), 0)},
+		{"AoE priority-tagged (VLAN 0)", 101, vlanTag(aoeFrame(p.veth.MACB, 101), 0x8100, 0)},
 		{"AoE", 102, aoeFrame(p.veth.MACB, 102)},
 	}
 	for _, k := range keep {
@@ -469,7 +487,13 @@ func TestRawLinkKernelDrops(t *testing.T) {
 }
 
 func TestRawLinkAllocs(t *testing.T) {
-	p := newRawPair(t, 1500, aoe.RawConfig{ReadBuffer: 4 << 20})
+	for _, mode := range rawModes {
+		t.Run(mode.name, func(t *testing.T) { testRawLinkAllocs(t, aoe.RawConfig{VLAN: mode.vlan, ReadBuffer: 4 << 20}) })
+	}
+}
+
+func testRawLinkAllocs(t *testing.T, cfg aoe.RawConfig) {
+	p := newRawPair(t, 1500, cfg)
 	frame := rawTestFrame(p.veth.MACB, p.veth.MACA, 1, 1514)
 	short := rawTestFrame(p.veth.MACB, p.veth.MACA, 2, 40)
 	buf := make([]byte, 1514)
@@ -525,6 +549,9 @@ func TestRawLinkAllocs(t *testing.T) {
 			t.Fatalf("%s: %v", tt.name, failed)
 		}
 	}
+	if cfg.VLAN != 0 {
+		return
+	}
 	// The MTU refresh (an ioctl every 250 ms) allocates nothing either.
 	if allocs := testing.AllocsPerRun(2, func() {
 		time.Sleep(260 * time.Millisecond)
@@ -569,40 +596,42 @@ func BenchmarkRawLinkWriteReadFrame(b *testing.B) {
 }
 
 // BenchmarkRawLinkBatch sends frames in batches of 32 with WriteFrames and
-// reads them with ReadFrames, one batch in flight.
+// reads them with ReadFrames, one batch in flight, untagged and on a VLAN.
 func BenchmarkRawLinkBatch(b *testing.B) {
 	const batch = 32
-	for _, mtu := range []int{1500, 9000} {
-		b.Run("mtu"+strconv.Itoa(mtu), func(b *testing.B) {
-			p := newRawPair(b, mtu, aoe.RawConfig{ReadBuffer: 16 << 20, WriteBuffer: 16 << 20})
-			frames := make([][]byte, batch)
-			bufs := make([][]byte, batch)
-			for i := range frames {
-				frames[i] = rawTestFrame(p.veth.MACB, p.veth.MACA, uint32(i), mtu+aoe.EthernetHeaderLen)
-				bufs[i] = make([]byte, mtu+aoe.EthernetHeaderLen)
-			}
-			lens := make([]int, batch)
-			failLostFrames(b, p.b)
-			b.SetBytes(int64(batch * (mtu + aoe.EthernetHeaderLen)))
-			b.ReportAllocs()
-			b.ResetTimer()
-			for range b.N {
-				if _, err := p.a.WriteFrames(frames); err != nil {
-					b.Fatal(err)
+	for _, mode := range rawModes {
+		for _, mtu := range []int{1500, 9000} {
+			b.Run(mode.name+"/mtu"+strconv.Itoa(mtu), func(b *testing.B) {
+				p := newRawPair(b, mtu, aoe.RawConfig{VLAN: mode.vlan, ReadBuffer: 16 << 20, WriteBuffer: 16 << 20})
+				frames := make([][]byte, batch)
+				bufs := make([][]byte, batch)
+				for i := range frames {
+					frames[i] = rawTestFrame(p.veth.MACB, p.veth.MACA, uint32(i), mtu+aoe.EthernetHeaderLen)
+					bufs[i] = make([]byte, mtu+aoe.EthernetHeaderLen)
 				}
-				for got := 0; got < batch; {
-					n, err := p.b.ReadFrames(bufs[got:], lens[got:])
-					if err != nil {
+				lens := make([]int, batch)
+				failLostFrames(b, p.b)
+				b.SetBytes(int64(batch * (mtu + aoe.EthernetHeaderLen)))
+				b.ReportAllocs()
+				b.ResetTimer()
+				for range b.N {
+					if _, err := p.a.WriteFrames(frames); err != nil {
 						b.Fatal(err)
 					}
-					got += n
+					for got := 0; got < batch; {
+						n, err := p.b.ReadFrames(bufs[got:], lens[got:])
+						if err != nil {
+							b.Fatal(err)
+						}
+						got += n
+					}
 				}
-			}
-			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "frames/s")
-			if st := p.b.Stats(); st.KernelDrops != 0 {
-				b.Errorf("%d kernel drops", st.KernelDrops)
-			}
-		})
+				b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "frames/s")
+				if st := p.b.Stats(); st.KernelDrops != 0 {
+					b.Errorf("%d kernel drops", st.KernelDrops)
+				}
+			})
+		}
 	}
 }
 
@@ -636,4 +665,250 @@ func TestRawLinkConcurrentWriters(t *testing.T) {
 		seen[rawFrameTag(rawReadFrame(t, p.b, buf))] = true
 	}
 	wg.Wait()
+}
+
+// vlanTag inserts an 802.1Q tag with the given protocol identifier and tag
+// control information after the addresses of frame.
+func vlanTag(frame []byte, tpid, tci uint16) []byte {
+	t := append([]byte(nil), frame[:12]...)
+	t = binary.BigEndian.AppendUint16(t, tpid)
+	t = binary.BigEndian.AppendUint16(t, tci)
+	return append(t, frame[12:]...)
+}
+
+// rawSender opens a plain AF_PACKET socket on iface in ns, to send frames
+// exactly as given, tags and all.
+func rawSender(t testing.TB, ns *aoetest.Netns, iface string) *packet.Conn {
+	t.Helper()
+	var conn *packet.Conn
+	err := ns.Do(func() error {
+		ifi, err := net.InterfaceByName(iface)
+		if err != nil {
+			return err
+		}
+		// Bound to a protocol nobody sends, so it reads nothing.
+		conn, err = packet.Listen(ifi, packet.Raw, 0x88b5, nil)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// TestRawLinkVLANIsolation has links on VLANs 10 and 20 and an untagged
+// link at each end of a veth pair: each receives only what its peer of the
+// same kind sends.
+func TestRawLinkVLANIsolation(t *testing.T) {
+	nsA, nsB := aoetest.NewNetns(t), aoetest.NewNetns(t)
+	v := aoetest.NewVeth(t, nsA, nsB, 1500)
+	// Promiscuous, so that nothing is held back by its destination.
+	nsB.Run(t, "ip", "link", "set", v.IfB, "promisc", "on")
+	vlans := []uint16{0, 10, 20}
+	senders := make([]*aoe.RawLink, len(vlans))
+	receivers := make([]*aoe.RawLink, len(vlans))
+	for i, vid := range vlans {
+		senders[i] = aoetest.ListenRawIn(t, nsA, v.IfA, aoe.RawConfig{VLAN: vid})
+		receivers[i] = aoetest.ListenRawIn(t, nsB, v.IfB, aoe.RawConfig{VLAN: vid})
+	}
+	// Not to another station: an untagged link cannot tell a tagged frame
+	// addressed so from an untagged one (see rawFilter).
+	multicast := aoe.MAC{0x01, 0x80, 0xc2, 0, 0, 0x42}
+	for i, s := range senders {
+		for j, dst := range []aoe.MAC{v.MACB, aoe.BroadcastMAC, multicast} {
+			tag := uint32(10*i + j)
+			if err := s.WriteFrame(rawTestFrame(dst, v.MACA, tag, 100)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	buf := make([]byte, 1514)
+	for i, r := range receivers {
+		for j := range 3 {
+			if got := rawFrameTag(rawReadFrame(t, r, buf)); got != uint32(10*i+j) {
+				t.Errorf("VLAN %d link: got frame %d, want %d", vlans[i], got, 10*i+j)
+			}
+		}
+	}
+	for _, r := range receivers {
+		rawExpectNoFrame(t, r, 50*time.Millisecond)
+	}
+}
+
+// TestRawLinkVLANKernelFrames sends hand-made frames, tags in them, to a
+// link on VLAN 42: Linux takes the outer tag out of the frame whether the
+// interface offloads VLAN reception or not, and a VLAN tag behind a
+// priority tag stays in the frame.
+func TestRawLinkVLANKernelFrames(t *testing.T) {
+	for _, offload := range []bool{true, false} {
+		name := "rxvlan on"
+		if !offload {
+			name = "rxvlan off"
+		}
+		t.Run(name, func(t *testing.T) {
+			p := newRawPair(t, 1500, aoe.RawConfig{VLAN: 42})
+			if !offload {
+				if _, err := exec.LookPath("ethtool"); err != nil {
+					t.Skipf("needs ethtool to turn VLAN reception offload off: %v", err)
+				}
+				p.veth.B.Run(t, "ethtool", "-K", p.veth.IfB, "rxvlan", "off")
+				if out := p.veth.B.Run(t, "ethtool", "-k", p.veth.IfB); !strings.Contains(out, "rx-vlan-offload: off") {
+					t.Skipf("ethtool could not turn rx-vlan-offload off:\n%s", out)
+				}
+			}
+			p.veth.B.Run(t, "ip", "link", "set", p.veth.IfB, "promisc", "on")
+			conn := rawSender(t, p.veth.A, p.veth.IfA)
+			aoeFrame := func(tag uint32, size int) []byte { return rawTestFrame(p.veth.MACB, p.veth.MACA, tag, size) }
+			withEtherType := func(b []byte, et uint16) []byte {
+				binary.BigEndian.PutUint16(b[12:14], et)
+				return b
+			}
+			drop := []struct {
+				name  string
+				frame []byte
+			}{
+				{"untagged", aoeFrame(1, 100)},
+				{"VLAN 43", vlanTag(aoeFrame(2, 100), 0x8100, 43)},
+				{"VLAN 42 ARP", vlanTag(withEtherType(aoeFrame(3, 100), 0x0806), 0x8100, 42)},
+				{"802.1ad S-VLAN 42", vlanTag(aoeFrame(4, 100), 0x88a8, 42)},
+				{"priority tag only", vlanTag(aoeFrame(5, 100), 0x8100, 0)},
+				{"VLAN 42 inside VLAN 43", vlanTag(vlanTag(aoeFrame(6, 100), 0x8100, 42), 0x8100, 43)},
+				{"VLAN 43 inside VLAN 42", vlanTag(vlanTag(aoeFrame(7, 100), 0x8100, 43), 0x8100, 42)},
+				{"VLAN 43 behind a priority tag", vlanTag(vlanTag(aoeFrame(8, 100), 0x8100, 43), 0x8100, 0)},
+			}
+			tagged := func(tcis ...uint16) func([]byte) []byte {
+				return func(f []byte) []byte {
+					for _, tci := range tcis {
+						f = vlanTag(f, 0x8100, tci)
+					}
+					return f
+				}
+			}
+			keep := []struct {
+				name string
+				want []byte
+				tag  func([]byte) []byte
+			}{
+				{"VLAN 42", aoeFrame(100, 100), tagged(42)},
+				{"VLAN 42, priority 5", aoeFrame(101, 100), tagged(5<<13 | 42)},
+				{"VLAN 42 broadcast", rawTestFrame(aoe.BroadcastMAC, p.veth.MACA, 102, 100), tagged(42)},
+				{"VLAN 42 to another station", rawTestFrame(aoe.MAC{2, 0, 0, 0, 0, 9}, p.veth.MACA, 103, 100), tagged(42)},
+				{"VLAN 42 full MTU", aoeFrame(104, 1514), tagged(42)},
+				// The kernel sets the outer, priority tag aside and leaves
+				// the VLAN tag in the frame.
+				{"VLAN 42 behind a priority tag", aoeFrame(105, 200), tagged(42, 6<<13)},
+				{"VLAN 42, priority 3, behind a priority tag", aoeFrame(106, 1000), tagged(3<<13|42, 0)},
+			}
+			send := func(name string, frame []byte) {
+				if _, err := conn.WriteTo(frame, &packet.Addr{HardwareAddr: frame[:6]}); err != nil {
+					t.Fatalf("%s: %v", name, err)
+				}
+			}
+			for _, d := range drop {
+				send(d.name, d.frame)
+			}
+			for _, k := range keep {
+				send(k.name, k.tag(k.want))
+			}
+			buf := make([]byte, 1514)
+			for _, k := range keep[:5] {
+				if got := rawReadFrame(t, p.b, buf); !rawSameFrame(got, k.want) {
+					t.Fatalf("%s: got %d bytes % x..., want %d bytes % x...", k.name, len(got), got[:min(len(got), 24)], len(k.want), k.want[:24])
+				}
+			}
+			// The tag left in the frame takes 4 bytes more than the buffer
+			// sized for the untagged frame: the link keeps them aside and
+			// delivers the whole frame.
+			for _, k := range keep[5:] {
+				exact := make([]byte, len(k.want))
+				if got := rawReadFrame(t, p.b, exact); !bytes.Equal(got, k.want) {
+					t.Fatalf("%s: got %d bytes % x..., want %d bytes % x...", k.name, len(got), got[:min(len(got), 24)], len(k.want), k.want[:24])
+				}
+			}
+			rawExpectNoFrame(t, p.b, 100*time.Millisecond)
+			if st := p.b.Stats(); st.Truncated != 0 || st.FramesIn != uint64(len(keep)) {
+				t.Errorf("Stats = %+v, want %d frames in, none truncated", st, len(keep))
+			}
+		})
+	}
+}
+
+// TestRawLinkVLANUntaggedIgnoresTags checks that an untagged link hears
+// nothing from a VLAN link, nor from a VLAN link on another interface of
+// the same segment.
+func TestRawLinkVLANUntaggedIgnoresTags(t *testing.T) {
+	p := newRawPair(t, 1500, aoe.RawConfig{})
+	tagged := aoetest.ListenRawIn(t, p.veth.A, p.veth.IfA, aoe.RawConfig{VLAN: 5})
+	for i, dst := range []aoe.MAC{p.veth.MACB, aoe.BroadcastMAC} {
+		if err := tagged.WriteFrame(rawTestFrame(dst, p.veth.MACA, uint32(i), 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rawExpectNoFrame(t, p.b, 100*time.Millisecond)
+	// The frames did go out: an untagged frame still gets through.
+	want := rawTestFrame(p.veth.MACB, p.veth.MACA, 9, 100)
+	if err := p.a.WriteFrame(want); err != nil {
+		t.Fatal(err)
+	}
+	if got := rawReadFrame(t, p.b, make([]byte, 1514)); !rawSameFrame(got, want) {
+		t.Fatalf("got tag %d, want 9", rawFrameTag(got))
+	}
+}
+
+// TestRawLinkVLANBridge runs VLAN links through a bridge with VLAN trunk
+// ports, as through a switch: full-MTU tagged frames pass, and hosts
+// outside the VLAN hear nothing.
+func TestRawLinkVLANBridge(t *testing.T) {
+	br := aoetest.NewBridge(t, 1500)
+	nsA, nsB, nsC, nsD := aoetest.NewNetns(t), aoetest.NewNetns(t), aoetest.NewNetns(t), aoetest.NewNetns(t)
+	ifA, macA := br.AttachVLAN(t, nsA, 42)
+	ifB, macB := br.AttachVLAN(t, nsB, 42, 43)
+	ifC, _ := br.AttachVLAN(t, nsC, 43) // outside VLAN 42
+	ifD, _ := br.Attach(t, nsD)         // hears every VLAN
+	a := aoetest.ListenRawIn(t, nsA, ifA, aoe.RawConfig{VLAN: 42})
+	b := aoetest.ListenRawIn(t, nsB, ifB, aoe.RawConfig{VLAN: 42})
+	b43 := aoetest.ListenRawIn(t, nsB, ifB, aoe.RawConfig{VLAN: 43})
+	c := aoetest.ListenRawIn(t, nsC, ifC, aoe.RawConfig{VLAN: 43})
+	d := aoetest.ListenRawIn(t, nsD, ifD, aoe.RawConfig{})
+	d42 := aoetest.ListenRawIn(t, nsD, ifD, aoe.RawConfig{VLAN: 42})
+	buf := make([]byte, 1514)
+	// B speaks first, so that the bridge does not flood frames to it: an
+	// untagged link would take a tagged one addressed to another station
+	// for its own (see rawFilter).
+	broadcast := rawTestFrame(aoe.BroadcastMAC, macB, 1, 100)
+	if err := b.WriteFrame(broadcast); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []*aoe.RawLink{a, d42} {
+		if got := rawReadFrame(t, l, buf); !rawSameFrame(got, broadcast) {
+			t.Fatalf("broadcast on %s: got %d bytes, tag %d", l.Interface(), len(got), rawFrameTag(got))
+		}
+	}
+	for i, dir := range []struct {
+		from, to *aoe.RawLink
+		dst, src aoe.MAC
+	}{{a, b, macB, macA}, {b, a, macA, macB}} {
+		unicast := rawTestFrame(dir.dst, dir.src, uint32(2+i), 1514)
+		if err := dir.from.WriteFrame(unicast); err != nil {
+			t.Fatal(err)
+		}
+		if got := rawReadFrame(t, dir.to, buf); !rawSameFrame(got, unicast) {
+			t.Fatalf("full-MTU unicast %d: got %d bytes, tag %d", i, len(got), rawFrameTag(got))
+		}
+	}
+	hello := rawTestFrame(aoe.BroadcastMAC, c.HardwareAddr(), 4, 60)
+	if err := c.WriteFrame(hello); err != nil {
+		t.Fatal(err)
+	}
+	if got := rawReadFrame(t, b43, buf); rawFrameTag(got) != 4 {
+		t.Fatalf("VLAN 43: got tag %d, want 4", rawFrameTag(got))
+	}
+	// Untagged frames do not reach the trunks.
+	if err := d.WriteFrame(rawTestFrame(aoe.BroadcastMAC, d.HardwareAddr(), 5, 60)); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []*aoe.RawLink{a, b, b43, c, d, d42} {
+		rawExpectNoFrame(t, l, 50*time.Millisecond)
+	}
 }

@@ -116,7 +116,11 @@ type Report struct {
 	CPUs       int       `json:"cpus"`
 	Ironblade  string    `json:"ironblade"`
 	Vblade     string    `json:"vblade"`
-	Cells      []Cell    `json:"cells"`
+	// LoadBefore and LoadAfter are /proc/loadavg at the start and the
+	// end: other work on the machine skews the figures.
+	LoadBefore string `json:"load_before"`
+	LoadAfter  string `json:"load_after"`
+	Cells      []Cell `json:"cells"`
 }
 
 // targetSpec is a target program and how to start it.
@@ -171,7 +175,9 @@ func Compare(ctx context.Context, cfg CompareConfig) (*Report, error) {
 	rep := &Report{Started: time.Now().UTC(), CellTime: cfg.Duration.String(), Warmup: cfg.Warmup.String(),
 		MinTimeout: cfg.MinTimeout.String(),
 		Dir:        cfg.Dir, FileSystem: fileSystem(cfg.Dir), FileSize: cfg.Size, Kernel: kernel(), CPUs: runtime.NumCPU(),
-		Ironblade: programVersion(cfg.Ironblade, "--version"), Vblade: debianVersion("vblade", cfg.Vblade)}
+		Ironblade: programVersion(cfg.Ironblade, "--version"), Vblade: debianVersion("vblade", cfg.Vblade),
+		LoadBefore: loadAverage()}
+	defer func() { rep.LoadAfter = loadAverage() }()
 
 	env := &compareEnv{cfg: cfg}
 	var err error
@@ -365,6 +371,15 @@ func fileSystem(dir string) string {
 		return "overlayfs"
 	}
 	return fmt.Sprintf("fs type %#x", st.Type)
+}
+
+// loadAverage returns the 1, 5 and 15 minute load averages.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "unknown"
 }
 
 // kernel returns the kernel's release.

@@ -97,7 +97,8 @@ type slot struct {
 }
 
 // engine keeps requests in flight on a link, one goroutine doing all the
-// work: it allocates nothing per request.
+// work: it allocates nothing per request. Its errors leave it to the
+// caller to say which device and run failed.
 type engine struct {
 	link  Link
 	batch aoe.BatchLink // nil when the link moves one frame a call
@@ -130,9 +131,9 @@ type engine struct {
 func newEngine(link Link, dev Device, qd int, write bool) (*engine, error) {
 	switch {
 	case qd < 1 || qd > MaxQueueDepth:
-		return nil, fmt.Errorf("bench: queue depth %d: want 1 to %d", qd, MaxQueueDepth)
+		return nil, fmt.Errorf("queue depth %d: want 1 to %d", qd, MaxQueueDepth)
 	case dev.SectorsPerFrame < 1:
-		return nil, fmt.Errorf("bench: %v takes %d sectors per frame", dev, dev.SectorsPerFrame)
+		return nil, fmt.Errorf("%v takes %d sectors per frame", dev, dev.SectorsPerFrame)
 	}
 	e := &engine{link: link, dev: dev, write: write, slots: make([]slot, qd), gen: rand.Uint32()}
 	e.batch, _ = link.(aoe.BatchLink)
@@ -159,7 +160,7 @@ func newEngine(link Link, dev Device, qd int, write bool) (*engine, error) {
 	for i := range e.slots {
 		f := make([]byte, max(size, aoe.MinFrameLen))
 		if _, err := hdr.MarshalHeaderTo(f); err != nil {
-			return nil, fmt.Errorf("bench: %w", err)
+			return nil, err
 		}
 		ata.MarshalHeaderTo(f[aoe.FrameHeaderLen:])
 		e.slots[i].frame, e.slots[i].index = f, uint32(i)
@@ -200,7 +201,7 @@ func (e *engine) run(ctx context.Context) error {
 			return err
 		}
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("bench: %d requests in flight: %w", e.inflight, err)
+			return fmt.Errorf("%d requests in flight: %w", e.inflight, err)
 		}
 		if !e.giveUp.IsZero() && now.After(e.giveUp) {
 			e.abandon()
@@ -212,14 +213,14 @@ func (e *engine) run(ctx context.Context) error {
 		}
 		if !dl.Equal(e.readDL) {
 			if err := e.link.SetReadDeadline(dl); err != nil {
-				return fmt.Errorf("bench: %w", err)
+				return err
 			}
 			e.readDL = dl
 		}
 		n, err := e.read()
 		now = time.Now()
 		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-			return fmt.Errorf("bench: read: %w", err)
+			return fmt.Errorf("read: %w", err)
 		}
 		for i := range n {
 			if err := e.receive(e.rbufs[i][:e.rlens[i]], now); err != nil {
@@ -266,7 +267,7 @@ func (e *engine) flush() error {
 	clear(e.out)
 	e.out = e.out[:0]
 	if err != nil && (errors.Is(err, net.ErrClosed) || errors.Is(err, aoe.ErrFrameTooLarge)) {
-		return fmt.Errorf("bench: send: %w", err)
+		return fmt.Errorf("send: %w", err)
 	}
 	return nil
 }
@@ -295,7 +296,7 @@ func (e *engine) retransmit(now time.Time) error {
 			continue
 		}
 		if s.tries >= maxTries {
-			return fmt.Errorf("bench: %v: LBA %d (tag %#x): %w after %d tries", e.dev, s.lba, s.tag, ErrNoResponse, s.tries)
+			return fmt.Errorf("LBA %d (tag %#x): %w after %d tries", s.lba, s.tag, ErrNoResponse, s.tries)
 		}
 		s.tries++
 		s.sent = now
@@ -350,17 +351,17 @@ func (e *engine) receive(b []byte, now time.Time) error {
 	s.busy = false
 	e.inflight--
 	if b[aoe.EthernetHeaderLen]&uint8(aoe.FlagError) != 0 {
-		return fmt.Errorf("bench: %v: LBA %d: %w", e.dev, s.lba, aoe.Error(b[aoe.EthernetHeaderLen+1]))
+		return fmt.Errorf("LBA %d: %w", s.lba, aoe.Error(b[aoe.EthernetHeaderLen+1]))
 	}
 	a := &e.answer // a field: handed to complete, a local would escape
 	if err := a.UnmarshalBinary(b[aoe.FrameHeaderLen:]); err != nil {
-		return fmt.Errorf("bench: %v: answer: %w", e.dev, err)
+		return fmt.Errorf("answer: %w", err)
 	}
 	if a.CmdStatus&(aoe.ATAStatusError|aoe.ATAStatusDF) != 0 {
-		return fmt.Errorf("bench: %v: LBA %d: ATA status %#02x, error %#02x", e.dev, s.lba, a.CmdStatus, a.FeatureError)
+		return fmt.Errorf("LBA %d: ATA status %#02x, error %#02x", s.lba, a.CmdStatus, a.FeatureError)
 	}
 	if !e.write && len(a.Data) < s.sectors*aoe.SectorSize {
-		return fmt.Errorf("bench: %v: LBA %d: %d of %d bytes: %w", e.dev, s.lba, len(a.Data), s.sectors*aoe.SectorSize, aoe.ErrShort)
+		return fmt.Errorf("LBA %d: %d of %d bytes: %w", s.lba, len(a.Data), s.sectors*aoe.SectorSize, aoe.ErrShort)
 	}
 	if err := e.complete(s, a, now); err != nil {
 		return err

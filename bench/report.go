@@ -81,7 +81,8 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		b.WriteString(", on disk, so -s syncs reach the device; reads hit unwritten blocks")
 	}
 	b.WriteString(".\n")
-	fmt.Fprintf(&b, "- Kernel %s, %d CPUs shared by target and generator. %s; %s.\n", r.Kernel, r.CPUs, r.Ironblade, r.Vblade)
+	fmt.Fprintf(&b, "- Kernel %s, %d CPUs shared by target and generator; load average %s at the start, %s at the end. %s; %s.\n",
+		r.Kernel, r.CPUs, r.LoadBefore, r.LoadAfter, r.Ironblade, r.Vblade)
 	b.WriteString("- MB/s is 10^6 bytes/s; latency is from a request's first transmission to its answer, " +
 		"retransmissions included; retx counts requests sent again.\n\n")
 	b.WriteString("| MTU | -s | op | QD | ironblade MB/s | IOPS | p50 µs | p99 µs | retx | vblade MB/s | IOPS | p50 µs | p99 µs | retx | ratio |\n")

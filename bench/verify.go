@@ -56,14 +56,14 @@ func Verify(ctx context.Context, link Link, dev Device, opts VerifyOptions) (*Ve
 	n, err := transfer(ctx, link, dev, data, opts.Offset, opts.QueueDepth, true)
 	res.WriteTime, res.Retransmits = time.Since(start), n
 	if err != nil {
-		return res, fmt.Errorf("bench: verify: write: %w", err)
+		return res, fmt.Errorf("bench: verify %v: write: %w", dev, err)
 	}
 	back := make([]byte, opts.Size)
 	start = time.Now()
 	n, err = transfer(ctx, link, dev, back, opts.Offset, opts.QueueDepth, false)
 	res.ReadTime, res.Retransmits = time.Since(start), res.Retransmits+n
 	if err != nil {
-		return res, fmt.Errorf("bench: verify: read back: %w", err)
+		return res, fmt.Errorf("bench: verify %v: read back: %w", dev, err)
 	}
 	if !bytes.Equal(data, back) {
 		i := 0

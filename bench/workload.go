@@ -98,7 +98,7 @@ func Run(ctx context.Context, link Link, dev Device, w Workload) (*Result, error
 	}
 	e, err := newEngine(link, dev, w.QueueDepth, w.Op == Write)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("bench: run: %w", err)
 	}
 	e.rtt.floor = w.MinTimeout
 	if w.Op == Write {

@@ -73,6 +73,21 @@ type Device struct {
 	spare      []*request
 
 	counters deviceCounters
+
+	// Failover state (see failover.go). lastActive is the failover
+	// policy's latest active target. announceBy, when set, announced
+	// itself at announceAt while other targets were active: those that
+	// stay silent are scorned. stallTarget, when set, is the target I/O
+	// moved away from at stallFrom, until a read or write completes.
+	events                  eventLog
+	lastActive, announceBy  *target
+	announceAt              time.Duration
+	stallTarget             *target
+	stallFrom, lastStall    time.Duration
+	failovers               uint64
+	searchEvery, nextSearch time.Duration
+	expired                 [32]expiredCopy
+	expiredNext             int
 }
 
 // deviceCounters are a device's figures since it was found.
@@ -85,8 +100,9 @@ type deviceCounters struct {
 	// MAC or link the frame was not sent to.
 	stale, duplicates, wrongSource uint64
 	// fenced counts writes that waited for an overlapping write's
-	// retransmitted copies.
-	fenced uint64
+	// retransmitted copies; lateWrites counts write copies answered after
+	// their fence expired.
+	fenced, lateWrites uint64
 }
 
 func deviceName(shelf uint16, slot uint8) string { return fmt.Sprintf("e%d.%d", shelf, slot) }
@@ -254,8 +270,9 @@ func (d *Device) wait(ctx context.Context, r *request) error {
 }
 
 // configResponse adds or refreshes the target that sent a Query Config
-// response for this device.
-func (d *Device) configResponse(l *link, mac aoe.MAC, c *aoe.Config) {
+// response for this device; announce says it was unsolicited (tag 0), as a
+// target sends when it starts.
+func (d *Device) configResponse(l *link, mac aoe.MAC, c *aoe.Config, announce bool) {
 	i := d.ini
 	d.mu.Lock()
 	now := i.now()
@@ -285,9 +302,22 @@ func (d *Device) configResponse(l *link, mac aoe.MAC, c *aoe.Config) {
 		sectors = linkSectors
 	}
 	t.maxSectors = min(sectors, linkSectors)
-	d.heardLocked(t, now)
+	how := "Query Config"
+	if announce {
+		how = "an announce"
+		t.announcedAt = now
+		t.announces++
+		d.eventLocked(now, EventAnnounce, t, "")
+	}
 	if isNew {
-		d.policy.arrange(d.targets, now)
+		d.eventLocked(now, EventTargetAdded, t, fmt.Sprintf("window %d, %d sectors per frame", t.window, t.maxSectors))
+		d.arrangeLocked(now, nil)
+	}
+	// An announce readmits a held-off target when the active one fails:
+	// a target that just started is the better bet.
+	d.heardLocked(t, now, how, announce && d.anyFailingLocked(t, now))
+	if announce {
+		d.announcedLocked(t, now)
 	}
 	identify := !d.identified && !d.identifying && t.healthy()
 	if identify {
@@ -310,29 +340,6 @@ func (d *Device) configResponse(l *link, mac aoe.MAC, c *aoe.Config) {
 			ctx = context.Background()
 		}
 		go d.identify(ctx)
-	}
-}
-
-// heardLocked notes that t answered: a scorned target is healthy again and a
-// down device comes back.
-func (d *Device) heardLocked(t *target, now time.Duration) {
-	t.lastHeard = now
-	if t.state == TargetScorned && t.usable(1) {
-		t.setState(TargetStandby, now)
-		d.policy.arrange(d.targets, now)
-		for _, f := range d.frames {
-			if f.state == frameActive && f.target == t {
-				f.onTargetSince = now // give them a fresh ScornTimeout
-			}
-		}
-		d.ini.log.Info("initiator: target answers again", "device", d.name, "target", t.mac, "link", t.link.name, "state", t.state)
-	}
-	if d.state == DeviceDown {
-		d.setStateLocked(DeviceFound, now)
-		if d.identified {
-			d.setStateLocked(DeviceUp, now)
-		}
-		d.ini.log.Info("initiator: device back", "device", d.name, "target", t.mac)
 	}
 }
 

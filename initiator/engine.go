@@ -3,6 +3,7 @@ package initiator
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -369,6 +370,7 @@ func (d *Device) setCommandLocked(f *frame, t *target) {
 // elsewhere. A retransmission doubles the frame's timeout.
 func (d *Device) sendLocked(f *frame, t *target, now time.Duration, retransmit bool) {
 	cfg := &d.ini.cfg
+	moved := f.target != nil && f.target != t
 	if f.target != t {
 		if f.target != nil {
 			f.target.outstanding--
@@ -385,10 +387,15 @@ func (d *Device) sendLocked(f *frame, t *target, now time.Duration, retransmit b
 	f.unanswered++
 	f.lastSent = now
 	if retransmit {
-		f.rto = min(2*f.rto, cfg.RTOMax)
 		t.retransmits++
+	}
+	if retransmit && !moved {
+		f.rto = min(2*f.rto, cfg.RTOMax)
 	} else {
-		f.rto = t.rtt.rto(cfg.RTOMin, cfg.RTOMax)
+		// A frame moved to another target starts from that target's
+		// timeout: the backoff it earned on a dead one says nothing of
+		// the new path.
+		f.rto = d.rtoLocked(t)
 	}
 	t.framesSent++
 
@@ -434,7 +441,7 @@ func (d *Device) finishFrameLocked(f *frame, err error, now time.Duration) {
 	f.target.outstanding--
 	if err == nil && f.op == opWrite && f.unanswered > 0 {
 		f.state = frameLingering
-		f.lingerUntil = f.lastSent + d.lingerLocked(f.target)
+		f.lingerUntil = d.lingerUntilLocked(f)
 		f.req = nil
 		d.lingering++
 	} else {
@@ -454,12 +461,18 @@ func (d *Device) finishFrameLocked(f *frame, err error, now time.Duration) {
 	d.maybeCompleteLocked(r)
 }
 
-// lingerLocked is how long after its last transmission a completed write's
-// unanswered copies still fence its sectors: ScornTimeout, the time within
-// which a working target answers (one that holds a frame longer is scorned
-// anyway). A shorter guess would let a target that reorders work, such as
-// one with parallel workers and a stalled disk, apply a stray copy late.
-func (d *Device) lingerLocked(*target) time.Duration { return d.ini.cfg.ScornTimeout }
+// lingerUntilLocked is when a completed write's unanswered copies stop
+// fencing its sectors: ScornTimeout after the frame's latest transmission.
+// The engine's contract with targets is that a target executes a frame
+// within ScornTimeout of its sending or never (one that holds a frame
+// longer is scorned); a shorter guess would let a target that reorders
+// work, such as one with parallel workers and a stalled disk, apply a
+// stray copy late. Counting from the latest transmission rather than from
+// each unanswered copy's own gives a margin to targets that bend the
+// contract, such as one that was scorned but is alive.
+func (d *Device) lingerUntilLocked(f *frame) time.Duration {
+	return f.lastSent + d.ini.cfg.ScornTimeout
+}
 
 // handleATA takes an ATA response for this device. It runs once per frame
 // and allocates nothing unless the answer is an error.
@@ -485,6 +498,7 @@ func (d *Device) handleATA(l *link, fr *aoe.Frame) {
 	switch {
 	case tx == nil:
 		d.counters.stale++
+		d.lateAnswerLocked(fr.Tag, fr.Src, now)
 		return
 	case tx.target.mac != fr.Src || tx.target.link != l:
 		d.counters.wrongSource++
@@ -497,7 +511,7 @@ func (d *Device) handleATA(l *link, fr *aoe.Frame) {
 	tx.answered = true
 	f.unanswered--
 	t.rtt.observe(now - tx.sent)
-	d.heardLocked(t, now)
+	d.heardLocked(t, now, "ATA", false)
 	if f.state == frameLingering {
 		if f.unanswered == 0 {
 			d.releaseFrameLocked(f)
@@ -515,6 +529,10 @@ func (d *Device) handleATA(l *link, fr *aoe.Frame) {
 		t.errors++
 	} else {
 		t.answered()
+		t.lastATA = now
+		if d.stallTarget != nil && (f.op == opRead || f.op == opWrite) {
+			d.endStallLocked(t, now)
+		}
 	}
 	d.finishFrameLocked(f, err, now)
 	d.pumpLocked(now)
@@ -565,8 +583,10 @@ func (d *Device) checkAnswerLocked(f *frame, tx *transmission, t *target, fr *ao
 }
 
 // scan retransmits frames whose timeout passed, scorns targets that left a
-// frame waiting too long and moves their frames, expires fences, and fails
-// frames nobody answered for DeadTimeout.
+// frame waiting too long and moves their frames, expires fences, fails
+// frames nobody answered for DeadTimeout, and looks after scorned targets:
+// probing them, readmitting them when a hold-off ends, and searching for
+// others while none is healthy.
 func (d *Device) scan(now time.Duration) {
 	cfg := &d.ini.cfg
 	d.mu.Lock()
@@ -575,7 +595,7 @@ func (d *Device) scan(now time.Duration) {
 		switch f.state {
 		case frameLingering:
 			if now >= f.lingerUntil {
-				d.releaseFrameLocked(f)
+				d.expireLocked(f)
 			}
 		case frameActive:
 			if cfg.DeadTimeout > 0 && now-f.firstSent > cfg.DeadTimeout {
@@ -583,8 +603,8 @@ func (d *Device) scan(now time.Duration) {
 				continue
 			}
 			t := f.target
-			if t.state != TargetScorned && now-f.onTargetSince > cfg.ScornTimeout {
-				d.scornLocked(t, now)
+			if t.state != TargetScorned && now-f.onTargetSince > d.scornAfterLocked(t) {
+				d.scornLocked(t, now, fmt.Sprintf("a frame went unanswered for %v", d.scornAfterLocked(t)), nil)
 				if f.target != t {
 					continue // moved already
 				}
@@ -601,39 +621,26 @@ func (d *Device) scan(now time.Duration) {
 			}
 		}
 	}
+	d.checkAnnounceLocked(now)
+	probe := d.probeInterval()
 	for _, t := range d.targets {
-		if t.state == TargetScorned && now-t.lastProbe >= cfg.ScornTimeout {
+		if t.state != TargetScorned {
+			continue
+		}
+		// Held off, it kept answering probes: readmit it now.
+		if now >= t.holdUntil && t.lastHeard > t.scornedAt && now-t.lastHeard <= 2*probe && t.usable(1) {
+			d.readmitLocked(t, now, "probes during its hold-off")
+			continue
+		}
+		if now-t.lastProbe >= probe {
 			t.lastProbe = now
 			_ = d.ini.sendQuery(t.link, t.mac, d.shelf, d.slot)
 		}
 	}
+	d.searchLocked(now)
 	if d.head != nil {
 		d.pumpLocked(now)
 	}
-}
-
-// scornLocked scorns t and moves its frames to healthy targets where
-// there is room (the scanner moves the rest as room frees up).
-func (d *Device) scornLocked(t *target, now time.Duration) {
-	t.setState(TargetScorned, now)
-	t.lastProbe = now
-	t.scorns++
-	d.policy.arrange(d.targets, now)
-	moved, kept := 0, 0
-	for _, f := range d.frames {
-		if f.state != frameActive || f.target != t {
-			continue
-		}
-		if nt := d.policy.pick(d.targets, f.sectors, t); nt != nil && nt.healthy() {
-			d.sendLocked(f, nt, now, true)
-			moved++
-		} else {
-			f.onTargetSince = now
-			kept++
-		}
-	}
-	d.ini.log.Warn("initiator: target scorned: a frame went unanswered", "device", d.name, "target", t.mac, "link", t.link.name,
-		"for", d.ini.cfg.ScornTimeout, "frames_moved", moved, "frames_waiting", kept)
 }
 
 // downLocked marks the device down after DeadTimeout and fails all its
@@ -641,6 +648,7 @@ func (d *Device) scornLocked(t *target, now time.Duration) {
 func (d *Device) downLocked(now time.Duration) {
 	if d.state != DeviceDown {
 		d.ini.log.Error("initiator: device down: no target answered", "device", d.name, "for", d.ini.cfg.DeadTimeout)
+		d.eventLocked(now, EventDeviceDown, nil, fmt.Sprintf("no target answered for %v", d.ini.cfg.DeadTimeout))
 	}
 	d.setStateLocked(DeviceDown, now)
 	d.failAllLocked(ErrTimeout)

@@ -452,7 +452,8 @@ func exercise(tb testing.TB, d *Device, qd, opsPerWorker, maxSectors int, seed u
 	}
 	want := sha512.Sum512(shadow)
 	if sha512.Sum512(got) != want {
-		tb.Fatalf("qd %d: device content differs from what was written", qd)
+		st := d.Stats()
+		tb.Fatalf("qd %d: device content differs from what was written (late writes %d, fenced %d, failovers %d)", qd, st.LateWrites, st.Fenced, st.Failovers)
 	}
 	return want
 }

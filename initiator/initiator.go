@@ -109,10 +109,11 @@ type Initiator struct {
 	running bool
 	closed  bool
 
-	// active counts frames outstanding or lingering, over all devices;
-	// the scanner sleeps while it is zero and wake rouses it.
-	active atomic.Int64
-	wake   chan struct{}
+	// active counts frames outstanding or lingering, over all devices,
+	// and checks the announce checks pending (see Device.announcedLocked);
+	// the scanner sleeps while both are zero and wake rouses it.
+	active, checks atomic.Int64
+	wake           chan struct{}
 }
 
 // link is one of the Initiator's links with what it needs to know of it.
@@ -335,7 +336,7 @@ func (i *Initiator) handleConfig(l *link, f *aoe.Frame) {
 	if d == nil {
 		d = i.addDevice(f.Major, f.Minor)
 	}
-	d.configResponse(l, f.Src, &c)
+	d.configResponse(l, f.Src, &c, f.Tag == 0)
 }
 
 // addDevice returns the device at shelf.slot, creating it.
@@ -463,7 +464,7 @@ func (i *Initiator) scanLoop(ctx context.Context) {
 	t := time.NewTimer(tick)
 	defer t.Stop()
 	for {
-		if i.active.Load() == 0 {
+		if i.active.Load() == 0 && i.checks.Load() == 0 {
 			t.Reset(idle)
 			select {
 			case <-ctx.Done():
@@ -488,10 +489,15 @@ func (i *Initiator) scanLoop(ctx context.Context) {
 // frameActivated counts a frame going outstanding and rouses the scanner.
 func (i *Initiator) frameActivated() {
 	if i.active.Add(1) == 1 {
-		select {
-		case i.wake <- struct{}{}:
-		default:
-		}
+		i.rouse()
+	}
+}
+
+// rouse wakes the scanner if it sleeps.
+func (i *Initiator) rouse() {
+	select {
+	case i.wake <- struct{}{}:
+	default:
 	}
 }
 

@@ -65,7 +65,8 @@ func TestAgainstIronbladeTarget(t *testing.T) {
 				syncs := disk.syncs.Load()
 				want := exercise(t, d, qd, ops, 32, uint64(qd))
 				if disk.sum() != want {
-					t.Fatalf("qd %d: backend differs from what was written", qd)
+					st := d.Stats()
+					t.Fatalf("qd %d: backend differs from what was written (late writes %d, fenced %d)", qd, st.LateWrites, st.Fenced)
 				}
 				if disk.syncs.Load() == syncs {
 					t.Errorf("qd %d: Flush did not reach the backend", qd)

@@ -5,10 +5,24 @@ import (
 	"time"
 )
 
-// Stats is a snapshot of an Initiator: its devices and their targets. It
-// encodes to JSON as is (durations in nanoseconds).
+// Stats is a snapshot of an Initiator: its settings, its devices and their
+// targets. It encodes to JSON as is (durations in nanoseconds).
 type Stats struct {
+	Config  ConfigStats   `json:"config"`
 	Devices []DeviceStats `json:"devices"`
+}
+
+// ConfigStats are the tunables an Initiator runs with, defaults filled in
+// (see Config for each).
+type ConfigStats struct {
+	ScornTimeout     time.Duration `json:"scorn_timeout"`
+	RTOMin           time.Duration `json:"rto_min"`
+	RTOMax           time.Duration `json:"rto_max"`
+	DiscoverInterval time.Duration `json:"discover_interval"`
+	// DeadTimeout is negative when I/O is retried forever.
+	DeadTimeout time.Duration `json:"dead_timeout"`
+	MaxWindow   int           `json:"max_window"`
+	Policy      Policy        `json:"policy"`
 }
 
 // DeviceStats describes one device.
@@ -52,8 +66,23 @@ type DeviceStats struct {
 	// Fenced counts the times a write waited for an overlapping earlier
 	// write's stray copies.
 	Fenced uint64 `json:"fenced"`
+	// LateWrites counts write copies a target answered after the fence
+	// guarding their sectors had expired (see EventLateWrite): each may
+	// have overwritten newer data. It should stay 0.
+	LateWrites uint64 `json:"late_writes"`
+	// Failovers counts the times I/O waiting on a target moved away from
+	// it (the target was scorned with frames outstanding).
+	Failovers uint64 `json:"failovers"`
+	// LastStall is how long I/O waited in the latest failover: from when
+	// I/O on the failed target stopped progressing to the next read or
+	// write completed. Zero before any.
+	LastStall time.Duration `json:"last_stall"`
 
 	Targets []TargetStats `json:"targets"`
+	// Events is the failover log, oldest first: the latest EventLogSize
+	// targets added, announces, scorns, readmissions, switches, stalls
+	// ended and device state changes.
+	Events []Event `json:"events"`
 }
 
 // TargetStats describes one target of a device.
@@ -86,6 +115,14 @@ type TargetStats struct {
 	Errors      uint64    `json:"errors"`
 	Scorns      uint64    `json:"scorns"`
 	LastHeard   time.Time `json:"last_heard"`
+	// Announces counts unsolicited Query Config responses from it.
+	Announces uint64 `json:"announces"`
+	// Strikes counts its scorns in a row without staying healthy for long
+	// in between; from 2 on, a scorned target is held off: answers
+	// readmit it only after HeldUntil (zero when not held off).
+	Strikes     int       `json:"strikes"`
+	HeldUntil   time.Time `json:"held_until"`
+	LastScorned time.Time `json:"last_scorned"`
 	// Dirty says it acknowledged writes not yet flushed.
 	Dirty bool `json:"dirty"`
 }
@@ -96,7 +133,17 @@ func (i *Initiator) Stats() Stats {
 	sort.Slice(ds, func(a, b int) bool {
 		return deviceKey(ds[a].shelf, ds[a].slot) < deviceKey(ds[b].shelf, ds[b].slot)
 	})
-	s := Stats{Devices: make([]DeviceStats, 0, len(ds))}
+	cfg := &i.cfg
+	s := Stats{
+		Config: ConfigStats{
+			ScornTimeout: cfg.ScornTimeout, RTOMin: cfg.RTOMin, RTOMax: cfg.RTOMax, DiscoverInterval: cfg.DiscoverInterval,
+			DeadTimeout: cfg.DeadTimeout, MaxWindow: cfg.MaxWindow, Policy: cfg.Policy,
+		},
+		Devices: make([]DeviceStats, 0, len(ds)),
+	}
+	if s.Config.Policy == "" {
+		s.Config.Policy = PolicyFailover
+	}
 	for _, d := range ds {
 		s.Devices = append(s.Devices, d.Stats())
 	}
@@ -115,7 +162,8 @@ func (d *Device) Stats() DeviceStats {
 		LBA48: d.id.lba48, FUA: d.id.fua, Policy: i.cfg.Policy, Active: []string{}, Lingering: d.lingering,
 		Reads: c.reads, Writes: c.writes, Flushes: c.flushes, BytesRead: c.bytesRead, BytesWritten: c.bytesWritten,
 		IOErrors: c.ioErrors, Stale: c.stale, Duplicate: c.duplicates, WrongSource: c.wrongSource, Fenced: c.fenced,
-		Targets: make([]TargetStats, 0, len(d.targets)),
+		LateWrites: c.lateWrites, Failovers: d.failovers, LastStall: d.lastStall,
+		Targets: make([]TargetStats, 0, len(d.targets)), Events: d.events.events(i),
 	}
 	if s.Policy == "" {
 		s.Policy = PolicyFailover
@@ -123,17 +171,23 @@ func (d *Device) Stats() DeviceStats {
 	for r := d.head; r != nil; r = r.next {
 		s.Queued++
 	}
+	now := i.now()
 	for _, t := range d.targets {
 		if t.state == TargetActive {
 			s.Active = append(s.Active, t.mac.String())
+		}
+		var held time.Time
+		if t.state == TargetScorned && t.holdUntil > now {
+			held = i.wallTime(t.holdUntil)
 		}
 		s.Targets = append(s.Targets, TargetStats{
 			MAC: t.mac.String(), Interface: t.link.name, State: t.state, Since: i.wallTime(t.since),
 			BufferCount: t.bufferCount, Firmware: t.firmware, ConfigString: t.configString,
 			Window: t.window, Cwnd: t.cwnd, SectorsPerFrame: t.maxSectors, Outstanding: t.outstanding,
-			RTT: t.rtt.avg, RTTDev: t.rtt.dev, RTO: t.rtt.rto(i.cfg.RTOMin, i.cfg.RTOMax),
+			RTT: t.rtt.avg, RTTDev: t.rtt.dev, RTO: d.rtoLocked(t),
 			Frames: t.framesSent, Retransmits: t.retransmits, Errors: t.errors, Scorns: t.scorns,
 			LastHeard: i.wallTime(t.lastHeard), Dirty: t.dirty,
+			Announces: t.announces, Strikes: t.strikes, HeldUntil: held, LastScorned: i.wallTime(t.scornedAt),
 		})
 	}
 	return s

@@ -19,10 +19,12 @@ const (
 	// keeps them for when the active one is scorned.
 	TargetStandby
 	// TargetScorned targets left a frame unanswered for longer than
-	// Config.ScornTimeout. Their frames move to healthy targets, and they
-	// get new I/O only when no target is healthy. Any answer from them
-	// (the initiator probes them with Query Config) makes them healthy
-	// again.
+	// Config.ScornTimeout, or fell silent while another target announced
+	// itself. Their frames move to healthy targets, and they get new I/O
+	// only when no target is healthy. The initiator probes them with Query
+	// Config; an answer makes them healthy again at once, unless they
+	// flap (see Config.ScornTimeout), when readmission waits a hold-off
+	// that doubles with each scorn in a row.
 	TargetScorned
 )
 
@@ -75,8 +77,20 @@ type target struct {
 	dirty     bool
 	lastHeard time.Duration
 	lastProbe time.Duration
+	// lastATA is when the target last answered an ATA command well.
+	lastATA time.Duration
 
-	framesSent, retransmits, errors, scorns uint64
+	// Failover bookkeeping. strikes counts the scorns in a row that the
+	// target did not recover from for long (see scornLocked); holdUntil is
+	// the earliest an answer readmits it after the latest one, and
+	// heldNoted says a held-off answer has been logged since.
+	scornedAt, readmittedAt time.Duration
+	strikes                 int
+	holdUntil               time.Duration
+	heldNoted               bool
+	announcedAt             time.Duration
+
+	framesSent, retransmits, errors, scorns, announces uint64
 }
 
 // healthy reports whether the target may carry I/O in normal operation.
@@ -178,8 +192,10 @@ const (
 // methods are called with the device's mutex held.
 type policy interface {
 	// arrange assigns active and standby roles to the healthy targets
-	// after a change (a target added, scorned or healthy again).
-	arrange(ts []*target, now time.Duration)
+	// after a change (a target added, scorned or healthy again). When a
+	// new active target must be chosen, prefer is taken if it is healthy
+	// (a target that just announced itself is known to be alive).
+	arrange(ts []*target, now time.Duration, prefer *target)
 	// pick returns the target for a frame of the given size, other than
 	// avoid, that has room for it now; nil when none has.
 	pick(ts []*target, sectors int, avoid *target) *target
@@ -222,7 +238,7 @@ func anyHealthy(ts []*target) bool {
 // failoverPolicy keeps one active target.
 type failoverPolicy struct{}
 
-func (failoverPolicy) arrange(ts []*target, now time.Duration) {
+func (failoverPolicy) arrange(ts []*target, now time.Duration, prefer *target) {
 	var active *target
 	for _, t := range ts {
 		if t.state == TargetActive && t.healthy() {
@@ -230,12 +246,21 @@ func (failoverPolicy) arrange(ts []*target, now time.Duration) {
 			break
 		}
 	}
+	if active == nil && prefer != nil && prefer.healthy() {
+		active = prefer
+	}
+	if active == nil {
+		// The healthy target that flapped least, the earliest discovered
+		// among equals.
+		for _, t := range ts {
+			if t.healthy() && (active == nil || t.strikes < active.strikes) {
+				active = t
+			}
+		}
+	}
 	for _, t := range ts {
 		if !t.healthy() {
 			continue
-		}
-		if active == nil {
-			active = t // the earliest discovered healthy target
 		}
 		if t == active {
 			t.setState(TargetActive, now)
@@ -263,7 +288,7 @@ func (failoverPolicy) pick(ts []*target, sectors int, avoid *target) *target {
 // multipathPolicy makes every healthy target active.
 type multipathPolicy struct{ next int }
 
-func (*multipathPolicy) arrange(ts []*target, now time.Duration) {
+func (*multipathPolicy) arrange(ts []*target, now time.Duration, _ *target) {
 	for _, t := range ts {
 		if t.healthy() {
 			t.setState(TargetActive, now)

@@ -77,9 +77,32 @@ func startStrace(t *testing.T, pid int, poke func()) *tracer {
 	}
 }
 
-// stop detaches strace and parses the trace.
-func (tr *tracer) stop(t *testing.T) []traceCall {
+// stop waits until the trace shows a request and an answer with each of
+// tags (strace may log a call's end well after the process made it, and
+// what it has not logged when it detaches is lost), then detaches strace
+// and parses the trace.
+func (tr *tracer) stop(t *testing.T, tags ...uint32) []traceCall {
 	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for lastSize := int64(-1); ; time.Sleep(100 * time.Millisecond) {
+		b, err := os.ReadFile(tr.out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		logged := true
+		for _, tag := range tags {
+			escaped := fmt.Sprintf(`\x%02x\x%02x\x%02x\x%02x`, byte(tag>>24), byte(tag>>16), byte(tag>>8), byte(tag))
+			logged = logged && strings.Count(string(b), escaped) >= 2
+		}
+		if logged && int64(len(b)) == lastSize {
+			break // and strace has gone quiet
+		}
+		if time.Now().After(deadline) {
+			t.Logf("e2e: strace has not logged tags %#x after 10 s; stopping it anyway", tags)
+			break
+		}
+		lastSize = int64(len(b))
+	}
 	if err := tr.cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatalf("e2e: stop strace: %v", err)
 	}
@@ -112,6 +135,10 @@ type traceCall struct {
 	startT, endT float64 // their timestamps, in seconds
 	args         string  // the arguments as printed, entry and exit parts joined
 	ret          string  // the return value; "" if the call never returned in the trace
+	// off is a pwrite64's file offset, -1 for other calls; frames are the
+	// AoE frames a send or receive carried. parseStrace fills both in.
+	off    int64
+	frames [][]byte
 }
 
 var (
@@ -167,21 +194,32 @@ func parseStrace(r io.Reader) ([]traceCall, error) {
 		}
 		calls = append(calls, c)
 	}
+	for i := range calls {
+		c := &calls[i]
+		c.off = -1
+		if m := stracePwrite.FindStringSubmatch(c.args); c.name == "pwrite64" && m != nil {
+			c.off, _ = strconv.ParseInt(m[2], 10, 64)
+		}
+		if c.sends() || c.receives() {
+			c.frames = decodeFrames(c.args)
+		}
+	}
 	return calls, sc.Err()
 }
 
 // finished reports whether the call returned within the trace.
 func (c *traceCall) finished() bool { return c.end >= 0 && c.ret != "" && c.ret != "?" }
 
-// frames decodes the AoE frames (as far as strace printed them) that the
-// call sent or received.
-func (c *traceCall) frames() [][]byte {
+// decodeFrames decodes the AoE frames (as far as strace printed them) in
+// a call's arguments: the iovecs of a sendmmsg or recvmmsg, or the buffer
+// of a sendto or write.
+func decodeFrames(args string) [][]byte {
 	re := straceString
-	if strings.Contains(c.args, "iov_base=") {
+	if strings.Contains(args, "iov_base=") {
 		re = straceIOVBase
 	}
 	var frames [][]byte
-	for _, m := range re.FindAllStringSubmatch(c.args, -1) {
+	for _, m := range re.FindAllStringSubmatch(args, -1) {
 		b, err := hex.DecodeString(strings.ReplaceAll(m[1], `\x`, ""))
 		if err != nil || len(b) < aoe.FrameHeaderLen || binary.BigEndian.Uint16(b[12:14]) != aoe.EtherType {
 			continue
@@ -244,7 +282,7 @@ func ackedWrites(calls []traceCall) []ackedWrite {
 		if !c.sends() {
 			continue
 		}
-		for _, f := range c.frames() {
+		for _, f := range c.frames {
 			var fr aoe.Frame
 			var a aoe.ATA
 			if fr.UnmarshalBinary(f) != nil || !fr.IsResponse() || fr.Flags&aoe.FlagError != 0 ||
@@ -265,13 +303,11 @@ func lastPwrite(calls []traceCall, off int64, before int) *traceCall {
 	var last *traceCall
 	for i := range calls {
 		c := &calls[i]
-		if c.name != "pwrite64" || !c.finished() || c.end >= before {
+		if c.off != off || !c.finished() || c.end >= before {
 			continue
 		}
-		if m := stracePwrite.FindStringSubmatch(c.args); m != nil && m[2] == strconv.FormatInt(off, 10) {
-			if n, _ := strconv.Atoi(c.ret); n > 0 {
-				last = c
-			}
+		if n, _ := strconv.Atoi(c.ret); n > 0 {
+			last = c
 		}
 	}
 	return last
@@ -349,7 +385,7 @@ func proveFlushSyncs(t *testing.T, calls []traceCall, tags []uint32) {
 		recv, send := -1, -1
 		for j := range calls {
 			c := &calls[j]
-			for _, f := range c.frames() {
+			for _, f := range c.frames {
 				if frameTag(f) != tag {
 					continue
 				}
@@ -396,7 +432,7 @@ func testE2ESyncDurability(t *testing.T, bin string) {
 	}
 	took := time.Since(start)
 	tags := r.flushFrames(t, 0x0f1a0000)
-	calls := tr.stop(t)
+	calls := tr.stop(t, tags...)
 	b.stop(t)
 
 	acks, syncs, problems := checkSyncedAcks(calls)
@@ -431,7 +467,7 @@ func testE2EFlushSyncs(t *testing.T, bin string) {
 		t.Fatalf("write under strace: %v", err)
 	}
 	tags := r.flushFrames(t, 0x0f1b0000)
-	calls := tr.stop(t)
+	calls := tr.stop(t, tags...)
 	b.stop(t)
 	proveFlushSyncs(t, calls, tags)
 	firstFlush := firstFrameEvent(calls, tags[0])
@@ -448,7 +484,7 @@ func testE2EFlushSyncs(t *testing.T, bin string) {
 // a frame with the tag, or -1.
 func firstFrameEvent(calls []traceCall, tag uint32) int {
 	for i := range calls {
-		for _, f := range calls[i].frames() {
+		for _, f := range calls[i].frames {
 			if frameTag(f) == tag {
 				return calls[i].start
 			}

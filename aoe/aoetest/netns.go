@@ -292,8 +292,10 @@ func ListenRawIn(t testing.TB, ns *Netns, iface string, cfg aoe.RawConfig) *aoe.
 
 // AddLoss makes iface in ns drop about percent of the frames it receives,
 // at random, with an nftables netdev ingress rule (the kernel here has no
-// netem). AF_PACKET sockets bound to the AoE EtherType, as RawLink is, see
-// the frames after the rule. It skips the test without nft; the rule is
+// netem). AF_PACKET sockets bound to the AoE EtherType, as an untagged
+// RawLink's is, see the frames after the rule; a VLAN RawLink's socket,
+// bound to every protocol, sees them before it, so the rule does not thin
+// out what such a link reads. It skips the test without nft; the rule is
 // removed in t.Cleanup.
 func AddLoss(t testing.TB, ns *Netns, iface string, percent int) {
 	t.Helper()
@@ -343,13 +345,68 @@ func NewBridge(t testing.TB, mtu int) *Bridge {
 }
 
 // Attach plugs ns into the bridge with a new veth pair and returns the name
-// and address of the interface it gets in ns, which is up.
+// and address of the interface it gets in ns, which is up. Such a port is
+// not VLAN-aware: it exchanges untagged frames with the other such ports
+// and also hears the tagged frames of every VLAN (see AttachVLAN).
 func (b *Bridge) Attach(t testing.TB, ns *Netns) (iface string, mac aoe.MAC) {
+	t.Helper()
+	return b.attach(t, ns, nil)
+}
+
+// vlanTable is the nftables bridge-family table in which AttachVLAN keeps
+// VLAN membership.
+const vlanTable = "ibvlan"
+
+// AttachVLAN plugs ns into the bridge as a trunk port of the given 802.1Q
+// VLANs (at least one, each 1 to 4094) and returns the name and address of
+// the interface it gets in ns, which is up. The bridge forwards to and from
+// that interface only frames tagged with one of the VLANs: untagged frames
+// and other VLANs' frames are dropped both ways, as a VLAN-aware switch
+// does.
+//
+// Linux's own bridge VLAN filtering needs the 8021q code, which our kernels
+// lack, so the membership is kept with nftables rules in the bridge's
+// forward hook. It skips the test without nft.
+func (b *Bridge) AttachVLAN(t testing.TB, ns *Netns, vids ...uint16) (iface string, mac aoe.MAC) {
+	t.Helper()
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skipf("aoetest: needs the nft command of nftables: %v", err)
+	}
+	if len(vids) == 0 {
+		t.Fatal("aoetest: AttachVLAN: no VLAN given")
+	}
+	set := make([]string, len(vids))
+	for i, vid := range vids {
+		if vid == 0 || vid > aoe.MaxVLAN {
+			t.Fatalf("aoetest: AttachVLAN: VLAN %d is not 1 to %d", vid, aoe.MaxVLAN)
+		}
+		set[i] = strconv.Itoa(int(vid))
+	}
+	members := "{ " + strings.Join(set, ", ") + " }"
+	// Both commands leave an existing table or chain alone.
+	b.NS.Run(t, "nft", "add", "table", "bridge", vlanTable)
+	b.NS.Run(t, "nft", "add", "chain", "bridge", vlanTable, "forward",
+		"{ type filter hook forward priority 0 ; policy accept ; }")
+	return b.attach(t, ns, func(port string) {
+		for _, dir := range []string{"iifname", "oifname"} {
+			b.NS.Run(t, "nft", "add", "rule", "bridge", vlanTable, "forward", dir, strconv.Quote(port), "ether", "type", "!=", "8021q", "drop")
+			b.NS.Run(t, "nft", "add", "rule", "bridge", vlanTable, "forward", dir, strconv.Quote(port), "vlan", "id", "!=", members, "drop")
+		}
+	})
+}
+
+// attach plugs ns into the bridge; setup, if not nil, configures the
+// bridge's port once it is enslaved and before it comes up.
+func (b *Bridge) attach(t testing.TB, ns *Netns, setup func(port string)) (iface string, mac aoe.MAC) {
 	t.Helper()
 	s := uniqueSuffix()
 	iface, port, mac := "ib"+s+"n", "ib"+s+"p", randomLocalMAC()
 	addVethPair(t, ns, iface, mac, b.NS, port, randomLocalMAC(), b.MTU)
-	b.NS.Run(t, "ip", "link", "set", port, "master", b.Name, "up")
+	b.NS.Run(t, "ip", "link", "set", port, "master", b.Name)
+	if setup != nil {
+		setup(port)
+	}
+	b.NS.Run(t, "ip", "link", "set", port, "up")
 	ns.Run(t, "ip", "link", "set", iface, "up")
 	waitLinkReady(t, b.NS, port, "bridge_slave state forwarding")
 	waitLinkReady(t, ns, iface)

@@ -122,29 +122,51 @@ func globalFlags() []cli.Flag {
 	}
 }
 
+// durationTunable is one of the initiator's timing tunables on the command
+// line.
+type durationTunable struct {
+	flag  string
+	def   time.Duration
+	usage string
+	field func(*initiator.Config) *time.Duration
+}
+
+// durationTunables lists the timing tunables that must be positive;
+// --dead-timeout, which may be 0, is apart.
+func durationTunables() []durationTunable {
+	return []durationTunable{
+		{"scorn-timeout", initiator.DefaultScornTimeout,
+			"scorn a target that leaves a frame unanswered for `DUR`, and move its frames to another",
+			func(c *initiator.Config) *time.Duration { return &c.ScornTimeout }},
+		{"rto-min", initiator.DefaultRTOMin, "keep the adaptive retransmission timeout at least `DUR`",
+			func(c *initiator.Config) *time.Duration { return &c.RTOMin }},
+		{"rto-max", initiator.DefaultRTOMax, "keep the adaptive retransmission timeout at most `DUR`",
+			func(c *initiator.Config) *time.Duration { return &c.RTOMax }},
+		{"discover-interval", initiator.DefaultDiscoverInterval, "broadcast Query Config every `DUR`",
+			func(c *initiator.Config) *time.Duration { return &c.DiscoverInterval }},
+	}
+}
+
 // engineFlags are the initiator's interfaces and tunables, shared by
 // discover, serve and attach.
 func engineFlags() []cli.Flag {
 	const cat = "initiator tunables"
-	return []cli.Flag{
+	flags := []cli.Flag{
 		&cli.StringSliceFlag{Name: "interface", Aliases: []string{"i"},
 			DefaultText: "every up, non-loopback Ethernet interface",
 			Usage:       "find and reach targets on `IFACE` (repeatable, or comma-separated)"},
-		&cli.DurationFlag{Name: "scorn-timeout", Value: initiator.DefaultScornTimeout, Category: cat,
-			Usage: "scorn a target that leaves a frame unanswered for `DUR`, and move its frames to another"},
-		&cli.DurationFlag{Name: "rto-min", Value: initiator.DefaultRTOMin, Category: cat,
-			Usage: "keep the adaptive retransmission timeout at least `DUR`"},
-		&cli.DurationFlag{Name: "rto-max", Value: initiator.DefaultRTOMax, Category: cat,
-			Usage: "keep the adaptive retransmission timeout at most `DUR`"},
-		&cli.DurationFlag{Name: "discover-interval", Value: initiator.DefaultDiscoverInterval, Category: cat,
-			Usage: "broadcast Query Config every `DUR`"},
+	}
+	for _, d := range durationTunables() {
+		flags = append(flags, &cli.DurationFlag{Name: d.flag, Value: d.def, Category: cat, Usage: d.usage})
+	}
+	return append(flags,
 		&cli.DurationFlag{Name: "dead-timeout", Value: initiator.DefaultDeadTimeout, Category: cat,
 			Usage: "fail I/O that no target answered for `DUR`; 0 retries forever"},
 		&cli.IntFlag{Name: "max-window", Value: initiator.DefaultMaxWindow, Category: cat,
 			Usage: "keep at most `N` frames outstanding on one target"},
 		&cli.StringFlag{Name: "policy", Value: string(initiator.PolicyFailover), Category: cat,
 			Usage: "use a device's targets by `POLICY`: failover (one at a time) or multipath (all at once)"},
-	}
+	)
 }
 
 // controlDirFlag is where serve and attach put their control socket.
@@ -282,10 +304,17 @@ func parseArgs(args []string, stdout io.Writer) (invocation, error) {
 	return parsed, nil
 }
 
-// flagTable maps each name of a set of flags ("i", "interface") to
-// whether the flag takes a value.
-type flagTable map[string]bool
+// flagTable maps each name of a set of flags ("i", "interface") to the
+// flag's main name and whether it takes a value.
+type flagTable map[string]flagInfo
 
+// flagInfo is what permuteArgs needs to know of a flag.
+type flagInfo struct {
+	name       string
+	takesValue bool
+}
+
+// newFlagTable indexes flags by every name.
 func newFlagTable(flags []cli.Flag) flagTable {
 	t := make(flagTable)
 	for _, f := range flags {
@@ -294,20 +323,27 @@ func newFlagTable(flags []cli.Flag) flagTable {
 			takes = v.TakesValue()
 		}
 		for _, n := range f.Names() {
-			t[n] = takes
+			t[n] = flagInfo{name: f.Names()[0], takesValue: takes}
 		}
 	}
 	return t
 }
 
-// lookup splits a command-line word into a flag name and reports whether
-// it is a flag of the table and whether it still needs the next word as
-// its value.
-func (t flagTable) lookup(word string) (known, needsValue bool) {
-	name := strings.TrimLeft(word, "-")
-	name, _, hasValue := strings.Cut(name, "=")
-	takes, known := t[name]
-	return known, takes && !hasValue
+// lookup reads a command-line word ("-i", "--wait=5s") as a flag of the
+// table. It reports whether it is one, the word with the flag's main name
+// ("--interface", "--wait=5s"), and whether the flag still needs the next
+// word as its value.
+func (t flagTable) lookup(word string) (known bool, canonical string, needsValue bool) {
+	name, value, hasValue := strings.Cut(strings.TrimLeft(word, "-"), "=")
+	f, known := t[name]
+	if !known {
+		return false, word, false
+	}
+	canonical = "--" + f.name
+	if hasValue {
+		canonical += "=" + value
+	}
+	return true, canonical, f.takesValue && !hasValue
 }
 
 // isFlag reports whether a command-line word is an option.
@@ -318,15 +354,18 @@ func isFlag(word string) bool { return len(word) > 1 && word[0] == '-' }
 // follow the command, and the command's options may follow its operands
 // ("serve e1.0 --unix /run/x.sock"). Global options move before the
 // command, the command's options before its operands; "--" ends the
-// options. A line whose command is unknown is left alone for the library
-// to report.
+// options. Options are renamed to their long names, since the library
+// refuses a repeated option given under both of its names ("-i a
+// --interface b"), and a command's --help drops its operands, which the
+// library would take for a help topic. A line whose command is unknown is
+// left alone for the library to report.
 func permuteArgs(app *cli.App, args []string) []string {
 	global := newFlagTable(append(app.Flags, cli.HelpFlag, cli.VersionFlag))
 	var globals []string
 	i := 0
 	for ; i < len(args) && isFlag(args[i]) && args[i] != "--"; i++ {
 		globals = append(globals, args[i])
-		if _, needs := global.lookup(args[i]); needs && i+1 < len(args) {
+		if _, _, needs := global.lookup(args[i]); needs && i+1 < len(args) {
 			i++
 			globals = append(globals, args[i])
 		}
@@ -344,6 +383,7 @@ func permuteArgs(app *cli.App, args []string) []string {
 		return args
 	}
 	local := newFlagTable(append(cmd.Flags, cli.HelpFlag))
+	helpFlag := "--" + cli.HelpFlag.Names()[0]
 	var flags, operands []string
 	rest := args[i+1:]
 	for j := 0; j < len(rest); j++ {
@@ -357,13 +397,16 @@ func permuteArgs(app *cli.App, args []string) []string {
 			continue
 		}
 		dst := &flags
-		known, needs := local.lookup(w)
+		known, canonical, needs := local.lookup(w)
 		if !known {
-			if gk, gneeds := global.lookup(w); gk {
-				dst, needs = &globals, gneeds
+			if known, canonical, needs = global.lookup(w); known {
+				dst = &globals
 			}
 		}
-		*dst = append(*dst, w)
+		if canonical == helpFlag {
+			return append(globals, args[i], helpFlag)
+		}
+		*dst = append(*dst, canonical)
 		if needs && j+1 < len(rest) {
 			j++
 			*dst = append(*dst, rest[j])
@@ -504,17 +547,10 @@ func engineOptionsFrom(c *cli.Context) (engineOptions, error) {
 		e.Interfaces = append(e.Interfaces, name)
 	}
 	cfg := &e.Config
-	for _, d := range []struct {
-		flag string
-		dst  *time.Duration
-	}{
-		{"scorn-timeout", &cfg.ScornTimeout},
-		{"rto-min", &cfg.RTOMin},
-		{"rto-max", &cfg.RTOMax},
-		{"discover-interval", &cfg.DiscoverInterval},
-	} {
-		if *d.dst = c.Duration(d.flag); *d.dst <= 0 {
-			return e, fmt.Errorf("--%s %v: must be positive", d.flag, *d.dst)
+	for _, d := range durationTunables() {
+		dst := d.field(cfg)
+		if *dst = c.Duration(d.flag); *dst <= 0 {
+			return e, fmt.Errorf("--%s %v: must be positive", d.flag, *dst)
 		}
 	}
 	if cfg.RTOMin > cfg.RTOMax {
@@ -539,15 +575,15 @@ func engineOptionsFrom(c *cli.Context) (engineOptions, error) {
 }
 
 // checkTCPAddress refuses a TCP listening address that is malformed, or
-// that is not on a loopback interface unless any is set: NBD has neither
+// that is not on a loopback interface unless allowAny is set: NBD has neither
 // authentication nor encryption here, so exposing a disk to the network
 // must be asked for explicitly.
-func checkTCPAddress(addr string, any bool) error {
+func checkTCPAddress(addr string, allowAny bool) error {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("--tcp %q: want HOST:PORT, such as %s: %w", addr, defaultTCP, err)
 	}
-	if any {
+	if allowAny {
 		return nil
 	}
 	if host == "localhost" {

@@ -52,6 +52,7 @@ type processStatus struct {
 // it encodes (the same JSON): the initiator's state types marshal to their
 // names but do not unmarshal, so here the states are plain strings.
 type statsView struct {
+	initiator.Stats
 	Devices []deviceView `json:"devices"`
 }
 
@@ -70,7 +71,8 @@ type targetView struct {
 
 // viewOf converts the initiator's stats.
 func viewOf(st initiator.Stats) statsView {
-	v := statsView{Devices: make([]deviceView, 0, len(st.Devices))}
+	v := statsView{Stats: st, Devices: make([]deviceView, 0, len(st.Devices))}
+	v.Stats.Devices = nil // shadowed by v.Devices
 	for _, d := range st.Devices {
 		dv := deviceView{DeviceStats: d, State: d.State.String(), Targets: make([]targetView, 0, len(d.Targets))}
 		for _, t := range d.Targets {

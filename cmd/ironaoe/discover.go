@@ -47,14 +47,18 @@ type discoveredTarget struct {
 // discover broadcasts Query Config, waits o.Wait for answers and for the
 // devices found to answer IDENTIFY, and prints them.
 func discover(ctx context.Context, o discoverOptions, env *environment) error {
+	// Broadcast a few times while listening, in case a query or an
+	// answer is lost.
+	o.Engine.Config.DiscoverInterval = min(o.Engine.Config.DiscoverInterval, max(o.Wait/4, 100*time.Millisecond))
 	eng, err := startEngine(ctx, o.Engine, env)
 	if err != nil {
 		return err
 	}
 	defer eng.stop()
-	// Run broadcasts Query Config as it starts; listen for the answers.
-	// (Initiator.Discover would broadcast again, but fails if called
-	// before Run has got going, which the caller cannot observe.)
+	// Run broadcasts Query Config as it starts and then every
+	// DiscoverInterval; listen for the answers. (Initiator.Discover would
+	// broadcast too, but fails if called before Run has got going, which
+	// the caller cannot observe.)
 	select {
 	case <-ctx.Done():
 	case <-time.After(o.Wait):
@@ -121,24 +125,35 @@ func quoteConfig(s string) string {
 	return strconv.Quote(s)
 }
 
-// formatBytes writes a size in binary units with its exact byte count when
-// that is not a whole number of units: "64 MiB", "1.5 GiB (1610612736 B)".
+// formatBytes writes a size in binary units, with its exact byte count
+// when that is not a whole number of units: "64 MiB", "1.5 GiB
+// (1610612736 B)".
 func formatBytes(n int64) string {
-	const units = "KMGTPE"
-	if n < 1024 {
-		return fmt.Sprintf("%d B", n)
-	}
-	v, u := float64(n), -1
-	for v >= 1024 && u+1 < len(units) {
-		v /= 1024
-		u++
-	}
-	s := strconv.FormatFloat(v, 'f', 1, 64)
-	s = strings.TrimSuffix(s, ".0") + " " + units[u:u+1] + "iB"
-	if whole := int64(1) << (10 * (u + 1)); n%whole != 0 {
+	s := humanBytes(n)
+	if u := unitOf(n); u > 0 && n%(int64(1)<<(10*u)) != 0 {
 		s += fmt.Sprintf(" (%d B)", n)
 	}
 	return s
+}
+
+// humanBytes writes a size in binary units to one decimal: "1.5 GiB".
+func humanBytes(n int64) string {
+	u := unitOf(n)
+	if u == 0 {
+		return fmt.Sprintf("%d B", n)
+	}
+	v := float64(n) / float64(int64(1)<<(10*u))
+	return strings.TrimSuffix(strconv.FormatFloat(v, 'f', 1, 64), ".0") + " " + "KMGTPE"[u-1:u] + "iB"
+}
+
+// unitOf picks the binary unit to write n in: 0 for bytes, 1 for KiB, and
+// so on up to 6 for EiB.
+func unitOf(n int64) int {
+	u := 0
+	for u < 6 && n >= int64(1)<<(10*(u+1)) {
+		u++
+	}
+	return u
 }
 
 // writeJSON prints v as indented JSON.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"os"
 	"strings"
@@ -33,6 +34,9 @@ type exportSet struct {
 	expected func(name string) bool
 	wait     time.Duration
 	stop     <-chan struct{}
+	// asked, if set, hears of each expected name a client waits for, so
+	// that the device can be looked for at once.
+	asked func(name string)
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced when an export is added
@@ -81,6 +85,9 @@ func (e *exportSet) Lookup(name string) (nbd.Backend, bool) {
 			t := time.NewTimer(e.wait)
 			defer t.Stop()
 			timeout = t.C
+			if e.asked != nil {
+				e.asked(name)
+			}
 		}
 		select {
 		case <-changed:
@@ -154,6 +161,10 @@ func serve(ctx context.Context, o serveOptions, env *environment) error {
 			return err
 		}
 		listeners, addrs = append(listeners, l), append(addrs, "tcp:"+l.Addr().String())
+		if a, ok := l.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() {
+			log.Warn("NBD listening beyond this host, without authentication: anyone who can reach it "+
+				"can read and overwrite the devices", "address", a.String())
+		}
 	}
 
 	status := func() processStatus {
@@ -168,8 +179,10 @@ func serve(ctx context.Context, o serveOptions, env *environment) error {
 	}
 	defer ctl.Close()
 
+	x := newExporter(serveCtx, eng.ini, exports, log)
+	exports.asked = x.watchName
 	var wg sync.WaitGroup
-	wg.Go(func() { exportDevices(serveCtx, eng.ini, o.Devices, exports, env) })
+	wg.Go(func() { x.run(o.Devices) })
 	srv := &nbd.Server{Exports: exports, Logger: log}
 	for n, l := range listeners {
 		wg.Go(func() {
@@ -205,42 +218,78 @@ func devicesWanted(names []deviceAddr) string {
 	return strings.Join(s, ",")
 }
 
-// exportDevices adds each device to exports once it is identified: the
-// named ones, or every one the initiator finds, now or later, if none is
-// named. It returns when ctx is done.
-func exportDevices(ctx context.Context, ini *initiator.Initiator, names []deviceAddr, exports *exportSet, env *environment) {
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	watch := func(a deviceAddr) {
-		wg.Go(func() {
-			d, err := ini.Device(ctx, a.Shelf, a.Slot)
-			if err != nil {
-				return // ctx ended, or the initiator stopped
-			}
-			exports.add(a.String(), describe(d), d)
-			env.Logger.Info("exporting device", "export", a.String(), "bytes", d.Size())
-		})
-	}
-	if len(names) > 0 {
-		for _, a := range names {
-			env.Logger.Info("waiting for device", "device", a.String())
-			watch(a)
-		}
+// exporter adds each device to an exportSet once it is identified: the
+// named ones, or every one the initiator finds, now or later, and any a
+// client asks for, if none is named.
+type exporter struct {
+	ctx     context.Context
+	ini     *initiator.Initiator
+	exports *exportSet
+	log     *slog.Logger
+
+	mu       sync.Mutex
+	watching map[deviceAddr]bool
+	done     bool // run is returning: watch starts nothing more
+	wg       sync.WaitGroup
+}
+
+// newExporter returns an exporter that watches devices until ctx is done.
+func newExporter(ctx context.Context, ini *initiator.Initiator, exports *exportSet, log *slog.Logger) *exporter {
+	return &exporter{ctx: ctx, ini: ini, exports: exports, log: log, watching: make(map[deviceAddr]bool)}
+}
+
+// watch waits, in a goroutine, for the device at a to be identified (asking
+// for it meanwhile) and then exports it. It does nothing for a device
+// already watched.
+func (x *exporter) watch(a deviceAddr) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.done || x.watching[a] {
 		return
 	}
-	seen := make(map[deviceAddr]bool)
+	x.watching[a] = true
+	x.wg.Go(func() {
+		d, err := x.ini.Device(x.ctx, a.Shelf, a.Slot)
+		if err != nil {
+			return // ctx ended, or the initiator stopped
+		}
+		x.exports.add(a.String(), describe(d), d)
+		x.log.Info("exporting device", "export", a.String(), "bytes", d.Size())
+	})
+}
+
+// watchName is watch for an export name.
+func (x *exporter) watchName(name string) {
+	if a, err := parseDeviceName(name); err == nil {
+		x.watch(a)
+	}
+}
+
+// run watches the named devices, or every device the initiator finds if
+// none is named, until ctx is done; then it waits for its goroutines.
+func (x *exporter) run(names []deviceAddr) {
+	defer func() {
+		x.mu.Lock()
+		x.done = true
+		x.mu.Unlock()
+		x.wg.Wait()
+	}()
+	for _, a := range names {
+		x.log.Info("waiting for device", "device", a.String())
+		x.watch(a)
+	}
+	if len(names) > 0 {
+		<-x.ctx.Done()
+		return
+	}
 	t := time.NewTicker(devicePoll)
 	defer t.Stop()
 	for {
-		for _, d := range ini.Devices() {
-			a := deviceAddr{Shelf: d.Shelf(), Slot: d.Slot()}
-			if !seen[a] {
-				seen[a] = true
-				watch(a)
-			}
+		for _, d := range x.ini.Devices() {
+			x.watch(deviceAddr{Shelf: d.Shelf(), Slot: d.Slot()})
 		}
 		select {
-		case <-ctx.Done():
+		case <-x.ctx.Done():
 			return
 		case <-t.C:
 		}

@@ -87,7 +87,7 @@ func formatDevice(w io.Writer, d deviceView, now time.Time) error {
 	}
 	fmt.Fprintf(w, "  %s: %s for %s, %s, %s, using %s\n", d.Name, d.State, age(now, d.Since), size, d.Policy, listOrNone(d.Active))
 	fmt.Fprintf(w, "    reads %d (%s), writes %d (%s), flushes %d, I/O errors %d, queued %d\n",
-		d.Reads, formatBytes(int64(d.BytesRead)), d.Writes, formatBytes(int64(d.BytesWritten)), d.Flushes, d.IOErrors, d.Queued)
+		d.Reads, humanBytes(int64(d.BytesRead)), d.Writes, humanBytes(int64(d.BytesWritten)), d.Flushes, d.IOErrors, d.Queued)
 	if d.Stale+d.Duplicate+d.WrongSource+d.Fenced > 0 {
 		fmt.Fprintf(w, "    ignored answers: stale %d, duplicate %d, wrong source %d; fenced writes %d\n",
 			d.Stale, d.Duplicate, d.WrongSource, d.Fenced)
@@ -99,8 +99,33 @@ func formatDevice(w io.Writer, d deviceView, now time.Time) error {
 			t.MAC, t.Interface, t.State, age(now, t.Since), formatRTT(t.RTT), formatRTT(t.RTTDev), formatRTT(t.RTO),
 			t.Outstanding, t.Cwnd, t.Frames, t.Retransmits, t.Errors, t.Scorns, ago(now, t.LastHeard))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if n := len(d.Events); n > 0 {
+		fmt.Fprintln(w, "    recent events:")
+		for _, e := range d.Events[max(n-recentEvents, 0):] {
+			fmt.Fprintf(w, "      %s %s", e.Time.Format(time.DateTime), e.Kind)
+			if e.Target != "" {
+				fmt.Fprintf(w, " %s", e.Target)
+			}
+			if e.Previous != "" {
+				fmt.Fprintf(w, " (was %s)", e.Previous)
+			}
+			if e.Stall > 0 {
+				fmt.Fprintf(w, " after a %s stall", formatRTT(e.Stall))
+			}
+			if e.Detail != "" {
+				fmt.Fprintf(w, ": %s", e.Detail)
+			}
+			fmt.Fprintln(w)
+		}
+	}
+	return nil
 }
+
+// recentEvents is how many of a device's latest events stat shows.
+const recentEvents = 5
 
 // age is how long ago t was, to the second; "-" for the zero time.
 func age(now, t time.Time) string {

@@ -65,6 +65,8 @@ type options struct {
 	LogLevel         slog.Level
 	LogFormat        string // "text" or "json"
 	Workers          int
+	// VLAN is --vlan: the 802.1Q VLAN ID to serve on, or 0 for untagged.
+	VLAN uint16
 
 	// Warnings are about input that vblade takes and ironblade adjusts
 	// (empty or group -m entries, a huge -b); they are logged once a
@@ -107,6 +109,8 @@ func flags() []cli.Flag {
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log as `FORMAT`: text or json"},
 		&cli.IntFlag{Name: "workers", DefaultText: "bufcnt",
 			Usage: "execute at most `N` requests at once"},
+		&cli.StringFlag{Name: "vlan", DefaultText: "untagged",
+			Usage: "serve on 802.1Q VLAN `VID` (1 to 4094): tag every frame and take only that VLAN's (no VLAN device needed)"},
 	}
 }
 
@@ -280,6 +284,13 @@ func optionsFrom(c *cli.Context) (options, error) {
 	}
 	if o.Workers = c.Int("workers"); o.Workers < 0 {
 		return o, fmt.Errorf("--workers %d: must be 1 or more (or 0 for the default)", o.Workers)
+	}
+	if c.IsSet("vlan") {
+		vid, err := parseDecimal(c.String("vlan"))
+		if err != nil || vid < 1 || vid > aoe.MaxVLAN {
+			return o, fmt.Errorf("--vlan %q: want a decimal VLAN ID from 1 to %d", c.String("vlan"), aoe.MaxVLAN)
+		}
+		o.VLAN = uint16(vid)
 	}
 	return o, nil
 }

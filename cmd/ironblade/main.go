@@ -4,7 +4,8 @@
 //	ironblade [-b bufcnt] [-o offset] [-l length] [-d] [-s] [-r] [-m mac[,mac...]] shelf slot netif filename
 //
 // and adds long options for what vblade lacks: --state-dir,
-// --announce-interval, --metrics, --log-level, --log-format and --workers.
+// --announce-interval, --metrics, --log-level, --log-format, --workers and
+// --vlan.
 // Unlike vblade it serves many requests at once, makes FLUSH CACHE durable,
 // and with -s acknowledges a write only once an fdatasync covers it, one
 // sync serving every write in flight.

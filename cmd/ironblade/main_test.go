@@ -114,6 +114,9 @@ func TestParseArgsVbladeForms(t *testing.T) {
 			o.StateDir, o.AnnounceInterval, o.MetricsAddr = "/var/lib/ironblade", 30*time.Second, "127.0.0.1:9192"
 			o.LogLevel, o.LogFormat, o.Workers = -4, "json", 4
 		})},
+		{"VLAN", "--vlan 42 1 2 eth0 disk.img", defaults(func(o *options) { o.VLAN = 42 })},
+		{"VLAN, decimal with leading zero", "1 2 eth0 disk.img --vlan=0042", defaults(func(o *options) { o.VLAN = 42 })},
+		{"largest VLAN", "--vlan 4094 1 2 eth0 disk.img", defaults(func(o *options) { o.VLAN = 4094 })},
 		{"unambiguous long prefix", "--read --sy 1 2 eth0 disk.img", defaults(func(o *options) { o.ReadOnly, o.Sync = true, true })},
 		{"long options after operands", "1 2 eth0 disk.img --sync --buffers=8", defaults(func(o *options) { o.Sync, o.Buffers = true, 8 })},
 	}
@@ -175,6 +178,11 @@ func TestParseArgsRejects(t *testing.T) {
 		{args: []string{"--announce-interval", "-1s", "1", "2", "eth0", "disk.img"}, wantErr: "must not be negative"},
 		{args: []string{"--announce-interval", "often", "1", "2", "eth0", "disk.img"}, wantErr: "often"},
 		{args: []string{"--state-dir=", "1", "2", "eth0", "disk.img"}, wantErr: "--state-dir: empty"},
+		{args: []string{"--vlan", "0", "1", "2", "eth0", "disk.img"}, wantErr: `--vlan "0": want a decimal VLAN ID from 1 to 4094`},
+		{args: []string{"--vlan", "4095", "1", "2", "eth0", "disk.img"}, wantErr: `--vlan "4095"`},
+		{args: []string{"--vlan", "0x2a", "1", "2", "eth0", "disk.img"}, wantErr: `--vlan "0x2a"`},
+		{args: []string{"--vlan", "-5", "1", "2", "eth0", "disk.img"}, wantErr: `--vlan "-5"`},
+		{args: []string{"1", "2", "eth0", "disk.img", "--vlan"}, wantErr: "option '--vlan' requires an argument"},
 		// With POSIXLY_CORRECT, getopt stops at the first operand: vblade
 		// then sees five operands and prints its usage.
 		{args: []string{"1", "2", "eth0", "disk.img", "-r"}, env: map[string]string{"POSIXLY_CORRECT": "1"}, wantErr: `too many operands, from "-r"`},

@@ -136,7 +136,7 @@ func serve(ctx context.Context, o options, env serveEnv) (err error) {
 		return err
 	}
 	bufSize := socketBufferSize(o.Buffers, mtu)
-	link, err := env.Listen(o.Netif, aoe.RawConfig{ReadBuffer: bufSize, WriteBuffer: bufSize})
+	link, err := env.Listen(o.Netif, aoe.RawConfig{ReadBuffer: bufSize, WriteBuffer: bufSize, VLAN: o.VLAN})
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", o.Netif, err)
 	}
@@ -153,7 +153,7 @@ func serve(ctx context.Context, o options, env serveEnv) (err error) {
 	}
 	// vblade's start line; the target logs the rest when it starts serving.
 	logger.Info(fmt.Sprintf("pid %d: e%d.%d, %d sectors %s", os.Getpid(), o.Shelf, o.Slot, backend.Size()/aoe.SectorSize, mode),
-		"netif", o.Netif, "file", o.Filename, "offset", o.Offset, "direct", o.Direct,
+		"netif", o.Netif, "vlan", o.VLAN, "file", o.Filename, "offset", o.Offset, "direct", o.Direct,
 		"allowed_macs", len(o.MACs), "socket_buffer", bufSize, "version", version)
 
 	stopMetrics, err := startMetrics(o.MetricsAddr, srv.Collector(), logger)

@@ -1,0 +1,314 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ironblade/ironblade/aoe"
+	"github.com/ironblade/ironblade/aoe/aoetest"
+	"github.com/ironblade/ironblade/initiator/nbd"
+	"github.com/ironblade/ironblade/target"
+)
+
+// memDisk is an in-memory target.Backend that counts syncs.
+type memDisk struct {
+	mu    sync.Mutex
+	b     []byte
+	syncs atomic.Int64
+}
+
+// ReadAt, WriteAt, Sync and Size make a memDisk a target.Backend.
+func (m *memDisk) ReadAt(p []byte, off int64) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if off < 0 || off+int64(len(p)) > int64(len(m.b)) {
+		return 0, io.EOF
+	}
+	return copy(p, m.b[off:]), nil
+}
+
+func (m *memDisk) WriteAt(p []byte, off int64) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if off < 0 || off+int64(len(p)) > int64(len(m.b)) {
+		return 0, io.ErrShortWrite
+	}
+	return copy(m.b[off:], p), nil
+}
+
+func (m *memDisk) Sync() error { m.syncs.Add(1); return nil }
+func (m *memDisk) Size() int64 { return int64(len(m.b)) }
+
+// bytes returns a copy of the disk's contents.
+func (m *memDisk) bytes() []byte { m.mu.Lock(); defer m.mu.Unlock(); return bytes.Clone(m.b) }
+
+// serveTarget runs an ironblade target for shelf.slot on a new hub port
+// until the test ends.
+func serveTarget(t *testing.T, hub *aoetest.Hub, mac aoe.MAC, shelf uint16, slot uint8, disk *memDisk) {
+	t.Helper()
+	srv, err := target.NewServer(target.Config{Shelf: shelf, Slot: slot, Backend: disk, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := hub.Port(mac, 9000)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, port) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("target Serve: %v", err)
+		}
+		port.Close()
+	})
+}
+
+// testLogger logs to the test's output, at debug level with -v.
+func testLogger(t testing.TB) *slog.Logger {
+	level := slog.LevelWarn
+	if testing.Verbose() {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
+}
+
+// testWriter writes to t.Log.
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}
+
+// hubEnvironment is an environment whose one interface, "hub0", is a port
+// of hub.
+func hubEnvironment(t *testing.T, hub *aoetest.Hub, stdout io.Writer) *environment {
+	return &environment{
+		Stdout: stdout,
+		Logger: testLogger(t),
+		Listen: func(iface string) (aoe.Link, error) {
+			if iface != "hub0" {
+				return nil, errors.New("no such interface")
+			}
+			return namedLink{hub.Port(aoe.MAC{0x02, 0, 0, 0, 0xaa, 0x01}, 9000), iface}, nil
+		},
+		DefaultInterfaces: func() ([]string, error) { return []string{"hub0"}, nil },
+	}
+}
+
+// namedLink is a Link that tells its interface name, as aoe.RawLink does.
+type namedLink struct {
+	aoe.Link
+	name string
+}
+
+func (l namedLink) Interface() string { return l.name }
+
+// fastEngine is engineOptions for quick tests.
+func fastEngine() engineOptions {
+	e := defaultEngine()
+	e.Config.DiscoverInterval = 200 * time.Millisecond
+	return e
+}
+
+// TestServeInMemory runs serve over an in-memory segment: a client started
+// with serve gets its device (the lookup waits), I/O reaches the target, a
+// device that appears later is exported too, stat sees the process, and
+// cancelling serve flushes the target and returns nil.
+func TestServeInMemory(t *testing.T) {
+	hub := aoetest.NewHub()
+	disk1 := &memDisk{b: make([]byte, 4<<20)}
+	serveTarget(t, hub, aoe.MAC{0x02, 0, 0, 0, 0, 0x01}, 1, 0, disk1)
+
+	dir := shortTempDir(t)
+	sock, ctlDir := filepath.Join(dir, "nbd.sock"), filepath.Join(dir, "ctl")
+	var stdout bytes.Buffer
+	env := hubEnvironment(t, hub, &stdout)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	served := make(chan error, 1)
+	go func() {
+		served <- serve(ctx, serveOptions{Engine: fastEngine(), Unix: sock, ControlDir: ctlDir}, env)
+	}()
+
+	var c *nbd.Client
+	waitFor(t, 5*time.Second, "the NBD socket", func() bool {
+		var err error
+		c, err = nbd.Dial(ctx, "unix", sock, nbd.ClientConfig{Export: "e1.0"})
+		return err == nil
+	})
+	if c.Size() != 4<<20 {
+		t.Errorf("export size %d, want %d", c.Size(), 4<<20)
+	}
+	data := make([]byte, 1<<20)
+	rand.Read(data)
+	if err := c.WriteAt(ctx, data, 512, false); err != nil {
+		t.Fatal(err)
+	}
+	syncs := disk1.syncs.Load()
+	if err := c.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if disk1.syncs.Load() == syncs {
+		t.Error("NBD flush did not reach the target")
+	}
+	back := make([]byte, len(data))
+	if err := c.ReadAt(ctx, back, 512); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(back, data) || !bytes.Equal(disk1.bytes()[512:512+len(data)], data) {
+		t.Error("data read back or on the target differs from what was written")
+	}
+
+	// A device that appears after serve started is exported too.
+	disk2 := &memDisk{b: make([]byte, 1<<20)}
+	serveTarget(t, hub, aoe.MAC{0x02, 0, 0, 0, 0, 0x02}, 2, 7, disk2)
+	c2, err := nbd.Dial(ctx, "unix", sock, nbd.ClientConfig{Export: "e2.7"})
+	if err != nil {
+		t.Fatalf("late device: %v", err)
+	}
+	if c2.Size() != 1<<20 {
+		t.Errorf("e2.7 size %d", c2.Size())
+	}
+	c2.Close()
+
+	var out bytes.Buffer
+	if err := stat(ctx, statOptions{ControlDir: ctlDir}, &environment{Stdout: &out, Logger: env.Logger}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"ironaoe serve (pid", "unix:" + sock, "e1.0: up", "e2.7: up", "02:00:00:00:00:01  hub0       active"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("stat output lacks %q:\n%s", want, out.String())
+		}
+	}
+
+	// Stop with a client connected and writing: its writes finish, the
+	// target is flushed, serve returns nil.
+	if err := c.WriteAt(ctx, data, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	syncs = disk1.syncs.Load()
+	cancel()
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatalf("serve: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not stop within 10 s")
+	}
+	c.Close()
+	if disk1.syncs.Load() == syncs {
+		t.Error("serve did not flush the device when stopping")
+	}
+	if _, err := os.Stat(sock); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("NBD socket left behind: %v", err)
+	}
+	if socks, _ := controlSockets(ctlDir); len(socks) != 0 {
+		t.Errorf("control socket left behind: %v", socks)
+	}
+}
+
+// TestServeNamedOnly checks that serve with named devices exports those
+// only, and that discover reports both.
+func TestServeNamedOnly(t *testing.T) {
+	hub := aoetest.NewHub()
+	serveTarget(t, hub, aoe.MAC{0x02, 0, 0, 0, 0, 0x01}, 1, 0, &memDisk{b: make([]byte, 1<<20)})
+	serveTarget(t, hub, aoe.MAC{0x02, 0, 0, 0, 0, 0x02}, 1, 1, &memDisk{b: make([]byte, 2<<20)})
+
+	var stdout bytes.Buffer
+	env := hubEnvironment(t, hub, &stdout)
+	if err := discover(context.Background(), discoverOptions{Engine: fastEngine(), JSON: false, Wait: 200 * time.Millisecond}, env); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"e1.0    02:00:00:00:00:01  hub0       64       17             0x", "1 MiB", "e1.1", "2 MiB"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("discover output lacks %q:\n%s", want, stdout.String())
+		}
+	}
+
+	sock := filepath.Join(shortTempDir(t), "nbd.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() {
+		served <- serve(ctx, serveOptions{Engine: fastEngine(), Unix: sock, Devices: []deviceAddr{{1, 1}}}, env)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	var c *nbd.Client
+	waitFor(t, 5*time.Second, "the NBD socket", func() bool {
+		var err error
+		c, err = nbd.Dial(ctx, "unix", sock, nbd.ClientConfig{Export: "e1.1"})
+		return err == nil
+	})
+	c.Close()
+	start := time.Now()
+	if _, err := nbd.Dial(ctx, "unix", sock, nbd.ClientConfig{Export: "e1.0"}); err == nil {
+		t.Error("serve e1.1 also exported e1.0")
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("refusing a device not named took %v: it should not wait for it", d)
+	}
+}
+
+func TestExportSetLookupWaits(t *testing.T) {
+	stop := make(chan struct{})
+	e := newExportSet(nil, time.Second, stop)
+	backend := &nbdBackendStub{}
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		e.add("e1.0", "", backend)
+	}()
+	if b, ok := e.Lookup("e1.0"); !ok || b != backend {
+		t.Errorf("Lookup(e1.0) = %v, %v after it was added", b, ok)
+	}
+	for _, name := range []string{"", "1.0", "etherd/e1.0", "foo"} {
+		start := time.Now()
+		if _, ok := e.Lookup(name); ok || time.Since(start) > 100*time.Millisecond {
+			t.Errorf("Lookup(%q) = %v after %v; want an immediate miss", name, ok, time.Since(start))
+		}
+	}
+	start := time.Now()
+	if _, ok := e.Lookup("e1.1"); ok || time.Since(start) < time.Second {
+		t.Errorf("Lookup(e1.1) = %v after %v; want a miss after the wait", ok, time.Since(start))
+	}
+	close(stop)
+	start = time.Now()
+	if _, ok := e.Lookup("e1.2"); ok || time.Since(start) > 100*time.Millisecond {
+		t.Errorf("Lookup after stop = %v after %v; want an immediate miss", ok, time.Since(start))
+	}
+	named := newExportSet([]deviceAddr{{3, 4}}, time.Second, nil)
+	if named.expected("e1.0") || !named.expected("e3.4") {
+		t.Error("a set of named devices expects the wrong ones")
+	}
+}
+
+// nbdBackendStub is an empty nbd.Backend.
+type nbdBackendStub struct{ nbd.Backend }
+
+// waitFor polls cond until it holds, failing the test after timeout.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,122 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ironblade/ironblade/aoe"
+	"github.com/ironblade/ironblade/aoe/aoetest"
+)
+
+// TestBinaryVLAN runs ironblade --vlan 42 on a trunk port of a bridge that
+// carries VLANs 42 and 43. A client on VLAN 42 finds the target and does
+// I/O; a client on VLAN 43, on the same interface, and an untagged client
+// on a port that hears every VLAN find nothing.
+func TestBinaryVLAN(t *testing.T) {
+	aoetest.RequireRoot(t)
+	bin := buildBinary(t)
+	disk := newDisk(t, 2048)
+
+	br := aoetest.NewBridge(t, 0)
+	nsTarget, nsClient, nsPlain := aoetest.NewNetns(t), aoetest.NewNetns(t), aoetest.NewNetns(t)
+	ifTarget, macTarget := br.AttachVLAN(t, nsTarget, 42, 43)
+	ifClient, _ := br.AttachVLAN(t, nsClient, 42, 43)
+	ifPlain, _ := br.Attach(t, nsPlain)
+	waitOperUp(t, nsTarget, ifTarget)
+	newClient := func(ns *aoetest.Netns, iface string, vlan uint16) *aoetest.Client {
+		link := aoetest.ListenRawIn(t, ns, iface, aoe.RawConfig{VLAN: vlan})
+		c := aoetest.NewClient(link, aoetest.ClientOptions{Timeout: 250 * time.Millisecond})
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	client := newClient(nsClient, ifClient, 42)
+	others := map[string]*aoetest.Client{
+		"VLAN 43":  newClient(nsClient, ifClient, 43),
+		"untagged": newClient(nsPlain, ifPlain, 0),
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := nsTarget.Command(ctx, bin, "--vlan", "42", "1", "2", ifTarget, disk)
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	})
+
+	step, stepDone := context.WithTimeout(ctx, 5*time.Second)
+	defer stepDone()
+	if _, err := client.Expect(step, isAnnouncement(macTarget)); err != nil {
+		t.Fatalf("no announcement on VLAN 42: %v\nstderr:\n%s", err, stderr.String())
+	}
+	waitFor(t, 5*time.Second, "the start line with vlan=42", func() bool {
+		return strings.Contains(stderr.String(), "vlan=42")
+	})
+	devs, err := client.Discover(ctx, 300*time.Millisecond)
+	if err != nil || len(devs) != 1 || devs[0].Shelf != 1 || devs[0].Slot != 2 {
+		t.Fatalf("Discover on VLAN 42 = %v, %v; want e1.2\nstderr:\n%s", devs, err, stderr.String())
+	}
+	dev := devs[0]
+	if _, err := client.Identify(ctx, &dev); err != nil || dev.Sectors != 2048 {
+		t.Fatalf("IDENTIFY: %v, %d sectors; want 2048", err, dev.Sectors)
+	}
+	data := make([]byte, 64*aoe.SectorSize)
+	rand.Read(data)
+	if err := client.WriteAt(ctx, dev, data, 100*aoe.SectorSize, 8); err != nil {
+		t.Fatalf("write: %v\nstderr:\n%s", err, stderr.String())
+	}
+	back := make([]byte, len(data))
+	if err := client.ReadAt(ctx, dev, back, 100*aoe.SectorSize, 8); err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	if !bytes.Equal(back, data) {
+		t.Fatal("read back different data")
+	}
+
+	for name, c := range others {
+		if devs, err := c.Discover(ctx, 300*time.Millisecond); err != nil || len(devs) != 0 {
+			t.Errorf("%s client: Discover = %v, %v; want nothing", name, devs, err)
+		}
+	}
+	// A second announcement, which the others must not hear either.
+	if err := cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	step, stepDone = context.WithTimeout(ctx, 5*time.Second)
+	defer stepDone()
+	if _, err := client.Expect(step, isAnnouncement(macTarget)); err != nil {
+		t.Fatalf("no announcement after SIGUSR1: %v", err)
+	}
+	for name, c := range others {
+		quiet, done := context.WithTimeout(ctx, 200*time.Millisecond)
+		f, err := c.Expect(quiet, func(*aoe.Frame) bool { return true })
+		done()
+		if err == nil {
+			t.Errorf("%s client heard a frame from %v: %v", name, f.Src, f.Header)
+		}
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		exited <- err // for the cleanup
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\nstderr:\n%s", err, stderr.String())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("still running 5 s after SIGTERM\nstderr:\n%s", stderr.String())
+	}
+}
