@@ -431,7 +431,13 @@ func TestRawLinkFilters(t *testing.T) {
 }
 
 func TestRawLinkCloseUnblocksRead(t *testing.T) {
-	p := newRawPair(t, 1500, aoe.RawConfig{})
+	for _, mode := range rawModes {
+		t.Run(mode.name, func(t *testing.T) { testRawLinkCloseUnblocksRead(t, aoe.RawConfig{VLAN: mode.vlan}) })
+	}
+}
+
+func testRawLinkCloseUnblocksRead(t *testing.T, cfg aoe.RawConfig) {
+	p := newRawPair(t, 1500, cfg)
 	reads := map[string]func() error{
 		"ReadFrame": func() error {
 			_, err := p.a.ReadFrame(make([]byte, 1514))

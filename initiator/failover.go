@@ -203,6 +203,15 @@ func (d *Device) scornLocked(t *target, now time.Duration, why string, prefer *t
 	t.setState(TargetScorned, now)
 	t.scornedAt, t.lastProbe = now, now
 	t.scorns++
+	if !anyHealthy(d.targets) {
+		// A held-off target that answered since its scorn is alive:
+		// better than none.
+		for _, x := range d.targets {
+			if x != t && x.state == TargetScorned && x.lastHeard > x.scornedAt && x.usable(1) {
+				d.readmitLocked(x, now, "probes; no other target is healthy")
+			}
+		}
+	}
 	d.arrangeLocked(now, prefer)
 	moved, kept := 0, 0
 	for _, f := range d.frames {

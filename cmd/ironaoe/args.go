@@ -11,6 +11,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/ironblade/ironblade/aoe"
 	"github.com/ironblade/ironblade/initiator"
 	"github.com/ironblade/ironblade/initiator/nbdkernel"
 )
@@ -51,6 +52,9 @@ type engineOptions struct {
 	// Interfaces are the network interfaces to use; empty means
 	// initiator.DefaultInterfaces.
 	Interfaces []string
+	// VLAN is the 802.1Q VLAN to speak AoE on (tagged in userspace, so
+	// no 8021q module is needed); 0 means untagged.
+	VLAN uint16
 	// Config holds the tunables; its Links and Logger are filled in later.
 	Config initiator.Config
 }
@@ -155,6 +159,8 @@ func engineFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "interface", Aliases: []string{"i"},
 			DefaultText: "every up, non-loopback Ethernet interface",
 			Usage:       "find and reach targets on `IFACE` (repeatable, or comma-separated)"},
+		&cli.UintFlag{Name: "vlan",
+			Usage: "speak AoE on 802.1Q VLAN `VID` (1-4094), tagged in userspace: no 8021q module needed"},
 	}
 	for _, d := range durationTunables() {
 		flags = append(flags, &cli.DurationFlag{Name: d.flag, Value: d.def, Category: cat, Usage: d.usage})
@@ -546,6 +552,11 @@ func engineOptionsFrom(c *cli.Context) (engineOptions, error) {
 		}
 		e.Interfaces = append(e.Interfaces, name)
 	}
+	vlan := c.Uint("vlan")
+	if vlan > aoe.MaxVLAN {
+		return e, fmt.Errorf("--vlan %d: want a VLAN ID from 1 to %d, or 0 for untagged: %w", vlan, aoe.MaxVLAN, aoe.ErrInvalidVLAN)
+	}
+	e.VLAN = uint16(vlan)
 	cfg := &e.Config
 	for _, d := range durationTunables() {
 		dst := d.field(cfg)

@@ -79,10 +79,10 @@ func TestParseArgs(t *testing.T) {
 			name: "serve options after operands, tunables",
 			args: []string{"serve", "e1.0", "e2.3", "--unix", "/run/x.sock", "-i", "eth0", "--tcp", "[::1]:10809",
 				"--scorn-timeout", "2s", "--rto-min", "1ms", "--rto-max", "500ms", "--discover-interval", "10s",
-				"--dead-timeout", "0", "--max-window", "8", "--policy", "multipath", "--control-dir", ""},
+				"--dead-timeout", "0", "--max-window", "8", "--policy", "multipath", "--control-dir", "", "--vlan", "42"},
 			want: invocation{Command: "serve", Global: defaultGlobal,
 				Serve: serveOptions{
-					Engine: engineOptions{Interfaces: []string{"eth0"}, Config: initiator.Config{
+					Engine: engineOptions{Interfaces: []string{"eth0"}, VLAN: 42, Config: initiator.Config{
 						ScornTimeout: 2 * time.Second, RTOMin: time.Millisecond, RTOMax: 500 * time.Millisecond,
 						DiscoverInterval: 10 * time.Second, DeadTimeout: -1, MaxWindow: 8, Policy: initiator.PolicyMultipath,
 					}},
@@ -156,6 +156,7 @@ func TestParseArgs(t *testing.T) {
 		{name: "bad log level", args: []string{"stat", "--log-level", "loud"}, wantErr: "--log-level"},
 		{name: "bad log format", args: []string{"stat", "--log-format", "xml"}, wantErr: "--log-format"},
 		{name: "bad policy", args: []string{"discover", "--policy", "random"}, wantErr: "--policy"},
+		{name: "VLAN out of range", args: []string{"discover", "--vlan", "4095"}, wantErr: "--vlan"},
 		{name: "zero scorn timeout", args: []string{"discover", "--scorn-timeout", "0"}, wantErr: "--scorn-timeout"},
 		{name: "rto min above max", args: []string{"discover", "--rto-min", "2s"}, wantErr: "above --rto-max"},
 		{name: "negative dead timeout", args: []string{"discover", "--dead-timeout", "-1s"}, wantErr: "--dead-timeout"},

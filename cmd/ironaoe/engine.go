@@ -48,7 +48,7 @@ func startEngine(ctx context.Context, o engineOptions, env *environment) (*engin
 		}
 	}
 	for _, name := range names {
-		l, err := env.Listen(name)
+		l, err := env.Listen(name, o.VLAN)
 		if err != nil {
 			closeLinks()
 			return nil, fmt.Errorf("interface %s: %w", name, err)

@@ -52,16 +52,17 @@ func main() {
 type environment struct {
 	Stdout io.Writer
 	Logger *slog.Logger
-	// Listen opens the link on a network interface.
-	Listen func(iface string) (aoe.Link, error)
+	// Listen opens the link on a network interface, tagged with vlan
+	// unless it is 0.
+	Listen func(iface string, vlan uint16) (aoe.Link, error)
 	// DefaultInterfaces names the interfaces to use when none is given.
 	DefaultInterfaces func() ([]string, error)
 }
 
 // listenRaw opens an AF_PACKET link on iface with generous socket
-// buffers.
-func listenRaw(iface string) (aoe.Link, error) {
-	link, err := aoe.ListenRaw(iface, aoe.RawConfig{ReadBuffer: rawBufferSize, WriteBuffer: rawBufferSize})
+// buffers, on the given VLAN (0 for untagged).
+func listenRaw(iface string, vlan uint16) (aoe.Link, error) {
+	link, err := aoe.ListenRaw(iface, aoe.RawConfig{ReadBuffer: rawBufferSize, WriteBuffer: rawBufferSize, VLAN: vlan})
 	if err != nil {
 		return nil, err // not a typed nil in the interface
 	}

@@ -97,7 +97,7 @@ func hubEnvironment(t *testing.T, hub *aoetest.Hub, stdout io.Writer) *environme
 	return &environment{
 		Stdout: stdout,
 		Logger: testLogger(t),
-		Listen: func(iface string) (aoe.Link, error) {
+		Listen: func(iface string, _ uint16) (aoe.Link, error) {
 			if iface != "hub0" {
 				return nil, errors.New("no such interface")
 			}

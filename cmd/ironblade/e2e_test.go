@@ -37,6 +37,49 @@ func buildBinary(t *testing.T) string {
 	return bin
 }
 
+// runningBinary is the built command running in a network namespace.
+type runningBinary struct {
+	cmd    *exec.Cmd
+	stderr syncBuffer
+	exited chan error
+}
+
+// startBinary runs bin with args in ns until ctx ends; t.Cleanup kills it.
+func startBinary(t *testing.T, ctx context.Context, ns *aoetest.Netns, bin string, args ...string) *runningBinary {
+	t.Helper()
+	r := &runningBinary{cmd: ns.Command(ctx, bin, args...), exited: make(chan error, 1)}
+	r.cmd.Stderr = &r.stderr
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { r.exited <- r.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = r.cmd.Process.Kill()
+		<-r.exited
+	})
+	return r
+}
+
+// stop sends SIGTERM and fails the test unless the process exits 0
+// within limit.
+func (r *runningBinary) stop(t *testing.T, limit time.Duration) {
+	t.Helper()
+	start := time.Now()
+	if err := r.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-r.exited:
+		r.exited <- err // for the cleanup
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\nstderr:\n%s", err, r.stderr.String())
+		}
+	case <-time.After(limit):
+		t.Fatalf("still running %v after SIGTERM\nstderr:\n%s", limit, r.stderr.String())
+	}
+	t.Logf("exited %v after SIGTERM", time.Since(start).Round(time.Millisecond))
+}
+
 // waitOperUp waits until iface in ns reports operstate "up".
 func waitOperUp(t *testing.T, ns *aoetest.Netns, iface string) {
 	t.Helper()
@@ -69,18 +112,8 @@ func TestBinaryOverVeth(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	clientMAC := strings.ReplaceAll(veth.MACB.String(), ":", "") // vblade's -m form
-	cmd := nsTarget.Command(ctx, bin, "1", "2", veth.IfA, disk, "-s", "-b", "16", "-m", clientMAC)
-	var stderr syncBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	})
+	ib := startBinary(t, ctx, nsTarget, bin, "1", "2", veth.IfA, disk, "-s", "-b", "16", "-m", clientMAC)
+	cmd, stderr := ib.cmd, &ib.stderr
 
 	step, stepDone := context.WithTimeout(ctx, 5*time.Second)
 	defer stepDone()
@@ -125,20 +158,7 @@ func TestBinaryOverVeth(t *testing.T) {
 		t.Fatalf("no announcement after SIGUSR1: %v\nstderr:\n%s", err, stderr.String())
 	}
 
-	start := time.Now()
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-exited:
-		exited <- err // for the cleanup
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v\nstderr:\n%s", err, stderr.String())
-		}
-	case <-time.After(2 * time.Second):
-		t.Fatalf("still running 2 s after SIGTERM\nstderr:\n%s", stderr.String())
-	}
-	t.Logf("exited %v after SIGTERM", time.Since(start).Round(time.Millisecond))
+	ib.stop(t, 2*time.Second)
 
 	raw, err := os.ReadFile(disk)
 	if err != nil {

@@ -42,18 +42,8 @@ func TestBinaryVLAN(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := nsTarget.Command(ctx, bin, "--vlan", "42", "1", "2", ifTarget, disk)
-	var stderr syncBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	})
+	ib := startBinary(t, ctx, nsTarget, bin, "--vlan", "42", "1", "2", ifTarget, disk)
+	stderr := &ib.stderr
 
 	step, stepDone := context.WithTimeout(ctx, 5*time.Second)
 	defer stepDone()
@@ -90,7 +80,7 @@ func TestBinaryVLAN(t *testing.T) {
 		}
 	}
 	// A second announcement, which the others must not hear either.
-	if err := cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+	if err := ib.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
 		t.Fatal(err)
 	}
 	step, stepDone = context.WithTimeout(ctx, 5*time.Second)
@@ -106,17 +96,5 @@ func TestBinaryVLAN(t *testing.T) {
 			t.Errorf("%s client heard a frame from %v: %v", name, f.Src, f.Header)
 		}
 	}
-
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-exited:
-		exited <- err // for the cleanup
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v\nstderr:\n%s", err, stderr.String())
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatalf("still running 5 s after SIGTERM\nstderr:\n%s", stderr.String())
-	}
+	ib.stop(t, 5*time.Second)
 }

@@ -429,6 +429,8 @@ main_checks() {
 				aoe_case "aoe-ironblade-mtu$mtu-sync-$sync" ironblade "$mtu" "$sync" 1 "$n"
 				if [ "$n" = 0 ] && [ "$READ_MBS" != - ]; then
 					restart_case aoe-ironblade-restart "aoe-ironblade-mtu$mtu-sync-$sync" "e1.$n"
+				elif [ "$n" = 0 ]; then
+					result aoe-ironblade-restart FAIL "not run: it reads back the data of aoe-ironblade-mtu$mtu-sync-$sync, which failed"
 				fi
 				host stop "aoe-ironblade-mtu$mtu-sync-$sync" >/dev/null
 				;;
