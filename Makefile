@@ -12,9 +12,9 @@ LDFLAGS    := -X main.version=$(VERSION)
 TEST_FLAGS ?=
 # Time given to each fuzz target by `make fuzz`.
 FUZZTIME   ?= 20s
-# TODO(bench): becomes `$(GO) run ./cmd/ironbench ...` (ironblade vs vblade
-# over veth) once cmd/ironbench exists; until then the Go benchmarks.
-BENCH_CMD  ?= $(GO) test -run '^$$' -bench . -benchmem ./...
+# ironblade and vblade side by side over a veth pair, then the Go
+# micro-benchmarks (allocations per frame).
+BENCH_CMD  ?= $(BIN)/ironbench compare --ironblade $(BIN)/ironblade $(BENCH_ARGS)
 # staticcheck 2026.2.2; it understands Go 1.26.
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
@@ -56,8 +56,9 @@ fuzz:
 		done; \
 	done
 
-bench:
+bench: build
 	$(BENCH_CMD)
+	$(GO) test -run '^$$' -bench . -benchmem ./aoe/ ./target/ ./initiator/ ./initiator/nbd/
 
 lint:
 	$(GO) vet ./...

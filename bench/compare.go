@@ -424,6 +424,7 @@ type tailBuffer struct {
 // tailLen is how much output a tailBuffer keeps.
 const tailLen = 2 << 10
 
+// Write implements io.Writer.
 func (b *tailBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

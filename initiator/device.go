@@ -37,6 +37,11 @@ func (s DeviceState) String() string {
 // MarshalText makes a DeviceState readable in JSON.
 func (s DeviceState) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
+// UnmarshalText reads a DeviceState's name, so that Stats decode from JSON.
+func (s *DeviceState) UnmarshalText(b []byte) error {
+	return unmarshalState(b, deviceStateNames[:], "device", (*uint8)(s))
+}
+
 // Device is an AoE device (a shelf.slot) reached through one or more
 // targets. It is safe for concurrent use; concurrent requests are carried
 // at once, up to the targets' windows. Its methods match the Backend an NBD
@@ -55,6 +60,7 @@ type Device struct {
 	closed      bool
 	targets     []*target
 	policy      policy
+	policyName  Policy
 	id          identity
 	identified  bool
 	identifying bool
@@ -86,7 +92,7 @@ type Device struct {
 	stallFrom, lastStall    time.Duration
 	failovers               uint64
 	searchEvery, nextSearch time.Duration
-	expired                 [32]expiredCopy
+	expired                 [128]expiredCopy
 	expiredNext             int
 }
 
@@ -108,12 +114,68 @@ type deviceCounters struct {
 func deviceName(shelf uint16, slot uint8) string { return fmt.Sprintf("e%d.%d", shelf, slot) }
 
 func newDevice(i *Initiator, shelf uint16, slot uint8) *Device {
-	p, _ := newPolicy(i.cfg.Policy) // checked by New
+	name := deviceName(shelf, slot)
+	pn, ok := i.cfg.DevicePolicies[name]
+	if !ok {
+		pn = i.cfg.Policy
+	}
+	if pn == "" {
+		pn = PolicyFailover
+	}
+	p, _ := newPolicy(pn) // checked by New
 	return &Device{
-		ini: i, shelf: shelf, slot: slot, name: deviceName(shelf, slot),
-		ready: make(chan struct{}), policy: p, since: i.now(),
+		ini: i, shelf: shelf, slot: slot, name: name,
+		ready: make(chan struct{}), policy: p, policyName: pn, since: i.now(),
 		flushCmd: aoe.ATAFlushCache,
 	}
+}
+
+// Policy returns how the device uses its targets.
+func (d *Device) Policy() Policy {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.policyName
+}
+
+// SetPolicy changes how the device uses its targets, at once: frames in
+// flight stay where they are, new ones follow the new policy.
+func (d *Device) SetPolicy(p Policy) error {
+	np, err := newPolicy(p)
+	if err != nil {
+		return fmt.Errorf("initiator: %s: set policy: %w", d.name, err)
+	}
+	if p == "" {
+		p = PolicyFailover
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if p == d.policyName {
+		return nil
+	}
+	now := d.ini.now()
+	d.policy, d.policyName = np, p
+	// Roles are assigned afresh: under failover, the first active one
+	// of the multipath set stays active.
+	keep := d.firstActiveLocked()
+	for _, t := range d.targets {
+		if t.healthy() && !(p == PolicyFailover && t == keep) {
+			t.setState(TargetStandby, now)
+		}
+	}
+	d.arrangeLocked(now, nil)
+	d.eventLocked(now, EventPolicy, nil, fmt.Sprintf("policy %s", p))
+	d.pumpLocked(now)
+	return nil
+}
+
+// firstActiveLocked returns the first active target, or nil.
+func (d *Device) firstActiveLocked() *target {
+	for _, t := range d.targets {
+		if t.state == TargetActive {
+			return t
+		}
+	}
+	return nil
 }
 
 // Name returns the device's name in the Linux driver's style, "e1.0".

@@ -40,6 +40,8 @@ const (
 	// Config.DeadTimeout, and came back.
 	EventDeviceDown EventKind = "device_down"
 	EventDeviceUp   EventKind = "device_up"
+	// EventPolicy: the device's policy was changed (Device.SetPolicy).
+	EventPolicy EventKind = "policy"
 	// EventLateWrite: a target answered a copy of a write after the fence
 	// that guarded its sectors had expired: newer data written meanwhile
 	// through another target may have been overwritten (see the package
@@ -164,15 +166,10 @@ func (d *Device) rtoLocked(t *target) time.Duration {
 func (d *Device) arrangeLocked(now time.Duration, prefer *target) {
 	d.policy.arrange(d.targets, now, prefer)
 	if _, ok := d.policy.(failoverPolicy); !ok {
+		d.lastActive = nil
 		return
 	}
-	var active *target
-	for _, t := range d.targets {
-		if t.state == TargetActive {
-			active = t
-			break
-		}
-	}
+	active := d.firstActiveLocked()
 	if active == nil || active == d.lastActive {
 		return
 	}
@@ -306,14 +303,23 @@ func (d *Device) anyFailingLocked(x *target, now time.Duration) bool {
 	return false
 }
 
-// announcedLocked acts on an announce from x. A target starting elsewhere
-// often means the active one was stopped or fenced (a cluster manager
-// moving the target): an active target that is visibly failing is scorned
-// at once and x takes over; any other active target is probed, and
+// announcedLocked acts on an announce from x. Frames overdue on x are
+// resent to it at once (it may have just restarted). A target starting
+// elsewhere often means the active one was stopped or fenced (a cluster
+// manager moving the target): an active target that is visibly failing is
+// scorned at once and x takes over; any other active target is probed, and
 // scorned if it stays silent for announceGrace (see scan).
 func (d *Device) announcedLocked(x *target, now time.Duration) {
 	if !x.healthy() {
 		return
+	}
+	// Frames overdue on x itself were lost if it just restarted: resend
+	// them now rather than after their backed-off timeout.
+	rto := d.rtoLocked(x)
+	for _, f := range d.frames {
+		if f.state == frameActive && f.target == x && now-f.lastSent >= rto {
+			d.sendLocked(f, x, now, true)
+		}
 	}
 	for _, t := range d.targets {
 		if t == x || t.state != TargetActive {

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -199,7 +200,11 @@ func (p *processTarget) signal(sig syscall.Signal) {
 }
 
 func (p *processTarget) fence() { p.signal(syscall.SIGKILL) }
-func (p *processTarget) stop()  { p.signal(syscall.SIGTERM) }
+
+// pause and resume stop and continue the process (SIGSTOP, SIGCONT).
+func (p *processTarget) pause()  { _ = p.cmd.Process.Signal(syscall.SIGSTOP) }
+func (p *processTarget) resume() { _ = p.cmd.Process.Signal(syscall.SIGCONT) }
+func (p *processTarget) stop()   { p.signal(syscall.SIGTERM) }
 
 // startClient runs an initiator with cfg in the client namespace.
 func (c *cluster) startClient(t *testing.T, cfg Config) *rig {
@@ -220,6 +225,10 @@ type writeLoad struct {
 	model   []byte
 	stopc   chan struct{}
 	wg      sync.WaitGroup
+	// lenient counts reads of other data than last written instead of
+	// failing the test on them.
+	lenient    bool
+	mismatches atomic.Int64
 
 	mu    sync.Mutex
 	spans []span // acknowledged writes
@@ -229,8 +238,12 @@ type writeLoad struct {
 type span struct{ start, end time.Time }
 
 func startLoad(t *testing.T, d *Device, qd int, seed uint64) *writeLoad {
+	return startLoadOpt(t, d, qd, seed, false)
+}
+
+func startLoadOpt(t *testing.T, d *Device, qd int, seed uint64, lenient bool) *writeLoad {
 	const sectors = 128
-	l := &writeLoad{t: t, d: d, qd: qd, sectors: sectors, model: make([]byte, qd*sectors*aoe.SectorSize), stopc: make(chan struct{})}
+	l := &writeLoad{t: t, d: d, qd: qd, sectors: sectors, model: make([]byte, qd*sectors*aoe.SectorSize), stopc: make(chan struct{}), lenient: lenient}
 	for w := range qd {
 		l.wg.Go(func() { l.work(w, rand.New(rand.NewPCG(seed, uint64(w)))) })
 	}
@@ -259,6 +272,10 @@ func (l *writeLoad) work(w int, rng *rand.Rand) {
 				return
 			}
 			if !bytes.Equal(p, l.model[off:off+n]) {
+				if l.lenient {
+					l.mismatches.Add(1)
+					continue
+				}
 				l.t.Errorf("worker %d: read at %d returned other data than last written", w, off)
 				return
 			}
@@ -345,7 +362,7 @@ func logStall(t *testing.T, l *writeLoad, d *Device, what string, ev time.Time) 
 	t.Helper()
 	stall, worst := l.stall(ev)
 	st := d.Stats()
-	t.Logf("STALL %s %s: %v (engine's measure %v); slowest write since %v; fenced %d", t.Name(), what,
+	t.Logf("STALL %s %s: %v (engine's measure %v); slowest write so far %v; fenced %d", t.Name(), what,
 		stall.Round(time.Millisecond), st.LastStall.Round(time.Millisecond), worst.Round(time.Millisecond), st.Fenced)
 	if stall < 0 || stall > 10*time.Second {
 		t.Errorf("%s: I/O stalled %v", what, stall)
@@ -353,8 +370,9 @@ func logStall(t *testing.T, l *writeLoad, d *Device, what string, ev time.Time) 
 	return stall
 }
 
-// verify stops the load and the initiator, reads the device back through
-// a fresh initiator and compares it with the model of acknowledged writes.
+// verify stops the load (waiting for the writes in flight, fenced ones
+// included) and the initiator, reads the device back through a fresh
+// initiator and compares it with the model of acknowledged writes.
 func (c *cluster) verify(t *testing.T, l *writeLoad, r *rig) {
 	t.Helper()
 	l.stop()
@@ -378,7 +396,9 @@ func (c *cluster) verify(t *testing.T, l *writeLoad, r *rig) {
 		}
 		t.Fatalf("%d sectors differ from the acknowledged writes (late writes %d, failovers %d)", bad, st.LateWrites, st.Failovers)
 	}
-	t.Logf("%d writes acknowledged and found; failovers %d, fenced %d, late writes %d", l.writes(), st.Failovers, st.Fenced, st.LateWrites)
+	_, slowest := l.stall(time.Time{})
+	t.Logf("%d writes acknowledged and found; slowest %v (fences included); failovers %d, fenced %d, late writes %d",
+		l.writes(), slowest.Round(time.Millisecond), st.Failovers, st.Fenced, st.LateWrites)
 	if st.LateWrites != 0 {
 		t.Errorf("%d late writes", st.LateWrites)
 	}
@@ -432,7 +452,6 @@ func TestFailoverE2EFence(t *testing.T) {
 				return len(st.Active) == 1 && st.Active[0] == c.other(victim).mac.String() && st.LastStall > 0
 			})
 			l.waitWrites(t, 200, 10*time.Second)
-			time.Sleep(2 * DefaultScornTimeout) // let the fenced rewrites through
 			logStall(t, l, d, "fence "+victim.name, ev)
 			c.verify(t, l, r)
 		})
@@ -461,7 +480,6 @@ func TestFailoverE2EMigrate(t *testing.T) {
 			return len(st.Active) == 1 && st.Active[0] == hop.to.mac.String()
 		})
 		l.waitWrites(t, 200, 10*time.Second)
-		time.Sleep(DefaultScornTimeout + 200*time.Millisecond) // fenced rewrites
 		if stall := logStall(t, l, d, "migrate "+hop.from.name+" to "+hop.to.name, ev); stall > 200*time.Millisecond+DefaultScornTimeout {
 			t.Errorf("stall %v: the announce did not move the I/O", stall)
 		}
@@ -472,11 +490,11 @@ func TestFailoverE2EMigrate(t *testing.T) {
 // TestFailoverE2EAnnounce silences the active target without stopping it
 // (every frame to it is dropped) and starts the target on the other node,
 // which announces itself: I/O must switch at once, well before the scorn
-// timeout (3 s here).
+// timeout (2 s here).
 func TestFailoverE2EAnnounce(t *testing.T) {
 	c := newCluster(t)
 	a, b := c.nodes[0], c.nodes[1]
-	const scorn = 3 * time.Second
+	const scorn = 2 * time.Second
 	r := c.startClient(t, Config{ScornTimeout: scorn})
 	c.serve(t, a)
 	d := r.device(t, 1, 0)
@@ -495,7 +513,6 @@ func TestFailoverE2EAnnounce(t *testing.T) {
 	if stall > scorn/2 {
 		t.Errorf("stall %v: not well before the scorn timeout %v", stall, scorn)
 	}
-	time.Sleep(scorn + 200*time.Millisecond) // the silent target may still hold copies: fenced rewrites wait
 	c.verify(t, l, r)
 }
 
@@ -533,7 +550,6 @@ func TestFailoverE2EFlap(t *testing.T) {
 			})
 		}
 	}
-	time.Sleep(2 * DefaultScornTimeout) // fenced rewrites
 	for _, ts := range d.Stats().Targets {
 		t.Logf("target %s: state %v, scorns %d, strikes %d, announces %d", ts.MAC, ts.State, ts.Scorns, ts.Strikes, ts.Announces)
 	}
@@ -555,4 +571,40 @@ func silence(t *testing.T, ns *aoetest.Netns, iface string) {
 	})
 	ns.Run(t, "nft", "add", "chain", "netdev", table, "c", "{ type filter hook ingress device "+strconv.Quote(iface)+" priority 0 ; }")
 	ns.Run(t, "nft", "add", "rule", "netdev", table, "c", "drop")
+}
+
+// TestFailoverE2EPausedTarget documents the one case the write fence
+// cannot cover: a target process paused (SIGSTOP) with our frames in its
+// socket buffer, and resumed after the I/O moved to another target and the
+// fences expired. It then executes old writes over newer ones. The
+// initiator cannot prevent that (a cluster must fence, that is kill, a
+// node before the survivor serves, never merely pause it), but it must
+// report it: late_write events and Stats.LateWrites.
+func TestFailoverE2EPausedTarget(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: skipping the paused-target demonstration")
+	}
+	c := newCluster(t)
+	bin := buildIronblade(t)
+	r := c.startClient(t, Config{})
+	procs := map[*clusterNode]*processTarget{}
+	for _, n := range c.nodes {
+		procs[n] = c.run(t, bin, n)
+	}
+	d := r.device(t, 1, 0)
+	waitTargets(t, d, 2)
+	l := startLoadOpt(t, d, 8, 5, true)
+	l.waitWrites(t, 200, 10*time.Second)
+	victim := c.node(t, d.Stats().Active[0])
+	ev := time.Now()
+	procs[victim].pause()
+	// The failover, then the fences of the writes moved off it expire.
+	time.Sleep(2*DefaultScornTimeout + 500*time.Millisecond)
+	logStall(t, l, d, "pause "+victim.name, ev)
+	procs[victim].resume()
+	waitFor(t, 5*time.Second, "the late writes to be reported", func() bool { return d.Stats().LateWrites > 0 })
+	l.stop()
+	st := d.Stats()
+	t.Logf("resumed target answered %d write copies after their fences expired (%d reads then saw old data); first event: %+v",
+		st.LateWrites, l.mismatches.Load(), eventsOf(d, EventLateWrite)[0])
 }

@@ -25,6 +25,21 @@ func targetStats(t *testing.T, d *Device, mac aoe.MAC) TargetStats {
 	return TargetStats{}
 }
 
+// pairOfTargets serves one disk through two fake targets and returns the
+// device found through them (fastConfig, failover policy), the fake target
+// it uses and the other one.
+func pairOfTargets(t *testing.T) (d *Device, active, other *fakeTarget) {
+	t.Helper()
+	hub := aoetest.NewHub()
+	disk := newMemDisk(testDiskSize)
+	a := newFakeTarget(t, hub, targetMAC(1), 1500, disk, 1, 0)
+	b := newFakeTarget(t, hub, targetMAC(2), 1500, disk, 1, 0)
+	d = newRig(t, hub, 1500, fastConfig(), nil).device(t, 1, 0)
+	waitTargets(t, d, 2)
+	active, other = activeFake(t, d, a, b)
+	return d, active, other
+}
+
 // activeFake returns the fake target that d uses, and the other one.
 func activeFake(t *testing.T, d *Device, a, b *fakeTarget) (active, other *fakeTarget) {
 	t.Helper()
@@ -145,14 +160,7 @@ func TestFlappingTargetHeldOff(t *testing.T) {
 // a target that answers probes again comes back as a standby and does not
 // take the I/O back from the target that took over.
 func TestReadmittedTargetStaysStandby(t *testing.T) {
-	hub := aoetest.NewHub()
-	disk := newMemDisk(testDiskSize)
-	a := newFakeTarget(t, hub, targetMAC(1), 1500, disk, 1, 0)
-	b := newFakeTarget(t, hub, targetMAC(2), 1500, disk, 1, 0)
-	r := newRig(t, hub, 1500, fastConfig(), nil)
-	d := r.device(t, 1, 0)
-	waitTargets(t, d, 2)
-	a, b = activeFake(t, d, a, b)
+	d, a, b := pairOfTargets(t)
 	a.silent.Store(true)
 	stop := make(chan struct{})
 	_, wait := keepWriting(t, d, 4, stop)
@@ -260,14 +268,7 @@ func TestAnnounceSwitches(t *testing.T) {
 // TestAnnounceFromStandbyKeepsHealthyActive checks that a standby's
 // announce does not move the I/O of an active target that answers.
 func TestAnnounceFromStandbyKeepsHealthyActive(t *testing.T) {
-	hub := aoetest.NewHub()
-	disk := newMemDisk(testDiskSize)
-	a := newFakeTarget(t, hub, targetMAC(1), 1500, disk, 1, 0)
-	b := newFakeTarget(t, hub, targetMAC(2), 1500, disk, 1, 0)
-	r := newRig(t, hub, 1500, fastConfig(), nil)
-	d := r.device(t, 1, 0)
-	waitTargets(t, d, 2)
-	a, b = activeFake(t, d, a, b)
+	d, a, b := pairOfTargets(t)
 	stop := make(chan struct{})
 	_, wait := keepWriting(t, d, 4, stop)
 	for range 5 {
@@ -339,18 +340,71 @@ func TestEventLogRing(t *testing.T) {
 }
 
 // TestStatsJSONNames pins the JSON names of the failover fields that
-// `ironaoe stat` prints.
+// `ironaoe stat` prints, and checks that Stats decode from their JSON.
 func TestStatsJSONNames(t *testing.T) {
 	_, _, d := oneTarget(t, newMemDisk(testDiskSize), nil)
 	b, err := json.Marshal(d.ini.Stats())
 	if err != nil {
 		t.Fatal(err)
 	}
+	var back Stats
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatalf("Stats do not decode: %v", err)
+	}
+	if back.Devices[0].State != DeviceUp || back.Devices[0].Targets[0].State != TargetActive || back.Config.ScornTimeout != fastConfig().ScornTimeout {
+		t.Errorf("decoded %+v", back.Devices[0])
+	}
+	var bad TargetState
+	if err := bad.UnmarshalText([]byte("asleep")); err == nil {
+		t.Error("UnmarshalText accepted an unknown state")
+	}
 	for _, name := range []string{`"config":`, `"scorn_timeout":`, `"rto_min":`, `"rto_max":`, `"discover_interval":`,
 		`"dead_timeout":`, `"events":`, `"kind":"target_added"`, `"failovers":`, `"last_stall":`, `"late_writes":`,
 		`"strikes":`, `"held_until":`, `"last_scorned":`, `"announces":`} {
 		if !bytes.Contains(b, []byte(name)) {
 			t.Errorf("Stats JSON lacks %s: %s", name, b)
+		}
+	}
+}
+
+// TestDevicePolicies checks the per-device policy: set in Config by device
+// name, and changed at run time.
+func TestDevicePolicies(t *testing.T) {
+	hub := aoetest.NewHub()
+	disk := newMemDisk(testDiskSize)
+	for n := byte(1); n <= 2; n++ {
+		newFakeTarget(t, hub, targetMAC(n), 1500, disk, 1, 0)
+	}
+	newFakeTarget(t, hub, targetMAC(3), 1500, newMemDisk(1<<20), 1, 1)
+	cfg := fastConfig()
+	cfg.Policy = PolicyMultipath
+	cfg.DevicePolicies = map[string]Policy{"e1.0": PolicyFailover}
+	r := newRig(t, hub, 1500, cfg, nil)
+	d := r.device(t, 1, 0)
+	waitTargets(t, d, 2)
+	if p := r.device(t, 1, 1).Policy(); p != PolicyMultipath {
+		t.Errorf("e1.1 policy %s, want the default multipath", p)
+	}
+	for _, step := range []struct {
+		policy Policy
+		active int
+	}{{PolicyFailover, 1}, {PolicyMultipath, 2}, {PolicyFailover, 1}} {
+		if err := d.SetPolicy(step.policy); err != nil {
+			t.Fatal(err)
+		}
+		if st := d.Stats(); st.Policy != step.policy || len(st.Active) != step.active {
+			t.Errorf("policy %s: stats say %s with active %v", step.policy, st.Policy, st.Active)
+		}
+		if err := d.WriteAt(context.Background(), make([]byte, 64<<10), 0, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.SetPolicy("roundrobin"); err == nil {
+		t.Error("SetPolicy accepted an unknown policy")
+	}
+	for _, bad := range []map[string]Policy{{"e1": PolicyFailover}, {"e1.0x": PolicyFailover}, {"e1.255": PolicyFailover}, {"e1.0": "roundrobin"}} {
+		if _, err := New(Config{Links: []aoe.Link{hub.Port(initiatorMAC, 1500)}, DevicePolicies: bad}); err == nil {
+			t.Errorf("New accepted DevicePolicies %v", bad)
 		}
 	}
 }

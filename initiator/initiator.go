@@ -5,9 +5,9 @@
 // An Initiator broadcasts Query Config on its links, groups the answers by
 // shelf.slot into Devices, and keeps listening for unsolicited announces
 // for as long as Run runs. A Device has one or more targets (a MAC reached
-// through a link); its Policy picks which carry the I/O, and a target that
-// leaves a frame unanswered for Config.ScornTimeout is scorned: its frames
-// move to a healthy target at once.
+// through a link); its Policy picks which carry the I/O: PolicyFailover
+// (the default) one active target with the others on standby,
+// PolicyMultipath every healthy target.
 //
 // Frames carry tags with bit 31 set, which the Linux aoe driver ignores, so
 // a kernel initiator on the same segment is not confused by our traffic.
@@ -17,12 +17,54 @@
 // adaptive timeout (2*rttavg + 8*rttdev, as the Linux driver computes it)
 // between Config.RTOMin and Config.RTOMax.
 //
-// A write that had to be retransmitted may still have a copy on its way to
-// a target after it completes. Until every copy is answered, or ScornTimeout
-// passes after the last one (a target holding a frame longer would be
-// scorned), a later write overlapping it waits, so that a stray old copy
+// # Failover
+//
+// A target that leaves a frame unanswered for Config.ScornTimeout is
+// scorned: its frames move to a healthy target at once (under failover,
+// the new active one), Query Config is broadcast to find survivors, and the
+// scorned target is probed until it answers, which readmits it at once.
+// A target that flaps is held off: scorned again soon after its
+// readmission, it is readmitted only after twice the scorn timeout, then
+// four times, and so on, and until it answers ATA again it is scorned after
+// half the timeout; so one that answers Query Config but never ATA cannot
+// capture I/O again and again.
+//
+// An announce (an unsolicited Query Config response, as a target sends when
+// it starts) adds its target at once and resends the frames overdue on it
+// (it may have restarted). If an active target then has frames overdue and
+// was silent for a retransmission timeout, it is scorned at once and the
+// announcer takes over; an active target that merely looks idle is probed,
+// and scorned if it does not answer within a short grace. So when a cluster
+// manager stops a target on one node and starts it on another, the I/O
+// moves as soon as the new one announces itself, whatever the scorn
+// timeout. Each device logs these events (DeviceStats.Events) and measures
+// how long I/O stalled (DeviceStats.LastStall).
+//
+// # Write ordering
+//
+// No write is acknowledged before a target acknowledged every frame of it;
+// frames in flight to a scorned target are sent again to another. A write
+// that had to be retransmitted or moved may still have a copy on its way
+// to, or queued in, a target after it completes. Until every copy is
+// answered, or ScornTimeout passes after the frame's last transmission, a
+// later write overlapping it waits (a fence), so that a stray old copy
 // cannot land on top of newer data. Requests queued behind such a write
 // pass it.
+//
+// This rests on a contract with targets: a target executes a frame within
+// ScornTimeout of its sending, or never. Targets that are killed or fenced
+// (a dead process executes nothing more), stopped gracefully (ironblade
+// answers what it has read before it exits, and the frames left in its
+// socket die with it) or restarted (a new process has a new socket) keep
+// it. A target process that is paused (SIGSTOP, a frozen virtual machine)
+// or stalled for longer than ScornTimeout with our frames queued, and that
+// resumes after the I/O moved to another path to the same storage, breaks
+// it: it then executes old writes, possibly over newer ones. No initiator
+// can prevent that: a cluster must fence (kill) a node before the survivor
+// serves, never merely pause it, and ScornTimeout should exceed the longest
+// stall the storage has. The initiator reports the breach when the old
+// target answers such a copy: an error log, DeviceStats.LateWrites and an
+// EventLateWrite.
 //
 // Reads and writes must be aligned to 512-byte sectors: unaligned ones fail
 // with ErrUnaligned rather than being read-modify-written.
@@ -48,23 +90,38 @@ type Config struct {
 	// Initiator owns them: Run closes them when it returns. Required.
 	Links []aoe.Link
 	// DiscoverInterval is how often Query Config is broadcast again on
-	// every link. Default 60s, like the Linux driver.
+	// every link, to find targets that did not announce themselves.
+	// Default 60s, like the Linux driver. Besides, every scorn broadcasts
+	// once, and a device with no healthy target searches from every
+	// ScornTimeout, backing off to DiscoverInterval.
 	DiscoverInterval time.Duration
 	// ScornTimeout is how long a frame may wait on a target, across its
 	// retransmissions, before the target is scorned and its frames move
-	// to a healthy one; it also bounds how long a retransmitted write
-	// fences its sectors (see the package documentation). Default 1s: a
-	// tenth of the Linux driver's fixed 10 s, so failover is quick, yet
-	// hundreds of round trips even for a busy target.
+	// to a healthy one: with a standby target running, the I/O stall
+	// when the active one dies and nothing announces itself. It also
+	// bounds how long a retransmitted write fences its sectors (see the
+	// package documentation). Default 1s: a tenth of the Linux driver's
+	// fixed 10 s, yet hundreds of round trips even for a busy target.
+	// Lower means faster failover; it should stay above the longest
+	// stall the storage has (a slow fsync), as a target stalled longer
+	// is scorned while it may still execute the frames it holds.
 	ScornTimeout time.Duration
 	// RTOMin and RTOMax bound the adaptive retransmission timeout.
 	// Defaults 10ms and 1s. A frame's timeout doubles with each
-	// retransmission, up to RTOMax.
+	// retransmission to the same target, up to RTOMax; a frame moved to
+	// another target starts from that target's timeout, and a target not
+	// used yet borrows the estimate of one that was.
 	RTOMin, RTOMax time.Duration
 	// DeadTimeout is how long a frame may go unanswered by every target
-	// before its I/O fails with ErrTimeout and the device is marked down.
-	// Default 180s (the Linux driver's aoe_deadsecs); negative means
-	// retry forever.
+	// before its I/O fails with ErrTimeout and the device is marked down
+	// (until a target answers again). Default 180s, the Linux driver's
+	// aoe_deadsecs: long enough for a cluster manager to fence a node and
+	// start the target on another (commonly tens of seconds), while a
+	// SAN that is gone for good does not hang applications forever. A
+	// file system that gets an error for a write may abort its journal or
+	// remount read-only, so on a SAN a longer wait is the safer side;
+	// negative means retry forever. Whatever sits in front (the kernel
+	// NBD client's timeout) must wait at least as long.
 	DeadTimeout time.Duration
 	// MaxWindow caps the frames outstanding on one target, whatever
 	// buffer count it advertises. Default 64 (the Linux driver's
@@ -73,6 +130,9 @@ type Config struct {
 	// Policy says how a device with several targets uses them. Default
 	// PolicyFailover.
 	Policy Policy
+	// DevicePolicies overrides Policy for the devices it names, by their
+	// names ("e1.0"). Device.SetPolicy changes a device's policy later.
+	DevicePolicies map[string]Policy
 	// Logger receives the initiator's logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -151,6 +211,17 @@ func New(cfg Config) (*Initiator, error) {
 	}
 	if _, err := newPolicy(cfg.Policy); err != nil {
 		return nil, fmt.Errorf("initiator: new: %w", err)
+	}
+	for name, p := range cfg.DevicePolicies {
+		var shelf uint16
+		var slot uint8
+		if n, err := fmt.Sscanf(name, "e%d.%d", &shelf, &slot); n != 2 || err != nil || deviceName(shelf, slot) != name ||
+			shelf == aoe.BroadcastMajor || slot == aoe.BroadcastMinor {
+			return nil, fmt.Errorf("initiator: new: DevicePolicies: %q is not a device name like e1.0", name)
+		}
+		if _, err := newPolicy(p); err != nil {
+			return nil, fmt.Errorf("initiator: new: DevicePolicies[%s]: %w", name, err)
+		}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

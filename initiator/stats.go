@@ -159,14 +159,11 @@ func (d *Device) Stats() DeviceStats {
 	s := DeviceStats{
 		Name: d.name, Shelf: d.shelf, Slot: d.slot, State: d.state, Since: i.wallTime(d.since),
 		Size: int64(d.id.sectors) * 512, Model: d.id.model, Serial: d.id.serial, Firmware: d.id.firmware,
-		LBA48: d.id.lba48, FUA: d.id.fua, Policy: i.cfg.Policy, Active: []string{}, Lingering: d.lingering,
+		LBA48: d.id.lba48, FUA: d.id.fua, Policy: d.policyName, Active: []string{}, Lingering: d.lingering,
 		Reads: c.reads, Writes: c.writes, Flushes: c.flushes, BytesRead: c.bytesRead, BytesWritten: c.bytesWritten,
 		IOErrors: c.ioErrors, Stale: c.stale, Duplicate: c.duplicates, WrongSource: c.wrongSource, Fenced: c.fenced,
 		LateWrites: c.lateWrites, Failovers: d.failovers, LastStall: d.lastStall,
 		Targets: make([]TargetStats, 0, len(d.targets)), Events: d.events.events(i),
-	}
-	if s.Policy == "" {
-		s.Policy = PolicyFailover
 	}
 	for r := d.head; r != nil; r = r.next {
 		s.Queued++

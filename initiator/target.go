@@ -41,6 +41,22 @@ func (s TargetState) String() string {
 // MarshalText makes a TargetState readable in JSON.
 func (s TargetState) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
+// UnmarshalText reads a TargetState's name, so that Stats decode from JSON.
+func (s *TargetState) UnmarshalText(b []byte) error {
+	return unmarshalState(b, targetStateNames[:], "target", (*uint8)(s))
+}
+
+// unmarshalState finds b among names and stores its index in v.
+func unmarshalState(b []byte, names []string, what string, v *uint8) error {
+	for k, n := range names {
+		if n == string(b) {
+			*v = uint8(k)
+			return nil
+		}
+	}
+	return fmt.Errorf("initiator: unknown %s state %q", what, b)
+}
+
 // target is one path to a device: a MAC that answered Query Config for the
 // device's shelf.slot, reached through one link. The device's mutex guards
 // every field.

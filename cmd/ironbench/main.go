@@ -12,10 +12,15 @@
 //
 // discovers a target on an interface, identifies it, writes random data,
 // reads it back and compares: the quick start's check that a target works.
+//
+//	ironbench report run.json
+//
+// prints the table of a comparison saved with compare --json.
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -58,7 +63,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		HideHelpCommand: true,
 		// Errors go back to main, which prints them once.
 		ExitErrHandler: func(*cli.Context, error) {},
-		Commands:       []*cli.Command{compareCommand(), verifyCommand()},
+		Commands:       []*cli.Command{compareCommand(), reportCommand(), verifyCommand()},
 	}
 }
 
@@ -164,6 +169,32 @@ func ironbladeBinary(ctx context.Context, path string, progress io.Writer) (stri
 		return "", fmt.Errorf("build %s (run from the module root, or give --ironblade): %w\n%s", path, err, out)
 	}
 	return path, nil
+}
+
+// reportCommand is `ironbench report`.
+func reportCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "report",
+		Usage:     "print the markdown table of a comparison saved with compare --json",
+		ArgsUsage: "FILE.json",
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return errors.New("report: want one argument, a file written by compare --json")
+			}
+			b, err := os.ReadFile(c.Args().First())
+			if err != nil {
+				return fmt.Errorf("report: %w", err)
+			}
+			var rep bench.Report
+			if err := json.Unmarshal(b, &rep); err != nil {
+				return fmt.Errorf("report: %s: %w", c.Args().First(), err)
+			}
+			if len(rep.Cells) == 0 {
+				return fmt.Errorf("report: %s holds no cells", c.Args().First())
+			}
+			return rep.WriteMarkdown(c.App.Writer)
+		},
+	}
 }
 
 // verifyCommand is `ironbench verify`.

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -83,6 +84,8 @@ func TestBadCommandLines(t *testing.T) {
 		{[]string{"verify", "-i", "lo", "--size", "100"}, "--size"},
 		{[]string{"verify", "-i", "lo", "--offset", "7"}, "--offset"},
 		{[]string{"verify", "-i", "lo", "--qd", "0"}, "--qd"},
+		{[]string{"report"}, "want one argument"},
+		{[]string{"report", "/nonexistent.json"}, "no such file"},
 		{[]string{"frobnicate"}, ""},
 	} {
 		var out, errOut bytes.Buffer
@@ -94,6 +97,34 @@ func TestBadCommandLines(t *testing.T) {
 		if err != nil && !strings.Contains(err.Error(), c.want) {
 			t.Errorf("ironbench %q: %v, want it to mention %s", c.args, err, c.want)
 		}
+	}
+}
+
+// TestReportCommand renders a saved comparison.
+func TestReportCommand(t *testing.T) {
+	rep := &bench.Report{CellTime: "3s", Cells: []bench.Cell{
+		{Target: "ironblade", MTU: 1500, Op: "read", QueueDepth: 16, MBps: 30},
+		{Target: "vblade", MTU: 1500, Op: "read", QueueDepth: 16, MBps: 20},
+	}}
+	path := filepath.Join(t.TempDir(), "run.json")
+	var js bytes.Buffer
+	if err := rep.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, js.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := newApp(&out, io.Discard).Run([]string{"ironbench", "report", path}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "| 1500 | no | read | 16 | 30.0 |") || !strings.Contains(out.String(), "1.50x") {
+		t.Errorf("report output:\n%s", out.String())
+	}
+	empty := filepath.Join(t.TempDir(), "empty.json")
+	_ = os.WriteFile(empty, []byte(`{"cells":[]}`), 0o644)
+	if err := newApp(&out, io.Discard).Run([]string{"ironbench", "report", empty}); err == nil {
+		t.Error("report of an empty comparison succeeded")
 	}
 }
 

@@ -96,6 +96,27 @@ bounded() {
 	await "$label" "$secs"
 }
 
+# judge CHECK LABEL WHAT STATUS records CHECK as failed if the step LABEL
+# ended with a non-zero STATUS (124: it hung), saying WHAT it was doing;
+# it returns non-zero then.
+judge() {
+	case $4 in
+	0) return 0 ;;
+	124) result "$1" FAIL "HANG $3: driver state in hang-$2.txt" ;;
+	*) result "$1" FAIL "$3: $(tail -n 2 "$R/steps/$2.log" | tr '\n' ' ')" ;;
+	esac
+	return 1
+}
+
+# step CHECK NAME WHAT CMD... runs CMD as the bounded step CHECK-NAME and
+# judges it.
+step() {
+	local check=$1 label=$1-$2 what=$3
+	shift 3
+	bounded "$STEP_SECS" "$label" "$@"
+	judge "$check" "$label" "$what" $?
+}
+
 # running LABEL is true while a spawned step has not finished.
 running() {
 	[ ! -s "/tmp/rc.$1" ]
@@ -195,20 +216,12 @@ roundtrip() {
 	local check=$1 dev=$2 name=$3 got hosthash rt0
 	WRITE_MBS=- READ_MBS=-
 	rt0=$(retransmits)
-	bounded "$STEP_SECS" "$check-write" $DD if=/tmp/data.bin of="/dev/etherd/$dev" bs=1M count="$DATA_MIB" oflag=direct
-	case $? in
-	0) ;;
-	124) result "$check" FAIL "HANG writing /dev/etherd/$dev: driver state in hang-$check-write.txt" && return 1 ;;
-	*) result "$check" FAIL "write: $(tail -n 1 "$R/steps/$check-write.log")" && return 1 ;;
-	esac
+	step "$check" write "writing /dev/etherd/$dev" \
+		$DD if=/tmp/data.bin of="/dev/etherd/$dev" bs=1M count="$DATA_MIB" oflag=direct || return 1
 	WRITE_MBS=$(dd_rate "$R/steps/$check-write.log")
 	rm -f /tmp/back.bin
-	bounded "$STEP_SECS" "$check-read" $DD if="/dev/etherd/$dev" of=/tmp/back.bin bs=1M count="$DATA_MIB" iflag=direct
-	case $? in
-	0) ;;
-	124) result "$check" FAIL "HANG reading /dev/etherd/$dev: driver state in hang-$check-read.txt" && return 1 ;;
-	*) result "$check" FAIL "read: $(tail -n 1 "$R/steps/$check-read.log")" && return 1 ;;
-	esac
+	step "$check" read "reading /dev/etherd/$dev" \
+		$DD if="/dev/etherd/$dev" of=/tmp/back.bin bs=1M count="$DATA_MIB" iflag=direct || return 1
 	READ_MBS=$(dd_rate "$R/steps/$check-read.log")
 	got=$($SHA512SUM </tmp/back.bin | cut -d' ' -f1)
 	rm -f /tmp/back.bin
@@ -267,11 +280,7 @@ restart_case() {
 	fi
 	log "$check: $name killed and started again $delay s into the read"
 	await "$check-read" "$STEP_SECS"
-	case $? in
-	0) ;;
-	124) result "$check" FAIL "HANG: the read never finished after the restart: driver state in hang-$check-read.txt" && return 1 ;;
-	*) result "$check" FAIL "read: $(tail -n 1 "$R/steps/$check-read.log")" && return 1 ;;
-	esac
+	judge "$check" "$check-read" "reading /dev/etherd/$dev across the restart" $? || return 1
 	got=$($SHA512SUM </tmp/back.bin | cut -d' ' -f1)
 	rm -f /tmp/back.bin
 	if [ "$got" != "$DATA_SHA512" ]; then
@@ -283,9 +292,22 @@ restart_case() {
 
 # check_ironaoe: the userspace initiator in the guest, through the
 # kernel's nbd driver: ext4 on /dev/nbd0, a file set copied in, verified,
-# verified again after a remount, fsck on the host.
+# verified again after a remount, fsck on the host. Whatever happens, the
+# device is detached and the target stopped afterwards.
 check_ironaoe() {
-	local c=ironaoe-nbd i
+	local c=ironaoe-nbd
+	if ironaoe_steps $c; then
+		result $c PASS "attach e3.0 -> /dev/nbd0 ($FS_MIB MiB), mkfs.ext4, $(wc -l </share/fileset.sha512) files copied, sha512sum -c before and after a remount, detach, host e2fsck clean"
+	fi
+	if running $c-attach; then
+		umount /mnt 2>/dev/null
+		bounded 30 $c-cleanup $IRONAOE detach /dev/nbd0
+	fi
+	host stop $c >/dev/null
+}
+
+ironaoe_steps() {
+	local c=$1 i
 	if ! kmod_load nbd nbds_max=4; then
 		result $c FAIL "cannot load nbd.ko"
 		return 1
@@ -309,47 +331,24 @@ check_ironaoe() {
 		result $c FAIL "/dev/nbd0 has $(cat /sys/block/nbd0/size) sectors, the file $((FS_MIB * 2048))"
 		return 1
 	fi
-	if ! bounded "$STEP_SECS" $c-mkfs $MKFS -F -L ironaoe /dev/nbd0; then
-		result $c FAIL "mkfs.ext4: $(tail -n 2 "$R/steps/$c-mkfs.log" | tr '\n' ' ')"
+	step $c mkfs mkfs.ext4 $MKFS -F -L ironaoe /dev/nbd0 || return 1
+	step $c mount "mounting /dev/nbd0" mount -t ext4 /dev/nbd0 /mnt || return 1
+	step $c copy "copying the file set" sh -c "cp -a /share/fileset /mnt/ && sync" &&
+		step $c verify "sha512sum -c after the copy" sh -c "cd /mnt && $SHA512SUM --quiet -c /share/fileset.sha512" &&
+		# Again from the device, not the page cache.
+		step $c umount "unmounting" umount /mnt &&
+		echo 3 >/proc/sys/vm/drop_caches &&
+		step $c remount "mounting again" mount -t ext4 -o ro /dev/nbd0 /mnt &&
+		step $c reverify "sha512sum -c after a remount" sh -c "cd /mnt && $SHA512SUM --quiet -c /share/fileset.sha512" ||
 		return 1
-	fi
-	if ! mount -t ext4 /dev/nbd0 /mnt; then
-		result $c FAIL "mount /dev/nbd0 failed"
-		return 1
-	fi
-	if ! bounded "$STEP_SECS" $c-copy sh -c "cp -a /share/fileset /mnt/ && sync"; then
-		result $c FAIL "copying the file set: $(tail -n 2 "$R/steps/$c-copy.log" | tr '\n' ' ')"
-		umount /mnt
-		return 1
-	fi
-	if ! bounded "$STEP_SECS" $c-verify sh -c "cd /mnt && $SHA512SUM --quiet -c /share/fileset.sha512"; then
-		result $c FAIL "sha512sum -c after the copy: $(tail -n 3 "$R/steps/$c-verify.log" | tr '\n' ' ')"
-		umount /mnt
-		return 1
-	fi
-	# Again from the device, not the page cache.
-	umount /mnt
-	echo 3 >/proc/sys/vm/drop_caches
-	if ! mount -t ext4 -o ro /dev/nbd0 /mnt; then
-		result $c FAIL "mount after umount failed"
-		return 1
-	fi
-	if ! bounded "$STEP_SECS" $c-reverify sh -c "cd /mnt && $SHA512SUM --quiet -c /share/fileset.sha512"; then
-		result $c FAIL "sha512sum -c after a remount: $(tail -n 3 "$R/steps/$c-reverify.log" | tr '\n' ' ')"
-		umount /mnt
-		return 1
-	fi
-	umount /mnt
-	if ! bounded 60 $c-detach $IRONAOE detach /dev/nbd0 || ! await $c-attach 60; then
-		result $c FAIL "ironaoe detach, or the attach process did not exit: $(tail -n 2 "$R/steps/$c-attach.log" | tr '\n' ' ')"
-		return 1
-	fi
+	step $c final-umount "unmounting" umount /mnt || return 1
+	step $c detach "ironaoe detach" $IRONAOE detach /dev/nbd0 || return 1
+	await $c-attach 60
+	judge $c $c-attach "waiting for ironaoe attach to exit after the detach" $? || return 1
 	if ! host fsck $c >"$R/steps/$c-fsck.log"; then
 		result $c FAIL "e2fsck -fn on the host's file found problems: steps/$c-fsck.log"
 		return 1
 	fi
-	host stop $c >/dev/null
-	result $c PASS "attach e3.0 -> /dev/nbd0 ($FS_MIB MiB), mkfs.ext4, $(wc -l </share/fileset.sha512) files copied, sha512sum -c before and after a remount, detach, host e2fsck clean"
 }
 
 # check_vlan: a guest 802.1Q interface against ironblade --vlan, with both

@@ -81,7 +81,10 @@ qemu_pid=
 cleanup() {
 	local status=$?
 	trap - EXIT INT TERM
-	[ -n "$qemu_pid" ] && kill -KILL "$qemu_pid" 2>/dev/null
+	set +e
+	# timeout passes the signal on to qemu; the namespace sweep below
+	# catches anything left.
+	[ -n "$qemu_pid" ] && kill -TERM "$qemu_pid" 2>/dev/null
 	[ -n "$server_pid" ] && kill -TERM "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
 	for ns in "$ns_tg" "$ns_vm"; do
 		if ip netns list | grep -qw "$ns"; then
@@ -141,6 +144,9 @@ if [ ! -e "$kroot/.unpacked" ]; then
 	dpkg-deb -x "$deb" "$kroot"
 	depmod -b "$kroot" "$kver"
 	touch "$kroot/.unpacked"
+	# Older kernels' packages and trees are of no further use.
+	find "$KERNEL_CACHE" -mindepth 1 -maxdepth 1 -name 'linux-image-*' \
+		! -name "$KERNEL_PKG" ! -name "$(basename "$deb")" -exec rm -rf {} +
 fi
 vmlinuz=$kroot/boot/vmlinuz-$kver
 [ -f "$vmlinuz" ] || die "no kernel at $vmlinuz"
@@ -265,10 +271,12 @@ rpc_start() {
 	rpc_launch "$name"
 }
 
+# rpc_launch NAME runs NAME's command line (again). The paths in it have
+# no spaces (mktemp), so it is split on blanks.
 rpc_launch() {
 	local name=$1
 	echo "--- $(date +%T) ${target_cmd[$name]}" >>"$OUT_DIR/targets/$name.log"
-	# shellcheck disable=SC2086 # the command line is split on purpose
+	# shellcheck disable=SC2086
 	ip netns exec "$ns_tg" ${target_cmd[$name]} >>"$OUT_DIR/targets/$name.log" 2>&1 &
 	target_pid[$name]=$!
 	sleep 0.3
