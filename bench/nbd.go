@@ -1,0 +1,560 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ironblade/ironblade/aoe"
+)
+
+// Paths a byte can take in MeasureNBD.
+const (
+	// PathRaw is the load generator speaking AoE on the wire itself.
+	PathRaw = "raw"
+	// PathNBD is nbdcopy through `ironaoe serve --unix`.
+	PathNBD = "nbd"
+)
+
+// NBDAim is the share of the raw AoE throughput that the initiator should
+// reach through NBD.
+const NBDAim = 0.70
+
+// NBDConfig configures MeasureNBD. Zero fields get the defaults noted.
+type NBDConfig struct {
+	// Ironblade and Ironaoe are the paths of the binaries. Ironaoe is
+	// always required; Ironblade when Targets includes it.
+	Ironblade, Ironaoe string
+	// Vblade is the path of vblade; default /usr/sbin/vblade.
+	Vblade string
+	// Nbdcopy and Nbdinfo are the libnbd tools; default: found in PATH.
+	Nbdcopy, Nbdinfo string
+	// Targets lists the target programs measured: "ironblade", "vblade";
+	// default ironblade only.
+	Targets []string
+	// MTUs of the veth pair; default 1500, 9000.
+	MTUs []int
+	// QueueDepths of the raw passes; default 16, 64. The fastest one is
+	// what the NBD path is held against.
+	QueueDepths []int
+	// Size is the export's size and the amount each pass moves; default
+	// 256 MiB.
+	Size int64
+	// Dir holds the target's backing file; default /var/tmp, on disk.
+	Dir string
+	// SourceDir holds the random file nbdcopy copies in; default
+	// /dev/shm, so that reading it costs no disk I/O.
+	SourceDir string
+	// Warm keeps the page cache between passes. By default every pass
+	// starts with the target's file written back and the caches dropped
+	// (echo 3 > /proc/sys/vm/drop_caches), so that each finds the file
+	// on disk alone.
+	Warm bool
+	// MinTimeout is the raw generator's least retransmission timeout; 0
+	// means DefaultMinTimeout.
+	MinTimeout time.Duration
+	// Progress, if set, gets a line per pass as it finishes.
+	Progress io.Writer
+}
+
+// withDefaults returns c with its zero fields set to the defaults.
+func (c NBDConfig) withDefaults() NBDConfig {
+	if c.Vblade == "" {
+		c.Vblade = "/usr/sbin/vblade"
+	}
+	if c.Nbdcopy == "" {
+		c.Nbdcopy = "nbdcopy"
+	}
+	if c.Nbdinfo == "" {
+		c.Nbdinfo = "nbdinfo"
+	}
+	if c.Targets == nil {
+		c.Targets = []string{"ironblade"}
+	}
+	if c.MTUs == nil {
+		c.MTUs = []int{1500, 9000}
+	}
+	if c.QueueDepths == nil {
+		c.QueueDepths = []int{16, 64}
+	}
+	if c.Size == 0 {
+		c.Size = 256 << 20
+	}
+	if c.Dir == "" {
+		c.Dir = "/var/tmp"
+	}
+	if c.SourceDir == "" {
+		c.SourceDir = "/dev/shm"
+	}
+	if c.MinTimeout == 0 {
+		c.MinTimeout = DefaultMinTimeout
+	}
+	return c
+}
+
+// NBDCell is one timed pass over the whole export.
+type NBDCell struct {
+	Target string `json:"target"`
+	MTU    int    `json:"mtu"`
+	Op     string `json:"op"`
+	// Path is PathRaw or PathNBD.
+	Path string `json:"path"`
+	// QueueDepth is the raw generator's; 0 for NBD passes.
+	QueueDepth int     `json:"queue_depth,omitempty"`
+	Bytes      int64   `json:"bytes"`
+	Seconds    float64 `json:"seconds"`
+	MBps       float64 `json:"mb_per_s"`
+	// FlushSeconds is the part of a raw write spent in its final FLUSH
+	// CACHE (an NBD write's nbdcopy --flush is inside Seconds too).
+	FlushSeconds float64 `json:"flush_seconds,omitempty"`
+	Retransmits  uint64  `json:"retransmits,omitempty"`
+	// Error says why the pass has no figures.
+	Error string `json:"error,omitempty"`
+}
+
+// NBDReport is the outcome of MeasureNBD.
+type NBDReport struct {
+	Started    time.Time `json:"started"`
+	Size       int64     `json:"size"`
+	Dir        string    `json:"dir"`
+	FileSystem string    `json:"filesystem"`
+	SourceDir  string    `json:"source_dir"`
+	// Cache is "cold" (caches dropped before each pass) or "warm".
+	Cache     string `json:"cache"`
+	Kernel    string `json:"kernel"`
+	CPUs      int    `json:"cpus"`
+	Ironblade string `json:"ironblade,omitempty"`
+	Ironaoe   string `json:"ironaoe"`
+	Vblade    string `json:"vblade,omitempty"`
+	Nbdcopy   string `json:"nbdcopy"`
+	// LoadBefore and LoadAfter are /proc/loadavg at the start and the
+	// end: other work on the machine skews the figures.
+	LoadBefore string    `json:"load_before"`
+	LoadAfter  string    `json:"load_after"`
+	Cells      []NBDCell `json:"cells"`
+}
+
+// nbdTarget is a target program and its command line.
+type nbdTarget struct {
+	name, path string
+	args       []string // before "1 0 IFACE FILE"
+}
+
+// nbdEnv is what every pass of a MeasureNBD shares.
+type nbdEnv struct {
+	cfg     NBDConfig
+	rep     *NBDReport
+	tgt     *Netns
+	cli     *Netns
+	veth    *Veth
+	source  string // the random file nbdcopy copies in
+	sockDir string // where ironaoe serve's socket goes
+}
+
+// MeasureNBD measures, for each MTU and target program, how fast the whole
+// export moves over a veth pair between two network namespaces it creates
+// (and removes): written then read by the raw load generator at each
+// queue depth, then copied in (nbdcopy --flush FILE URI) and out (nbdcopy
+// URI null:) through a fresh `ironaoe serve --unix` per direction. The
+// target serves a file in Dir, filled once before it starts. It needs
+// root. A pass that fails keeps its error and the run goes on; MeasureNBD
+// fails only if it cannot set up or ctx ends.
+func MeasureNBD(ctx context.Context, cfg NBDConfig) (*NBDReport, error) {
+	cfg = cfg.withDefaults()
+	if os.Geteuid() != 0 {
+		return nil, errors.New("bench: nbd: needs root (network namespaces, raw sockets, drop_caches)")
+	}
+	if cfg.Size < 1<<20 || cfg.Size%aoe.SectorSize != 0 {
+		return nil, fmt.Errorf("bench: nbd: size %d: want at least 1 MiB of whole sectors", cfg.Size)
+	}
+	targets, err := nbdTargets(cfg)
+	if err != nil {
+		return nil, err
+	}
+	for _, tool := range []*string{&cfg.Nbdcopy, &cfg.Nbdinfo, &cfg.Ironaoe} {
+		p, err := exec.LookPath(*tool)
+		if err != nil {
+			return nil, fmt.Errorf("bench: nbd: %w", err)
+		}
+		*tool = p
+	}
+	for _, d := range []string{cfg.Dir, cfg.SourceDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("bench: nbd: %w", err)
+		}
+	}
+	rep := &NBDReport{Started: time.Now().UTC(), Size: cfg.Size, Dir: cfg.Dir, FileSystem: fileSystem(cfg.Dir),
+		SourceDir: cfg.SourceDir, Cache: "cold", Kernel: kernel(), CPUs: runtime.NumCPU(),
+		Ironaoe: programVersion(cfg.Ironaoe, "--version"), Nbdcopy: programVersion(cfg.Nbdcopy, "--version"),
+		LoadBefore: loadAverage()}
+	if cfg.Warm {
+		rep.Cache = "warm"
+	}
+	for _, t := range targets {
+		switch t.name {
+		case "ironblade":
+			rep.Ironblade = programVersion(t.path, "--version")
+		case "vblade":
+			rep.Vblade = debianVersion("vblade", t.path)
+		}
+	}
+	defer func() { rep.LoadAfter = loadAverage() }()
+
+	env := &nbdEnv{cfg: cfg, rep: rep}
+	if env.source, err = randomFile(cfg.SourceDir, cfg.Size); err != nil {
+		return nil, fmt.Errorf("bench: nbd: source file: %w", err)
+	}
+	defer os.Remove(env.source)
+	if env.sockDir, err = os.MkdirTemp("", "ironbench-nbd-"); err != nil {
+		return nil, fmt.Errorf("bench: nbd: %w", err)
+	}
+	defer os.RemoveAll(env.sockDir)
+	if env.tgt, err = NewNetns("ibn-tgt"); err != nil {
+		return nil, err
+	}
+	defer env.tgt.Close()
+	if env.cli, err = NewNetns("ibn-cli"); err != nil {
+		return nil, err
+	}
+	defer env.cli.Close()
+	if env.veth, err = NewVeth(env.tgt, env.cli); err != nil {
+		return nil, err
+	}
+	for _, mtu := range cfg.MTUs {
+		if err := env.veth.SetMTU(mtu); err != nil {
+			return rep, err
+		}
+		if err := env.veth.WaitUp(5 * time.Second); err != nil {
+			return rep, err
+		}
+		for _, t := range targets {
+			env.measureTarget(ctx, t, mtu)
+			if err := ctx.Err(); err != nil {
+				return rep, fmt.Errorf("bench: nbd: %w", err)
+			}
+		}
+	}
+	return rep, nil
+}
+
+// nbdTargets checks cfg.Targets and returns how to start each.
+func nbdTargets(cfg NBDConfig) ([]nbdTarget, error) {
+	if len(cfg.Targets) == 0 {
+		return nil, errors.New("bench: nbd: no target program to measure")
+	}
+	var out []nbdTarget
+	for _, name := range cfg.Targets {
+		var t nbdTarget
+		switch name {
+		case "ironblade":
+			t = nbdTarget{name: name, path: cfg.Ironblade, args: []string{"--log-level", "warn"}}
+		case "vblade":
+			t = nbdTarget{name: name, path: cfg.Vblade}
+		default:
+			return nil, fmt.Errorf("bench: nbd: target %q: want ironblade or vblade", name)
+		}
+		if t.path == "" {
+			return nil, fmt.Errorf("bench: nbd: no path for %s", name)
+		}
+		if _, err := os.Stat(t.path); err != nil {
+			return nil, fmt.Errorf("bench: nbd: %s: %w", name, err)
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// measureTarget runs every pass of one target program at one MTU on a
+// fresh backing file, and adds the cells to the report.
+func (env *nbdEnv) measureTarget(ctx context.Context, t nbdTarget, mtu int) {
+	cfg := env.cfg
+	cell := func(op Op, path string, qd int) NBDCell {
+		return NBDCell{Target: t.name, MTU: mtu, Op: op.String(), Path: path, QueueDepth: qd}
+	}
+	var planned []NBDCell
+	for _, op := range []Op{Write, Read} {
+		for _, qd := range cfg.QueueDepths {
+			planned = append(planned, cell(op, PathRaw, qd))
+		}
+	}
+	planned = append(planned, cell(Write, PathNBD, 0), cell(Read, PathNBD, 0))
+
+	file, err := filledFile(cfg.Dir, cfg.Size)
+	if err != nil {
+		env.failAll(planned, fmt.Errorf("backing file: %w", err))
+		return
+	}
+	defer os.Remove(file)
+	proc, err := startIn(env.tgt, t.name, t.path, append(t.args, "1", "0", env.veth.IfA, file)...)
+	if err != nil {
+		env.failAll(planned, err)
+		return
+	}
+	defer proc.stop()
+
+	raw, rest := planned[:len(planned)-2], planned[len(planned)-2:]
+	if err := env.rawPasses(ctx, proc, raw); err != nil {
+		env.failAll(raw, err)
+	}
+	for _, c := range rest {
+		if ctx.Err() != nil {
+			return
+		}
+		op, _ := ParseOp(c.Op)
+		if err := env.nbdPass(ctx, proc, op, &c); err != nil {
+			c.Error = err.Error()
+		}
+		env.add(c)
+	}
+}
+
+// failAll records every cell as failed with err.
+func (env *nbdEnv) failAll(cells []NBDCell, err error) {
+	for _, c := range cells {
+		c.Error = err.Error()
+		env.add(c)
+	}
+}
+
+// add records a finished cell and reports it.
+func (env *nbdEnv) add(c NBDCell) {
+	env.rep.Cells = append(env.rep.Cells, c)
+	if env.cfg.Progress != nil {
+		fmt.Fprintln(env.cfg.Progress, c.summary())
+	}
+}
+
+// summary is the progress line of a cell.
+func (c NBDCell) summary() string {
+	how := "via NBD"
+	if c.Path == PathRaw {
+		how = fmt.Sprintf("raw QD %d", c.QueueDepth)
+	}
+	head := fmt.Sprintf("%-9s MTU %4d %-5s %-9s:", c.Target, c.MTU, c.Op, how)
+	if c.Error != "" {
+		return head + " FAILED: " + c.Error
+	}
+	s := fmt.Sprintf("%s %8.1f MB/s  %6.2f s", head, c.MBps, c.Seconds)
+	if c.FlushSeconds > 0 {
+		s += fmt.Sprintf(" (flush %.2f s)", c.FlushSeconds)
+	}
+	if c.Path == PathRaw {
+		s += fmt.Sprintf("  %d retransmits", c.Retransmits)
+	}
+	return s
+}
+
+// rawPasses runs the raw generator's passes, recording each. It fails only
+// if the target cannot be reached at all; the cells it has not recorded
+// yet then fail with its error.
+func (env *nbdEnv) rawPasses(ctx context.Context, proc *process, cells []NBDCell) error {
+	cfg := env.cfg
+	// A link opened now sees the current MTU. It is closed before the NBD
+	// passes: an open packet socket would be handed a copy of every frame
+	// ironaoe moves, at a cost to it.
+	link, err := env.cli.ListenRaw(env.veth.IfB, aoe.RawConfig{ReadBuffer: 16 << 20, WriteBuffer: 16 << 20})
+	if err != nil {
+		return err
+	}
+	defer link.Close()
+	dev, err := WaitFor(ctx, link, 1, 0, 5*time.Second)
+	if err == nil {
+		err = Identify(ctx, link, &dev)
+	}
+	if err != nil {
+		return fmt.Errorf("%w; %s said: %s", err, proc.name, proc.out.String())
+	}
+	for _, c := range cells {
+		if ctx.Err() != nil {
+			return nil
+		}
+		op, _ := ParseOp(c.Op)
+		err := env.prepare()
+		var res *StreamResult
+		if err == nil {
+			res, err = Stream(ctx, link, dev, StreamOptions{Op: op, QueueDepth: c.QueueDepth, Bytes: cfg.Size,
+				Flush: op == Write, MinTimeout: cfg.MinTimeout})
+		}
+		if res != nil {
+			c.Bytes, c.Seconds, c.MBps = res.Bytes, res.Elapsed.Seconds(), res.MBps()
+			c.FlushSeconds, c.Retransmits = res.FlushTime.Seconds(), res.Retransmits
+		}
+		if err != nil {
+			c.Error = fmt.Sprintf("%v; %s said: %s", err, proc.name, proc.out.String())
+		}
+		env.add(c)
+	}
+	return nil
+}
+
+// nbdPass copies the export in or out with nbdcopy through a fresh
+// `ironaoe serve` and fills in c.
+func (env *nbdEnv) nbdPass(ctx context.Context, target *process, op Op, c *NBDCell) error {
+	cfg := env.cfg
+	sock := filepath.Join(env.sockDir, "nbd.sock")
+	_ = os.Remove(sock)
+	if err := env.prepare(); err != nil {
+		return err
+	}
+	serve, err := startIn(env.cli, "ironaoe serve", cfg.Ironaoe, "--log-level", "warn", "serve",
+		"-i", env.veth.IfB, "--unix", sock, "--control-dir", "", "e1.0")
+	if err != nil {
+		return err
+	}
+	defer serve.stop()
+	uri := "nbd+unix:///e1.0?socket=" + sock
+	if err := env.waitExport(ctx, serve, uri); err != nil {
+		return err
+	}
+	// Load nbdcopy's pages, which a dropped cache has to read from disk,
+	// before the clock starts.
+	_, _ = env.cli.Command(ctx, cfg.Nbdcopy, "--version").Output()
+
+	args := []string{uri, "null:"}
+	if op == Write {
+		args = []string{"--flush", env.source, uri}
+	}
+	cmd := env.cli.Command(ctx, cfg.Nbdcopy, args...)
+	var out tailBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	err = cmd.Run()
+	elapsed := time.Since(start)
+	if err != nil {
+		return fmt.Errorf("nbdcopy %s: %w; it said: %s; ironaoe said: %s; %s said: %s",
+			strings.Join(args, " "), err, out.String(), serve.out.String(), target.name, target.out.String())
+	}
+	c.Bytes, c.Seconds, c.MBps = cfg.Size, elapsed.Seconds(), megabytesPerSecond(cfg.Size, elapsed)
+	if err := serve.stop(); err != nil {
+		return fmt.Errorf("after the copy: %w", err)
+	}
+	return nil
+}
+
+// exportWait bounds the wait for ironaoe serve to export the device.
+const exportWait = 20 * time.Second
+
+// waitExport waits until serve answers on uri with the export's size.
+func (env *nbdEnv) waitExport(ctx context.Context, serve *process, uri string) error {
+	deadline := time.Now().Add(exportWait)
+	var last string
+	for {
+		out, err := env.cli.Command(ctx, env.cfg.Nbdinfo, "--size", uri).CombinedOutput()
+		if err == nil {
+			size, perr := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64)
+			if perr == nil && size == env.cfg.Size {
+				return nil
+			}
+			return fmt.Errorf("export %s: size %q, want %d", uri, strings.TrimSpace(string(out)), env.cfg.Size)
+		}
+		last = strings.TrimSpace(string(out))
+		select {
+		case <-serve.exited:
+			return fmt.Errorf("ironaoe serve exited: %s", serve.out.String())
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no export at %s within %v: nbdinfo said %q; ironaoe said: %s", uri, exportWait, last, serve.out.String())
+		}
+	}
+}
+
+// prepare starts a pass: it writes the target's filesystem back and, unless
+// the run is warm, drops the page cache, so that every pass finds the file
+// where the last one left it: on disk.
+func (env *nbdEnv) prepare() error {
+	if err := syncFS(env.cfg.Dir); err != nil {
+		return err
+	}
+	if env.cfg.Warm {
+		return nil
+	}
+	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3\n"), 0); err != nil {
+		return fmt.Errorf("drop caches: %w", err)
+	}
+	return nil
+}
+
+// process is a program started by MeasureNBD.
+type process struct {
+	name    string
+	cmd     *exec.Cmd
+	out     tailBuffer
+	exited  chan error
+	stopped bool
+	stopErr error
+}
+
+// startIn starts a program in ns.
+func startIn(ns *Netns, name, path string, args ...string) (*process, error) {
+	p := &process{name: name, exited: make(chan error, 1)}
+	p.cmd = ns.Command(context.Background(), path, args...)
+	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
+	if err := p.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	go func() { p.exited <- p.cmd.Wait() }()
+	return p, nil
+}
+
+// stop ends the program with SIGTERM and waits for it; later calls return
+// the first one's result.
+func (p *process) stop() error {
+	if !p.stopped {
+		p.stopped = true
+		p.stopErr = stopTarget(p.cmd, p.exited, p.name, &p.out)
+	}
+	return p.stopErr
+}
+
+// filledFile creates a file of size bytes in dir and writes it out in
+// full: every pass then overwrites blocks already allocated, rather than
+// the first one paying for the allocation.
+func filledFile(dir string, size int64) (string, error) {
+	return writeFile(dir, "ironbench-nbd-*.img", size, nil)
+}
+
+// randomFile creates a file of size random bytes in dir.
+func randomFile(dir string, size int64) (string, error) {
+	return writeFile(dir, "ironbench-nbd-*.src", size, rand.NewChaCha8([32]byte{7, 8, 9}))
+}
+
+// writeFile creates a file named by pattern in dir holding size bytes from
+// src (zeros if src is nil), synced to its device.
+func writeFile(dir, pattern string, size int64, src io.Reader) (string, error) {
+	f, err := os.CreateTemp(dir, pattern)
+	if err != nil {
+		return "", err
+	}
+	buf := make([]byte, 1<<20)
+	for left := size; left > 0 && err == nil; {
+		n := min(left, int64(len(buf)))
+		if src != nil {
+			_, _ = io.ReadFull(src, buf[:n])
+		}
+		_, err = f.Write(buf[:n])
+		left -= n
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
+}
