@@ -6,8 +6,10 @@ import "errors"
 // RawLink is the real one (AF_PACKET on a network interface); aoetest.Hub
 // provides in-memory ones for tests.
 //
-// A Link is safe for one reader and several writers at once. Close unblocks
-// a pending read, which then returns an error that wraps net.ErrClosed.
+// A Link is safe for concurrent use: several goroutines may read and
+// write at once, and each frame read goes to one of the readers. Close
+// unblocks pending reads, which then return an error that wraps
+// net.ErrClosed.
 type Link interface {
 	// ReadFrame reads the next AoE frame into b and returns its length.
 	// A frame longer than b is truncated to len(b).

@@ -45,8 +45,9 @@ import (
 // to a group, but cannot tell one addressed to another station from an
 // untagged one.
 //
-// A RawLink is safe for one reader and several writers at once; writes are
-// serialized.
+// A RawLink is safe for concurrent use by several readers and writers. The
+// socket serves concurrent reads one at a time, each reader taking the
+// frames queued when its turn comes, and serializes writes.
 type RawLink struct {
 	iface  string
 	conn   *packet.Conn
@@ -66,26 +67,14 @@ type RawLink struct {
 	mtuErr     error
 	mtuCtl     func(fd uintptr)
 
-	// Read side. The callbacks handed to RawConn.Read are made once, in
-	// ListenRaw, and find their arguments in these fields: a closure made
-	// per call would allocate.
-	rmu      sync.Mutex
-	rbuf     []byte
-	rn       int
-	rerrno   unix.Errno
-	readOne  func(fd uintptr) bool
-	rmsgs    []unix.Mmsghdr
-	riovs    []unix.Iovec // two per message: the buffer, then its spill
-	rcount   int
-	readMany func(fd uintptr) bool
-	// On a VLAN link, each message also gets vlanTagLen bytes of rspill,
-	// so that a frame that still holds its tag fits a buffer sized for
-	// the untagged frame, and auxSpace bytes of rctl for its auxdata.
-	// ReadFrame reads through the batch path with rone and rlen.
-	rspill []byte
-	rctl   []byte
-	rone   [1][]byte
-	rlen   [1]int
+	// Read side. Each read call takes a readScratch from rfree (making
+	// one when every one is in use), so several goroutines may read at
+	// once; the socket then serves them one at a time, in turn. The
+	// scratch holds the system call's arguments and the callbacks handed
+	// to RawConn.Read, made once per scratch: a closure made per call
+	// would allocate.
+	rfreeMu sync.Mutex
+	rfree   []*readScratch
 
 	// Write side, the same way; wmu serializes writers. Each message has
 	// up to writeIovs iovecs: the frame (on a VLAN link split around the
@@ -191,11 +180,9 @@ func newRawLink(iface string, conn *packet.Conn, mac MAC, ifreq *unix.Ifreq, cfg
 	}
 	binary.BigEndian.PutUint16(l.tag[0:2], vlanTPID)
 	binary.BigEndian.PutUint16(l.tag[2:4], cfg.VLAN) // priority 0
-	l.growReadLocked(initialBatch)
+	l.putScratch(l.newScratch())
 	l.growWriteLocked(initialBatch)
 	l.mtuCtl = l.ioctlMTU
-	l.readOne = l.recvfrom
-	l.readMany = l.recvmmsg
 	l.writeMany = l.sendmmsg
 
 	var optErr error
@@ -363,8 +350,8 @@ func (l *RawLink) ioError(op string, err error) error {
 // callNonblocking makes a system call on the non-blocking socket,
 // retrying it when a signal interrupts it. done is false when the call
 // would block: the RawConn callback then returns false to wait for the
-// poller. The pointers among the arguments point into the link's fields,
-// which keep what they point to alive.
+// poller. The pointers among the arguments point into the fields of the
+// link or of a read scratch, which keep what they point to alive.
 func callNonblocking(trap, a1, a2, a3, a4 uintptr) (n int, errno unix.Errno, done bool) {
 	for {
 		r, _, e := unix.Syscall6(trap, a1, a2, a3, a4, 0, 0)
@@ -381,22 +368,73 @@ func callNonblocking(trap, a1, a2, a3, a4 uintptr) (n int, errno unix.Errno, don
 	}
 }
 
+// readScratch is what one read call works with: the arguments of its
+// recvfrom or recvmmsg, and what the kernel returned.
+type readScratch struct {
+	l                 *RawLink
+	buf               []byte // recvfrom's buffer
+	msgs              []unix.Mmsghdr
+	iovs              []unix.Iovec // two per message: the buffer, then its spill
+	count             int          // messages handed to recvmmsg
+	n                 int
+	errno             unix.Errno
+	recvOne, recvMany func(fd uintptr) bool
+	// On a VLAN link, each message also gets vlanTagLen bytes of spill,
+	// so that a frame that still holds its tag fits a buffer sized for
+	// the untagged frame, and auxSpace bytes of ctl for its auxdata.
+	// ReadFrame reads through the batch path with one and oneLen.
+	spill  []byte
+	ctl    []byte
+	one    [1][]byte
+	oneLen [1]int
+}
+
+// newScratch makes a read scratch for initialBatch messages.
+func (l *RawLink) newScratch() *readScratch {
+	sc := &readScratch{l: l}
+	sc.recvOne = sc.recvfrom
+	sc.recvMany = sc.recvmmsg
+	sc.grow(initialBatch)
+	return sc
+}
+
+// getScratch takes an idle read scratch, or makes one.
+func (l *RawLink) getScratch() *readScratch {
+	l.rfreeMu.Lock()
+	if n := len(l.rfree); n > 0 {
+		sc := l.rfree[n-1]
+		l.rfree[n-1] = nil
+		l.rfree = l.rfree[:n-1]
+		l.rfreeMu.Unlock()
+		return sc
+	}
+	l.rfreeMu.Unlock()
+	return l.newScratch()
+}
+
+// putScratch returns a read scratch for the next read.
+func (l *RawLink) putScratch(sc *readScratch) {
+	l.rfreeMu.Lock()
+	l.rfree = append(l.rfree, sc)
+	l.rfreeMu.Unlock()
+}
+
 // recvfrom is the RawConn.Read callback of ReadFrame. MSG_TRUNC makes the
 // kernel report a frame's real length, so truncation shows.
-func (l *RawLink) recvfrom(fd uintptr) bool {
+func (sc *readScratch) recvfrom(fd uintptr) bool {
 	var done bool
-	l.rn, l.rerrno, done = callNonblocking(unix.SYS_RECVFROM, fd,
-		uintptr(unsafe.Pointer(unsafe.SliceData(l.rbuf))), uintptr(len(l.rbuf)), unix.MSG_TRUNC)
+	sc.n, sc.errno, done = callNonblocking(unix.SYS_RECVFROM, fd,
+		uintptr(unsafe.Pointer(unsafe.SliceData(sc.buf))), uintptr(len(sc.buf)), unix.MSG_TRUNC)
 	return done
 }
 
 // recvmmsg is the RawConn.Read callback of ReadFrames. The socket is
 // non-blocking, so after the first frame the call returns whatever is
 // already queued.
-func (l *RawLink) recvmmsg(fd uintptr) bool {
+func (sc *readScratch) recvmmsg(fd uintptr) bool {
 	var done bool
-	l.rn, l.rerrno, done = callNonblocking(unix.SYS_RECVMMSG, fd,
-		uintptr(unsafe.Pointer(&l.rmsgs[0])), uintptr(l.rcount), unix.MSG_TRUNC)
+	sc.n, sc.errno, done = callNonblocking(unix.SYS_RECVMMSG, fd,
+		uintptr(unsafe.Pointer(&sc.msgs[0])), uintptr(sc.count), unix.MSG_TRUNC)
 	return done
 }
 
@@ -414,29 +452,29 @@ func (l *RawLink) sendmmsg(fd uintptr) bool {
 // ReadFrame implements Link. A frame longer than b is truncated (and
 // counted in RawStats.Truncated).
 func (l *RawLink) ReadFrame(b []byte) (int, error) {
-	l.rmu.Lock()
-	defer l.rmu.Unlock()
+	sc := l.getScratch()
+	defer l.putScratch(sc)
 	if l.vlan != 0 {
 		// The tag's whereabouts come as a control message, which
 		// recvfrom cannot read.
-		l.rone[0] = b
-		_, err := l.readFramesLocked(l.rone[:], l.rlen[:])
-		l.rone[0] = nil
+		sc.one[0] = b
+		_, err := sc.readFrames(sc.one[:], sc.oneLen[:])
+		sc.one[0] = nil
 		if err != nil {
 			return 0, err
 		}
-		return l.rlen[0], nil
+		return sc.oneLen[0], nil
 	}
-	l.rbuf = b
-	err := l.rc.Read(l.readOne)
-	l.rbuf = nil
+	sc.buf = b
+	err := l.rc.Read(sc.recvOne)
+	sc.buf = nil
 	if err != nil {
 		return 0, l.ioError("read", err)
 	}
-	if l.rerrno != 0 {
-		return 0, l.ioError("read", os.NewSyscallError("recvfrom", l.rerrno))
+	if sc.errno != 0 {
+		return 0, l.ioError("read", os.NewSyscallError("recvfrom", sc.errno))
 	}
-	n := l.rn
+	n := sc.n
 	if n > len(b) {
 		n = len(b)
 		l.truncated.Add(1)
@@ -454,73 +492,73 @@ func (l *RawLink) ReadFrames(bufs [][]byte, lens []int) (int, error) {
 	if count == 0 {
 		return 0, nil
 	}
-	l.rmu.Lock()
-	defer l.rmu.Unlock()
-	return l.readFramesLocked(bufs[:count], lens)
+	sc := l.getScratch()
+	defer l.putScratch(sc)
+	return sc.readFrames(bufs[:count], lens)
 }
 
-// growReadLocked makes the read scratch hold at least count messages
-// (count is at most maxBatch). The caller holds rmu.
-func (l *RawLink) growReadLocked(count int) {
-	if len(l.rmsgs) >= count {
+// grow makes the scratch hold at least count messages (count is at most
+// maxBatch).
+func (sc *readScratch) grow(count int) {
+	if len(sc.msgs) >= count {
 		return
 	}
-	size := min(max(count, 2*len(l.rmsgs)), maxBatch)
-	l.rmsgs = make([]unix.Mmsghdr, size)
-	l.riovs = make([]unix.Iovec, 2*size)
-	if l.vlan != 0 {
-		l.rspill = make([]byte, size*vlanTagLen)
+	size := min(max(count, 2*len(sc.msgs)), maxBatch)
+	sc.msgs = make([]unix.Mmsghdr, size)
+	sc.iovs = make([]unix.Iovec, 2*size)
+	if sc.l.vlan != 0 {
+		sc.spill = make([]byte, size*vlanTagLen)
 		// Control messages must be aligned as their header is.
 		words := make([]uint64, (size*auxSpace+7)/8)
-		l.rctl = unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(words))), size*auxSpace)
+		sc.ctl = unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(words))), size*auxSpace)
 	}
 }
 
-// readFramesLocked reads up to len(bufs) frames (at most maxBatch, at
-// least one) with recvmmsg. On a VLAN link it removes each frame's tag,
-// and reads again if the kernel delivered only frames the link must not
-// take. The caller holds rmu.
-func (l *RawLink) readFramesLocked(bufs [][]byte, lens []int) (int, error) {
+// readFrames reads up to len(bufs) frames (at most maxBatch, at least
+// one) with recvmmsg. On a VLAN link it removes each frame's tag, and
+// reads again if the kernel delivered only frames the link must not take.
+func (sc *readScratch) readFrames(bufs [][]byte, lens []int) (int, error) {
+	l := sc.l
 	count := len(bufs)
-	l.growReadLocked(count)
+	sc.grow(count)
 	for {
 		for i, b := range bufs {
-			iov := l.riovs[2*i : 2*i+2]
+			iov := sc.iovs[2*i : 2*i+2]
 			iov[0].Base = unsafe.SliceData(b)
 			iov[0].SetLen(len(b))
-			m := &l.rmsgs[i]
+			m := &sc.msgs[i]
 			m.Hdr.Iov = &iov[0]
 			m.Hdr.SetIovlen(1)
 			if l.vlan != 0 {
-				iov[1].Base = &l.rspill[i*vlanTagLen]
+				iov[1].Base = &sc.spill[i*vlanTagLen]
 				iov[1].SetLen(vlanTagLen)
 				m.Hdr.SetIovlen(2)
-				m.Hdr.Control = &l.rctl[i*auxSpace]
+				m.Hdr.Control = &sc.ctl[i*auxSpace]
 				m.Hdr.SetControllen(auxSpace)
 			}
 			m.Hdr.Flags = 0
 			m.Len = 0
 		}
-		l.rcount = count
-		err := l.rc.Read(l.readMany)
+		sc.count = count
+		err := l.rc.Read(sc.recvMany)
 		for i := range count {
-			l.riovs[2*i].Base = nil // do not keep the caller's buffers alive
+			sc.iovs[2*i].Base = nil // do not keep the caller's buffers alive
 		}
 		if err != nil {
 			return 0, l.ioError("read", err)
 		}
-		if l.rerrno != 0 {
-			return 0, l.ioError("read", os.NewSyscallError("recvmmsg", l.rerrno))
+		if sc.errno != 0 {
+			return 0, l.ioError("read", os.NewSyscallError("recvmmsg", sc.errno))
 		}
 		got := 0
 		var bytes uint64
-		for i := range l.rn {
-			m := &l.rmsgs[i]
+		for i := range sc.n {
+			m := &sc.msgs[i]
 			size := int(m.Len) // the whole frame's length: MSG_TRUNC
 			if l.vlan != 0 {
-				ctl := l.rctl[i*auxSpace : i*auxSpace+min(int(m.Hdr.Controllen), auxSpace)]
+				ctl := sc.ctl[i*auxSpace : i*auxSpace+min(int(m.Hdr.Controllen), auxSpace)]
 				var ok bool
-				if size, ok = untagFrame(bufs[i], l.rspill[i*vlanTagLen:(i+1)*vlanTagLen], size, ctl, l.vlan); !ok {
+				if size, ok = untagFrame(bufs[i], sc.spill[i*vlanTagLen:(i+1)*vlanTagLen], size, ctl, l.vlan); !ok {
 					continue
 				}
 			}

@@ -673,6 +673,82 @@ func TestRawLinkConcurrentWriters(t *testing.T) {
 	wg.Wait()
 }
 
+// TestRawLinkConcurrentReaders has several goroutines read one link at
+// once, some a frame at a time and some in batches: every frame sent
+// reaches exactly one of them, whole.
+func TestRawLinkConcurrentReaders(t *testing.T) {
+	for _, mode := range rawModes {
+		t.Run(mode.name, func(t *testing.T) {
+			const readers, frames = 4, 2000
+			p := newRawPair(t, 1500, aoe.RawConfig{VLAN: mode.vlan, ReadBuffer: 8 << 20})
+			failLostFrames(t, p.b)
+			var mu sync.Mutex
+			seen := make(map[uint32]int)
+			var wg sync.WaitGroup
+			for r := range readers {
+				wg.Go(func() {
+					bufs := make([][]byte, 1+r*5) // 1, 6, 11 and 16 frames a call
+					for i := range bufs {
+						bufs[i] = make([]byte, 1514)
+					}
+					lens := make([]int, len(bufs))
+					for {
+						var n int
+						var err error
+						if len(bufs) == 1 {
+							lens[0], err = p.b.ReadFrame(bufs[0])
+							n = 1
+						} else {
+							n, err = p.b.ReadFrames(bufs, lens)
+						}
+						if err != nil {
+							if !errors.Is(err, net.ErrClosed) {
+								t.Errorf("reader %d: %v", r, err)
+							}
+							return
+						}
+						for i := range n {
+							f := bufs[i][:lens[i]]
+							tag := rawFrameTag(f)
+							if want := rawTestFrame(p.veth.MACB, p.veth.MACA, tag, 100+int(tag%1000)); !rawSameFrame(f, want) {
+								t.Errorf("reader %d: frame %d damaged", r, tag)
+							}
+							mu.Lock()
+							seen[tag]++
+							mu.Unlock()
+						}
+					}
+				})
+			}
+			for i := range frames {
+				if err := p.a.WriteFrame(rawTestFrame(p.veth.MACB, p.veth.MACA, uint32(i), 100+i%1000)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			waitUntil := time.Now().Add(5 * time.Second)
+			for {
+				mu.Lock()
+				got := len(seen)
+				mu.Unlock()
+				if got == frames || time.Now().After(waitUntil) {
+					break
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			p.b.Close()
+			wg.Wait()
+			if len(seen) != frames {
+				t.Errorf("%d of %d frames read", len(seen), frames)
+			}
+			for tag, n := range seen {
+				if n != 1 {
+					t.Errorf("frame %d read %d times", tag, n)
+				}
+			}
+		})
+	}
+}
+
 // vlanTag inserts an 802.1Q tag with the given protocol identifier and tag
 // control information after the addresses of frame.
 func vlanTag(frame []byte, tpid, tci uint16) []byte {

@@ -314,8 +314,12 @@ func AddLoss(t testing.TB, ns *Netns, iface string, percent int) {
 	})
 	ns.Run(t, "nft", "add", "chain", "netdev", table, "c",
 		"{ type filter hook ingress device "+strconv.Quote(iface)+" priority 0 ; }")
-	ns.Run(t, "nft", "add", "rule", "netdev", table, "c",
-		"numgen", "random", "mod", "100", "<", strconv.Itoa(percent), "drop")
+	rule := []string{"add", "rule", "netdev", table, "c"}
+	if percent < 100 {
+		// nft refuses "mod 100 < 100", so total loss is a plain drop.
+		rule = append(rule, "numgen", "random", "mod", "100", "<", strconv.Itoa(percent))
+	}
+	ns.Run(t, "nft", append(rule, "drop")...)
 }
 
 // Bridge is an Ethernet segment: a Linux bridge in a namespace of its own,

@@ -5,6 +5,7 @@ package aoetest_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -143,23 +144,28 @@ func nsHasPids(t *testing.T, ns *aoetest.Netns) bool {
 }
 
 func TestAddLoss(t *testing.T) {
-	const count, percent = 1000, 50
-	a, b := aoetest.NewNetns(t), aoetest.NewNetns(t)
-	v := aoetest.NewVeth(t, a, b, 1500)
-	la := aoetest.ListenRawIn(t, a, v.IfA, aoe.RawConfig{})
-	lb := aoetest.ListenRawIn(t, b, v.IfB, aoe.RawConfig{ReadBuffer: 4 << 20})
-	aoetest.AddLoss(t, b, v.IfB, percent)
-	frames := make([][]byte, count)
-	for i := range frames {
-		frames[i] = nsFrame(v.MACB, v.MACA, uint32(i))
-	}
-	if n, err := la.WriteFrames(frames); n != count || err != nil {
-		t.Fatalf("WriteFrames = %d, %v", n, err)
-	}
-	got := nsCountFrames(lb, 200*time.Millisecond)
-	t.Logf("%d of %d frames arrived with %d%% loss", got, count, percent)
-	if got < count*(100-percent)/100-150 || got > count*(100-percent)/100+150 {
-		t.Errorf("%d of %d frames arrived, want about %d", got, count, count*(100-percent)/100)
+	const count = 1000
+	for _, percent := range []int{0, 50, 100} {
+		t.Run(fmt.Sprintf("%d%%", percent), func(t *testing.T) {
+			a, b := aoetest.NewNetns(t), aoetest.NewNetns(t)
+			v := aoetest.NewVeth(t, a, b, 1500)
+			la := aoetest.ListenRawIn(t, a, v.IfA, aoe.RawConfig{})
+			lb := aoetest.ListenRawIn(t, b, v.IfB, aoe.RawConfig{ReadBuffer: 4 << 20})
+			aoetest.AddLoss(t, b, v.IfB, percent)
+			frames := make([][]byte, count)
+			for i := range frames {
+				frames[i] = nsFrame(v.MACB, v.MACA, uint32(i))
+			}
+			if n, err := la.WriteFrames(frames); n != count || err != nil {
+				t.Fatalf("WriteFrames = %d, %v", n, err)
+			}
+			got := nsCountFrames(lb, 200*time.Millisecond)
+			want := count * (100 - percent) / 100
+			t.Logf("%d of %d frames arrived with %d%% loss", got, count, percent)
+			if got < want-150 || got > want+150 || (percent == 100 && got != 0) {
+				t.Errorf("%d of %d frames arrived, want about %d", got, count, want)
+			}
+		})
 	}
 }
 

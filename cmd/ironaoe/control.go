@@ -44,44 +44,8 @@ type processStatus struct {
 	// Attached is attach's /dev/nbdN.
 	Attached string `json:"attached,omitempty"`
 	// Socket is the control socket that answered; stat fills it in.
-	Socket string    `json:"socket,omitempty"`
-	Stats  statsView `json:"stats"`
-}
-
-// statsView is initiator.Stats in a form that decodes from JSON as well as
-// it encodes (the same JSON): the initiator's state types marshal to their
-// names but do not unmarshal, so here the states are plain strings.
-type statsView struct {
-	initiator.Stats
-	Devices []deviceView `json:"devices"`
-}
-
-// deviceView is initiator.DeviceStats with its state as a string.
-type deviceView struct {
-	initiator.DeviceStats
-	State   string       `json:"state"`
-	Targets []targetView `json:"targets"`
-}
-
-// targetView is initiator.TargetStats with its state as a string.
-type targetView struct {
-	initiator.TargetStats
-	State string `json:"state"`
-}
-
-// viewOf converts the initiator's stats.
-func viewOf(st initiator.Stats) statsView {
-	v := statsView{Stats: st, Devices: make([]deviceView, 0, len(st.Devices))}
-	v.Stats.Devices = nil // shadowed by v.Devices
-	for _, d := range st.Devices {
-		dv := deviceView{DeviceStats: d, State: d.State.String(), Targets: make([]targetView, 0, len(d.Targets))}
-		for _, t := range d.Targets {
-			dv.Targets = append(dv.Targets, targetView{TargetStats: t, State: t.State.String()})
-		}
-		dv.DeviceStats.Targets = nil // shadowed by dv.Targets
-		v.Devices = append(v.Devices, dv)
-	}
-	return v
+	Socket string          `json:"socket,omitempty"`
+	Stats  initiator.Stats `json:"stats"`
 }
 
 // controlServer answers stat on a Unix socket.

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/ironblade/ironblade/aoe/aoetest"
+	"github.com/ironblade/ironblade/initiator"
 )
 
 // binaries are ironaoe and ironblade, built once per test binary into
@@ -352,7 +353,7 @@ func (r *rig) copyInOut(t *testing.T, uri, disk string, size int64) {
 }
 
 // findDevice returns the named device of a stat report's first process.
-func findDevice(t *testing.T, report statReport, name string) deviceView {
+func findDevice(t *testing.T, report statReport, name string) initiator.DeviceStats {
 	t.Helper()
 	if len(report.Processes) != 1 {
 		t.Fatalf("stat reports %d processes, want 1: %+v", len(report.Processes), report)
@@ -363,5 +364,5 @@ func findDevice(t *testing.T, report statReport, name string) deviceView {
 		}
 	}
 	t.Fatalf("stat reports no device %s: %+v", name, report.Processes[0])
-	return deviceView{}
+	return initiator.DeviceStats{}
 }

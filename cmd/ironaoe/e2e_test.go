@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ironblade/ironblade/aoe/aoetest"
+	"github.com/ironblade/ironblade/initiator"
 	"github.com/ironblade/ironblade/initiator/nbdkernel"
 )
 
@@ -128,10 +129,10 @@ func TestE2ENBDClients(t *testing.T) {
 				t.Errorf("stat: process %+v", p)
 			}
 			d := findDevice(t, report, "e1.0")
-			if d.State != "up" || d.Size != size || len(d.Active) != 1 || d.Active[0] != r.veth.MACA.String() {
+			if d.State != initiator.DeviceUp || d.Size != size || len(d.Active) != 1 || d.Active[0] != r.veth.MACA.String() {
 				t.Errorf("stat: device %+v", d)
 			}
-			if len(d.Targets) != 1 || d.Targets[0].MAC != r.veth.MACA.String() || d.Targets[0].State != "active" ||
+			if len(d.Targets) != 1 || d.Targets[0].MAC != r.veth.MACA.String() || d.Targets[0].State != initiator.TargetActive ||
 				d.Targets[0].RTT <= 0 || d.Targets[0].Frames == 0 {
 				t.Errorf("stat: targets %+v", d.Targets)
 			}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/ironblade/ironblade/initiator"
 )
 
 // statReport is what stat prints with --json.
@@ -67,6 +69,14 @@ func formatStatus(w io.Writer, procs []processStatus, now time.Time) error {
 		if p.Attached != "" {
 			fmt.Fprintf(w, "  attached as %s\n", p.Attached)
 		}
+		if c := p.Stats.Config; c.ScornTimeout > 0 {
+			dead := c.DeadTimeout.String()
+			if c.DeadTimeout < 0 {
+				dead = "never"
+			}
+			fmt.Fprintf(w, "  tunables: scorn timeout %s, RTO %s-%s, rediscover every %s, dead timeout %s, window %d, policy %s\n",
+				c.ScornTimeout, c.RTOMin, c.RTOMax, c.DiscoverInterval, dead, c.MaxWindow, c.Policy)
+		}
 		if len(p.Stats.Devices) == 0 {
 			fmt.Fprintln(w, "  no device found yet")
 		}
@@ -80,7 +90,7 @@ func formatStatus(w io.Writer, procs []processStatus, now time.Time) error {
 }
 
 // formatDevice prints one device: a summary line and a table of targets.
-func formatDevice(w io.Writer, d deviceView, now time.Time) error {
+func formatDevice(w io.Writer, d initiator.DeviceStats, now time.Time) error {
 	size := "size unknown"
 	if d.Size > 0 {
 		size = formatBytes(d.Size)
@@ -88,6 +98,9 @@ func formatDevice(w io.Writer, d deviceView, now time.Time) error {
 	fmt.Fprintf(w, "  %s: %s for %s, %s, %s, using %s\n", d.Name, d.State, age(now, d.Since), size, d.Policy, listOrNone(d.Active))
 	fmt.Fprintf(w, "    reads %d (%s), writes %d (%s), flushes %d, I/O errors %d, queued %d\n",
 		d.Reads, humanBytes(int64(d.BytesRead)), d.Writes, humanBytes(int64(d.BytesWritten)), d.Flushes, d.IOErrors, d.Queued)
+	if d.Failovers > 0 || d.LateWrites > 0 {
+		fmt.Fprintf(w, "    failovers %d, last stall %s, late writes %d\n", d.Failovers, formatRTT(d.LastStall), d.LateWrites)
+	}
 	if d.Stale+d.Duplicate+d.WrongSource+d.Fenced > 0 {
 		fmt.Fprintf(w, "    ignored answers: stale %d, duplicate %d, wrong source %d; fenced writes %d\n",
 			d.Stale, d.Duplicate, d.WrongSource, d.Fenced)

@@ -22,8 +22,12 @@ var cannedTime = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
 // cannedStats is a device with two targets, one scorned.
 func cannedStats() initiator.Stats {
-	return initiator.Stats{Devices: []initiator.DeviceStats{{
+	return initiator.Stats{Config: initiator.ConfigStats{
+		ScornTimeout: time.Second, RTOMin: 10 * time.Millisecond, RTOMax: time.Second, DiscoverInterval: time.Minute,
+		DeadTimeout: 3 * time.Minute, MaxWindow: 64, Policy: initiator.PolicyFailover,
+	}, Devices: []initiator.DeviceStats{{
 		Name: "e1.0", Shelf: 1, Slot: 0, State: initiator.DeviceUp, Since: cannedTime.Add(-90 * time.Second),
+		Failovers: 1, LastStall: 1234 * time.Millisecond,
 		Size: 64 << 20, Model: "ironblade", Serial: "1.0:host", Firmware: "v1.0", LBA48: true,
 		Policy: initiator.PolicyFailover, Active: []string{"02:00:00:00:00:01"},
 		Reads: 10, Writes: 20, Flushes: 3, BytesRead: 5 << 20, BytesWritten: 1536, IOErrors: 1, Stale: 2,
@@ -52,7 +56,7 @@ func cannedProcess() processStatus {
 	return processStatus{
 		PID: 4242, Command: "serve", Version: "v1.2.3", Started: cannedTime.Add(-2 * time.Hour),
 		Interfaces: []string{"eth0", "eth1"}, Listeners: []string{"unix:/run/nbd.sock", "tcp:127.0.0.1:10809"},
-		Exports: []string{"e1.0"}, Stats: viewOf(cannedStats()),
+		Exports: []string{"e1.0"}, Stats: cannedStats(),
 	}
 }
 
@@ -60,14 +64,16 @@ func TestFormatStatus(t *testing.T) {
 	var out bytes.Buffer
 	attached := cannedProcess()
 	attached.PID, attached.Command, attached.Listeners, attached.Attached = 77, "attach", nil, "/dev/nbd0"
-	attached.Stats = statsView{}
+	attached.Stats = initiator.Stats{}
 	if err := formatStatus(&out, []processStatus{cannedProcess(), attached}, cannedTime); err != nil {
 		t.Fatal(err)
 	}
 	want := `ironaoe serve (pid 4242, version v1.2.3, up 2h0m0s) on eth0, eth1
   NBD: unix:/run/nbd.sock tcp:127.0.0.1:10809
+  tunables: scorn timeout 1s, RTO 10ms-1s, rediscover every 1m0s, dead timeout 3m0s, window 64, policy failover
   e1.0: up for 1m30s, 64 MiB, failover, using 02:00:00:00:00:01
     reads 10 (5 MiB), writes 20 (1.5 KiB), flushes 3, I/O errors 1, queued 0
+    failovers 1, last stall 1.23s, late writes 0
     ignored answers: stale 2, duplicate 0, wrong source 0; fenced writes 0
     TARGET             INTERFACE  STATE    SINCE  RTT    RTTDEV  RTO   OUTSTANDING  FRAMES  RETRANSMITS  ERRORS  SCORNS  LAST HEARD
     02:00:00:00:00:01  eth0       active   1m0s   123µs  4µs     10ms  5/32         1000    7            0       0       1s ago
@@ -116,34 +122,20 @@ func TestFormatBytes(t *testing.T) {
 	}
 }
 
-// TestStatsViewJSON checks that the view encodes as initiator.Stats does
-// and decodes back.
-func TestStatsViewJSON(t *testing.T) {
+// TestStatsJSON checks that the stats a control socket sends decode back
+// to what was sent, states included.
+func TestStatsJSON(t *testing.T) {
 	st := cannedStats()
-	direct, err := json.Marshal(st)
+	data, err := json.Marshal(st)
 	if err != nil {
 		t.Fatal(err)
 	}
-	viewed, err := json.Marshal(viewOf(st))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var a, b any
-	if err := json.Unmarshal(direct, &a); err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(viewed, &b); err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(a, b) {
-		t.Errorf("view encodes differently:\n%s\n%s", direct, viewed)
-	}
-	var back statsView
-	if err := json.Unmarshal(viewed, &back); err != nil {
+	var back initiator.Stats
+	if err := json.Unmarshal(data, &back); err != nil {
 		t.Fatalf("decode: %v", err)
 	}
-	if d := back.Devices[0]; d.State != "up" || d.Targets[1].State != "scorned" || d.Targets[0].RTT != 123456 {
-		t.Errorf("decoded %+v", d)
+	if !reflect.DeepEqual(st, back) {
+		t.Errorf("round trip changed the stats:\n%+v\n%+v", st, back)
 	}
 }
 
