@@ -117,6 +117,14 @@ type NBDCell struct {
 	// CACHE (an NBD write's nbdcopy --flush is inside Seconds too).
 	FlushSeconds float64 `json:"flush_seconds,omitempty"`
 	Retransmits  uint64  `json:"retransmits,omitempty"`
+	// TargetCPU, InitiatorCPU and NbdcopyCPU are the CPU seconds (user
+	// and system) the pass cost the target, the initiator (the raw
+	// generator, or ironaoe serve) and nbdcopy. The kernel charges the
+	// veth pair's work to whichever of them is running, so they are
+	// approximate; their sum against Seconds shows how busy the CPUs were.
+	TargetCPU    float64 `json:"target_cpu_seconds"`
+	InitiatorCPU float64 `json:"initiator_cpu_seconds"`
+	NbdcopyCPU   float64 `json:"nbdcopy_cpu_seconds,omitempty"`
 	// Error says why the pass has no figures.
 	Error string `json:"error,omitempty"`
 }
@@ -347,7 +355,10 @@ func (c NBDCell) summary() string {
 	if c.FlushSeconds > 0 {
 		s += fmt.Sprintf(" (flush %.2f s)", c.FlushSeconds)
 	}
-	if c.Path == PathRaw {
+	s += fmt.Sprintf("  CPU s: target %.2f, initiator %.2f", c.TargetCPU, c.InitiatorCPU)
+	if c.Path == PathNBD {
+		s += fmt.Sprintf(", nbdcopy %.2f", c.NbdcopyCPU)
+	} else {
 		s += fmt.Sprintf("  %d retransmits", c.Retransmits)
 	}
 	return s
@@ -381,8 +392,10 @@ func (env *nbdEnv) rawPasses(ctx context.Context, proc *process, cells []NBDCell
 		err := env.prepare()
 		var res *StreamResult
 		if err == nil {
+			tcpu, icpu := meterProcess(proc.cmd.Process.Pid), meterSelf()
 			res, err = Stream(ctx, link, dev, StreamOptions{Op: op, QueueDepth: c.QueueDepth, Bytes: cfg.Size,
 				Flush: op == Write, MinTimeout: cfg.MinTimeout})
+			c.TargetCPU, c.InitiatorCPU = tcpu.seconds(), icpu.seconds()
 		}
 		if res != nil {
 			c.Bytes, c.Seconds, c.MBps = res.Bytes, res.Elapsed.Seconds(), res.MBps()
@@ -426,9 +439,14 @@ func (env *nbdEnv) nbdPass(ctx context.Context, target *process, op Op, c *NBDCe
 	cmd := env.cli.Command(ctx, cfg.Nbdcopy, args...)
 	var out tailBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
+	tcpu, icpu := meterProcess(target.cmd.Process.Pid), meterProcess(serve.cmd.Process.Pid)
 	start := time.Now()
 	err = cmd.Run()
 	elapsed := time.Since(start)
+	c.TargetCPU, c.InitiatorCPU = tcpu.seconds(), icpu.seconds()
+	if ps := cmd.ProcessState; ps != nil {
+		c.NbdcopyCPU = (ps.UserTime() + ps.SystemTime()).Seconds()
+	}
 	if err != nil {
 		return fmt.Errorf("nbdcopy %s: %w; it said: %s; ironaoe said: %s; %s said: %s",
 			strings.Join(args, " "), err, out.String(), serve.out.String(), target.name, target.out.String())

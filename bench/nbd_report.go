@@ -126,8 +126,10 @@ func (r *NBDReport) WriteMarkdown(w io.Writer) error {
 		}
 	}
 
-	b.WriteString("\nEvery pass:\n\n| MTU | target | op | path | QD | s | MB/s | flush s | retx |\n")
-	b.WriteString("|---:|:--|:--|:--|---:|---:|---:|---:|---:|\n")
+	b.WriteString("\nEvery pass, with the CPU seconds it cost each program (approximate: the kernel charges the " +
+		"veth pair's work to whichever runs):\n\n" +
+		"| MTU | target | op | path | QD | s | MB/s | flush s | retx | CPU s target | initiator | nbdcopy |\n")
+	b.WriteString("|---:|:--|:--|:--|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	var failures []string
 	for _, c := range r.Cells {
 		qd := ""
@@ -136,7 +138,7 @@ func (r *NBDReport) WriteMarkdown(w io.Writer) error {
 		}
 		fmt.Fprintf(&b, "| %d | %s | %s | %s | %s |", c.MTU, c.Target, c.Op, c.Path, qd)
 		if c.Error != "" {
-			b.WriteString(" failed | | | |\n")
+			b.WriteString(" failed | | | | | | |\n")
 			failures = append(failures, c.summary())
 			continue
 		}
@@ -147,9 +149,9 @@ func (r *NBDReport) WriteMarkdown(w io.Writer) error {
 			b.WriteString(" |")
 		}
 		if c.Path == PathRaw {
-			fmt.Fprintf(&b, " %d |\n", c.Retransmits)
+			fmt.Fprintf(&b, " %d | %.2f | %.2f | |\n", c.Retransmits, c.TargetCPU, c.InitiatorCPU)
 		} else {
-			b.WriteString(" |\n")
+			fmt.Fprintf(&b, " | %.2f | %.2f | %.2f |\n", c.TargetCPU, c.InitiatorCPU, c.NbdcopyCPU)
 		}
 	}
 	if len(failures) > 0 {

@@ -74,7 +74,7 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	switch {
 	case cfg.Workers == 0:
-		cfg.Workers = cfg.BufferCount
+		cfg.Workers = min(DefaultWorkers, cfg.BufferCount)
 	case cfg.Workers < 0:
 		return nil, fmt.Errorf("target: config: %d workers", cfg.Workers)
 	}
@@ -119,8 +119,9 @@ func NewServer(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// request is one frame buffer, on its way from the receiver to a worker
-// and, for writes that wait for a sync, to the syncer.
+// request is one frame buffer: a loop reads a frame into it and builds the
+// response in place; a write whose response waits for a sync goes on to
+// the syncer with it.
 type request struct {
 	buf  []byte // the frame is buf[:n]; the response is built in place
 	n    int
@@ -130,16 +131,16 @@ type request struct {
 
 // session is the state of one Serve call.
 type session struct {
-	s      *Server
-	link   aoe.Link
-	batch  aoe.BatchLink // link, if it moves frames in batches
-	mac    aoe.MAC
-	maxSPF int // sectors per frame the buffers can hold
+	s         *Server
+	link      aoe.Link
+	batch     aoe.BatchLink // link, if it moves frames in batches
+	mac       aoe.MAC
+	maxSPF    int // sectors per frame the buffers can hold
+	readBatch int // the most frames a loop reads at once
 
-	free   chan *request // idle buffers
-	work   chan *request // frames for the workers
+	free   chan *request // buffers neither a loop nor the syncer holds
 	stop   chan struct{} // closed when Serve starts to stop
-	track  tracker
+	track  tracker       // loops busy with frames they read
 	syncer *syncer
 }
 
@@ -153,6 +154,12 @@ type readDeadliner interface {
 // target first (and every AnnounceInterval). When ctx is done it stops
 // reading, finishes the requests it holds, syncs the backend and returns
 // nil. It returns an error if the link fails for good.
+//
+// Requests are served by Config.Workers loops, each reading frames from
+// the link (in batches, if it is a BatchLink), executing them and sending
+// their responses itself: the link must allow concurrent readers. Writes
+// whose acknowledgement waits for a sync, and FLUSH CACHE, are answered by
+// a separate syncer, so a sync never holds up a loop.
 //
 // To stop reading, Serve sets a read deadline if the link has a
 // SetReadDeadline method, and otherwise closes the link once its requests
@@ -175,18 +182,22 @@ func (s *Server) Serve(ctx context.Context, link aoe.Link) error {
 		s.mu.Unlock()
 	}()
 
-	var workers sync.WaitGroup
-	for range s.cfg.Workers {
-		workers.Go(c.worker)
-	}
 	syncStop := make(chan struct{})
 	syncDone := make(chan struct{})
 	go func() {
 		c.syncer.run(syncStop)
 		close(syncDone)
 	}()
-	recvDone := make(chan error, 1)
-	go func() { recvDone <- c.receive() }()
+	// A loop returns an error only when the link has failed for good.
+	loopErr := make(chan error, s.cfg.Workers)
+	var loops sync.WaitGroup
+	for range s.cfg.Workers {
+		loops.Go(func() {
+			if err := c.loop(); err != nil {
+				loopErr <- err
+			}
+		})
+	}
 
 	s.log.Info("serving", "mac", c.mac, "mtu", link.MTU(), "sectors_per_frame", c.sectorsPerFrame(),
 		"sectors", s.sectors, "buffers", s.cfg.BufferCount, "workers", s.cfg.Workers,
@@ -202,14 +213,14 @@ func (s *Server) Serve(ctx context.Context, link aoe.Link) error {
 	}
 
 	var result error
-	received := false
+	failed := false
 wait:
 	for {
 		select {
 		case <-ctx.Done():
 			break wait
-		case err := <-recvDone:
-			result, received = err, true
+		case err := <-loopErr:
+			result, failed = err, true
 			break wait
 		case <-tick:
 			if err := c.announce(); err != nil {
@@ -218,8 +229,9 @@ wait:
 		}
 	}
 
-	// Stop taking frames, let the requests already taken finish (their
-	// responses are sent), then make everything durable.
+	// Stop taking frames, let the loops finish those they took (their
+	// responses are sent), answer the writes waiting for a sync, then
+	// make everything durable.
 	close(c.stop)
 	dl, interruptible := link.(readDeadliner)
 	interruptible = interruptible && dl.SetReadDeadline(time.Now()) == nil
@@ -232,17 +244,13 @@ wait:
 	} else {
 		s.counters.syncs.Add(1)
 	}
-	if !received {
-		if !interruptible {
-			link.Close()
-		}
-		<-recvDone
+	if !failed && !interruptible {
+		link.Close()
 	}
+	loops.Wait()
 	if interruptible {
 		_ = dl.SetReadDeadline(time.Time{})
 	}
-	close(c.work)
-	workers.Wait()
 	s.log.Info("stopped serving")
 	return result
 }
@@ -250,19 +258,19 @@ wait:
 // newSession allocates the buffers of one Serve.
 func (s *Server) newSession(link aoe.Link) *session {
 	c := &session{
-		s:    s,
-		link: link,
-		mac:  link.HardwareAddr(),
-		stop: make(chan struct{}),
+		s:         s,
+		link:      link,
+		mac:       link.HardwareAddr(),
+		stop:      make(chan struct{}),
+		readBatch: 1,
 	}
-	batchSize := 1
 	if bl, ok := link.(aoe.BatchLink); ok {
 		c.batch = bl
-		batchSize = receiveBatch
+		c.readBatch = min(receiveBatch, s.cfg.BufferCount)
 	}
-	// BufferCount requests can be at work while the receiver holds a
-	// batch of empty buffers to read into.
-	count := s.cfg.BufferCount + batchSize
+	// BufferCount requests can wait for a sync while every loop holds a
+	// batch of buffers to read into.
+	count := s.cfg.BufferCount + s.cfg.Workers*c.readBatch
 	bufLen := aoe.EthernetHeaderLen + max(link.MTU(), minBufferMTU)
 	c.maxSPF = min((bufLen-aoe.FrameHeaderLen-aoe.ATAHeaderLen)/aoe.SectorSize, 255)
 	stride := (bufLen + pageSize - 1) / pageSize * pageSize
@@ -271,7 +279,6 @@ func (s *Server) newSession(link aoe.Link) *session {
 	dataOff := aoe.FrameHeaderLen + aoe.ATAHeaderLen
 	pad := (pageSize - int((uintptr(unsafe.Pointer(&slab[0]))+uintptr(dataOff))%pageSize)) % pageSize
 	c.free = make(chan *request, count)
-	c.work = make(chan *request, count)
 	for i := range count {
 		start := pad + i*stride
 		c.free <- &request{buf: slab[start : start+bufLen : start+bufLen]}
@@ -287,126 +294,158 @@ func (c *session) sectorsPerFrame() int {
 	return min(aoe.SectorsPerFrame(c.link.MTU()), c.maxSPF)
 }
 
-// receive reads frames and hands them to the workers until the session
-// stops or the link fails.
-func (c *session) receive() error {
+// A loop reads frames, executes them and sends their responses, over and
+// over: several loops share a link, each waiting its turn to read while
+// the others execute what they read. Nothing is handed between goroutines
+// on the way from a request to its response but the writes that wait for
+// a sync.
+type loop struct {
+	c      *session
+	held   []*request // buffers to read into
+	bufs   [][]byte
+	lens   []int
+	out    [][]byte   // responses to send
+	synced []*request // requests whose response waits for a sync
+}
+
+// loop serves frames until the session stops (it returns nil) or the link
+// fails for good.
+func (c *session) loop() error {
 	s := c.s
-	held := make([]*request, 0, cap(c.free))
-	bufs := make([][]byte, receiveBatch)
-	lens := make([]int, receiveBatch)
-	want := 1
-	if c.batch != nil {
-		want = receiveBatch
+	lp := &loop{
+		c:      c,
+		held:   make([]*request, 0, c.readBatch),
+		bufs:   make([][]byte, c.readBatch),
+		lens:   make([]int, c.readBatch),
+		out:    make([][]byte, 0, c.readBatch),
+		synced: make([]*request, 0, c.readBatch),
 	}
-	release := func() {
-		for _, r := range held {
-			c.free <- r
-		}
-		held = held[:0]
-	}
+	defer lp.release()
 	failures := 0
 	for {
-		select {
-		case <-c.stop:
-			release()
-			return nil
-		default:
-		}
-		if len(held) == 0 {
-			select {
-			case r := <-c.free:
-				held = append(held, r)
-			case <-c.stop:
-				return nil
-			}
-		}
-	fill:
-		for len(held) < want {
-			select {
-			case r := <-c.free:
-				held = append(held, r)
-			default:
-				break fill
-			}
-		}
-
-		var n int
-		var err error
-		if c.batch != nil {
-			for i, r := range held {
-				bufs[i] = r.buf
-			}
-			n, err = c.batch.ReadFrames(bufs[:len(held)], lens)
-		} else {
-			lens[0], err = c.link.ReadFrame(held[0].buf)
-			if err == nil {
-				n = 1
-			}
-		}
-		s.counters.framesIn.Add(uint64(n))
-		if !c.track.acquire(n) {
-			s.counters.dropped[dropShutdown].Add(uint64(n))
-			release()
+		if !lp.fill() {
 			return nil
 		}
-		for i := range n {
-			r := held[i]
-			r.n = lens[i]
-			c.work <- r
+		n, err := lp.read()
+		if n > 0 {
+			s.counters.framesIn.Add(uint64(n))
+			if !c.track.acquire() {
+				s.counters.dropped[dropShutdown].Add(uint64(n))
+				return nil
+			}
+			lp.serve(n)
+			c.track.done()
 		}
-		held = append(held[:0], held[n:]...)
-
-		if err != nil {
-			select {
-			case <-c.stop:
-				release()
-				return nil
-			default:
-			}
-			if errors.Is(err, net.ErrClosed) {
-				release()
-				return fmt.Errorf("target: read: %w", err)
-			}
-			var ne net.Error
-			if errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			// A transient failure (the interface went down, say): keep
-			// trying, but not in a tight loop.
-			failures++
-			s.errLog.Error("read", "link read failed", "err", err)
-			select {
-			case <-time.After(time.Duration(min(failures, 100)) * 10 * time.Millisecond):
-			case <-c.stop:
-				release()
-				return nil
-			}
+		if err == nil {
+			failures = 0
 			continue
 		}
-		failures = 0
-	}
-}
-
-// worker executes requests until the work queue closes.
-func (c *session) worker() {
-	for r := range c.work {
-		switch c.handle(r) {
-		case replyNow:
-			c.send(r.buf[:r.resp])
-			c.release(r)
-		case replyAfterSync:
-			c.syncer.enqueue(r)
+		select {
+		case <-c.stop:
+			return nil
 		default:
-			c.release(r)
+		}
+		if errors.Is(err, net.ErrClosed) {
+			return fmt.Errorf("target: read: %w", err)
+		}
+		var ne net.Error
+		if errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+			continue
+		}
+		// A transient failure (the interface went down, say): keep
+		// trying, but not in a tight loop.
+		failures++
+		s.errLog.Error("read", "link read failed", "err", err)
+		select {
+		case <-time.After(time.Duration(min(failures, 100)) * 10 * time.Millisecond):
+		case <-c.stop:
+			return nil
 		}
 	}
 }
 
-// release returns a finished request's buffer.
-func (c *session) release(r *request) {
-	r.sync = false
-	c.free <- r
-	c.track.done()
+// fill tops the loop's buffers up to a batch, waiting only if it has
+// none. It reports false if the session stopped while it waited.
+func (lp *loop) fill() bool {
+	c := lp.c
+	for len(lp.held) < c.readBatch {
+		select {
+		case r := <-c.free:
+			lp.held = append(lp.held, r)
+			continue
+		default:
+		}
+		if len(lp.held) > 0 {
+			return true
+		}
+		select {
+		case r := <-c.free:
+			lp.held = append(lp.held, r)
+		case <-c.stop:
+			return false
+		}
+	}
+	return true
+}
+
+// read reads frames into the loop's buffers and returns how many.
+func (lp *loop) read() (int, error) {
+	c := lp.c
+	if c.batch != nil {
+		for i, r := range lp.held {
+			lp.bufs[i] = r.buf
+		}
+		n, err := c.batch.ReadFrames(lp.bufs[:len(lp.held)], lp.lens)
+		clear(lp.bufs)
+		return max(0, min(n, len(lp.held))), err
+	}
+	n, err := c.link.ReadFrame(lp.held[0].buf)
+	if err != nil {
+		return 0, err
+	}
+	lp.lens[0] = n
+	return 1, nil
+}
+
+// serve executes the first n frames the loop read, then hands the writes
+// waiting for a sync to the syncer and sends the other responses. The
+// buffers of the requests the syncer takes are replaced at the next fill.
+func (lp *loop) serve(n int) {
+	c := lp.c
+	kept := 0
+	for i := range n {
+		r := lp.held[i]
+		r.n = lp.lens[i]
+		switch c.handle(r) {
+		case replyNow:
+			lp.out = append(lp.out, r.buf[:r.resp])
+		case replyAfterSync:
+			lp.synced = append(lp.synced, r)
+			continue
+		}
+		lp.held[kept] = r
+		kept++
+	}
+	lp.held = append(lp.held[:kept], lp.held[n:]...)
+	clear(lp.held[len(lp.held):cap(lp.held)])
+	if len(lp.synced) > 0 {
+		c.syncer.enqueue(lp.synced)
+		clear(lp.synced)
+		lp.synced = lp.synced[:0]
+	}
+	if len(lp.out) > 0 {
+		c.sendAll(lp.out)
+		clear(lp.out)
+		lp.out = lp.out[:0]
+	}
+}
+
+// release returns the loop's buffers.
+func (lp *loop) release() {
+	for _, r := range lp.held {
+		lp.c.free <- r
+	}
+	lp.held = lp.held[:0]
 }
 
 // send transmits one response.
@@ -422,7 +461,7 @@ func (c *session) send(frame []byte) {
 // sendAll transmits responses, in one call per batch if the link allows.
 // A frame the link refuses is counted and skipped.
 func (c *session) sendAll(frames [][]byte) {
-	if c.batch == nil {
+	if c.batch == nil || len(frames) == 1 {
 		for _, f := range frames {
 			c.send(f)
 		}
@@ -486,8 +525,8 @@ func (c *session) announce() error {
 	return errors.Join(errs...)
 }
 
-// tracker counts the requests taken from the link and not yet answered,
-// so that stopping can wait for them.
+// tracker counts the loops busy with frames they read, so that stopping
+// can wait for their responses.
 type tracker struct {
 	mu      sync.Mutex
 	idle    sync.Cond
@@ -495,18 +534,18 @@ type tracker struct {
 	stopped bool
 }
 
-// acquire registers n requests, unless stopping has begun.
-func (t *tracker) acquire(n int) bool {
+// acquire registers a busy loop, unless stopping has begun.
+func (t *tracker) acquire() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.stopped {
 		return false
 	}
-	t.n += n
+	t.n++
 	return true
 }
 
-// done unregisters a finished request.
+// done unregisters a loop that has finished its frames.
 func (t *tracker) done() {
 	t.mu.Lock()
 	t.n--
@@ -516,7 +555,7 @@ func (t *tracker) done() {
 	t.mu.Unlock()
 }
 
-// stopAndWait refuses further requests and waits for those registered.
+// stopAndWait refuses further frames and waits for the busy loops.
 func (t *tracker) stopAndWait() {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -32,11 +32,11 @@ func newSyncer(c *session, capacity int) *syncer {
 	}
 }
 
-// enqueue hands over a request whose response is ready but for a sync.
-// The syncer sends the response and releases the request.
-func (y *syncer) enqueue(r *request) {
+// enqueue hands over requests whose responses are ready but for a sync.
+// The syncer sends the responses and frees the requests' buffers.
+func (y *syncer) enqueue(rs []*request) {
 	y.mu.Lock()
-	y.pending = append(y.pending, r)
+	y.pending = append(y.pending, rs...)
 	y.mu.Unlock()
 	select {
 	case y.wake <- struct{}{}:
@@ -95,7 +95,8 @@ func (y *syncer) round() {
 	y.c.sendAll(frames)
 	clear(frames)
 	for _, r := range batch {
-		y.c.release(r)
+		r.sync = false
+		y.c.free <- r
 	}
 	clear(batch)
 }

@@ -84,6 +84,9 @@ const (
 	DefaultBufferCount = 64
 	// MaxBufferCount bounds BufferCount: each buffer holds a jumbo frame.
 	MaxBufferCount = 4096
+	// DefaultWorkers is the Workers used when Config leaves it 0 (or
+	// BufferCount, if that is fewer).
+	DefaultWorkers = 8
 	// DefaultVersion is the Version used when Config leaves it empty.
 	DefaultVersion = "0.1"
 	// MaxMACMask is the longest MAC mask list the target keeps: 128

@@ -63,7 +63,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		HideHelpCommand: true,
 		// Errors go back to main, which prints them once.
 		ExitErrHandler: func(*cli.Context, error) {},
-		Commands:       []*cli.Command{compareCommand(), nbdCommand(), reportCommand(), verifyCommand()},
+		Commands:       []*cli.Command{compareCommand(), nbdCommand(), reportCommand(), verifyCommand(), timelineCommand(), plotCommand()},
 	}
 }
 

@@ -1,0 +1,195 @@
+package bench
+
+import (
+	"fmt"
+	"image/color"
+	"io"
+	"os"
+	"time"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+	"gonum.org/v1/plot/vg/vgsvg"
+)
+
+// This file draws the failover demo's timeline: one panel per round, the
+// write throughput over time with the event, the survivor's start and the
+// resumption of I/O marked.
+
+// Plot sizes.
+const (
+	plotWidth       = 22 * vg.Centimeter
+	plotPanelHeight = 6.5 * vg.Centimeter
+)
+
+// Marker colours.
+var (
+	colorThroughput = color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff}
+	colorEvent      = color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff}
+	colorPromote    = color.RGBA{R: 0xff, G: 0x7f, B: 0x0e, A: 0xff}
+	colorResumed    = color.RGBA{R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff}
+	colorCopy       = color.RGBA{R: 0x7f, G: 0x7f, B: 0x7f, A: 0xff}
+)
+
+// WriteDemoPlots draws the report's timeline to a PNG file and an SVG
+// file (either path may be empty to skip it).
+func WriteDemoPlots(r *DemoReport, pngPath, svgPath string) error {
+	if len(r.Rounds) == 0 {
+		return fmt.Errorf("demo plot: no rounds to draw")
+	}
+	height := plotPanelHeight * vg.Length(len(r.Rounds))
+	if pngPath != "" {
+		c := vgimg.PngCanvas{Canvas: vgimg.NewWith(vgimg.UseWH(plotWidth, height), vgimg.UseDPI(110))}
+		if err := drawDemo(r, c, pngPath); err != nil {
+			return err
+		}
+	}
+	if svgPath != "" {
+		if err := drawDemo(r, vgsvg.New(plotWidth, height), svgPath); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// canvasWriter is a canvas that writes itself out as an image file.
+type canvasWriter interface {
+	vg.CanvasSizer
+	io.WriterTo
+}
+
+// drawDemo draws every round's panel on c, stacked, and writes c to path.
+func drawDemo(r *DemoReport, c canvasWriter, path string) error {
+	plots := make([][]*plot.Plot, len(r.Rounds))
+	for i := range r.Rounds {
+		p, err := roundPlot(&r.Rounds[i], i == 0)
+		if err != nil {
+			return err
+		}
+		plots[i] = []*plot.Plot{p}
+	}
+	tiles := draw.Tiles{
+		Rows: len(plots), Cols: 1,
+		PadX: vg.Millimeter, PadY: 3 * vg.Millimeter,
+		PadTop: 2 * vg.Millimeter, PadBottom: 2 * vg.Millimeter, PadLeft: 2 * vg.Millimeter, PadRight: 3 * vg.Millimeter,
+	}
+	dc := draw.New(c)
+	canvases := plot.Align(plots, tiles, dc)
+	for i := range plots {
+		plots[i][0].Draw(canvases[i][0])
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("demo plot: %w", err)
+	}
+	if _, err := c.WriteTo(f); err != nil {
+		f.Close()
+		return fmt.Errorf("demo plot: write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("demo plot: %w", err)
+	}
+	return nil
+}
+
+// roundPlot is one round's panel: throughput over seconds since the copy
+// started, with vertical markers; legend puts a legend on it.
+func roundPlot(x *RoundResult, legend bool) (*plot.Plot, error) {
+	d := &x.Round
+	p := plot.New()
+	p.Title.Text = panelTitle(x)
+	p.Title.TextStyle.Font.Size = vg.Points(10)
+	p.X.Label.Text = "seconds since the copy started"
+	p.Y.Label.Text = "written, MB/s"
+	p.Y.Min = 0
+	p.Add(plotter.NewGrid())
+
+	origin := d.CopyStart
+	if origin.IsZero() && len(d.Samples) > 0 {
+		origin = d.Samples[0].Time
+	}
+	secs := func(t time.Time) float64 { return t.Sub(origin).Seconds() }
+
+	rates := WriteRates(d.Samples)
+	top := 1.0
+	pts := make(plotter.XYs, 0, len(rates))
+	for _, r := range rates {
+		pts = append(pts, plotter.XY{X: secs(r.Time), Y: r.MBps})
+		top = max(top, r.MBps)
+	}
+	top *= 1.1
+	p.Y.Max = top
+	if len(pts) > 0 {
+		line, err := plotter.NewLine(pts)
+		if err != nil {
+			return nil, fmt.Errorf("demo plot: %w", err)
+		}
+		line.Color, line.Width = colorThroughput, vg.Points(1.2)
+		p.Add(line)
+		if legend {
+			p.Legend.Add("write throughput", line)
+		}
+	}
+
+	mark := func(t time.Time, name string, c color.Color, dashes []vg.Length) error {
+		if t.IsZero() {
+			return nil
+		}
+		l, err := plotter.NewLine(plotter.XYs{{X: secs(t), Y: 0}, {X: secs(t), Y: top}})
+		if err != nil {
+			return fmt.Errorf("demo plot: %w", err)
+		}
+		l.Color, l.Width, l.Dashes = c, vg.Points(1.3), dashes
+		p.Add(l)
+		if legend {
+			p.Legend.Add(name, l)
+		}
+		return nil
+	}
+	dash := []vg.Length{vg.Points(4), vg.Points(3)}
+	dot := []vg.Length{vg.Points(1), vg.Points(2)}
+	promote := d.PromoteTime
+	if promote.Sub(d.EventTime).Abs() < 5*time.Millisecond {
+		promote = time.Time{}
+	}
+	for _, m := range []struct {
+		t      time.Time
+		name   string
+		c      color.Color
+		dashes []vg.Length
+	}{
+		{d.EventTime, d.Event + " A", colorEvent, nil},
+		{promote, "B started/announced", colorPromote, dash},
+		{x.Resumed, "I/O resumed on B", colorResumed, nil},
+		{d.CopyEnd, "cp done", colorCopy, dash},
+		{d.SyncEnd, "sync done", colorCopy, dot},
+	} {
+		if err := mark(m.t, m.name, m.c, m.dashes); err != nil {
+			return nil, err
+		}
+	}
+	p.Legend.Top = true
+	p.Legend.TextStyle.Font.Size = vg.Points(8)
+	return p, nil
+}
+
+// panelTitle sums a round up in one line.
+func panelTitle(x *RoundResult) string {
+	d := &x.Round
+	acks := "async acks"
+	if d.Sync {
+		acks = "-s"
+	}
+	s := fmt.Sprintf("%d x %s, %s (%s, %s)", d.Files, d.Set, d.Event, d.Mode, acks)
+	if x.StallSource != "" {
+		s += ": stall " + formatStall(x.Stall, x.StallSource)
+	}
+	s += fmt.Sprintf(", %s -> %s MB/s, %d/%d intact", formatRate(x.BeforeMBps), formatRate(x.AfterMBps), d.Intact, d.Files)
+	if d.Corrupt > 0 {
+		s += fmt.Sprintf(", %d CORRUPT", d.Corrupt)
+	}
+	return s
+}
