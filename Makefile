@@ -58,14 +58,17 @@ fuzz:
 
 bench: build
 	$(BENCH_CMD)
+	$(BIN)/ironbench nbd --ironblade $(BIN)/ironblade --ironaoe $(BIN)/ironaoe --repeat 3 $(NBD_BENCH_ARGS)
 	$(GO) test -run '^$$' -bench . -benchmem ./aoe/ ./target/ ./initiator/ ./initiator/nbd/
 
 lint:
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
 
+# The failover demo (docs/demo.md), as root; options in DEMO_ARGS, e.g.
+# make demo DEMO_ARGS="--quick" or DEMO_ARGS="--async --mode cold".
 demo: build
-	bash scripts/quickstart.sh
+	bash scripts/demo.sh --bin $(BIN) $(DEMO_ARGS)
 
 # test-kernel boots Debian's kernel under qemu and checks ironblade and
 # ironaoe against its aoe and nbd drivers: docs/kernel-tests.md.

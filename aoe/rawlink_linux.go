@@ -75,6 +75,17 @@ type RawLink struct {
 	// would allocate.
 	rfreeMu sync.Mutex
 	rfree   []*readScratch
+	// A read that finds no frame queued waits for one in ppoll, inside
+	// RawConn.Read, rather than parking in Go's poller: that saves the
+	// thread wake-ups of the poller and of the runtime's monitor that
+	// each frame would cost a target that is idle between requests. It
+	// also waits for wake, an eventfd that Close and SetReadDeadline
+	// write to, and goes back to Go's poller, which knows deadlines and
+	// closing, when it fires or the deadline passes.
+	wake     int          // -1 once closed
+	wakeMu   sync.Mutex   // guards writing to wake against closing it
+	deadline atomic.Int64 // the read deadline as UnixNano, or 0
+	waiting  atomic.Int32 // readers in ppoll, or about to be
 
 	// Write side, the same way; wmu serializes writers. Each message has
 	// up to writeIovs iovecs: the frame (on a VLAN link split around the
@@ -178,6 +189,9 @@ func newRawLink(iface string, conn *packet.Conn, mac MAC, ifreq *unix.Ifreq, cfg
 		start: time.Now(),
 		ifreq: ifreq,
 	}
+	if l.wake, err = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC); err != nil {
+		return nil, os.NewSyscallError("eventfd", err)
+	}
 	binary.BigEndian.PutUint16(l.tag[0:2], vlanTPID)
 	binary.BigEndian.PutUint16(l.tag[2:4], cfg.VLAN) // priority 0
 	l.putScratch(l.newScratch())
@@ -190,13 +204,13 @@ func newRawLink(iface string, conn *packet.Conn, mac MAC, ifreq *unix.Ifreq, cfg
 	if err == nil {
 		err = optErr
 	}
-	if err != nil {
-		return nil, err
+	if err == nil {
+		l.mtuMu.Lock()
+		err = l.refreshMTULocked()
+		l.mtuMu.Unlock()
 	}
-	l.mtuMu.Lock()
-	err = l.refreshMTULocked()
-	l.mtuMu.Unlock()
 	if err != nil {
+		unix.Close(l.wake)
 		return nil, err
 	}
 	return l, nil
@@ -387,6 +401,10 @@ type readScratch struct {
 	ctl    []byte
 	one    [1][]byte
 	oneLen [1]int
+	// ppoll's arguments: the socket and the link's wake eventfd.
+	pfds    [2]unix.PollFd
+	timeout unix.Timespec
+	drain   [8]byte
 }
 
 // newScratch makes a read scratch for initialBatch messages.
@@ -422,20 +440,82 @@ func (l *RawLink) putScratch(sc *readScratch) {
 // recvfrom is the RawConn.Read callback of ReadFrame. MSG_TRUNC makes the
 // kernel report a frame's real length, so truncation shows.
 func (sc *readScratch) recvfrom(fd uintptr) bool {
-	var done bool
-	sc.n, sc.errno, done = callNonblocking(unix.SYS_RECVFROM, fd,
-		uintptr(unsafe.Pointer(unsafe.SliceData(sc.buf))), uintptr(len(sc.buf)), unix.MSG_TRUNC)
-	return done
+	for {
+		var done bool
+		sc.n, sc.errno, done = callNonblocking(unix.SYS_RECVFROM, fd,
+			uintptr(unsafe.Pointer(unsafe.SliceData(sc.buf))), uintptr(len(sc.buf)), unix.MSG_TRUNC)
+		if done || !sc.wait(fd) {
+			return done
+		}
+	}
 }
 
 // recvmmsg is the RawConn.Read callback of ReadFrames. The socket is
 // non-blocking, so after the first frame the call returns whatever is
 // already queued.
 func (sc *readScratch) recvmmsg(fd uintptr) bool {
-	var done bool
-	sc.n, sc.errno, done = callNonblocking(unix.SYS_RECVMMSG, fd,
-		uintptr(unsafe.Pointer(&sc.msgs[0])), uintptr(sc.count), unix.MSG_TRUNC)
-	return done
+	for {
+		var done bool
+		sc.n, sc.errno, done = callNonblocking(unix.SYS_RECVMMSG, fd,
+			uintptr(unsafe.Pointer(&sc.msgs[0])), uintptr(sc.count), unix.MSG_TRUNC)
+		if done || !sc.wait(fd) {
+			return done
+		}
+	}
+}
+
+// maxWait bounds one ppoll: a safety net, after which a reader looks at
+// its deadline again.
+const maxWait = time.Second
+
+// wait blocks until the socket fd has a frame queued and reports true, or
+// reports false for the read to wait in Go's poller instead: when the
+// deadline has passed or changed, or the link is closing. Go's poller is
+// the slow path; reaching it costs one read more wake-ups.
+//
+// Reads of a socket run their callbacks one at a time, so one reader at
+// most waits here.
+func (sc *readScratch) wait(fd uintptr) bool {
+	l := sc.l
+	l.waiting.Add(1)
+	defer l.waiting.Add(-1)
+	if l.closed.Load() {
+		return false
+	}
+	timeout := maxWait
+	if d := l.deadline.Load(); d != 0 {
+		if timeout = min(timeout, time.Until(time.Unix(0, d))); timeout <= 0 {
+			return false
+		}
+	}
+	sc.timeout = unix.NsecToTimespec(int64(timeout))
+	sc.pfds[0] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
+	sc.pfds[1] = unix.PollFd{Fd: int32(l.wake), Events: unix.POLLIN}
+	_, _, errno := unix.Syscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&sc.pfds[0])), 2,
+		uintptr(unsafe.Pointer(&sc.timeout)), 0, 0, 0)
+	switch {
+	case errno == unix.EINTR:
+		return true // read again, then wait again
+	case errno != 0:
+		return false
+	case sc.pfds[1].Revents != 0:
+		// Written by Close or SetReadDeadline: take the wake-up.
+		_, _, _ = unix.Syscall(unix.SYS_READ, uintptr(l.wake), uintptr(unsafe.Pointer(&sc.drain[0])), uintptr(len(sc.drain)))
+		return false
+	}
+	return true // a frame, or the timeout: read again
+}
+
+// wakeReader makes a reader waiting in ppoll look at the deadline and at
+// closing again.
+func (l *RawLink) wakeReader() {
+	var one [8]byte
+	binary.NativeEndian.PutUint64(one[:], 1)
+	l.wakeMu.Lock()
+	defer l.wakeMu.Unlock()
+	if l.wake >= 0 {
+		_, _ = unix.Write(l.wake, one[:])
+	}
 }
 
 // sendmmsg is the RawConn.Write callback of WriteFrame and WriteFrames. The
@@ -765,6 +845,12 @@ func (l *RawLink) SetReadDeadline(t time.Time) error {
 	if err := l.conn.SetReadDeadline(t); err != nil {
 		return l.ioError("set read deadline", err)
 	}
+	var d int64
+	if !t.IsZero() {
+		d = max(t.UnixNano(), 1)
+	}
+	l.deadline.Store(d)
+	l.wakeReader()
 	return nil
 }
 
@@ -800,7 +886,18 @@ func (l *RawLink) Close() error {
 	if st, err := l.conn.Stats(); err == nil {
 		l.drops += uint64(st.Drops) // keep the last count for Stats
 	}
-	if err := l.conn.Close(); err != nil {
+	l.wakeReader()
+	err := l.conn.Close()
+	// The eventfd goes once no reader can be polling it: a reader in
+	// ppoll has been woken, and one about to enter sees closed.
+	for l.waiting.Load() > 0 {
+		time.Sleep(100 * time.Microsecond)
+	}
+	l.wakeMu.Lock()
+	unix.Close(l.wake)
+	l.wake = -1
+	l.wakeMu.Unlock()
+	if err != nil {
 		return l.errorf("close", err)
 	}
 	return nil

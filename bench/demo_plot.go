@@ -28,11 +28,32 @@ const (
 // Marker colours.
 var (
 	colorThroughput = color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff}
+	colorRaw        = color.RGBA{R: 0xa6, G: 0xc8, B: 0xe3, A: 0xff}
+	colorStall      = color.RGBA{R: 0xf4, G: 0xcc, B: 0xcc, A: 0xff}
 	colorEvent      = color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff}
 	colorPromote    = color.RGBA{R: 0xff, G: 0x7f, B: 0x0e, A: 0xff}
+	colorGone       = color.RGBA{R: 0x94, G: 0x67, B: 0xbd, A: 0xff}
 	colorResumed    = color.RGBA{R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff}
 	colorCopy       = color.RGBA{R: 0x7f, G: 0x7f, B: 0x7f, A: 0xff}
 )
+
+// smoothSamples is how many throughput samples the thick line averages.
+const smoothSamples = 3
+
+// movingAverage averages each point's Y with its neighbours, n points in
+// all (fewer at the ends).
+func movingAverage(xys plotter.XYs, n int) plotter.XYs {
+	out := make(plotter.XYs, len(xys))
+	for i := range xys {
+		lo, hi := max(i-n/2, 0), min(i+n/2+1, len(xys))
+		sum := 0.0
+		for _, p := range xys[lo:hi] {
+			sum += p.Y
+		}
+		out[i] = plotter.XY{X: xys[i].X, Y: sum / float64(hi-lo)}
+	}
+	return out
+}
 
 // WriteDemoPlots draws the report's timeline to a PNG file and an SVG
 // file (either path may be empty to skip it).
@@ -115,22 +136,41 @@ func roundPlot(x *RoundResult, legend bool) (*plot.Plot, error) {
 
 	rates := WriteRates(d.Samples)
 	top := 1.0
-	pts := make(plotter.XYs, 0, len(rates))
+	raw := make(plotter.XYs, 0, len(rates))
 	for _, r := range rates {
-		pts = append(pts, plotter.XY{X: secs(r.Time), Y: r.MBps})
+		raw = append(raw, plotter.XY{X: secs(r.Time), Y: r.MBps})
 		top = max(top, r.MBps)
 	}
-	top *= 1.1
+	// Headroom above the data for the legend.
+	top *= 1.35
 	p.Y.Max = top
-	if len(pts) > 0 {
-		line, err := plotter.NewLine(pts)
+	if !x.Resumed.IsZero() && !d.EventTime.IsZero() {
+		a, b := secs(d.EventTime), secs(x.Resumed)
+		band, err := plotter.NewPolygon(plotter.XYs{{X: a, Y: 0}, {X: b, Y: 0}, {X: b, Y: top}, {X: a, Y: top}})
 		if err != nil {
 			return nil, fmt.Errorf("demo plot: %w", err)
 		}
-		line.Color, line.Width = colorThroughput, vg.Points(1.2)
-		p.Add(line)
+		band.Color, band.LineStyle.Width = colorStall, 0
+		p.Add(band)
 		if legend {
-			p.Legend.Add("write throughput", line)
+			p.Legend.Add("stall", band)
+		}
+	}
+	if len(raw) > 0 {
+		line, err := plotter.NewLine(raw)
+		if err != nil {
+			return nil, fmt.Errorf("demo plot: %w", err)
+		}
+		line.Color, line.Width = colorRaw, vg.Points(0.8)
+		smooth, err := plotter.NewLine(movingAverage(raw, smoothSamples))
+		if err != nil {
+			return nil, fmt.Errorf("demo plot: %w", err)
+		}
+		smooth.Color, smooth.Width = colorThroughput, vg.Points(1.8)
+		p.Add(line, smooth)
+		if legend {
+			p.Legend.Add("write throughput, per sample", line)
+			p.Legend.Add(fmt.Sprintf("mean of %d samples", smoothSamples), smooth)
 		}
 	}
 
@@ -151,6 +191,10 @@ func roundPlot(x *RoundResult, legend bool) (*plot.Plot, error) {
 	}
 	dash := []vg.Length{vg.Points(4), vg.Points(3)}
 	dot := []vg.Length{vg.Points(1), vg.Points(2)}
+	gone := d.AGoneTime
+	if gone.Sub(d.EventTime).Abs() < 5*time.Millisecond {
+		gone = time.Time{}
+	}
 	promote := d.PromoteTime
 	if promote.Sub(d.EventTime).Abs() < 5*time.Millisecond {
 		promote = time.Time{}
@@ -162,6 +206,7 @@ func roundPlot(x *RoundResult, legend bool) (*plot.Plot, error) {
 		dashes []vg.Length
 	}{
 		{d.EventTime, d.Event + " A", colorEvent, nil},
+		{gone, "A gone", colorGone, dot},
 		{promote, "B started/announced", colorPromote, dash},
 		{x.Resumed, "I/O resumed on B", colorResumed, nil},
 		{d.CopyEnd, "cp done", colorCopy, dash},

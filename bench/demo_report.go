@@ -45,10 +45,12 @@ type DemoRound struct {
 	Failed   string `json:"failed"`
 	Survivor string `json:"survivor"`
 	// CopyStart is when the copy began, EventTime when A was stopped or
-	// fenced, PromoteTime when B was started or told to announce, CopyEnd
-	// when cp returned and SyncEnd when the sync after it did.
+	// fenced, AGoneTime when A's process had exited (or died), PromoteTime
+	// when B was started or told to announce, CopyEnd when cp returned and
+	// SyncEnd when the sync after it did.
 	CopyStart   time.Time `json:"copy_start"`
 	EventTime   time.Time `json:"event_time"`
+	AGoneTime   time.Time `json:"node_a_gone_time"`
 	PromoteTime time.Time `json:"promote_time"`
 	CopyEnd     time.Time `json:"copy_end"`
 	SyncEnd     time.Time `json:"sync_end"`
@@ -134,6 +136,8 @@ func (d *DemoRound) set(key, value string) error {
 		d.CopyStart, err = parseUnixTime(value)
 	case "event_time":
 		d.EventTime, err = parseUnixTime(value)
+	case "node_a_gone_time":
+		d.AGoneTime, err = parseUnixTime(value)
 	case "promote_time":
 		d.PromoteTime, err = parseUnixTime(value)
 	case "copy_end":
@@ -244,6 +248,17 @@ func AnalyzeRound(d DemoRound, window time.Duration) RoundResult {
 	if d.EventTime.IsZero() {
 		res.Notes = append(res.Notes, "no event happened")
 		return res
+	}
+
+	// The event only tests a failover if A carried the I/O when it came.
+	for i := len(samples) - 1; i >= 0; i-- {
+		if s := samples[i]; !s.Time.After(d.EventTime) {
+			if d.Failed != "" && !contains(s.Active, d.Failed) {
+				res.Notes = append(res.Notes, fmt.Sprintf("A was not the active target when the event came (active: %s):"+
+					" the initiator had failed over before, see the events in the timeline", strings.Join(s.Active, ", ")))
+			}
+			break
+		}
 	}
 
 	// The initiator's log: the first resumption on the survivor after the
@@ -452,8 +467,8 @@ func (r *DemoReport) Intact() bool {
 // WriteMarkdown writes the table of rounds, then notes.
 func (r *DemoReport) WriteMarkdown(w io.Writer) error {
 	var b strings.Builder
-	b.WriteString("| set | event | mode | acks | stall | initiator's stall | MB/s before | MB/s after | intact | corrupt | active after |\n")
-	b.WriteString("|---|---|---|---|--:|--:|--:|--:|--:|--:|---|\n")
+	b.WriteString("| set | event | mode | acks | A gone | B in | stall | initiator's stall | MB/s before | MB/s after | intact | corrupt | active after |\n")
+	b.WriteString("|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
 	for _, x := range r.Rounds {
 		d := x.Round
 		acks := "async"
@@ -464,7 +479,7 @@ func (r *DemoReport) WriteMarkdown(w io.Writer) error {
 		if !d.Announce {
 			mode += ", no announce"
 		}
-		if d.Event == "fence" && d.FenceDelay > 0 {
+		if d.Event == "fence" && d.Announce && d.FenceDelay > 0 {
 			mode += fmt.Sprintf(", fence delay %v", d.FenceDelay)
 		}
 		active := x.SwitchedTo
@@ -476,11 +491,14 @@ func (r *DemoReport) WriteMarkdown(w io.Writer) error {
 		case strings.EqualFold(active, d.Failed):
 			active = "A"
 		}
-		fmt.Fprintf(&b, "| %s x %s | %s | %s | %s | %s | %s | %s | %s | %d/%d | %d | %s |\n",
-			countOf(d), d.Set, d.Event, mode, acks, formatStall(x.Stall, x.StallSource), formatStall(x.InitiatorStall, "initiator"),
+		fmt.Fprintf(&b, "| %s x %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d/%d | %d | %s |\n",
+			countOf(d), d.Set, d.Event, mode, acks, sinceEvent(d, d.AGoneTime), sinceEvent(d, d.PromoteTime),
+			formatStall(x.Stall, x.StallSource), formatStall(x.InitiatorStall, "initiator"),
 			formatRate(x.BeforeMBps), formatRate(x.AfterMBps), d.Intact, d.Files, d.Corrupt, active)
 	}
-	fmt.Fprintf(&b, "\n- stall: from the event (SIGTERM to A, or A's link cut and SIGKILL) to the first request"+
+	fmt.Fprintf(&b, "\n- A gone: when A's process had exited (SIGTERM) or died (SIGKILL waits for its I/O in progress),"+
+		" after the event; B in: when B was started (cold) or told to announce itself (standby).\n")
+	fmt.Fprintf(&b, "- stall: from the event (SIGTERM to A, or A's link cut and SIGKILL) to the first request"+
 		" completed by B, from the initiator's failover log; ~ marks an upper bound from 100 ms samples.\n")
 	fmt.Fprintf(&b, "- initiator's stall: the initiator's own measure, from A's last answer to that completion.\n")
 	fmt.Fprintf(&b, "- MB/s: data written to the device (10^6 bytes/s), over %v before the event and %v after I/O resumed.\n", r.Window, r.Window)
@@ -496,6 +514,14 @@ func (r *DemoReport) WriteMarkdown(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// sinceEvent prints how long after the round's event t was, or "-".
+func sinceEvent(d DemoRound, t time.Time) string {
+	if t.IsZero() || d.EventTime.IsZero() {
+		return "-"
+	}
+	return fmt.Sprintf("%d ms", t.Sub(d.EventTime).Milliseconds())
 }
 
 // countOf is "400" for a round of 400 files.

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -49,6 +50,10 @@ type NBDConfig struct {
 	// Size is the export's size and the amount each pass moves; default
 	// 256 MiB.
 	Size int64
+	// Repeat is how many rounds of every pass are run, raw and NBD
+	// passes taking turns, so that load from elsewhere falls on both;
+	// the report takes the median of each. Default 1.
+	Repeat int
 	// Dir holds the target's backing file; default /var/tmp, on disk.
 	Dir string
 	// SourceDir holds the random file nbdcopy copies in; default
@@ -89,6 +94,9 @@ func (c NBDConfig) withDefaults() NBDConfig {
 	if c.Size == 0 {
 		c.Size = 256 << 20
 	}
+	if c.Repeat == 0 {
+		c.Repeat = 1
+	}
 	if c.Dir == "" {
 		c.Dir = "/var/tmp"
 	}
@@ -105,7 +113,9 @@ func (c NBDConfig) withDefaults() NBDConfig {
 type NBDCell struct {
 	Target string `json:"target"`
 	MTU    int    `json:"mtu"`
-	Op     string `json:"op"`
+	// Run counts the rounds from 0.
+	Run int    `json:"run"`
+	Op  string `json:"op"`
 	// Path is PathRaw or PathNBD.
 	Path string `json:"path"`
 	// QueueDepth is the raw generator's; 0 for NBD passes.
@@ -133,6 +143,7 @@ type NBDCell struct {
 type NBDReport struct {
 	Started    time.Time `json:"started"`
 	Size       int64     `json:"size"`
+	Repeat     int       `json:"repeat"`
 	Dir        string    `json:"dir"`
 	FileSystem string    `json:"filesystem"`
 	SourceDir  string    `json:"source_dir"`
@@ -173,9 +184,9 @@ type nbdEnv struct {
 // (and removes): written then read by the raw load generator at each
 // queue depth, then copied in (nbdcopy --flush FILE URI) and out (nbdcopy
 // URI null:) through a fresh `ironaoe serve --unix` per direction. The
-// target serves a file in Dir, filled once before it starts. It needs
-// root. A pass that fails keeps its error and the run goes on; MeasureNBD
-// fails only if it cannot set up or ctx ends.
+// target serves a file in Dir, written in full once, and is started afresh
+// for every pass. It needs root. A pass that fails keeps its error and the
+// run goes on; MeasureNBD fails only if it cannot set up or ctx ends.
 func MeasureNBD(ctx context.Context, cfg NBDConfig) (*NBDReport, error) {
 	cfg = cfg.withDefaults()
 	if os.Geteuid() != 0 {
@@ -183,6 +194,9 @@ func MeasureNBD(ctx context.Context, cfg NBDConfig) (*NBDReport, error) {
 	}
 	if cfg.Size < 1<<20 || cfg.Size%aoe.SectorSize != 0 {
 		return nil, fmt.Errorf("bench: nbd: size %d: want at least 1 MiB of whole sectors", cfg.Size)
+	}
+	if cfg.Repeat < 1 {
+		return nil, fmt.Errorf("bench: nbd: repeat %d: want at least 1", cfg.Repeat)
 	}
 	targets, err := nbdTargets(cfg)
 	if err != nil {
@@ -200,7 +214,7 @@ func MeasureNBD(ctx context.Context, cfg NBDConfig) (*NBDReport, error) {
 			return nil, fmt.Errorf("bench: nbd: %w", err)
 		}
 	}
-	rep := &NBDReport{Started: time.Now().UTC(), Size: cfg.Size, Dir: cfg.Dir, FileSystem: fileSystem(cfg.Dir),
+	rep := &NBDReport{Started: time.Now().UTC(), Size: cfg.Size, Repeat: cfg.Repeat, Dir: cfg.Dir, FileSystem: fileSystem(cfg.Dir),
 		SourceDir: cfg.SourceDir, Cache: "cold", Kernel: kernel(), CPUs: runtime.NumCPU(),
 		Ironaoe: programVersion(cfg.Ironaoe, "--version"), Nbdcopy: programVersion(cfg.Nbdcopy, "--version"),
 		LoadBefore: loadAverage()}
@@ -281,48 +295,71 @@ func nbdTargets(cfg NBDConfig) ([]nbdTarget, error) {
 	return out, nil
 }
 
-// measureTarget runs every pass of one target program at one MTU on a
-// fresh backing file, and adds the cells to the report.
+// measureTarget runs every round of passes of one target program at one
+// MTU on a fresh backing file, and adds the cells to the report.
 func (env *nbdEnv) measureTarget(ctx context.Context, t nbdTarget, mtu int) {
 	cfg := env.cfg
-	cell := func(op Op, path string, qd int) NBDCell {
-		return NBDCell{Target: t.name, MTU: mtu, Op: op.String(), Path: path, QueueDepth: qd}
-	}
-	var planned []NBDCell
-	for _, op := range []Op{Write, Read} {
-		for _, qd := range cfg.QueueDepths {
-			planned = append(planned, cell(op, PathRaw, qd))
+	var rounds [][]NBDCell
+	for run := range cfg.Repeat {
+		var cells []NBDCell
+		cell := func(op Op, path string, qd int) NBDCell {
+			return NBDCell{Target: t.name, MTU: mtu, Run: run, Op: op.String(), Path: path, QueueDepth: qd}
 		}
+		for _, op := range []Op{Write, Read} {
+			for _, qd := range cfg.QueueDepths {
+				cells = append(cells, cell(op, PathRaw, qd))
+			}
+		}
+		rounds = append(rounds, append(cells, cell(Write, PathNBD, 0), cell(Read, PathNBD, 0)))
 	}
-	planned = append(planned, cell(Write, PathNBD, 0), cell(Read, PathNBD, 0))
 
 	file, err := filledFile(cfg.Dir, cfg.Size)
 	if err != nil {
-		env.failAll(planned, fmt.Errorf("backing file: %w", err))
+		for _, cells := range rounds {
+			env.failAll(cells, fmt.Errorf("backing file: %w", err))
+		}
 		return
 	}
 	defer os.Remove(file)
-	proc, err := startIn(env.tgt, t.name, t.path, append(t.args, "1", "0", env.veth.IfA, file)...)
+	for _, cells := range rounds {
+		for _, c := range cells {
+			if ctx.Err() != nil {
+				return
+			}
+			if err := env.pass(ctx, t, file, &c); err != nil {
+				c.Error = err.Error()
+			}
+			env.add(c)
+		}
+	}
+}
+
+// pass measures one cell with a fresh target process: the kernel keeps a
+// file's readahead state with the open file, so a target that had read the
+// file through once would read it faster the next time, cache dropped or
+// not.
+func (env *nbdEnv) pass(ctx context.Context, t nbdTarget, file string, c *NBDCell) error {
+	if err := env.prepare(); err != nil {
+		return err
+	}
+	proc, err := startIn(env.tgt, t.name, t.path, slices.Concat(t.args, []string{"1", "0", env.veth.IfA, file})...)
 	if err != nil {
-		env.failAll(planned, err)
-		return
+		return err
 	}
 	defer proc.stop()
-
-	raw, rest := planned[:len(planned)-2], planned[len(planned)-2:]
-	if err := env.rawPasses(ctx, proc, raw); err != nil {
-		env.failAll(raw, err)
+	op, err := ParseOp(c.Op)
+	if err != nil {
+		return err
 	}
-	for _, c := range rest {
-		if ctx.Err() != nil {
-			return
-		}
-		op, _ := ParseOp(c.Op)
-		if err := env.nbdPass(ctx, proc, op, &c); err != nil {
-			c.Error = err.Error()
-		}
-		env.add(c)
+	if c.Path == PathRaw {
+		err = env.rawPass(ctx, proc, op, c)
+	} else {
+		err = env.nbdPass(ctx, proc, op, c)
 	}
+	if err != nil {
+		return err
+	}
+	return proc.stop()
 }
 
 // failAll records every cell as failed with err.
@@ -347,7 +384,7 @@ func (c NBDCell) summary() string {
 	if c.Path == PathRaw {
 		how = fmt.Sprintf("raw QD %d", c.QueueDepth)
 	}
-	head := fmt.Sprintf("%-9s MTU %4d %-5s %-9s:", c.Target, c.MTU, c.Op, how)
+	head := fmt.Sprintf("%-9s MTU %4d #%d %-5s %-9s:", c.Target, c.MTU, c.Run+1, c.Op, how)
 	if c.Error != "" {
 		return head + " FAILED: " + c.Error
 	}
@@ -364,14 +401,11 @@ func (c NBDCell) summary() string {
 	return s
 }
 
-// rawPasses runs the raw generator's passes, recording each. It fails only
-// if the target cannot be reached at all; the cells it has not recorded
-// yet then fail with its error.
-func (env *nbdEnv) rawPasses(ctx context.Context, proc *process, cells []NBDCell) error {
-	cfg := env.cfg
-	// A link opened now sees the current MTU. It is closed before the NBD
-	// passes: an open packet socket would be handed a copy of every frame
-	// ironaoe moves, at a cost to it.
+// rawPass writes or reads the export with the raw generator and fills in
+// c.
+func (env *nbdEnv) rawPass(ctx context.Context, target *process, op Op, c *NBDCell) error {
+	// The link is closed before any NBD pass: an open packet socket would
+	// be handed a copy of every frame ironaoe moves, at a cost to it.
 	link, err := env.cli.ListenRaw(env.veth.IfB, aoe.RawConfig{ReadBuffer: 16 << 20, WriteBuffer: 16 << 20})
 	if err != nil {
 		return err
@@ -382,29 +416,18 @@ func (env *nbdEnv) rawPasses(ctx context.Context, proc *process, cells []NBDCell
 		err = Identify(ctx, link, &dev)
 	}
 	if err != nil {
-		return fmt.Errorf("%w; %s said: %s", err, proc.name, proc.out.String())
+		return fmt.Errorf("%w; %s said: %s", err, target.name, target.out.String())
 	}
-	for _, c := range cells {
-		if ctx.Err() != nil {
-			return nil
-		}
-		op, _ := ParseOp(c.Op)
-		err := env.prepare()
-		var res *StreamResult
-		if err == nil {
-			tcpu, icpu := meterProcess(proc.cmd.Process.Pid), meterSelf()
-			res, err = Stream(ctx, link, dev, StreamOptions{Op: op, QueueDepth: c.QueueDepth, Bytes: cfg.Size,
-				Flush: op == Write, MinTimeout: cfg.MinTimeout})
-			c.TargetCPU, c.InitiatorCPU = tcpu.seconds(), icpu.seconds()
-		}
-		if res != nil {
-			c.Bytes, c.Seconds, c.MBps = res.Bytes, res.Elapsed.Seconds(), res.MBps()
-			c.FlushSeconds, c.Retransmits = res.FlushTime.Seconds(), res.Retransmits
-		}
-		if err != nil {
-			c.Error = fmt.Sprintf("%v; %s said: %s", err, proc.name, proc.out.String())
-		}
-		env.add(c)
+	tcpu, icpu := meterProcess(target.cmd.Process.Pid), meterSelf()
+	res, err := Stream(ctx, link, dev, StreamOptions{Op: op, QueueDepth: c.QueueDepth, Bytes: env.cfg.Size,
+		Flush: op == Write, MinTimeout: env.cfg.MinTimeout})
+	c.TargetCPU, c.InitiatorCPU = tcpu.seconds(), icpu.seconds()
+	if res != nil {
+		c.Bytes, c.Seconds, c.MBps = res.Bytes, res.Elapsed.Seconds(), res.MBps()
+		c.FlushSeconds, c.Retransmits = res.FlushTime.Seconds(), res.Retransmits
+	}
+	if err != nil {
+		return fmt.Errorf("%w; %s said: %s", err, target.name, target.out.String())
 	}
 	return nil
 }
@@ -415,9 +438,6 @@ func (env *nbdEnv) nbdPass(ctx context.Context, target *process, op Op, c *NBDCe
 	cfg := env.cfg
 	sock := filepath.Join(env.sockDir, "nbd.sock")
 	_ = os.Remove(sock)
-	if err := env.prepare(); err != nil {
-		return err
-	}
 	serve, err := startIn(env.cli, "ironaoe serve", cfg.Ironaoe, "--log-level", "warn", "serve",
 		"-i", env.veth.IfB, "--unix", sock, "--control-dir", "", "e1.0")
 	if err != nil {

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -21,22 +22,31 @@ func processCPU(pid int) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	// The command name, in parentheses, may hold spaces: count fields
-	// from the last ')'. utime and stime are fields 14 and 15 of the
-	// line, so 12 and 13 after it.
-	s := string(b)
+	d, err := parseProcStat(string(b))
+	if err != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	}
+	return d, nil
+}
+
+// parseProcStat reads the user plus system CPU time from the contents of a
+// /proc/PID/stat file.
+func parseProcStat(s string) (time.Duration, error) {
+	// The command name, in parentheses, may hold spaces and parentheses:
+	// count fields from the last ')'. utime and stime are fields 14 and
+	// 15 of the line, so 12 and 13 after it.
 	end := strings.LastIndexByte(s, ')')
 	if end < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
+		return 0, errors.New("no command name")
 	}
 	f := strings.Fields(s[end+1:])
 	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+		return 0, fmt.Errorf("%d fields after the command name, want at least 13", len(f))
 	}
-	utime, err1 := strconv.ParseUint(f[11], 10, 64)
-	stime, err2 := strconv.ParseUint(f[12], 10, 64)
+	utime, err1 := strconv.ParseUint(f[11], 10, 32)
+	stime, err2 := strconv.ParseUint(f[12], 10, 32)
 	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: bad CPU times %q %q", pid, f[11], f[12])
+		return 0, fmt.Errorf("bad CPU times %q %q", f[11], f[12])
 	}
 	return time.Duration(utime+stime) * clockTick, nil
 }

@@ -4,59 +4,97 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 )
 
 // NBDRow sets the NBD path of one MTU, target and operation against the
-// fastest raw pass.
+// raw generator. Each figure is the median of the rounds whose pass
+// succeeded.
 type NBDRow struct {
 	MTU    int    `json:"mtu"`
 	Target string `json:"target"`
 	Op     string `json:"op"`
-	// Raw is the fastest raw pass that succeeded (nil if none did); NBD
-	// the nbdcopy pass.
-	Raw *NBDCell `json:"raw,omitempty"`
-	NBD *NBDCell `json:"nbd,omitempty"`
-	// Ratio is the NBD throughput over the raw one; 0 when either is
-	// missing or failed.
+	// RawMBps is the raw figure at the queue depth whose median is best,
+	// RawQueueDepth; 0 if no raw pass succeeded.
+	RawMBps       float64 `json:"raw_mb_per_s"`
+	RawQueueDepth int     `json:"raw_queue_depth,omitempty"`
+	// NBDMBps is nbdcopy's figure; 0 if no NBD pass succeeded.
+	NBDMBps float64 `json:"nbd_mb_per_s"`
+	// Runs and Failed count the NBD passes that succeeded and failed.
+	Runs   int `json:"runs"`
+	Failed int `json:"failed,omitempty"`
+	// Ratio is NBDMBps over RawMBps; 0 when either is missing.
 	Ratio float64 `json:"ratio"`
 }
 
 // MeetsAim reports whether the row has a ratio of at least NBDAim.
 func (r NBDRow) MeetsAim() bool { return r.Ratio >= NBDAim }
 
-// Rows pairs the report's cells, in the order they were measured.
+// Rows pairs the report's cells by MTU, target and operation, in the
+// order they were measured.
 func (r *NBDReport) Rows() []NBDRow {
 	type key struct {
 		mtu        int
 		target, op string
 	}
+	type samples struct {
+		raw    map[int][]float64 // by queue depth
+		qds    []int             // in the order measured
+		nbd    []float64
+		failed int
+	}
 	var rows []NBDRow
+	var all []*samples
 	index := make(map[key]int)
-	for i := range r.Cells {
-		c := &r.Cells[i]
+	for _, c := range r.Cells {
 		k := key{c.MTU, c.Target, c.Op}
 		j, ok := index[k]
 		if !ok {
 			j = len(rows)
 			index[k] = j
 			rows = append(rows, NBDRow{MTU: c.MTU, Target: c.Target, Op: c.Op})
+			all = append(all, &samples{raw: make(map[int][]float64)})
 		}
-		row := &rows[j]
+		s := all[j]
 		switch {
+		case c.Path == PathNBD && c.Error != "":
+			s.failed++
 		case c.Path == PathNBD:
-			row.NBD = c
-		case c.Path == PathRaw && c.Error == "" && (row.Raw == nil || c.MBps > row.Raw.MBps):
-			row.Raw = c
+			s.nbd = append(s.nbd, c.MBps)
+		case c.Path == PathRaw && c.Error == "":
+			if _, seen := s.raw[c.QueueDepth]; !seen {
+				s.qds = append(s.qds, c.QueueDepth)
+			}
+			s.raw[c.QueueDepth] = append(s.raw[c.QueueDepth], c.MBps)
 		}
 	}
-	for i := range rows {
-		raw, nbd := rows[i].Raw, rows[i].NBD
-		if raw != nil && nbd != nil && nbd.Error == "" && raw.MBps > 0 {
-			rows[i].Ratio = nbd.MBps / raw.MBps
+	for j := range rows {
+		row, s := &rows[j], all[j]
+		for _, qd := range s.qds {
+			if m := median(s.raw[qd]); m > row.RawMBps {
+				row.RawMBps, row.RawQueueDepth = m, qd
+			}
+		}
+		row.NBDMBps, row.Runs, row.Failed = median(s.nbd), len(s.nbd), s.failed
+		if row.RawMBps > 0 && row.NBDMBps > 0 {
+			row.Ratio = row.NBDMBps / row.RawMBps
 		}
 	}
 	return rows
+}
+
+// median returns the median of v (the mean of the middle two if their
+// number is even); 0 for none. It sorts v.
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	slices.Sort(v)
+	if n := len(v); n%2 == 0 {
+		return (v[n/2-1] + v[n/2]) / 2
+	}
+	return v[len(v)/2]
 }
 
 // WriteJSON writes the report and its rows as indented JSON.
@@ -79,8 +117,10 @@ func (r *NBDReport) WriteMarkdown(w io.Writer) error {
 		"(ending with FLUSH CACHE) then reads it, one full frame per request, at each queue depth; the "+
 		"fastest is the reference. Via NBD: `nbdcopy --flush SOURCE URI` in, `nbdcopy URI null:` out, "+
 		"each through a fresh `ironaoe serve`, timed from nbdcopy's start to its exit; SOURCE is a random "+
-		"file in %s.\n", r.Size>>20, r.SourceDir)
-	fmt.Fprintf(&b, "- The target serves a file in %s (%s), written in full before the passes. ", r.Dir, r.FileSystem)
+		"file in %s. %d round(s), raw and NBD passes taking turns; figures are medians.\n",
+		r.Size>>20, r.SourceDir, max(r.Repeat, 1))
+	fmt.Fprintf(&b, "- The target serves a file in %s (%s), written in full before the passes, and is started "+
+		"afresh for each pass (the kernel keeps readahead state per open file). ", r.Dir, r.FileSystem)
 	if r.Cache == "warm" {
 		b.WriteString("Caches kept (warm): reads are served from the target's page cache, so they measure " +
 			"the network path rather than the disk.\n")
@@ -103,18 +143,15 @@ func (r *NBDReport) WriteMarkdown(w io.Writer) error {
 	b.WriteString("|---:|:--|:--|---:|---:|---:|---:|\n")
 	for _, row := range r.Rows() {
 		fmt.Fprintf(&b, "| %d | %s | %s |", row.MTU, row.Target, row.Op)
-		if row.Raw != nil {
-			fmt.Fprintf(&b, " %.1f | %d |", row.Raw.MBps, row.Raw.QueueDepth)
+		if row.RawMBps > 0 {
+			fmt.Fprintf(&b, " %.1f | %d |", row.RawMBps, row.RawQueueDepth)
 		} else {
 			b.WriteString(" failed | |")
 		}
-		switch {
-		case row.NBD == nil:
-			b.WriteString(" |")
-		case row.NBD.Error != "":
+		if row.NBDMBps > 0 {
+			fmt.Fprintf(&b, " %.1f |", row.NBDMBps)
+		} else {
 			b.WriteString(" failed |")
-		default:
-			fmt.Fprintf(&b, " %.1f |", row.NBD.MBps)
 		}
 		switch {
 		case row.Ratio == 0:
@@ -125,18 +162,17 @@ func (r *NBDReport) WriteMarkdown(w io.Writer) error {
 			fmt.Fprintf(&b, " %.0f%% (below %.0f%%) |\n", row.Ratio*100, NBDAim*100)
 		}
 	}
-
 	b.WriteString("\nEvery pass, with the CPU seconds it cost each program (approximate: the kernel charges the " +
 		"veth pair's work to whichever runs):\n\n" +
-		"| MTU | target | op | path | QD | s | MB/s | flush s | retx | CPU s target | initiator | nbdcopy |\n")
-	b.WriteString("|---:|:--|:--|:--|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		"| MTU | target | run | op | path | QD | s | MB/s | flush s | retx | CPU s target | initiator | nbdcopy |\n")
+	b.WriteString("|---:|:--|---:|:--|:--|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	var failures []string
 	for _, c := range r.Cells {
 		qd := ""
 		if c.Path == PathRaw {
 			qd = fmt.Sprint(c.QueueDepth)
 		}
-		fmt.Fprintf(&b, "| %d | %s | %s | %s | %s |", c.MTU, c.Target, c.Op, c.Path, qd)
+		fmt.Fprintf(&b, "| %d | %s | %d | %s | %s | %s |", c.MTU, c.Target, c.Run+1, c.Op, c.Path, qd)
 		if c.Error != "" {
 			b.WriteString(" failed | | | | | | |\n")
 			failures = append(failures, c.summary())

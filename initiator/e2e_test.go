@@ -4,10 +4,7 @@ package initiator
 
 import (
 	"context"
-	"crypto/sha512"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -60,48 +57,17 @@ func (n *e2eNet) startInitiator(t testing.TB) (*Initiator, *Device) {
 // and returns the file's path.
 func (n *e2eNet) startVblade(t testing.TB) string {
 	t.Helper()
-	bin, err := exec.LookPath("vblade")
-	if err != nil {
-		if _, serr := os.Stat("/usr/sbin/vblade"); serr != nil {
-			t.Skipf("e2e: vblade not installed (apt-get install vblade): %v", err)
-		}
-		bin = "/usr/sbin/vblade"
-	}
-	file := filepath.Join(t.TempDir(), "disk.img")
-	if err := os.WriteFile(file, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(file, n.diskSize); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := n.tgt.Command(ctx, bin, "1", "0", n.veth.IfB, file)
-	log, err := os.Create(filepath.Join(t.TempDir(), "vblade.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatalf("start vblade: %v", err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
-		log.Close()
-		if t.Failed() {
-			out, _ := os.ReadFile(log.Name())
-			t.Logf("vblade output:\n%s", out)
-		}
-	})
+	bin := aoetest.RequireCommand(t, "vblade")
+	file := aoetest.SparseFile(t, filepath.Join(t.TempDir(), "disk.img"), n.diskSize)
+	aoetest.StartProcess(t, "vblade", n.tgt.Command(context.Background(), bin, "1", "0", n.veth.IfB, file))
 	return file
 }
 
 // startIronblade serves an in-memory disk with the target package on a raw
 // link in the target namespace.
-func (n *e2eNet) startIronblade(t testing.TB) *memDisk {
+func (n *e2eNet) startIronblade(t testing.TB) *aoetest.MemDisk {
 	t.Helper()
-	disk := newMemDisk(int(n.diskSize))
+	disk := aoetest.NewMemDisk(int(n.diskSize))
 	serveIronblade(t, aoetest.ListenRawIn(t, n.tgt, n.veth.IfB, socketBuffers), disk)
 	return disk
 }
@@ -134,15 +100,9 @@ func TestE2E(t *testing.T) {
 			switch tc.target {
 			case "vblade":
 				file := n.startVblade(t)
-				backendSum = func() [64]byte {
-					b, err := os.ReadFile(file)
-					if err != nil {
-						t.Fatal(err)
-					}
-					return sha512.Sum512(b)
-				}
+				backendSum = func() [64]byte { return aoetest.FileSum(t, file, 0, -1) }
 			case "ironblade":
-				backendSum = n.startIronblade(t).sum
+				backendSum = n.startIronblade(t).Sum512
 			}
 			_, d := n.startInitiator(t)
 			if tc.loss > 0 {

@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -61,12 +60,7 @@ func newCluster(t *testing.T) *cluster {
 		n.iface, n.mac = br.Attach(t, n.ns)
 		c.nodes[k] = n
 	}
-	if err := os.WriteFile(c.file, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(c.file, clusterDiskSize); err != nil {
-		t.Fatal(err)
-	}
+	aoetest.SparseFile(t, c.file, clusterDiskSize)
 	return c
 }
 
@@ -149,61 +143,35 @@ func (p *inProcessTarget) stop() {
 
 // processTarget is an ironblade process serving in a node.
 type processTarget struct {
-	cmd  *exec.Cmd
+	proc *aoetest.Process
 	once sync.Once
 }
 
-// buildIronblade builds cmd/ironblade into a temporary directory, or skips
-// the test when it cannot.
-func buildIronblade(t *testing.T) string {
-	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skipf("no go command to build ironblade: %v", err)
-	}
-	bin := filepath.Join(t.TempDir(), "ironblade")
-	out, err := exec.Command(goBin, "build", "-o", bin, "../cmd/ironblade").CombinedOutput()
-	if err != nil {
-		t.Skipf("cannot build ironblade: %v\n%s", err, out)
-	}
-	return bin
-}
+// TestMain builds ironblade once for the tests that run it, and removes it
+// at the end.
+func TestMain(m *testing.M) { aoetest.RunTests(m) }
 
 // run starts `ironblade -s 1 0 iface file` in node n.
 func (c *cluster) run(t *testing.T, bin string, n *clusterNode) *processTarget {
 	t.Helper()
-	logFile, err := os.Create(filepath.Join(t.TempDir(), n.name+".log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &processTarget{cmd: n.ns.Command(context.Background(), bin, "-s", "--log-level", "warn", "1", "0", n.iface, c.file)}
-	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start ironblade in %s: %v", n.name, err)
-	}
-	t.Cleanup(func() {
-		p.fence()
-		logFile.Close()
-		if t.Failed() {
-			out, _ := os.ReadFile(logFile.Name())
-			t.Logf("ironblade in %s:\n%s", n.name, out)
-		}
-	})
-	return p
+	cmd := n.ns.Command(context.Background(), bin, "-s", "--log-level", "warn", "1", "0", n.iface, c.file)
+	return &processTarget{proc: aoetest.StartProcess(t, "ironblade in "+n.name, cmd)}
 }
 
+// signal sends sig, the first time only, and waits for the process to
+// exit.
 func (p *processTarget) signal(sig syscall.Signal) {
 	p.once.Do(func() {
-		_ = p.cmd.Process.Signal(sig) // `ip netns exec` execs ironblade: this is its pid
-		_ = p.cmd.Wait()
+		_ = p.proc.Cmd.Process.Signal(sig) // `ip netns exec` execs ironblade: this is its pid
+		<-p.proc.Exited()
 	})
 }
 
 func (p *processTarget) fence() { p.signal(syscall.SIGKILL) }
 
 // pause and resume stop and continue the process (SIGSTOP, SIGCONT).
-func (p *processTarget) pause()  { _ = p.cmd.Process.Signal(syscall.SIGSTOP) }
-func (p *processTarget) resume() { _ = p.cmd.Process.Signal(syscall.SIGCONT) }
+func (p *processTarget) pause()  { _ = p.proc.Cmd.Process.Signal(syscall.SIGSTOP) }
+func (p *processTarget) resume() { _ = p.proc.Cmd.Process.Signal(syscall.SIGCONT) }
 func (p *processTarget) stop()   { p.signal(syscall.SIGTERM) }
 
 // startClient runs an initiator with cfg in the client namespace.
@@ -319,7 +287,7 @@ func (l *writeLoad) writes() int {
 func (l *writeLoad) waitWrites(t *testing.T, n int, timeout time.Duration) {
 	t.Helper()
 	want := l.writes() + n
-	waitFor(t, timeout, "writes", func() bool { return l.writes() >= want })
+	aoetest.WaitFor(t, timeout, "writes", func() bool { return l.writes() >= want })
 }
 
 // stall measures the I/O stall after an event: from the event to the
@@ -427,7 +395,7 @@ func TestFailoverE2EFence(t *testing.T) {
 			targets := map[*clusterNode]servedTarget{}
 			var bin string
 			if tc.process {
-				bin = buildIronblade(t)
+				bin = aoetest.BuildBinary(t, "./cmd/ironblade")
 			}
 			r := c.startClient(t, Config{}) // listening before the targets announce
 			for _, n := range c.nodes {
@@ -447,7 +415,7 @@ func TestFailoverE2EFence(t *testing.T) {
 			victim := c.node(t, d.Stats().Active[0])
 			ev := time.Now()
 			targets[victim].fence()
-			waitFor(t, 10*time.Second, "I/O on the survivor", func() bool {
+			aoetest.WaitFor(t, 10*time.Second, "I/O on the survivor", func() bool {
 				st := d.Stats()
 				return len(st.Active) == 1 && st.Active[0] == c.other(victim).mac.String() && st.LastStall > 0
 			})
@@ -475,7 +443,7 @@ func TestFailoverE2EMigrate(t *testing.T) {
 		from.stop()
 		time.Sleep(200 * time.Millisecond)
 		from = c.serve(t, hop.to)
-		waitFor(t, 10*time.Second, "I/O on "+hop.to.name, func() bool {
+		aoetest.WaitFor(t, 10*time.Second, "I/O on "+hop.to.name, func() bool {
 			st := d.Stats()
 			return len(st.Active) == 1 && st.Active[0] == hop.to.mac.String()
 		})
@@ -504,7 +472,7 @@ func TestFailoverE2EAnnounce(t *testing.T) {
 	silence(t, a.ns, a.iface)
 	time.Sleep(300 * time.Millisecond)
 	c.serve(t, b)
-	waitFor(t, scorn/2, "the switch to the announcing target", func() bool {
+	aoetest.WaitFor(t, scorn/2, "the switch to the announcing target", func() bool {
 		st := d.Stats()
 		return len(st.Active) == 1 && st.Active[0] == b.mac.String() && st.LastStall > 0
 	})
@@ -545,7 +513,7 @@ func TestFailoverE2EFlap(t *testing.T) {
 		l.waitWrites(t, 100, 10*time.Second)
 		logStall(t, l, d, fmt.Sprintf("flap %d: %s restarted after %v", k+1, victim.name, after), ev)
 		if after > DefaultScornTimeout {
-			waitFor(t, 5*time.Second, "the restarted target to rejoin", func() bool {
+			aoetest.WaitFor(t, 5*time.Second, "the restarted target to rejoin", func() bool {
 				return targetStats(t, d, victim.mac).State == TargetStandby
 			})
 		}
@@ -585,7 +553,7 @@ func TestFailoverE2EPausedTarget(t *testing.T) {
 		t.Skip("-short: skipping the paused-target demonstration")
 	}
 	c := newCluster(t)
-	bin := buildIronblade(t)
+	bin := aoetest.BuildBinary(t, "./cmd/ironblade")
 	r := c.startClient(t, Config{})
 	procs := map[*clusterNode]*processTarget{}
 	for _, n := range c.nodes {
@@ -602,7 +570,7 @@ func TestFailoverE2EPausedTarget(t *testing.T) {
 	time.Sleep(2*DefaultScornTimeout + 500*time.Millisecond)
 	logStall(t, l, d, "pause "+victim.name, ev)
 	procs[victim].resume()
-	waitFor(t, 5*time.Second, "the late writes to be reported", func() bool { return d.Stats().LateWrites > 0 })
+	aoetest.WaitFor(t, 5*time.Second, "the late writes to be reported", func() bool { return d.Stats().LateWrites > 0 })
 	l.stop()
 	st := d.Stats()
 	t.Logf("resumed target answered %d write copies after their fences expired (%d reads then saw old data); first event: %+v",

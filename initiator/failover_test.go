@@ -31,7 +31,7 @@ func targetStats(t *testing.T, d *Device, mac aoe.MAC) TargetStats {
 func pairOfTargets(t *testing.T) (d *Device, active, other *fakeTarget) {
 	t.Helper()
 	hub := aoetest.NewHub()
-	disk := newMemDisk(testDiskSize)
+	disk := aoetest.NewMemDisk(testDiskSize)
 	a := newFakeTarget(t, hub, targetMAC(1), 1500, disk, 1, 0)
 	b := newFakeTarget(t, hub, targetMAC(2), 1500, disk, 1, 0)
 	d = newRig(t, hub, 1500, fastConfig(), nil).device(t, 1, 0)
@@ -62,18 +62,6 @@ func eventsOf(d *Device, kind EventKind) []Event {
 		}
 	}
 	return out
-}
-
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 // keepWriting writes 4 KiB blocks with qd workers until stop is closed,
@@ -117,7 +105,7 @@ func keepWriting(t *testing.T, d *Device, qd int, stop <-chan struct{}) (slowest
 // held off longer and longer, so it takes I/O less and less often.
 func TestFlappingTargetHeldOff(t *testing.T) {
 	hub := aoetest.NewHub()
-	disk := newMemDisk(testDiskSize)
+	disk := aoetest.NewMemDisk(testDiskSize)
 	var dropATA atomic.Bool
 	bad := newFakeTarget(t, hub, targetMAC(1), 1500, disk, 1, 0)
 	bad.hook = func(*fakeTarget, []byte) bool { return !dropATA.Load() }
@@ -153,7 +141,7 @@ func TestFlappingTargetHeldOff(t *testing.T) {
 	// Once it answers ATA again and stays healthy, it is readmitted (when
 	// its hold-off ends) and used.
 	dropATA.Store(false)
-	waitFor(t, 15*time.Second, "readmission", func() bool { return targetStats(t, d, targetMAC(1)).State == TargetActive })
+	aoetest.WaitFor(t, 15*time.Second, "readmission", func() bool { return targetStats(t, d, targetMAC(1)).State == TargetActive })
 }
 
 // TestReadmittedTargetStaysStandby checks that under the failover policy
@@ -164,9 +152,9 @@ func TestReadmittedTargetStaysStandby(t *testing.T) {
 	a.silent.Store(true)
 	stop := make(chan struct{})
 	_, wait := keepWriting(t, d, 4, stop)
-	waitFor(t, 3*time.Second, "scorn", func() bool { return targetStats(t, d, a.mac).State == TargetScorned })
+	aoetest.WaitFor(t, 3*time.Second, "scorn", func() bool { return targetStats(t, d, a.mac).State == TargetScorned })
 	a.silent.Store(false)
-	waitFor(t, 3*time.Second, "readmission", func() bool { return targetStats(t, d, a.mac).State == TargetStandby })
+	aoetest.WaitFor(t, 3*time.Second, "readmission", func() bool { return targetStats(t, d, a.mac).State == TargetStandby })
 	before := a.writes.Load()
 	time.Sleep(200 * time.Millisecond)
 	close(stop)
@@ -209,7 +197,7 @@ func TestAnnounceSwitches(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			hub := aoetest.NewHub()
-			disk := newMemDisk(testDiskSize)
+			disk := aoetest.NewMemDisk(testDiskSize)
 			a := newFakeTarget(t, hub, targetMAC(1), 1500, disk, 1, 0)
 			var b *fakeTarget
 			if !tc.newcomer {
@@ -237,13 +225,13 @@ func TestAnnounceSwitches(t *testing.T) {
 			b.announce()
 			if !tc.busy {
 				// The silent active target gets a probe and its grace.
-				waitFor(t, 2*time.Second, "scorn of the silent target", func() bool { return targetStats(t, d, a.mac).State == TargetScorned })
+				aoetest.WaitFor(t, 2*time.Second, "scorn of the silent target", func() bool { return targetStats(t, d, a.mac).State == TargetScorned })
 				if err := d.WriteAt(context.Background(), make([]byte, 4096), 0, false); err != nil {
 					t.Fatal(err)
 				}
 			} else {
 				n := b.writes.Load()
-				waitFor(t, 2*time.Second, "writes on the announcing target", func() bool { return b.writes.Load() > n+10 })
+				aoetest.WaitFor(t, 2*time.Second, "writes on the announcing target", func() bool { return b.writes.Load() > n+10 })
 			}
 			el := time.Since(start)
 			if tc.busy {
@@ -304,11 +292,11 @@ func TestLateWriteDetected(t *testing.T) {
 		}()
 		return false
 	}
-	_, _, d := oneTarget(t, newMemDisk(testDiskSize), func(ft *fakeTarget) { ft.hook = hold })
+	_, _, d := oneTarget(t, aoetest.NewMemDisk(testDiskSize), func(ft *fakeTarget) { ft.hook = hold })
 	if err := d.WriteAt(context.Background(), make([]byte, 1024), 8*aoe.SectorSize, false); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 3*time.Second, "late write report", func() bool { return d.Stats().LateWrites == 1 })
+	aoetest.WaitFor(t, 3*time.Second, "late write report", func() bool { return d.Stats().LateWrites == 1 })
 	if ev := eventsOf(d, EventLateWrite); len(ev) != 1 {
 		t.Errorf("late_write events %+v", ev)
 	}
@@ -342,7 +330,7 @@ func TestEventLogRing(t *testing.T) {
 // TestStatsJSONNames pins the JSON names of the failover fields that
 // `ironaoe stat` prints, and checks that Stats decode from their JSON.
 func TestStatsJSONNames(t *testing.T) {
-	_, _, d := oneTarget(t, newMemDisk(testDiskSize), nil)
+	_, _, d := oneTarget(t, aoetest.NewMemDisk(testDiskSize), nil)
 	b, err := json.Marshal(d.ini.Stats())
 	if err != nil {
 		t.Fatal(err)
@@ -371,11 +359,11 @@ func TestStatsJSONNames(t *testing.T) {
 // name, and changed at run time.
 func TestDevicePolicies(t *testing.T) {
 	hub := aoetest.NewHub()
-	disk := newMemDisk(testDiskSize)
+	disk := aoetest.NewMemDisk(testDiskSize)
 	for n := byte(1); n <= 2; n++ {
 		newFakeTarget(t, hub, targetMAC(n), 1500, disk, 1, 0)
 	}
-	newFakeTarget(t, hub, targetMAC(3), 1500, newMemDisk(1<<20), 1, 1)
+	newFakeTarget(t, hub, targetMAC(3), 1500, aoetest.NewMemDisk(1<<20), 1, 1)
 	cfg := fastConfig()
 	cfg.Policy = PolicyMultipath
 	cfg.DevicePolicies = map[string]Policy{"e1.0": PolicyFailover}

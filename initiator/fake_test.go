@@ -5,7 +5,6 @@ import (
 	"crypto/sha512"
 	"encoding/binary"
 	"errors"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -18,45 +17,6 @@ import (
 	"github.com/ironblade/ironblade/aoe/aoetest"
 )
 
-// memDisk is a block store that several fake targets may share, as two
-// paths to one disk.
-type memDisk struct {
-	mu    sync.Mutex
-	b     []byte
-	syncs atomic.Int64
-}
-
-func newMemDisk(size int) *memDisk { return &memDisk{b: make([]byte, size)} }
-
-// ReadAt, WriteAt, Sync and Size make a memDisk a target.Backend.
-func (m *memDisk) ReadAt(p []byte, off int64) (int, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if off < 0 || off+int64(len(p)) > int64(len(m.b)) {
-		return 0, io.EOF
-	}
-	return copy(p, m.b[off:]), nil
-}
-
-func (m *memDisk) WriteAt(p []byte, off int64) (int, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if off < 0 || off+int64(len(p)) > int64(len(m.b)) {
-		return 0, io.ErrShortWrite
-	}
-	return copy(m.b[off:], p), nil
-}
-
-func (m *memDisk) Sync() error { m.syncs.Add(1); return nil }
-
-func (m *memDisk) Size() int64 { return int64(len(m.b)) }
-
-func (m *memDisk) sum() [64]byte {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return sha512.Sum512(m.b)
-}
-
 // fakeTarget is a small AoE target on an aoetest.Hub port, with knobs to
 // misbehave. It answers like vblade does where this package cares.
 type fakeTarget struct {
@@ -65,7 +25,7 @@ type fakeTarget struct {
 	mac   aoe.MAC
 	shelf uint16
 	slot  uint8
-	disk  *memDisk
+	disk  *aoetest.MemDisk
 
 	bufferCount uint16
 	lba48       bool
@@ -111,7 +71,7 @@ func withLoss(percent int, seed uint64) fakeOpt {
 
 // newFakeTarget attaches a target for shelf.slot to hub and serves until
 // the test ends.
-func newFakeTarget(tb testing.TB, hub *aoetest.Hub, mac aoe.MAC, mtu int, disk *memDisk, shelf uint16, slot uint8, opts ...fakeOpt) *fakeTarget {
+func newFakeTarget(tb testing.TB, hub *aoetest.Hub, mac aoe.MAC, mtu int, disk *aoetest.MemDisk, shelf uint16, slot uint8, opts ...fakeOpt) *fakeTarget {
 	ft := &fakeTarget{tb: tb, mac: mac, shelf: shelf, slot: slot, disk: disk, bufferCount: 16, lba48: true, failLBA: map[uint64]failure{}}
 	for _, o := range opts {
 		o(ft)
@@ -227,22 +187,20 @@ func (ft *fakeTarget) answerATA(req *aoe.Frame) []byte {
 			resp.Error = aoe.ErrorBadArgument
 			break
 		}
-		if (a.CmdStatus == aoe.ATAReadSectorsExt) != ft.lba48 || int(lba)*aoe.SectorSize+n > len(ft.disk.b) {
+		if (a.CmdStatus == aoe.ATAReadSectorsExt) != ft.lba48 || int64(lba)*aoe.SectorSize+int64(n) > ft.disk.Size() {
 			reply.CmdStatus, reply.FeatureError = aoe.ATAStatusDRDY|aoe.ATAStatusError, aoe.ATAErrorIDNF
 			break
 		}
 		ft.reads.Add(1)
 		reply.Data = make([]byte, n)
-		ft.disk.mu.Lock()
-		copy(reply.Data, ft.disk.b[int(lba)*aoe.SectorSize:])
-		ft.disk.mu.Unlock()
+		_, _ = ft.disk.ReadAt(reply.Data, int64(lba)*aoe.SectorSize) // in range: checked above
 	case a.CmdStatus == aoe.ATAWriteSectorsExt || a.CmdStatus == aoe.ATAWriteSectors || (a.CmdStatus == aoe.ATAWriteFUAExt && ft.fua):
 		if int(a.SectorCount) > ft.sectorsPerFrame() || len(a.Data) < n || !a.IsWrite() {
 			resp.Flags |= aoe.FlagError
 			resp.Error = aoe.ErrorBadArgument
 			break
 		}
-		if (a.CmdStatus != aoe.ATAWriteSectors) != ft.lba48 || int(lba)*aoe.SectorSize+n > len(ft.disk.b) {
+		if (a.CmdStatus != aoe.ATAWriteSectors) != ft.lba48 || int64(lba)*aoe.SectorSize+int64(n) > ft.disk.Size() {
 			reply.CmdStatus, reply.FeatureError = aoe.ATAStatusDRDY|aoe.ATAStatusError, aoe.ATAErrorIDNF
 			break
 		}
@@ -250,9 +208,7 @@ func (ft *fakeTarget) answerATA(req *aoe.Frame) []byte {
 		if a.CmdStatus == aoe.ATAWriteFUAExt {
 			ft.fuaWrites.Add(1)
 		}
-		ft.disk.mu.Lock()
-		copy(ft.disk.b[int(lba)*aoe.SectorSize:], a.Data[:n])
-		ft.disk.mu.Unlock()
+		_, _ = ft.disk.WriteAt(a.Data[:n], int64(lba)*aoe.SectorSize) // in range: checked above
 	default:
 		abort()
 	}
@@ -265,7 +221,7 @@ func (ft *fakeTarget) answerATA(req *aoe.Frame) []byte {
 // identify returns IDENTIFY DEVICE data like vblade's, with the FUA and
 // FLUSH CACHE EXT bits as configured.
 func (ft *fakeTarget) identify() []byte {
-	return identifyData(uint64(len(ft.disk.b)/aoe.SectorSize), ft.lba48, ft.fua, ft.flushExt)
+	return identifyData(uint64(ft.disk.Size()/aoe.SectorSize), ft.lba48, ft.fua, ft.flushExt)
 }
 
 // identifyData builds IDENTIFY DEVICE data for a device of the given
@@ -364,7 +320,7 @@ func (r *rig) stop() {
 // oneTarget is the common set-up: a fake target for e1.0 (MTU 1500)
 // serving disk on a new hub, prepared by prepare (if not nil) before an
 // initiator with fastConfig starts and finds it.
-func oneTarget(tb testing.TB, disk *memDisk, prepare func(*fakeTarget)) (*rig, *fakeTarget, *Device) {
+func oneTarget(tb testing.TB, disk *aoetest.MemDisk, prepare func(*fakeTarget)) (*rig, *fakeTarget, *Device) {
 	tb.Helper()
 	hub := aoetest.NewHub()
 	ft := newFakeTarget(tb, hub, targetMAC(1), 1500, disk, 1, 0)

@@ -36,7 +36,7 @@ func TestDiscoverIdentify(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			hub := aoetest.NewHub()
-			disk := newMemDisk(testDiskSize)
+			disk := aoetest.NewMemDisk(testDiskSize)
 			newFakeTarget(t, hub, targetMAC(1), tc.mtu, disk, 7, 3, tc.opts...)
 			r := newRig(t, hub, tc.mtu, fastConfig(), nil)
 			d := r.device(t, 7, 3)
@@ -83,7 +83,7 @@ func TestReadWriteQueueDepths(t *testing.T) {
 	for _, qd := range []int{1, 16, 64} {
 		t.Run("qd"+strconv.Itoa(qd), func(t *testing.T) {
 			hub := aoetest.NewHub()
-			disk := newMemDisk(testDiskSize)
+			disk := aoetest.NewMemDisk(testDiskSize)
 			newFakeTarget(t, hub, targetMAC(1), 9000, disk, 1, 0, withBuffers(64), withFUA)
 			r := newRig(t, hub, 9000, fastConfig(), nil)
 			d := r.device(t, 1, 0)
@@ -92,7 +92,7 @@ func TestReadWriteQueueDepths(t *testing.T) {
 				ops = 50
 			}
 			want := exercise(t, d, qd, ops, 64, uint64(qd))
-			if disk.sum() != want {
+			if disk.Sum512() != want {
 				t.Fatal("target's disk differs from what was written")
 			}
 		})
@@ -100,7 +100,7 @@ func TestReadWriteQueueDepths(t *testing.T) {
 }
 
 func TestUnalignedAndOutOfRange(t *testing.T) {
-	_, _, d := oneTarget(t, newMemDisk(testDiskSize), nil)
+	_, _, d := oneTarget(t, aoetest.NewMemDisk(testDiskSize), nil)
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name string
@@ -141,7 +141,7 @@ func TestFUA(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			hub := aoetest.NewHub()
-			ft := newFakeTarget(t, hub, targetMAC(1), 1500, newMemDisk(testDiskSize), 1, 0, tc.opts...)
+			ft := newFakeTarget(t, hub, targetMAC(1), 1500, aoetest.NewMemDisk(testDiskSize), 1, 0, tc.opts...)
 			r := newRig(t, hub, 1500, fastConfig(), nil)
 			d := r.device(t, 1, 0)
 			ctx := context.Background()
@@ -172,7 +172,7 @@ func TestFlushReachesEveryTargetWithWrites(t *testing.T) {
 	} {
 		t.Run(string(tc.policy), func(t *testing.T) {
 			hub := aoetest.NewHub()
-			disk := newMemDisk(testDiskSize)
+			disk := aoetest.NewMemDisk(testDiskSize)
 			a := newFakeTarget(t, hub, targetMAC(1), 1500, disk, 1, 0, withFlushExt)
 			b := newFakeTarget(t, hub, targetMAC(2), 1500, disk, 1, 0)
 			cfg := fastConfig()
@@ -222,7 +222,7 @@ func waitTargets(t *testing.T, d *Device, n int) {
 
 func TestRetransmitOnLoss(t *testing.T) {
 	hub := aoetest.NewHub()
-	disk := newMemDisk(testDiskSize)
+	disk := aoetest.NewMemDisk(testDiskSize)
 	newFakeTarget(t, hub, targetMAC(1), 1500, disk, 1, 0, withLoss(5, 1), withBuffers(64))
 	r := newRig(t, hub, 1500, fastConfig(), lossy(5, 2))
 	d := r.device(t, 1, 0)
@@ -231,7 +231,7 @@ func TestRetransmitOnLoss(t *testing.T) {
 		ops = 30
 	}
 	want := exercise(t, d, 16, ops, 32, 3)
-	if disk.sum() != want {
+	if disk.Sum512() != want {
 		t.Fatal("target's disk differs from what was written")
 	}
 	st := d.Stats()
@@ -242,12 +242,12 @@ func TestRetransmitOnLoss(t *testing.T) {
 }
 
 func TestDuplicateAndStaleAnswersIgnored(t *testing.T) {
-	disk := newMemDisk(testDiskSize)
+	disk := aoetest.NewMemDisk(testDiskSize)
 	_, ft, d := oneTarget(t, disk, nil)
 	ft.duplicate.Store(true)
 	ft.replay.Store(true)
 	want := exercise(t, d, 4, 50, 16, 4)
-	if disk.sum() != want {
+	if disk.Sum512() != want {
 		t.Fatal("target's disk differs from what was written")
 	}
 	st := d.Stats()
@@ -261,9 +261,13 @@ func TestDuplicateAndStaleAnswersIgnored(t *testing.T) {
 
 func TestWrongSourceIgnored(t *testing.T) {
 	hub := aoetest.NewHub()
-	disk := newMemDisk(testDiskSize)
-	for k := range disk.b {
-		disk.b[k] = byte(k)
+	disk := aoetest.NewMemDisk(testDiskSize)
+	pattern := make([]byte, testDiskSize)
+	for k := range pattern {
+		pattern[k] = byte(k)
+	}
+	if _, err := disk.WriteAt(pattern, 0); err != nil {
+		t.Fatal(err)
 	}
 	ft := newFakeTarget(t, hub, targetMAC(1), 1500, disk, 1, 0)
 	impostor := hub.Port(targetMAC(9), 1500)
@@ -287,7 +291,7 @@ func TestWrongSourceIgnored(t *testing.T) {
 	if err := d.ReadAt(context.Background(), p, 0); err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(p, disk.b[:len(p)]) {
+	if !bytes.Equal(p, disk.Bytes()[:len(p)]) {
 		t.Fatal("read took data from the impostor")
 	}
 	if st := d.Stats(); st.WrongSource == 0 {
@@ -296,7 +300,7 @@ func TestWrongSourceIgnored(t *testing.T) {
 }
 
 func TestErrorsBecomeIOErrors(t *testing.T) {
-	_, _, d := oneTarget(t, newMemDisk(testDiskSize), func(ft *fakeTarget) {
+	_, _, d := oneTarget(t, aoetest.NewMemDisk(testDiskSize), func(ft *fakeTarget) {
 		ft.fail(100, failure{aoeErr: aoe.ErrorBadArgument})
 		ft.fail(200, failure{status: aoe.ATAStatusDRDY | aoe.ATAStatusError, ataError: aoe.ATAErrorIDNF})
 		ft.fail(300, failure{status: aoe.ATAStatusDRDY | aoe.ATAStatusError, ataError: aoe.ATAErrorUNC})
@@ -344,7 +348,7 @@ func TestFailoverWhenTargetGoesSilent(t *testing.T) {
 	for _, policy := range []Policy{PolicyFailover, PolicyMultipath} {
 		t.Run(string(policy), func(t *testing.T) {
 			hub := aoetest.NewHub()
-			disk := newMemDisk(testDiskSize)
+			disk := aoetest.NewMemDisk(testDiskSize)
 			fakes := map[string]*fakeTarget{}
 			for n := byte(1); n <= 2; n++ {
 				fakes[targetMAC(n).String()] = newFakeTarget(t, hub, targetMAC(n), 1500, disk, 1, 0)
@@ -368,7 +372,7 @@ func TestFailoverWhenTargetGoesSilent(t *testing.T) {
 			}
 			start := time.Now()
 			want := exercise(t, d, 8, 20, 16, 5)
-			if disk.sum() != want {
+			if disk.Sum512() != want {
 				t.Fatal("disk differs from what was written")
 			}
 			elapsed := time.Since(start)
@@ -408,7 +412,7 @@ func TestFailoverWhenTargetGoesSilent(t *testing.T) {
 
 func TestLateAnnounceAddsTarget(t *testing.T) {
 	hub := aoetest.NewHub()
-	disk := newMemDisk(testDiskSize)
+	disk := aoetest.NewMemDisk(testDiskSize)
 	newFakeTarget(t, hub, targetMAC(1), 1500, disk, 1, 0)
 	r := newRig(t, hub, 1500, fastConfig(), nil)
 	d := r.device(t, 1, 0)
@@ -419,7 +423,7 @@ func TestLateAnnounceAddsTarget(t *testing.T) {
 		t.Errorf("announced target %+v", s)
 	}
 	// Another shelf.slot announced is a new device.
-	newFakeTarget(t, hub, targetMAC(3), 1500, newMemDisk(1<<20), 2, 5).announce()
+	newFakeTarget(t, hub, targetMAC(3), 1500, aoetest.NewMemDisk(1<<20), 2, 5).announce()
 	d2 := r.device(t, 2, 5)
 	if d2.Size() != 1<<20 || len(r.ini.Devices()) != 2 {
 		t.Errorf("second device size %d, devices %d", d2.Size(), len(r.ini.Devices()))
@@ -428,7 +432,7 @@ func TestLateAnnounceAddsTarget(t *testing.T) {
 
 func TestDeadTimeoutAndRecovery(t *testing.T) {
 	hub := aoetest.NewHub()
-	ft := newFakeTarget(t, hub, targetMAC(1), 1500, newMemDisk(testDiskSize), 1, 0)
+	ft := newFakeTarget(t, hub, targetMAC(1), 1500, aoetest.NewMemDisk(testDiskSize), 1, 0)
 	cfg := fastConfig()
 	cfg.DeadTimeout = 400 * time.Millisecond
 	r := newRig(t, hub, 1500, cfg, nil)
@@ -464,7 +468,7 @@ func TestDeadTimeoutAndRecovery(t *testing.T) {
 }
 
 func TestContextCancel(t *testing.T) {
-	_, ft, d := oneTarget(t, newMemDisk(testDiskSize), nil)
+	_, ft, d := oneTarget(t, aoetest.NewMemDisk(testDiskSize), nil)
 	ft.silent.Store(true)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
@@ -511,7 +515,7 @@ func TestRetransmittedWriteFences(t *testing.T) {
 		}()
 		return false
 	}
-	_, _, d := oneTarget(t, newMemDisk(testDiskSize), func(ft *fakeTarget) { ft.hook = hold })
+	_, _, d := oneTarget(t, aoetest.NewMemDisk(testDiskSize), func(ft *fakeTarget) { ft.hook = hold })
 	old := bytes.Repeat([]byte{1}, 1024)
 	if err := d.WriteAt(ctx, old, 8*aoe.SectorSize, false); err != nil {
 		t.Fatal(err)
@@ -534,7 +538,7 @@ func TestRetransmittedWriteFences(t *testing.T) {
 }
 
 func TestRunEndsIO(t *testing.T) {
-	r, ft, d := oneTarget(t, newMemDisk(testDiskSize), nil)
+	r, ft, d := oneTarget(t, aoetest.NewMemDisk(testDiskSize), nil)
 	ft.silent.Store(true)
 	errc := make(chan error, 1)
 	go func() { errc <- d.ReadAt(context.Background(), make([]byte, 4096), 0) }()
@@ -578,8 +582,8 @@ func TestDiscover(t *testing.T) {
 		t.Error("Discover before Run succeeded")
 	}
 	r := newRig(t, hub, 1500, fastConfig(), nil)
-	newFakeTarget(t, hub, targetMAC(1), 1500, newMemDisk(1<<20), 3, 1)
-	newFakeTarget(t, hub, targetMAC(2), 1500, newMemDisk(1<<20), 3, 2)
+	newFakeTarget(t, hub, targetMAC(1), 1500, aoetest.NewMemDisk(1<<20), 3, 1)
+	newFakeTarget(t, hub, targetMAC(2), 1500, aoetest.NewMemDisk(1<<20), 3, 2)
 	if err := r.ini.Discover(context.Background(), 50*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}

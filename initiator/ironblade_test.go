@@ -1,7 +1,6 @@
 package initiator
 
 import (
-	"context"
 	"testing"
 
 	"github.com/ironblade/ironblade/aoe"
@@ -11,22 +10,13 @@ import (
 
 // serveIronblade serves disk as e1.0 with the target package on link until
 // the test ends.
-func serveIronblade(t testing.TB, link aoe.Link, disk *memDisk) {
+func serveIronblade(t testing.TB, link aoe.Link, disk *aoetest.MemDisk) {
 	t.Helper()
 	srv, err := ironblade.NewServer(ironblade.Config{Shelf: 1, Slot: 0, Backend: disk, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, link) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("ironblade Serve: %v", err)
-		}
-		link.Close()
-	})
+	aoetest.ServeLink(t, link, srv.Serve)
 }
 
 // TestAgainstIronbladeTarget runs the initiator against the real target
@@ -44,7 +34,7 @@ func TestAgainstIronbladeTarget(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			hub := aoetest.NewHub()
-			disk := newMemDisk(testDiskSize)
+			disk := aoetest.NewMemDisk(testDiskSize)
 			var filter func([]byte) bool
 			if tc.loss > 0 {
 				filter = lossy(tc.loss, 7)
@@ -62,13 +52,13 @@ func TestAgainstIronbladeTarget(t *testing.T) {
 				ops = 20 // see TestE2E
 			}
 			for _, qd := range []int{1, 16, 64} {
-				syncs := disk.syncs.Load()
+				syncs := disk.Syncs()
 				want := exercise(t, d, qd, ops, 32, uint64(qd))
-				if disk.sum() != want {
+				if disk.Sum512() != want {
 					st := d.Stats()
 					t.Fatalf("qd %d: backend differs from what was written (late writes %d, fenced %d)", qd, st.LateWrites, st.Fenced)
 				}
-				if disk.syncs.Load() == syncs {
+				if disk.Syncs() == syncs {
 					t.Errorf("qd %d: Flush did not reach the backend", qd)
 				}
 			}

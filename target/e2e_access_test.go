@@ -19,7 +19,7 @@ func (r *rig) secondClient(t *testing.T) (*aoetest.Client, aoe.MAC) {
 	const iface = "ibmv0"
 	r.cli.Run(t, "ip", "link", "add", iface, "link", r.veth.IfB, "type", "macvlan", "mode", "bridge")
 	r.cli.Run(t, "ip", "link", "set", iface, "up")
-	waitOperUp(t, r.cli, iface)
+	aoetest.WaitLinkReady(t, r.cli, iface)
 	link := aoetest.ListenRawIn(t, r.cli, iface, aoe.RawConfig{})
 	c := aoetest.NewClient(link, aoetest.ClientOptions{Timeout: 300 * time.Millisecond, Retries: 5})
 	t.Cleanup(func() { c.Close() })
@@ -33,8 +33,8 @@ func accessRig(t *testing.T, bin string) (*rig, aoetest.Device) {
 	r := newRig(t, bin, 1500)
 	b := r.start(t, "1", "0", r.veth.IfA, newDisk(t, 2048))
 	t.Cleanup(func() {
-		if b.running() {
-			b.stop(t)
+		if b.Running() {
+			stopBlade(t, b)
 		}
 	})
 	return r, r.discover(t, 1, 0)

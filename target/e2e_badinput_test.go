@@ -211,7 +211,7 @@ func testE2EBadInput(t *testing.T, bin string) {
 	}
 
 	// After the table, a normal read and write still work.
-	data := randomBytes(64 * aoe.SectorSize)
+	data := aoetest.RandomBytes(64 * aoe.SectorSize)
 	if err := r.client.WriteAt(ctx, dev, data, 0, 16); err != nil {
 		t.Fatalf("write after the bad input: %v", err)
 	}
@@ -228,13 +228,13 @@ func testE2EBadInput(t *testing.T, bin string) {
 	if !bytes.Equal(back[:aoe.SectorSize], make([]byte, aoe.SectorSize)) {
 		t.Error("a write to the wildcard address was executed")
 	}
-	b.stop(t)
-	ro.stop(t)
+	stopBlade(t, b)
+	stopBlade(t, ro)
 	zero := sha512.Sum512(make([]byte, aoe.SectorSize))
-	if fileRegionSum(t, disk, wildcardLBA*aoe.SectorSize, aoe.SectorSize) != zero {
+	if aoetest.FileSum(t, disk, wildcardLBA*aoe.SectorSize, aoe.SectorSize) != zero {
 		t.Error("the file holds data written to the wildcard address")
 	}
-	if fileRegionSum(t, roDisk, 0, aoe.SectorSize) != zero {
+	if aoetest.FileSum(t, roDisk, 0, aoe.SectorSize) != zero {
 		t.Error("the read-only export's file was written")
 	}
 }

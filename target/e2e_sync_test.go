@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ironblade/ironblade/aoe"
+	"github.com/ironblade/ironblade/aoe/aoetest"
 )
 
 // The durability tests watch the real process with strace: every write
@@ -32,7 +33,7 @@ const straceSyscalls = "trace=pwrite64,fdatasync,fsync,sendmmsg,sendmsg,sendto,w
 type tracer struct {
 	cmd    *exec.Cmd
 	out    string
-	stderr *lockedBuffer
+	stderr *aoetest.SyncBuffer
 	done   chan struct{} // closed once strace has exited
 }
 
@@ -46,7 +47,7 @@ func startStrace(t *testing.T, pid int, poke func()) *tracer {
 	if err != nil {
 		t.Skipf("e2e: needs strace to watch the process's system calls: %v", err)
 	}
-	tr := &tracer{out: filepath.Join(t.TempDir(), "strace.out"), stderr: new(lockedBuffer), done: make(chan struct{})}
+	tr := &tracer{out: filepath.Join(t.TempDir(), "strace.out"), stderr: new(aoetest.SyncBuffer), done: make(chan struct{})}
 	// -ttt: timestamps; -xx -s 64: frames as hex, enough for the AoE and
 	// ATA headers; -f with -p: all threads.
 	tr.cmd = exec.Command(path, "-f", "-ttt", "-xx", "-s", "64", "-e", straceSyscalls, "-o", tr.out, "-p", strconv.Itoa(pid))
@@ -417,13 +418,13 @@ func testE2ESyncDurability(t *testing.T, bin string) {
 	disk := newDisk(t, 8<<11)
 	b := r.start(t, "-s", "1", "0", r.veth.IfA, disk)
 	dev := r.discover(t, 1, 0)
-	tr := startStrace(t, b.cmd.Process.Pid, func() { r.discover(t, 1, 0) })
+	tr := startStrace(t, b.Cmd.Process.Pid, func() { r.discover(t, 1, 0) })
 
 	size := 1 << 20
 	if testing.Short() {
 		size = 256 << 10
 	}
-	data := randomBytes(size)
+	data := aoetest.RandomBytes(size)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	start := time.Now()
@@ -433,7 +434,7 @@ func testE2ESyncDurability(t *testing.T, bin string) {
 	took := time.Since(start)
 	tags := r.flushFrames(t, 0x0f1a0000)
 	calls := tr.stop(t, tags...)
-	b.stop(t)
+	stopBlade(t, b)
 
 	acks, syncs, problems := checkSyncedAcks(calls)
 	for i, p := range problems {
@@ -459,16 +460,16 @@ func testE2EFlushSyncs(t *testing.T, bin string) {
 	disk := newDisk(t, 8<<11)
 	b := r.start(t, "1", "0", r.veth.IfA, disk)
 	dev := r.discover(t, 1, 0)
-	tr := startStrace(t, b.cmd.Process.Pid, func() { r.discover(t, 1, 0) })
+	tr := startStrace(t, b.Cmd.Process.Pid, func() { r.discover(t, 1, 0) })
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := r.client.WriteAt(ctx, dev, randomBytes(256<<10), 0, 16); err != nil {
+	if err := r.client.WriteAt(ctx, dev, aoetest.RandomBytes(256<<10), 0, 16); err != nil {
 		t.Fatalf("write under strace: %v", err)
 	}
 	tags := r.flushFrames(t, 0x0f1b0000)
 	calls := tr.stop(t, tags...)
-	b.stop(t)
+	stopBlade(t, b)
 	proveFlushSyncs(t, calls, tags)
 	firstFlush := firstFrameEvent(calls, tags[0])
 	syncsBeforeFlush := 0

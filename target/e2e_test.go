@@ -8,13 +8,9 @@ package target_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha512"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -30,7 +26,7 @@ import (
 // it, each in namespaces of its own.
 func TestE2E(t *testing.T) {
 	aoetest.RequireRoot(t)
-	bin := buildIronblade(t)
+	bin := aoetest.BuildBinary(t, "./cmd/ironblade")
 	t.Run("IO", func(t *testing.T) { testE2EIO(t, bin) })
 	t.Run("BadInput", func(t *testing.T) { testE2EBadInput(t, bin) })
 	t.Run("ConfigString", func(t *testing.T) { testE2EConfigString(t, bin) })
@@ -40,30 +36,6 @@ func TestE2E(t *testing.T) {
 	t.Run("FlushSyncs", func(t *testing.T) { testE2EFlushSyncs(t, bin) })
 	t.Run("MTUChange", func(t *testing.T) { testE2EMTUChange(t, bin) })
 	t.Run("Signals", func(t *testing.T) { testE2ESignals(t, bin) })
-}
-
-// buildIronblade compiles ./cmd/ironblade from the module root into a
-// temporary directory and returns the binary's path.
-func buildIronblade(t *testing.T) string {
-	t.Helper()
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skipf("e2e: needs the go command to build ironblade: %v", err)
-	}
-	out, err := exec.Command(goTool, "env", "GOMOD").Output()
-	gomod := strings.TrimSpace(string(out))
-	if err != nil || gomod == "" || gomod == os.DevNull {
-		t.Fatalf("e2e: go env GOMOD: %v (%q): cannot find the module root", err, gomod)
-	}
-	bin := filepath.Join(t.TempDir(), "ironblade")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	build := exec.CommandContext(ctx, goTool, "build", "-o", bin, "./cmd/ironblade")
-	build.Dir = filepath.Dir(gomod)
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("e2e: go build ./cmd/ironblade: %v\n%s", err, out)
-	}
-	return bin
 }
 
 // rig is one test's network: a target namespace and a client namespace
@@ -82,128 +54,34 @@ type rig struct {
 func newRig(t *testing.T, bin string, mtu int) *rig {
 	t.Helper()
 	r := &rig{bin: bin, tgt: aoetest.NewNetns(t), cli: aoetest.NewNetns(t)}
+	// NewVeth waits until both ends can send: a veth end drops what is
+	// sent on it until its carrier is seen up.
 	r.veth = aoetest.NewVeth(t, r.tgt, r.cli, mtu)
-	// A veth end drops what is sent on it until its carrier is seen up.
-	waitOperUp(t, r.tgt, r.veth.IfA)
-	waitOperUp(t, r.cli, r.veth.IfB)
 	r.link = aoetest.ListenRawIn(t, r.cli, r.veth.IfB, aoe.RawConfig{ReadBuffer: 4 << 20, WriteBuffer: 4 << 20})
 	r.client = aoetest.NewClient(r.link, aoetest.ClientOptions{Timeout: 300 * time.Millisecond, Retries: 5})
 	t.Cleanup(func() { r.client.Close() })
 	return r
 }
 
-// waitOperUp waits until iface in ns reports operstate "up".
-func waitOperUp(t *testing.T, ns *aoetest.Netns, iface string) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		state := strings.TrimSpace(ns.Run(t, "cat", "/sys/class/net/"+iface+"/operstate"))
-		if state == "up" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("e2e: %s in %s is %q after 5 s, want up", iface, ns.Name, state)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // newDisk creates a sparse backing file of the given size in sectors.
 func newDisk(t *testing.T, sectors int64) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "disk.img")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.Truncate(sectors * aoe.SectorSize); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-// lockedBuffer is an io.Writer safe for a process's output and the test.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// blade is a running ironblade process.
-type blade struct {
-	cmd    *exec.Cmd
-	stderr *lockedBuffer
-	done   chan struct{} // closed when the process has exited
-	err    error         // its exit status; set before done is closed
+	return aoetest.SparseFile(t, filepath.Join(t.TempDir(), "disk.img"), sectors*aoe.SectorSize)
 }
 
 // start runs ironblade with args in the target namespace. The process is
 // killed in t.Cleanup if the test has not stopped it.
-func (r *rig) start(t *testing.T, args ...string) *blade {
+func (r *rig) start(t *testing.T, args ...string) *aoetest.Process {
 	t.Helper()
-	b := &blade{stderr: new(lockedBuffer), done: make(chan struct{})}
 	// ip netns exec replaces itself with ironblade: the pid is ironblade's.
-	b.cmd = r.tgt.Command(context.Background(), r.bin, args...)
-	b.cmd.Stdout = b.stderr
-	b.cmd.Stderr = b.stderr
-	if err := b.cmd.Start(); err != nil {
-		t.Fatalf("e2e: start ironblade: %v", err)
-	}
-	go func() {
-		b.err = b.cmd.Wait()
-		close(b.done)
-	}()
-	t.Cleanup(func() {
-		if b.running() {
-			_ = b.cmd.Process.Kill()
-			<-b.done
-		}
-		if t.Failed() {
-			t.Logf("ironblade %s output:\n%s", strings.Join(args, " "), b.stderr.String())
-		}
-	})
-	return b
+	return aoetest.StartProcess(t, "ironblade "+strings.Join(args, " "), r.tgt.Command(context.Background(), r.bin, args...))
 }
 
-// running reports whether the process has not exited.
-func (b *blade) running() bool {
-	select {
-	case <-b.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// stop sends SIGTERM and fails the test unless the process exits 0
+// stopBlade sends SIGTERM and fails the test unless ironblade exits 0
 // within 2 s. It returns how long the exit took.
-func (b *blade) stop(t *testing.T) time.Duration {
+func stopBlade(t *testing.T, b *aoetest.Process) time.Duration {
 	t.Helper()
-	start := time.Now()
-	if err := b.cmd.Process.Signal(syscall.SIGTERM); err != nil && b.running() {
-		t.Fatalf("e2e: SIGTERM: %v", err)
-	}
-	select {
-	case <-b.done:
-	case <-time.After(2 * time.Second):
-		t.Fatalf("e2e: ironblade still running 2 s after SIGTERM\n%s", b.stderr.String())
-	}
-	if b.err != nil {
-		t.Fatalf("e2e: ironblade exit after SIGTERM: %v, want status 0\n%s", b.err, b.stderr.String())
-	}
-	return time.Since(start)
+	return b.StopClean(t, syscall.SIGTERM, 2*time.Second)
 }
 
 // discover broadcasts Query Config until the target at shelf.slot
@@ -250,30 +128,6 @@ func ataString(b []byte) string {
 	return strings.TrimRight(string(s), " ")
 }
 
-// randomBytes returns n random bytes.
-func randomBytes(n int) []byte {
-	b := make([]byte, n)
-	rand.Read(b)
-	return b
-}
-
-// fileRegionSum returns the SHA-512 of n bytes at off in the file.
-func fileRegionSum(t *testing.T, path string, off, n int64) [sha512.Size]byte {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha512.New()
-	if _, err := io.Copy(h, io.NewSectionReader(f, off, n)); err != nil {
-		t.Fatal(err)
-	}
-	var sum [sha512.Size]byte
-	h.Sum(sum[:0])
-	return sum
-}
-
 // testE2EIO writes random data at queue depths 1, 16 and 64 and reads it
 // back, at MTU 1500 and 9000, then stops the target and checks the file.
 func testE2EIO(t *testing.T, bin string) {
@@ -307,7 +161,7 @@ func testE2EIO(t *testing.T, bin string) {
 					size = 256 << 10
 				}
 				// Odd sector offsets, so frames straddle pages and blocks.
-				reg := region{qd: qd, off: int64(i)*(4<<20) + 3*aoe.SectorSize, data: randomBytes(size)}
+				reg := region{qd: qd, off: int64(i)*(4<<20) + 3*aoe.SectorSize, data: aoetest.RandomBytes(size)}
 				start := time.Now()
 				if err := r.client.WriteAt(ctx, dev, reg.data, reg.off, qd); err != nil {
 					t.Fatalf("write at qd %d: %v", qd, err)
@@ -323,9 +177,9 @@ func testE2EIO(t *testing.T, bin string) {
 				t.Logf("qd %d: wrote and read back %d KiB (write %v)", qd, size>>10, wrote.Round(time.Millisecond))
 				regions = append(regions, reg)
 			}
-			b.stop(t)
+			stopBlade(t, b)
 			for _, reg := range regions {
-				if fileRegionSum(t, disk, reg.off, int64(len(reg.data))) != sha512.Sum512(reg.data) {
+				if aoetest.FileSum(t, disk, reg.off, int64(len(reg.data))) != sha512.Sum512(reg.data) {
 					t.Errorf("qd %d: the file's SHA-512 at %d differs from the data written", reg.qd, reg.off)
 				}
 			}
@@ -341,9 +195,7 @@ func testE2ESignals(t *testing.T, bin string) {
 	b := r.start(t, "1", "0", r.veth.IfA, disk)
 	dev := r.discover(t, 1, 0)
 
-	isAnnounce := func(f *aoe.Frame) bool {
-		return f.Src == r.veth.MACA && f.IsResponse() && f.Command == aoe.CommandQueryConfig && f.Tag == 0
-	}
+	isAnnounce := aoetest.IsAnnouncement(r.veth.MACA)
 	// Forget the start-up announcement, then ask for another.
 	drain, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	for {
@@ -352,7 +204,7 @@ func testE2ESignals(t *testing.T, bin string) {
 		}
 	}
 	cancel()
-	if err := b.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+	if err := b.Cmd.Process.Signal(syscall.SIGUSR1); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
@@ -372,7 +224,7 @@ func testE2ESignals(t *testing.T, bin string) {
 	var bytesWritten int64
 	started := make(chan struct{})
 	wrote.Go(func() {
-		data := randomBytes(8 << 20)
+		data := aoetest.RandomBytes(8 << 20)
 		for i := 0; ; i++ {
 			if err := r.client.WriteAt(load, dev, data, int64(i%8)*int64(len(data)), 64); err != nil {
 				return
@@ -388,7 +240,7 @@ func testE2ESignals(t *testing.T, bin string) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the write load made no progress")
 	}
-	took := b.stop(t)
+	took := stopBlade(t, b)
 	stopLoad()
 	wrote.Wait()
 	t.Logf("exited %v after SIGTERM under load (%d MiB written)", took.Round(time.Millisecond), bytesWritten>>20)
@@ -422,7 +274,7 @@ func testE2EMTUChange(t *testing.T, bin string) {
 	}
 	rw := func(d aoetest.Device, off int64) {
 		t.Helper()
-		data := randomBytes(256 << 10)
+		data := aoetest.RandomBytes(256 << 10)
 		if err := r.client.WriteAt(ctx, d, data, off, 16); err != nil {
 			t.Fatalf("write at MTU %d: %v", r.link.MTU(), err)
 		}
@@ -448,10 +300,10 @@ func testE2EMTUChange(t *testing.T, bin string) {
 	if !errors.Is(err, aoe.ErrorBadArgument) {
 		t.Errorf("17-sector read after the MTU drop: %v, want AoE error 2 (bad argument)", err)
 	}
-	if !b.running() {
-		t.Fatalf("ironblade exited after a read too large for the MTU\n%s", b.stderr.String())
+	if !b.Running() {
+		t.Fatalf("ironblade exited after a read too large for the MTU\n%s", b.Output())
 	}
 	small := waitSPF(2)
 	rw(small, 2<<20)
-	b.stop(t)
+	stopBlade(t, b)
 }

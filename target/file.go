@@ -38,6 +38,7 @@ type FileOptions struct {
 type FileBackend struct {
 	f        *os.File
 	raw      syscall.RawConn
+	fd       uintptr // f's descriptor, for TryReadAt's preadv2
 	offset   int64
 	size     int64
 	readOnly bool
@@ -127,7 +128,7 @@ func newFileBackend(f *os.File, opt FileOptions) (*FileBackend, error) {
 	if size == 0 {
 		return nil, fmt.Errorf("no whole sector to serve (%d bytes from offset %d)", total, opt.Offset)
 	}
-	b := &FileBackend{f: f, raw: raw, offset: opt.Offset, size: size, readOnly: opt.ReadOnly, direct: opt.Direct}
+	b := &FileBackend{f: f, raw: raw, fd: f.Fd(), offset: opt.Offset, size: size, readOnly: opt.ReadOnly, direct: opt.Direct}
 	if opt.Direct {
 		b.align, b.memAlign = directAlignment(raw, mode)
 		if opt.Offset%b.align != 0 || (opt.Offset+size)%b.align != 0 {
@@ -252,6 +253,35 @@ func (b *FileBackend) ReadAt(p []byte, off int64) (int, error) {
 		return 0, fmt.Errorf("target: read: %w", err)
 	}
 	return copy(p, buf[head:]), eof
+}
+
+// TryReadAt implements NonblockingBackend: it reads what the page cache
+// holds (preadv2 with RWF_NOWAIT) and returns ErrWouldBlock for anything
+// else, or when the file is open with O_DIRECT.
+func (b *FileBackend) TryReadAt(p []byte, off int64) (int, error) {
+	if b.direct || len(p) == 0 || off < 0 || off+int64(len(p)) > b.size {
+		return 0, ErrWouldBlock // ReadAt knows what to do
+	}
+	iov := unix.Iovec{Base: &p[0]}
+	iov.SetLen(len(p))
+	abs := b.offset + off
+	n, _, errno := unix.Syscall6(unix.SYS_PREADV2, b.fd, uintptr(unsafe.Pointer(&iov)), 1,
+		uintptr(abs), uintptr(uint64(abs)>>32>>32), unix.RWF_NOWAIT)
+	if errno != 0 || int(n) != len(p) {
+		// Not cached, partly cached, or an error that ReadAt will report
+		// (or an old kernel without preadv2 or RWF_NOWAIT).
+		return 0, ErrWouldBlock
+	}
+	return int(n), nil
+}
+
+// TryWriteAt implements NonblockingBackend: a write to the page cache is
+// WriteAt; one with O_DIRECT returns ErrWouldBlock.
+func (b *FileBackend) TryWriteAt(p []byte, off int64) (int, error) {
+	if b.direct {
+		return 0, ErrWouldBlock
+	}
+	return b.WriteAt(p, off)
 }
 
 // WriteAt implements Backend: it writes within the export. Writing past

@@ -3,6 +3,7 @@ package target
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"slices"
 
 	"github.com/ironblade/ironblade/aoe"
@@ -18,6 +19,9 @@ const (
 	replyNow
 	// replyAfterSync: the response waits for the syncer's next sync.
 	replyAfterSync
+	// wouldBlock: nothing done yet, as the request's I/O would wait for
+	// the device: a worker is to handle it.
+	wouldBlock
 )
 
 // Offsets in a frame.
@@ -39,8 +43,15 @@ const (
 
 // handle executes one request and builds its response in place: the
 // response keeps the request's tag and command and, for ATA, its
-// registers but for status, error and data.
-func (c *session) handle(r *request) disposition {
+// registers but for status, error and data. It may wait for the backend.
+func (c *session) handle(r *request) disposition { return c.execute(r, true) }
+
+// tryHandle is handle for a receive loop: a request whose I/O would wait
+// for the device is left as it is, for a worker (wouldBlock).
+func (c *session) tryHandle(r *request) disposition { return c.execute(r, false) }
+
+// execute is handle, or tryHandle if canBlock is false.
+func (c *session) execute(r *request, canBlock bool) disposition {
 	s := c.s
 	b := r.buf[:r.n]
 	if len(b) < aoe.FrameHeaderLen {
@@ -76,7 +87,7 @@ func (c *session) handle(r *request) disposition {
 	}
 	switch aoe.Command(b[offCommand]) {
 	case aoe.CommandATA:
-		return c.ata(r, src, wildcard, acc)
+		return c.ata(r, src, wildcard, acc, canBlock)
 	case aoe.CommandQueryConfig:
 		return c.queryConfig(r)
 	case aoe.CommandMACMask:
@@ -163,7 +174,9 @@ func isWriteCommand(cmd uint8) bool {
 // ata executes an ATA command. Writes to the wildcard address are
 // dropped; a reservation refuses everything but IDENTIFY; arguments that
 // contradict the command or the frame get AoE error 2 rather than a guess.
-func (c *session) ata(r *request, src aoe.MAC, wildcard bool, acc *access) disposition {
+// Unless canBlock, a read or write that would wait for the device is not
+// done (wouldBlock); nothing before it changes the request.
+func (c *session) ata(r *request, src aoe.MAC, wildcard bool, acc *access, canBlock bool) disposition {
 	s := c.s
 	b := r.buf[:r.n]
 	var a aoe.ATA
@@ -230,14 +243,36 @@ func (c *session) ata(r *request, src aoe.MAC, wildcard bool, acc *access) dispo
 	}
 	off := int64(lba) * aoe.SectorSize
 	if !write {
-		if _, err := s.cfg.Backend.ReadAt(r.buf[offATAData:offATAData+n], off); err != nil {
+		var err error
+		switch dst := r.buf[offATAData : offATAData+n]; {
+		case canBlock:
+			_, err = s.cfg.Backend.ReadAt(dst, off)
+		case c.nonblocking == nil:
+			return wouldBlock
+		default:
+			if _, err = c.nonblocking.TryReadAt(dst, off); errors.Is(err, ErrWouldBlock) {
+				return wouldBlock
+			}
+		}
+		if err != nil {
 			s.errLog.Error("read", "backend read failed", "err", err, "lba", lba, "sectors", count)
 			return c.ataError(r, errATARead, 0, aoe.ATAErrorUNC)
 		}
 		s.counters.bytesRead.Add(uint64(n))
 		return c.ataDone(r, aoe.ATAStatusDRDY, 0, n)
 	}
-	if _, err := s.cfg.Backend.WriteAt(a.Data[:n], off); err != nil {
+	var err error
+	switch {
+	case canBlock:
+		_, err = s.cfg.Backend.WriteAt(a.Data[:n], off)
+	case c.nonblocking == nil:
+		return wouldBlock
+	default:
+		if _, err = c.nonblocking.TryWriteAt(a.Data[:n], off); errors.Is(err, ErrWouldBlock) {
+			return wouldBlock
+		}
+	}
+	if err != nil {
 		s.errLog.Error("write", "backend write failed", "err", err, "lba", lba, "sectors", count)
 		return c.ataError(r, errATAWrite, aoe.ATAStatusDF, aoe.ATAErrorABRT)
 	}

@@ -200,7 +200,7 @@ func TestNewServerValidation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.cfg.BufferCount != DefaultBufferCount || s.cfg.Workers != DefaultWorkers || s.cfg.Version != DefaultVersion {
+	if s.cfg.BufferCount != DefaultBufferCount || s.cfg.Workers != DefaultBufferCount || s.cfg.Version != DefaultVersion {
 		t.Errorf("defaults: %+v", s.cfg)
 	}
 }

@@ -74,7 +74,7 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	switch {
 	case cfg.Workers == 0:
-		cfg.Workers = min(DefaultWorkers, cfg.BufferCount)
+		cfg.Workers = cfg.BufferCount
 	case cfg.Workers < 0:
 		return nil, fmt.Errorf("target: config: %d workers", cfg.Workers)
 	}
@@ -119,9 +119,9 @@ func NewServer(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// request is one frame buffer: a loop reads a frame into it and builds the
-// response in place; a write whose response waits for a sync goes on to
-// the syncer with it.
+// request is one frame buffer: the receive loop reads a frame into it and
+// builds the response in place, or hands it to a worker to do so; a write
+// whose response waits for a sync goes on to the syncer.
 type request struct {
 	buf  []byte // the frame is buf[:n]; the response is built in place
 	n    int
@@ -131,16 +131,18 @@ type request struct {
 
 // session is the state of one Serve call.
 type session struct {
-	s         *Server
-	link      aoe.Link
-	batch     aoe.BatchLink // link, if it moves frames in batches
-	mac       aoe.MAC
-	maxSPF    int // sectors per frame the buffers can hold
-	readBatch int // the most frames a loop reads at once
+	s           *Server
+	link        aoe.Link
+	batch       aoe.BatchLink // link, if it moves frames in batches
+	nonblocking NonblockingBackend
+	mac         aoe.MAC
+	maxSPF      int // sectors per frame the buffers can hold
+	readBatch   int // the most frames the loop reads at once
 
-	free   chan *request // buffers neither a loop nor the syncer holds
+	free   chan *request // buffers for the loop to read into
+	slow   chan *request // requests for the workers
 	stop   chan struct{} // closed when Serve starts to stop
-	track  tracker       // loops busy with frames they read
+	track  tracker       // frames read and not yet answered
 	syncer *syncer
 }
 
@@ -155,11 +157,13 @@ type readDeadliner interface {
 // reading, finishes the requests it holds, syncs the backend and returns
 // nil. It returns an error if the link fails for good.
 //
-// Requests are served by Config.Workers loops, each reading frames from
-// the link (in batches, if it is a BatchLink), executing them and sending
-// their responses itself: the link must allow concurrent readers. Writes
-// whose acknowledgement waits for a sync, and FLUSH CACHE, are answered by
-// a separate syncer, so a sync never holds up a loop.
+// One loop reads frames (in batches, if the link is a BatchLink), executes
+// them and sends the responses (in one batch): a request goes from the
+// link to its response without a hand-off between goroutines. Only I/O
+// that waits for the device goes to Config.Workers workers (see
+// NonblockingBackend), and the acknowledgements that wait for a sync to
+// the syncer, which also answers FLUSH CACHE: so neither holds up the
+// loop.
 //
 // To stop reading, Serve sets a read deadline if the link has a
 // SetReadDeadline method, and otherwise closes the link once its requests
@@ -182,22 +186,18 @@ func (s *Server) Serve(ctx context.Context, link aoe.Link) error {
 		s.mu.Unlock()
 	}()
 
+	var workers sync.WaitGroup
+	for range s.cfg.Workers {
+		workers.Go(c.worker)
+	}
 	syncStop := make(chan struct{})
 	syncDone := make(chan struct{})
 	go func() {
 		c.syncer.run(syncStop)
 		close(syncDone)
 	}()
-	// A loop returns an error only when the link has failed for good.
-	loopErr := make(chan error, s.cfg.Workers)
-	var loops sync.WaitGroup
-	for range s.cfg.Workers {
-		loops.Go(func() {
-			if err := c.loop(); err != nil {
-				loopErr <- err
-			}
-		})
-	}
+	loopDone := make(chan error, 1)
+	go func() { loopDone <- c.loop() }()
 
 	s.log.Info("serving", "mac", c.mac, "mtu", link.MTU(), "sectors_per_frame", c.sectorsPerFrame(),
 		"sectors", s.sectors, "buffers", s.cfg.BufferCount, "workers", s.cfg.Workers,
@@ -213,14 +213,14 @@ func (s *Server) Serve(ctx context.Context, link aoe.Link) error {
 	}
 
 	var result error
-	failed := false
+	looped := false
 wait:
 	for {
 		select {
 		case <-ctx.Done():
 			break wait
-		case err := <-loopErr:
-			result, failed = err, true
+		case err := <-loopDone:
+			result, looped = err, true
 			break wait
 		case <-tick:
 			if err := c.announce(); err != nil {
@@ -229,7 +229,7 @@ wait:
 		}
 	}
 
-	// Stop taking frames, let the loops finish those they took (their
+	// Stop taking frames, let the requests already taken finish (their
 	// responses are sent), answer the writes waiting for a sync, then
 	// make everything durable.
 	close(c.stop)
@@ -244,13 +244,17 @@ wait:
 	} else {
 		s.counters.syncs.Add(1)
 	}
-	if !failed && !interruptible {
-		link.Close()
+	if !looped {
+		if !interruptible {
+			link.Close()
+		}
+		<-loopDone
 	}
-	loops.Wait()
 	if interruptible {
 		_ = dl.SetReadDeadline(time.Time{})
 	}
+	close(c.slow)
+	workers.Wait()
 	s.log.Info("stopped serving")
 	return result
 }
@@ -264,13 +268,14 @@ func (s *Server) newSession(link aoe.Link) *session {
 		stop:      make(chan struct{}),
 		readBatch: 1,
 	}
+	c.nonblocking, _ = s.cfg.Backend.(NonblockingBackend)
 	if bl, ok := link.(aoe.BatchLink); ok {
 		c.batch = bl
-		c.readBatch = min(receiveBatch, s.cfg.BufferCount)
+		c.readBatch = receiveBatch
 	}
-	// BufferCount requests can wait for a sync while every loop holds a
-	// batch of buffers to read into.
-	count := s.cfg.BufferCount + s.cfg.Workers*c.readBatch
+	// BufferCount requests can be at work while the loop holds a batch
+	// of buffers to read into.
+	count := s.cfg.BufferCount + c.readBatch
 	bufLen := aoe.EthernetHeaderLen + max(link.MTU(), minBufferMTU)
 	c.maxSPF = min((bufLen-aoe.FrameHeaderLen-aoe.ATAHeaderLen)/aoe.SectorSize, 255)
 	stride := (bufLen + pageSize - 1) / pageSize * pageSize
@@ -279,6 +284,7 @@ func (s *Server) newSession(link aoe.Link) *session {
 	dataOff := aoe.FrameHeaderLen + aoe.ATAHeaderLen
 	pad := (pageSize - int((uintptr(unsafe.Pointer(&slab[0]))+uintptr(dataOff))%pageSize)) % pageSize
 	c.free = make(chan *request, count)
+	c.slow = make(chan *request, count)
 	for i := range count {
 		start := pad + i*stride
 		c.free <- &request{buf: slab[start : start+bufLen : start+bufLen]}
@@ -294,11 +300,8 @@ func (c *session) sectorsPerFrame() int {
 	return min(aoe.SectorsPerFrame(c.link.MTU()), c.maxSPF)
 }
 
-// A loop reads frames, executes them and sends their responses, over and
-// over: several loops share a link, each waiting its turn to read while
-// the others execute what they read. Nothing is handed between goroutines
-// on the way from a request to its response but the writes that wait for
-// a sync.
+// loop is the receive loop's state: its buffers and the scratch space of a
+// batch.
 type loop struct {
 	c      *session
 	held   []*request // buffers to read into
@@ -306,10 +309,11 @@ type loop struct {
 	lens   []int
 	out    [][]byte   // responses to send
 	synced []*request // requests whose response waits for a sync
+	slow   []*request // requests for the workers
 }
 
-// loop serves frames until the session stops (it returns nil) or the link
-// fails for good.
+// loop reads frames, executes them and sends their responses until the
+// session stops (it returns nil) or the link fails for good.
 func (c *session) loop() error {
 	s := c.s
 	lp := &loop{
@@ -319,6 +323,7 @@ func (c *session) loop() error {
 		lens:   make([]int, c.readBatch),
 		out:    make([][]byte, 0, c.readBatch),
 		synced: make([]*request, 0, c.readBatch),
+		slow:   make([]*request, 0, c.readBatch),
 	}
 	defer lp.release()
 	failures := 0
@@ -407,20 +412,24 @@ func (lp *loop) read() (int, error) {
 	return 1, nil
 }
 
-// serve executes the first n frames the loop read, then hands the writes
-// waiting for a sync to the syncer and sends the other responses. The
-// buffers of the requests the syncer takes are replaced at the next fill.
+// serve executes the first n frames the loop read. It hands the requests
+// that would wait for the device to the workers and the writes waiting for
+// a sync to the syncer, then sends the other responses. The buffers it
+// hands over are replaced at the next fill.
 func (lp *loop) serve(n int) {
 	c := lp.c
 	kept := 0
 	for i := range n {
 		r := lp.held[i]
 		r.n = lp.lens[i]
-		switch c.handle(r) {
+		switch c.tryHandle(r) {
 		case replyNow:
 			lp.out = append(lp.out, r.buf[:r.resp])
 		case replyAfterSync:
 			lp.synced = append(lp.synced, r)
+			continue
+		case wouldBlock:
+			lp.slow = append(lp.slow, r)
 			continue
 		}
 		lp.held[kept] = r
@@ -428,8 +437,16 @@ func (lp *loop) serve(n int) {
 	}
 	lp.held = append(lp.held[:kept], lp.held[n:]...)
 	clear(lp.held[len(lp.held):cap(lp.held)])
+	if len(lp.slow) > 0 {
+		c.track.add(len(lp.slow))
+		for _, r := range lp.slow {
+			c.slow <- r
+		}
+		clear(lp.slow)
+		lp.slow = lp.slow[:0]
+	}
 	if len(lp.synced) > 0 {
-		c.syncer.enqueue(lp.synced)
+		c.syncer.enqueue(lp.synced...)
 		clear(lp.synced)
 		lp.synced = lp.synced[:0]
 	}
@@ -446,6 +463,23 @@ func (lp *loop) release() {
 		lp.c.free <- r
 	}
 	lp.held = lp.held[:0]
+}
+
+// worker executes the requests that wait for the device until the slow
+// queue closes.
+func (c *session) worker() {
+	for r := range c.slow {
+		switch c.handle(r) {
+		case replyNow:
+			c.send(r.buf[:r.resp])
+			c.free <- r
+		case replyAfterSync:
+			c.syncer.enqueue(r)
+		default:
+			c.free <- r
+		}
+		c.track.done()
+	}
 }
 
 // send transmits one response.
@@ -525,8 +559,9 @@ func (c *session) announce() error {
 	return errors.Join(errs...)
 }
 
-// tracker counts the loops busy with frames they read, so that stopping
-// can wait for their responses.
+// tracker counts the work taken from the link and not yet answered (a
+// batch in the loop, a request at a worker), so that stopping can wait
+// for it.
 type tracker struct {
 	mu      sync.Mutex
 	idle    sync.Cond
@@ -534,7 +569,7 @@ type tracker struct {
 	stopped bool
 }
 
-// acquire registers a busy loop, unless stopping has begun.
+// acquire registers a piece of work, unless stopping has begun.
 func (t *tracker) acquire() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -545,7 +580,15 @@ func (t *tracker) acquire() bool {
 	return true
 }
 
-// done unregisters a loop that has finished its frames.
+// add registers n pieces of work handed on by one registered, which has not
+// yet finished: so stopping waits for them too.
+func (t *tracker) add(n int) {
+	t.mu.Lock()
+	t.n += n
+	t.mu.Unlock()
+}
+
+// done unregisters a finished piece of work.
 func (t *tracker) done() {
 	t.mu.Lock()
 	t.n--
@@ -555,7 +598,7 @@ func (t *tracker) done() {
 	t.mu.Unlock()
 }
 
-// stopAndWait refuses further frames and waits for the busy loops.
+// stopAndWait refuses further work and waits for the registered.
 func (t *tracker) stopAndWait() {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -34,7 +34,7 @@ func newSyncer(c *session, capacity int) *syncer {
 
 // enqueue hands over requests whose responses are ready but for a sync.
 // The syncer sends the responses and frees the requests' buffers.
-func (y *syncer) enqueue(rs []*request) {
+func (y *syncer) enqueue(rs ...*request) {
 	y.mu.Lock()
 	y.pending = append(y.pending, rs...)
 	y.mu.Unlock()

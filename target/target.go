@@ -12,6 +12,7 @@
 package target
 
 import (
+	"errors"
 	"io"
 	"log/slog"
 	"time"
@@ -32,6 +33,26 @@ type Backend interface {
 	// Size reports the capacity in bytes, a multiple of aoe.SectorSize.
 	Size() int64
 }
+
+// A NonblockingBackend is a Backend that can tell I/O it completes at once
+// (from memory, such as the page cache) from I/O that waits for a device.
+// Serve executes the first kind in the loop that received the request, so
+// that nothing is handed between goroutines on its way, and hands the
+// second kind, like all I/O of other Backends, to its workers.
+type NonblockingBackend interface {
+	Backend
+	// TryReadAt is ReadAt, but when the read would wait for a device it
+	// reads nothing (its buffer's content is undefined) and returns
+	// ErrWouldBlock.
+	TryReadAt(p []byte, off int64) (int, error)
+	// TryWriteAt is WriteAt, but when the write would wait for a device
+	// it writes nothing and returns ErrWouldBlock.
+	TryWriteAt(p []byte, off int64) (int, error)
+}
+
+// ErrWouldBlock is returned by a NonblockingBackend for I/O it cannot do
+// without waiting for a device.
+var ErrWouldBlock = errors.New("target: I/O would wait for the device")
 
 // Config configures a Server. The zero value of each optional field picks
 // the documented default.
@@ -64,7 +85,9 @@ type Config struct {
 	// AnnounceInterval, when positive, repeats the start-up announcement
 	// that often.
 	AnnounceInterval time.Duration
-	// Workers is how many requests are executed in parallel. Default:
+	// Workers is how many requests that wait for a device (reads not
+	// in the page cache, direct I/O, and all I/O of a Backend that is not
+	// a NonblockingBackend) are executed in parallel. Default:
 	// BufferCount.
 	Workers int
 	// Version is the software version: the IDENTIFY firmware revision (8
@@ -84,9 +107,6 @@ const (
 	DefaultBufferCount = 64
 	// MaxBufferCount bounds BufferCount: each buffer holds a jumbo frame.
 	MaxBufferCount = 4096
-	// DefaultWorkers is the Workers used when Config leaves it 0 (or
-	// BufferCount, if that is fewer).
-	DefaultWorkers = 8
 	// DefaultVersion is the Version used when Config leaves it empty.
 	DefaultVersion = "0.1"
 	// MaxMACMask is the longest MAC mask list the target keeps: 128

@@ -389,6 +389,15 @@ func (c *Client) SendRaw(frame []byte) error {
 	return nil
 }
 
+// IsAnnouncement returns a match for Expect that accepts a target's
+// announcement from the address from: an unsolicited Query Config answer,
+// which has tag 0.
+func IsAnnouncement(from aoe.MAC) func(*aoe.Frame) bool {
+	return func(f *aoe.Frame) bool {
+		return f.Src == from && f.IsResponse() && f.Command == aoe.CommandQueryConfig && f.Tag == 0
+	}
+}
+
 // Expect returns the oldest kept frame that match accepts, or else waits
 // for the next unclaimed one, and removes it from the backlog. The frame is
 // a copy the caller owns. match runs on the client's reader goroutine (or

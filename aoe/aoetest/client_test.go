@@ -623,9 +623,7 @@ func TestTags(t *testing.T) {
 
 func TestExpectAnnounce(t *testing.T) {
 	c, ft, _ := setup(t, targetOptions{shelf: 4, slot: 5, sectors: 64, config: "hello"}, aoetest.ClientOptions{})
-	isAnnounce := func(f *aoe.Frame) bool {
-		return f.Command == aoe.CommandQueryConfig && f.IsResponse() && f.Tag == 0
-	}
+	isAnnounce := aoetest.IsAnnouncement(targetMAC)
 	// Sent before anyone waits: Expect finds it in the backlog.
 	if err := ft.announce(); err != nil {
 		t.Fatal(err)
@@ -658,6 +656,26 @@ func TestExpectAnnounce(t *testing.T) {
 	}
 	if _, err := c.DeviceFrom(&aoe.Frame{Header: aoe.Header{Command: aoe.CommandATA}}); err == nil {
 		t.Error("DeviceFrom accepted an ATA frame")
+	}
+}
+
+func TestIsAnnouncement(t *testing.T) {
+	announce := aoe.Frame{Src: targetMAC, Dst: aoe.BroadcastMAC, Header: aoe.Header{Flags: aoe.FlagResponse, Command: aoe.CommandQueryConfig}}
+	isAnnounce := aoetest.IsAnnouncement(targetMAC)
+	if !isAnnounce(&announce) {
+		t.Error("an announcement does not match")
+	}
+	for name, change := range map[string]func(*aoe.Frame){
+		"other source": func(f *aoe.Frame) { f.Src = targetMAC2 },
+		"a request":    func(f *aoe.Frame) { f.Flags = 0 },
+		"an answer":    func(f *aoe.Frame) { f.Tag = 7 },
+		"ATA":          func(f *aoe.Frame) { f.Command = aoe.CommandATA },
+	} {
+		f := announce
+		change(&f)
+		if isAnnounce(&f) {
+			t.Errorf("%s matches", name)
+		}
 	}
 }
 

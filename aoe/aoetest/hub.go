@@ -1,6 +1,9 @@
 // Package aoetest provides what tests of AoE code need: an in-memory
 // Ethernet segment of Links (Hub), network namespaces joined by veth pairs
-// for end-to-end tests over real sockets, and a small AoE client.
+// for end-to-end tests over real sockets, a small AoE client, and the
+// pieces end-to-end tests share: commands built once (BuildBinary), running
+// processes whose output is kept (StartProcess), and test disks in memory
+// (MemDisk) and in files (SparseFile, FileSum).
 package aoetest
 
 import (

@@ -203,8 +203,8 @@ type Veth struct {
 
 // NewVeth joins a and b (which may be the same namespace) with a veth pair
 // with random names and locally administered addresses, sets both ends to
-// mtu (0 keeps the default, 1500) and brings them up. The pair is deleted
-// in t.Cleanup.
+// mtu (0 keeps the default, 1500), brings them up and waits until both can
+// send (see WaitLinkReady). The pair is deleted in t.Cleanup.
 func NewVeth(t testing.TB, a, b *Netns, mtu int) *Veth {
 	t.Helper()
 	s := uniqueSuffix()
@@ -215,6 +215,16 @@ func NewVeth(t testing.TB, a, b *Netns, mtu int) *Veth {
 	waitLinkReady(t, a, v.IfA)
 	waitLinkReady(t, b, v.IfB)
 	return v
+}
+
+// WaitLinkReady waits up to 5 s until iface in ns is up and can send,
+// and fails the test if it cannot by then. NewVeth and the Bridge's
+// Attach methods do it for the interfaces they make; a test that makes an
+// interface of its own (a macvlan, say) calls it before sending on it:
+// until then what is sent may be silently dropped (see waitLinkReady).
+func WaitLinkReady(t testing.TB, ns *Netns, iface string) {
+	t.Helper()
+	waitLinkReady(t, ns, iface)
 }
 
 // waitLinkReady waits until iface in ns can send and its output contains

@@ -5,17 +5,12 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha512"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -23,140 +18,15 @@ import (
 	"github.com/ironblade/ironblade/initiator"
 )
 
-// binaries are ironaoe and ironblade, built once per test binary into
-// binDir (which TestMain removes).
-var binaries struct {
-	once      sync.Once
-	dir       string
-	ironaoe   string
-	ironblade string
-	err       error
-}
+// TestMain builds the binaries of the end-to-end tests once and removes
+// them at the end.
+func TestMain(m *testing.M) { aoetest.RunTests(m) }
 
-// TestMain removes the binaries built for the end-to-end tests.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if binaries.dir != "" {
-		os.RemoveAll(binaries.dir)
-	}
-	os.Exit(code)
-}
-
-// buildBinaries compiles ironaoe and ironblade, once, and fails the test if
+// buildBinaries compiles ironaoe and ironblade (once) and fails the test if
 // that fails.
 func buildBinaries(t testing.TB) (ironaoe, ironblade string) {
 	t.Helper()
-	binaries.once.Do(func() {
-		// go test runs with its own go first in PATH; sudo's secure_path
-		// may leave it out, so fall back to the usual install location.
-		goTool, err := exec.LookPath("go")
-		if err != nil {
-			goTool = "/usr/local/go/bin/go"
-		}
-		if binaries.dir, binaries.err = os.MkdirTemp("", "ironaoe-e2e-bin"); binaries.err != nil {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		binaries.ironaoe = filepath.Join(binaries.dir, "ironaoe")
-		binaries.ironblade = filepath.Join(binaries.dir, "ironblade")
-		for _, b := range []struct{ dst, pkg string }{
-			{binaries.ironaoe, "."},
-			{binaries.ironblade, "../ironblade"},
-		} {
-			out, err := exec.CommandContext(ctx, goTool, "build", "-buildvcs=false",
-				"-ldflags", "-X main.version=v0.0.0-e2e", "-o", b.dst, b.pkg).CombinedOutput()
-			if err != nil {
-				binaries.err = fmt.Errorf("go build %s: %v\n%s", b.pkg, err, out)
-				return
-			}
-		}
-	})
-	if binaries.err != nil {
-		t.Fatal(binaries.err)
-	}
-	return binaries.ironaoe, binaries.ironblade
-}
-
-// requireCommands skips the test unless every named program is installed.
-func requireCommands(t testing.TB, names ...string) {
-	t.Helper()
-	for _, n := range names {
-		if _, err := exec.LookPath(n); err != nil {
-			t.Skipf("needs %s: %v", n, err)
-		}
-	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a process to write while the test
-// reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// process is a long-running command started by a test.
-type process struct {
-	name           string
-	cmd            *exec.Cmd
-	stdout, stderr syncBuffer
-	exited         chan struct{}
-	err            error // valid once exited is closed
-}
-
-// startProcess starts cmd. In t.Cleanup it is killed if still running,
-// and its output is logged if the test failed.
-func startProcess(t testing.TB, name string, cmd *exec.Cmd) *process {
-	t.Helper()
-	p := &process{name: name, cmd: cmd, exited: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = &p.stdout, &p.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.exited:
-		default:
-			_ = cmd.Process.Kill()
-			<-p.exited
-		}
-		if t.Failed() {
-			t.Logf("%s stdout:\n%s\n%s stderr:\n%s", name, p.stdout.String(), name, p.stderr.String())
-		}
-	})
-	return p
-}
-
-// stop sends sig and waits up to timeout for the process to exit; it
-// returns how it exited.
-func (p *process) stop(t testing.TB, sig syscall.Signal, timeout time.Duration) error {
-	t.Helper()
-	if err := p.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		t.Fatalf("signal %s: %v", p.name, err)
-	}
-	select {
-	case <-p.exited:
-		return p.err
-	case <-time.After(timeout):
-		t.Fatalf("%s still running %v after %v\nstderr:\n%s", p.name, timeout, sig, p.stderr.String())
-		return nil
-	}
+	return aoetest.BuildBinary(t, "./cmd/ironaoe"), aoetest.BuildBinary(t, "./cmd/ironblade")
 }
 
 // commandTimeout bounds each client command a test runs.
@@ -166,22 +36,15 @@ const commandTimeout = 90 * time.Second
 // showing both outputs, if the command fails.
 func runIn(t testing.TB, ns *aoetest.Netns, name string, args ...string) string {
 	t.Helper()
-	stdout, stderr, err := tryIn(ns, name, args...)
-	if err != nil {
-		t.Fatalf("%s %s: %v\nstdout:\n%s\nstderr:\n%s", name, strings.Join(args, " "), err, stdout, stderr)
-	}
-	return stdout
-}
-
-// tryIn runs a command in ns and returns its outputs and error.
-func tryIn(ns *aoetest.Netns, name string, args ...string) (stdout, stderr string, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()
 	cmd := ns.Command(ctx, name, args...)
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err = cmd.Run()
-	return out.String(), errOut.String(), err
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s %s: %v\nstdout:\n%s\nstderr:\n%s", name, strings.Join(args, " "), err, stdout.String(), stderr.String())
+	}
+	return stdout.String()
 }
 
 // runHost runs a command outside any namespace and returns its combined
@@ -198,55 +61,20 @@ func runHost(t testing.TB, name string, args ...string) string {
 }
 
 // randomFile writes size random bytes to path and returns their SHA-512.
-func randomFile(t testing.TB, path string, size int64) string {
+func randomFile(t testing.TB, path string, size int64) [sha512.Size]byte {
 	t.Helper()
 	f, err := os.Create(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	h := sha512.New()
-	if _, err := io.CopyN(io.MultiWriter(f, h), rand.Reader, size); err != nil {
+	if _, err := io.CopyN(f, rand.Reader, size); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
-// fileSHA512 returns the SHA-512 of a file's first size bytes (all of it
-// if size is negative).
-func fileSHA512(t testing.TB, path string, size int64) string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var r io.Reader = f
-	if size >= 0 {
-		r = io.LimitReader(f, size)
-	}
-	h := sha512.New()
-	if _, err := io.Copy(h, r); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
-// sparseFile creates a file of size bytes holding zeroes.
-func sparseFile(t testing.TB, path string, size int64) string {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return aoetest.FileSum(t, path, 0, -1)
 }
 
 // rig is the usual end-to-end set-up: a target namespace and an initiator
@@ -265,46 +93,51 @@ func newRig(t *testing.T, mtu int) *rig {
 	r := &rig{dir: shortTempDir(t)}
 	r.ironaoe, r.ironblade = buildBinaries(t)
 	r.target, r.initiator = aoetest.NewNetns(t), aoetest.NewNetns(t)
+	// NewVeth waits until both ends can send, so that a target's
+	// announcement at start is not lost.
 	r.veth = aoetest.NewVeth(t, r.target, r.initiator, mtu)
-	// A veth end drops what it sends until the kernel has seen its carrier
-	// come up, so wait for that before a target announces itself.
-	for _, x := range []struct {
-		ns    *aoetest.Netns
-		iface string
-	}{{r.target, r.veth.IfA}, {r.initiator, r.veth.IfB}} {
-		waitFor(t, 5*time.Second, x.iface+" to be up", func() bool {
-			out, _, _ := tryIn(x.ns, "cat", "/sys/class/net/"+x.iface+"/operstate")
-			return strings.TrimSpace(out) == "up"
-		})
-	}
 	return r
+}
+
+// diskSize is full, or a quarter of it with -short.
+func diskSize(full int64) int64 {
+	if testing.Short() {
+		return full / 4
+	}
+	return full
+}
+
+// newDisk creates the target's disk, a sparse file of size bytes in r.dir.
+func (r *rig) newDisk(t *testing.T, size int64) string {
+	t.Helper()
+	return aoetest.SparseFile(t, filepath.Join(r.dir, "disk.img"), size)
 }
 
 // startTarget serves disk as e1.0 on the target side with vblade or
 // ironblade.
-func (r *rig) startTarget(t *testing.T, kind, disk string) *process {
+func (r *rig) startTarget(t *testing.T, kind, disk string) *aoetest.Process {
 	t.Helper()
 	prog := r.ironblade
 	if kind == "vblade" {
-		prog = "vblade"
+		prog = aoetest.RequireCommand(t, "vblade")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	return startProcess(t, kind, r.target.Command(ctx, prog, "1", "0", r.veth.IfA, disk))
+	return aoetest.StartProcess(t, kind, r.target.Command(ctx, prog, "1", "0", r.veth.IfA, disk))
 }
 
 // startServe runs ironaoe serve in the initiator namespace with its
 // control socket in r.dir/ctl, and waits until the unix socket (if any)
 // exists.
-func (r *rig) startServe(t *testing.T, args ...string) *process {
+func (r *rig) startServe(t *testing.T, args ...string) *aoetest.Process {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	full := append([]string{"serve", "-i", r.veth.IfB, "--control-dir", r.controlDir(), "--log-level", "debug"}, args...)
-	p := startProcess(t, "ironaoe serve", r.initiator.Command(ctx, r.ironaoe, full...))
+	p := aoetest.StartProcess(t, "ironaoe serve", r.initiator.Command(ctx, r.ironaoe, full...))
 	for n, a := range args {
 		if a == "--unix" && n+1 < len(args) {
-			waitFor(t, 10*time.Second, "the NBD socket "+args[n+1], func() bool {
+			aoetest.WaitFor(t, 10*time.Second, "the NBD socket "+args[n+1], func() bool {
 				_, err := os.Stat(args[n+1])
 				return err == nil
 			})
@@ -342,11 +175,11 @@ func (r *rig) copyInOut(t *testing.T, uri, disk string, size int64) {
 	t.Logf("nbdcopy %d MiB: in %v (%.0f MiB/s), out %v (%.0f MiB/s)", size>>20,
 		mid.Sub(start).Round(time.Millisecond), float64(size>>20)/mid.Sub(start).Seconds(),
 		end.Sub(mid).Round(time.Millisecond), float64(size>>20)/end.Sub(mid).Seconds())
-	if got := fileSHA512(t, out, -1); got != want {
-		t.Errorf("copied out data differs (SHA-512 %.16s..., want %.16s...)", got, want)
+	if got := aoetest.FileSum(t, out, 0, -1); got != want {
+		t.Errorf("copied out data differs (SHA-512 %.8x..., want %.8x...)", got, want)
 	}
-	if got := fileSHA512(t, disk, size); got != want {
-		t.Errorf("the target's disk differs from the copied data (SHA-512 %.16s..., want %.16s...)", got, want)
+	if got := aoetest.FileSum(t, disk, 0, size); got != want {
+		t.Errorf("the target's disk differs from the copied data (SHA-512 %.8x..., want %.8x...)", got, want)
 	}
 	os.Remove(in)
 	os.Remove(out)

@@ -45,7 +45,7 @@ type nbdinfoExport struct {
 // with status 0.
 func TestE2ENBDClients(t *testing.T) {
 	aoetest.RequireRoot(t)
-	requireCommands(t, "nbdinfo", "nbdcopy", "qemu-io", "qemu-img")
+	aoetest.RequireCommands(t, "nbdinfo", "nbdcopy", "qemu-io", "qemu-img")
 	for _, tc := range []struct {
 		target  string
 		mtu     int
@@ -56,14 +56,11 @@ func TestE2ENBDClients(t *testing.T) {
 	} {
 		t.Run(tc.target, func(t *testing.T) {
 			if tc.target == "vblade" {
-				requireCommands(t, "vblade")
+				aoetest.RequireCommands(t, "vblade")
 			}
-			size := int64(64 << 20)
-			if testing.Short() {
-				size = 16 << 20
-			}
+			size := diskSize(64 << 20)
 			r := newRig(t, tc.mtu)
-			disk := sparseFile(t, filepath.Join(r.dir, "disk.img"), size)
+			disk := r.newDisk(t, size)
 			r.startTarget(t, tc.target, disk)
 
 			// discover on the default interfaces: the veth end, not lo.
@@ -125,7 +122,7 @@ func TestE2ENBDClients(t *testing.T) {
 			}
 
 			report := r.stat(t)
-			if p := report.Processes[0]; p.Command != "serve" || p.PID != serve.cmd.Process.Pid || len(p.Listeners) != 2 {
+			if p := report.Processes[0]; p.Command != "serve" || p.PID != serve.Cmd.Process.Pid || len(p.Listeners) != 2 {
 				t.Errorf("stat: process %+v", p)
 			}
 			d := findDevice(t, report, "e1.0")
@@ -143,7 +140,7 @@ func TestE2ENBDClients(t *testing.T) {
 			}
 
 			start := time.Now()
-			if err := serve.stop(t, syscall.SIGTERM, 10*time.Second); err != nil {
+			if err := serve.Stop(t, syscall.SIGTERM, 10*time.Second); err != nil {
 				t.Errorf("serve exited with %v after SIGTERM", err)
 			}
 			t.Logf("serve stopped %v after SIGTERM", time.Since(start).Round(time.Millisecond))
@@ -159,13 +156,10 @@ func TestE2ENBDClients(t *testing.T) {
 // intact.
 func TestE2EFrameLoss(t *testing.T) {
 	aoetest.RequireRoot(t)
-	requireCommands(t, "nbdcopy")
-	size := int64(32 << 20)
-	if testing.Short() {
-		size = 8 << 20
-	}
+	aoetest.RequireCommands(t, "nbdcopy")
+	size := diskSize(32 << 20)
 	r := newRig(t, 9000)
-	disk := sparseFile(t, filepath.Join(r.dir, "disk.img"), size)
+	disk := r.newDisk(t, size)
 	r.startTarget(t, "ironblade", disk)
 	aoetest.AddLoss(t, r.target, r.veth.IfA, 5)
 	aoetest.AddLoss(t, r.initiator, r.veth.IfB, 5)
@@ -184,7 +178,7 @@ func TestE2EFrameLoss(t *testing.T) {
 	tg := d.Targets[0]
 	t.Logf("frames %d, retransmits %d (%.1f%%), cwnd %d/%d, rtt %v, rto %v", tg.Frames, tg.Retransmits,
 		100*float64(tg.Retransmits)/float64(tg.Frames), tg.Cwnd, tg.Window, tg.RTT, tg.RTO)
-	if err := serve.stop(t, syscall.SIGTERM, 10*time.Second); err != nil {
+	if err := serve.Stop(t, syscall.SIGTERM, 10*time.Second); err != nil {
 		t.Errorf("serve exited with %v after SIGTERM", err)
 	}
 }
@@ -248,7 +242,7 @@ func mountFS(t *testing.T, dev, dir string, options ...string) *teardown {
 // loop device and checks every file's SHA-512.
 func TestE2EFilesystemOverNBDFuse(t *testing.T) {
 	aoetest.RequireRoot(t)
-	requireCommands(t, "nbdfuse", "fusermount3", "losetup", "mkfs.ext4", "mount", "umount", "sha512sum", "nsenter")
+	aoetest.RequireCommands(t, "nbdfuse", "fusermount3", "losetup", "mkfs.ext4", "mount", "umount", "sha512sum", "nsenter")
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		t.Skipf("needs FUSE: %v", err)
 	}
@@ -256,7 +250,7 @@ func TestE2EFilesystemOverNBDFuse(t *testing.T) {
 		t.Skipf("needs a free loop device: %v", err)
 	}
 	r := newRig(t, 9000)
-	disk := sparseFile(t, filepath.Join(r.dir, "disk.img"), 64<<20)
+	disk := r.newDisk(t, 64<<20)
 	r.startTarget(t, "ironblade", disk)
 	sock := filepath.Join(r.dir, "nbd.sock")
 	serve := r.startServe(t, "--unix", sock, "e1.0")
@@ -273,21 +267,21 @@ func TestE2EFilesystemOverNBDFuse(t *testing.T) {
 	pidFile := filepath.Join(r.dir, "nbdfuse.pid")
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	fuse := startProcess(t, "nbdfuse", exec.CommandContext(ctx, "nsenter", "--net=/run/netns/"+r.initiator.Name,
+	fuse := aoetest.StartProcess(t, "nbdfuse", exec.CommandContext(ctx, "nsenter", "--net=/run/netns/"+r.initiator.Name,
 		"nbdfuse", "-P", pidFile, filepath.Join(fuseDir, "disk"), "nbd+unix:///e1.0?socket="+sock))
 	unfuse := addTeardown(t, "unmount "+fuseDir, func() error {
 		err := hostCommand("fusermount3", "-u", fuseDir)
 		select {
-		case <-fuse.exited:
+		case <-fuse.Exited():
 		case <-time.After(10 * time.Second):
 			return errors.Join(err, errors.New("nbdfuse still running 10 s after fusermount3 -u"))
 		}
 		return err
 	})
-	waitFor(t, 10*time.Second, "nbdfuse to be ready", func() bool {
+	aoetest.WaitFor(t, 10*time.Second, "nbdfuse to be ready", func() bool {
 		select {
-		case <-fuse.exited:
-			t.Fatalf("nbdfuse exited: %v\n%s", fuse.err, fuse.stderr.String())
+		case <-fuse.Exited():
+			t.Fatalf("nbdfuse exited: %v\n%s", fuse.Err(), fuse.Stderr())
 		default:
 		}
 		_, err := os.Stat(pidFile)
@@ -330,7 +324,7 @@ func TestE2EFilesystemOverNBDFuse(t *testing.T) {
 	if d.Writes == 0 || d.Flushes == 0 || d.IOErrors != 0 {
 		t.Errorf("stat: writes %d, flushes %d, I/O errors %d", d.Writes, d.Flushes, d.IOErrors)
 	}
-	if err := serve.stop(t, syscall.SIGTERM, 10*time.Second); err != nil {
+	if err := serve.Stop(t, syscall.SIGTERM, 10*time.Second); err != nil {
 		t.Errorf("serve exited with %v after SIGTERM", err)
 	}
 	checkExt4(t, disk)
@@ -427,23 +421,23 @@ func TestE2EAttach(t *testing.T) {
 		return
 	}
 	aoetest.RequireRoot(t)
-	requireCommands(t, "mkfs.ext4", "mount", "umount")
+	aoetest.RequireCommands(t, "mkfs.ext4", "mount", "umount")
 	r := newRig(t, 9000)
-	disk := sparseFile(t, filepath.Join(r.dir, "disk.img"), 64<<20)
+	disk := r.newDisk(t, 64<<20)
 	r.startTarget(t, "ironblade", disk)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	att := startProcess(t, "ironaoe attach", r.initiator.Command(ctx, r.ironaoe, "attach", "-i", r.veth.IfB,
+	att := aoetest.StartProcess(t, "ironaoe attach", r.initiator.Command(ctx, r.ironaoe, "attach", "-i", r.veth.IfB,
 		"--control-dir", r.controlDir(), "e1.0"))
 	var dev string
-	waitFor(t, 30*time.Second, "attach to print the device", func() bool {
+	aoetest.WaitFor(t, 30*time.Second, "attach to print the device", func() bool {
 		select {
-		case <-att.exited:
-			t.Fatalf("attach exited: %v\n%s", att.err, att.stderr.String())
+		case <-att.Exited():
+			t.Fatalf("attach exited: %v\n%s", att.Err(), att.Stderr())
 		default:
 		}
-		dev, _, _ = strings.Cut(att.stdout.String(), "\n")
-		return strings.HasPrefix(dev, "/dev/nbd") && strings.Contains(att.stdout.String(), "\n")
+		dev, _, _ = strings.Cut(att.Stdout(), "\n")
+		return strings.HasPrefix(dev, "/dev/nbd") && strings.Contains(att.Stdout(), "\n")
 	})
 	index, err := nbdkernel.ParseDevice(dev)
 	if err != nil {
@@ -468,7 +462,7 @@ func TestE2EAttach(t *testing.T) {
 		t.Fatal(err)
 	}
 	unmount = mountFS(t, dev, mnt)
-	if got := fileSHA512(t, filepath.Join(mnt, "data.bin"), -1); got != want {
+	if got := aoetest.FileSum(t, filepath.Join(mnt, "data.bin"), 0, -1); got != want {
 		t.Error("file read back through /dev/nbd differs")
 	}
 	if err := unmount.run(); err != nil {
@@ -480,9 +474,9 @@ func TestE2EAttach(t *testing.T) {
 	}
 	runHost(t, r.ironaoe, "detach", dev)
 	select {
-	case <-att.exited:
-		if att.err != nil {
-			t.Errorf("attach exited with %v after detach", att.err)
+	case <-att.Exited():
+		if err := att.Err(); err != nil {
+			t.Errorf("attach exited with %v after detach", err)
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("attach still running 15 s after detach")
@@ -496,16 +490,13 @@ func TestE2EAttach(t *testing.T) {
 // nothing.
 func TestE2EVLAN(t *testing.T) {
 	aoetest.RequireRoot(t)
-	requireCommands(t, "nbdcopy")
-	size := int64(16 << 20)
-	if testing.Short() {
-		size = 4 << 20
-	}
+	aoetest.RequireCommands(t, "nbdcopy")
+	size := diskSize(16 << 20)
 	r := newRig(t, 1500)
-	disk := sparseFile(t, filepath.Join(r.dir, "disk.img"), size)
+	disk := r.newDisk(t, size)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	startProcess(t, "ironblade --vlan 42", r.target.Command(ctx, r.ironblade, "--vlan", "42", "1", "0", r.veth.IfA, disk))
+	aoetest.StartProcess(t, "ironblade --vlan 42", r.target.Command(ctx, r.ironblade, "--vlan", "42", "1", "0", r.veth.IfA, disk))
 
 	out := runIn(t, r.initiator, r.ironaoe, "discover", "-i", r.veth.IfB, "--vlan", "42", "--json", "--wait", "1s")
 	if !strings.Contains(out, r.veth.MACA.String()) {
@@ -519,7 +510,7 @@ func TestE2EVLAN(t *testing.T) {
 	sock := filepath.Join(r.dir, "nbd.sock")
 	serve := r.startServe(t, "--unix", sock, "--vlan", "42", "e1.0")
 	r.copyInOut(t, "nbd+unix:///e1.0?socket="+sock, disk, size)
-	if err := serve.stop(t, syscall.SIGTERM, 10*time.Second); err != nil {
+	if err := serve.Stop(t, syscall.SIGTERM, 10*time.Second); err != nil {
 		t.Errorf("serve exited with %v after SIGTERM", err)
 	}
 }

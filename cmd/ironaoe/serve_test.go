@@ -3,15 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,57 +18,15 @@ import (
 	"github.com/ironblade/ironblade/target"
 )
 
-// memDisk is an in-memory target.Backend that counts syncs.
-type memDisk struct {
-	mu    sync.Mutex
-	b     []byte
-	syncs atomic.Int64
-}
-
-// ReadAt, WriteAt, Sync and Size make a memDisk a target.Backend.
-func (m *memDisk) ReadAt(p []byte, off int64) (int, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if off < 0 || off+int64(len(p)) > int64(len(m.b)) {
-		return 0, io.EOF
-	}
-	return copy(p, m.b[off:]), nil
-}
-
-func (m *memDisk) WriteAt(p []byte, off int64) (int, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if off < 0 || off+int64(len(p)) > int64(len(m.b)) {
-		return 0, io.ErrShortWrite
-	}
-	return copy(m.b[off:], p), nil
-}
-
-func (m *memDisk) Sync() error { m.syncs.Add(1); return nil }
-func (m *memDisk) Size() int64 { return int64(len(m.b)) }
-
-// bytes returns a copy of the disk's contents.
-func (m *memDisk) bytes() []byte { m.mu.Lock(); defer m.mu.Unlock(); return bytes.Clone(m.b) }
-
 // serveTarget runs an ironblade target for shelf.slot on a new hub port
 // until the test ends.
-func serveTarget(t *testing.T, hub *aoetest.Hub, mac aoe.MAC, shelf uint16, slot uint8, disk *memDisk) {
+func serveTarget(t *testing.T, hub *aoetest.Hub, mac aoe.MAC, shelf uint16, slot uint8, disk *aoetest.MemDisk) {
 	t.Helper()
 	srv, err := target.NewServer(target.Config{Shelf: shelf, Slot: slot, Backend: disk, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := hub.Port(mac, 9000)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, port) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("target Serve: %v", err)
-		}
-		port.Close()
-	})
+	aoetest.ServeLink(t, hub.Port(mac, 9000), srv.Serve)
 }
 
 // testLogger logs to the test's output, at debug level with -v.
@@ -128,7 +83,7 @@ func fastEngine() engineOptions {
 // cancelling serve flushes the target and returns nil.
 func TestServeInMemory(t *testing.T) {
 	hub := aoetest.NewHub()
-	disk1 := &memDisk{b: make([]byte, 4<<20)}
+	disk1 := aoetest.NewMemDisk(4 << 20)
 	serveTarget(t, hub, aoe.MAC{0x02, 0, 0, 0, 0, 0x01}, 1, 0, disk1)
 
 	dir := shortTempDir(t)
@@ -143,7 +98,7 @@ func TestServeInMemory(t *testing.T) {
 	}()
 
 	var c *nbd.Client
-	waitFor(t, 5*time.Second, "the NBD socket", func() bool {
+	aoetest.WaitFor(t, 5*time.Second, "the NBD socket", func() bool {
 		var err error
 		c, err = nbd.Dial(ctx, "unix", sock, nbd.ClientConfig{Export: "e1.0"})
 		return err == nil
@@ -151,28 +106,27 @@ func TestServeInMemory(t *testing.T) {
 	if c.Size() != 4<<20 {
 		t.Errorf("export size %d, want %d", c.Size(), 4<<20)
 	}
-	data := make([]byte, 1<<20)
-	rand.Read(data)
+	data := aoetest.RandomBytes(1 << 20)
 	if err := c.WriteAt(ctx, data, 512, false); err != nil {
 		t.Fatal(err)
 	}
-	syncs := disk1.syncs.Load()
+	syncs := disk1.Syncs()
 	if err := c.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if disk1.syncs.Load() == syncs {
+	if disk1.Syncs() == syncs {
 		t.Error("NBD flush did not reach the target")
 	}
 	back := make([]byte, len(data))
 	if err := c.ReadAt(ctx, back, 512); err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(back, data) || !bytes.Equal(disk1.bytes()[512:512+len(data)], data) {
+	if !bytes.Equal(back, data) || !bytes.Equal(disk1.Bytes()[512:512+len(data)], data) {
 		t.Error("data read back or on the target differs from what was written")
 	}
 
 	// A device that appears after serve started is exported too.
-	disk2 := &memDisk{b: make([]byte, 1<<20)}
+	disk2 := aoetest.NewMemDisk(1 << 20)
 	serveTarget(t, hub, aoe.MAC{0x02, 0, 0, 0, 0, 0x02}, 2, 7, disk2)
 	c2, err := nbd.Dial(ctx, "unix", sock, nbd.ClientConfig{Export: "e2.7"})
 	if err != nil {
@@ -198,18 +152,11 @@ func TestServeInMemory(t *testing.T) {
 	if err := c.WriteAt(ctx, data, 0, false); err != nil {
 		t.Fatal(err)
 	}
-	syncs = disk1.syncs.Load()
+	syncs = disk1.Syncs()
 	cancel()
-	select {
-	case err := <-served:
-		if err != nil {
-			t.Fatalf("serve: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("serve did not stop within 10 s")
-	}
+	aoetest.WaitReturn(t, "serve", served, 10*time.Second)
 	c.Close()
-	if disk1.syncs.Load() == syncs {
+	if disk1.Syncs() == syncs {
 		t.Error("serve did not flush the device when stopping")
 	}
 	if _, err := os.Stat(sock); !errors.Is(err, os.ErrNotExist) {
@@ -224,8 +171,8 @@ func TestServeInMemory(t *testing.T) {
 // only, and that discover reports both.
 func TestServeNamedOnly(t *testing.T) {
 	hub := aoetest.NewHub()
-	serveTarget(t, hub, aoe.MAC{0x02, 0, 0, 0, 0, 0x01}, 1, 0, &memDisk{b: make([]byte, 1<<20)})
-	serveTarget(t, hub, aoe.MAC{0x02, 0, 0, 0, 0, 0x02}, 1, 1, &memDisk{b: make([]byte, 2<<20)})
+	serveTarget(t, hub, aoe.MAC{0x02, 0, 0, 0, 0, 0x01}, 1, 0, aoetest.NewMemDisk(1<<20))
+	serveTarget(t, hub, aoe.MAC{0x02, 0, 0, 0, 0, 0x02}, 1, 1, aoetest.NewMemDisk(2<<20))
 
 	var stdout bytes.Buffer
 	env := hubEnvironment(t, hub, &stdout)
@@ -251,7 +198,7 @@ func TestServeNamedOnly(t *testing.T) {
 		}
 	})
 	var c *nbd.Client
-	waitFor(t, 5*time.Second, "the NBD socket", func() bool {
+	aoetest.WaitFor(t, 5*time.Second, "the NBD socket", func() bool {
 		var err error
 		c, err = nbd.Dial(ctx, "unix", sock, nbd.ClientConfig{Export: "e1.1"})
 		return err == nil
@@ -300,15 +247,3 @@ func TestExportSetLookupWaits(t *testing.T) {
 
 // nbdBackendStub is an empty nbd.Backend.
 type nbdBackendStub struct{ nbd.Backend }
-
-// waitFor polls cond until it holds, failing the test after timeout.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -33,14 +32,14 @@ func timelineCommand() *cli.Command {
 		Usage: "sample a device's counters, targets and failover events from ironaoe stat until stopped",
 		Description: "Runs `ironaoe stat --json --control-dir DIR` every --interval and writes one JSON line per\n" +
 			"sample of --device (bytes written and read, targets and their states, failover events first\n" +
-			"seen) to --out. Runs until SIGTERM or SIGINT. --progress names a file rewritten with the\n" +
-			"bytes written so far after each sample, for scripts to watch.",
+			"seen) to --out. Runs until SIGTERM or SIGINT. --progress names a file rewritten after each\n" +
+			"sample with one line, BYTES_WRITTEN ACTIVE_MAC TARGETS, for scripts to watch.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "control-dir", Required: true, Usage: "ironaoe's control socket directory `DIR`"},
 			&cli.StringFlag{Name: "device", Value: "e1.0", Usage: "follow device `eSHELF.SLOT`"},
 			&cli.DurationFlag{Name: "interval", Value: 100 * time.Millisecond, Usage: "sample every `DUR`"},
 			&cli.StringFlag{Name: "out", Value: "-", Usage: "write samples to `FILE` (- for stdout)"},
-			&cli.StringFlag{Name: "progress", Usage: "rewrite `FILE` with the bytes written after each sample"},
+			&cli.StringFlag{Name: "progress", Usage: "rewrite `FILE` after each sample with a line: bytes written, active target's MAC, number of targets"},
 			&cli.StringFlag{Name: "ironaoe", Usage: "ironaoe binary at `PATH` (default: next to ironbench, else in PATH)"},
 		},
 		Action: runTimeline,
@@ -93,7 +92,7 @@ func runTimeline(c *cli.Context) error {
 		},
 		OnSample: func(s bench.TimelineSample) {
 			if progress != "" {
-				writeProgress(progress, s.BytesWritten)
+				writeProgress(progress, s)
 			}
 		},
 		OnError: func(err error) {
@@ -126,11 +125,17 @@ func (f *flushingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// writeProgress replaces path's content with n, atomically (rename), so
-// that a reader never sees a half-written number.
-func writeProgress(path string, n uint64) {
+// writeProgress replaces path's content with a line "BYTES_WRITTEN
+// ACTIVE_MAC TARGETS" ("-" when no target is active) for scripts to read,
+// atomically (rename), so that a reader never sees half a line.
+func writeProgress(path string, s bench.TimelineSample) {
+	active := "-"
+	if len(s.Active) > 0 {
+		active = s.Active[0]
+	}
+	line := fmt.Sprintf("%d %s %d\n", s.BytesWritten, active, len(s.Targets))
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strconv.FormatUint(n, 10)+"\n"), 0o644); err == nil {
+	if err := os.WriteFile(tmp, []byte(line), 0o644); err == nil {
 		_ = os.Rename(tmp, path)
 	}
 }

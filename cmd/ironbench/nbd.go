@@ -23,7 +23,7 @@ func nbdCommand() *cli.Command {
 			"(nbdcopy --flush) and the export out to null: through a fresh `ironaoe serve --unix` per\n" +
 			"direction. Prints a table of raw and via-NBD MB/s and their ratio (the aim is at least 70%)\n" +
 			"to stdout, or JSON, and a line per pass to stderr. Unless --warm, the page cache is dropped\n" +
-			"before every pass, so reads come from the disk.",
+			"before every pass, so reads come from the disk. --repeat runs rounds and reports medians.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "mtu", Value: "1500,9000", Usage: "MTUs of the veth pair, `LIST` of integers"},
 			&cli.StringFlag{Name: "size", Value: "256MiB", Usage: "export and copy `SIZE` (bytes, or with K, M, G, KiB, MiB, GiB)"},
@@ -32,6 +32,7 @@ func nbdCommand() *cli.Command {
 			&cli.StringFlag{Name: "dir", Value: "/var/tmp", Usage: "put the target's file in `DIR` (on disk)"},
 			&cli.StringFlag{Name: "source-dir", Value: "/dev/shm", Usage: "put the file nbdcopy copies in, in `DIR` (tmpfs keeps it off disk)"},
 			&cli.BoolFlag{Name: "warm", Usage: "keep the page cache between passes instead of dropping it"},
+			&cli.IntFlag{Name: "repeat", Value: 1, Usage: "run `N` rounds of every pass and report medians"},
 			&cli.StringFlag{Name: "ironblade", Usage: "ironblade binary at `PATH` (default bin/ironblade, built if missing)"},
 			&cli.StringFlag{Name: "ironaoe", Usage: "ironaoe binary at `PATH` (default bin/ironaoe)"},
 			&cli.StringFlag{Name: "vblade", Value: "/usr/sbin/vblade", Usage: "vblade binary at `PATH`"},
@@ -55,6 +56,7 @@ func runNBD(c *cli.Context) error {
 		Dir:        c.String("dir"),
 		SourceDir:  c.String("source-dir"),
 		Warm:       c.Bool("warm"),
+		Repeat:     c.Int("repeat"),
 		MinTimeout: c.Duration("min-rto"),
 		Progress:   c.App.ErrWriter,
 	}
@@ -73,6 +75,9 @@ func runNBD(c *cli.Context) error {
 	}
 	if cfg.MinTimeout <= 0 {
 		return fmt.Errorf("nbd: --min-rto %v: want a positive duration", cfg.MinTimeout)
+	}
+	if cfg.Repeat < 1 || cfg.Repeat > 100 {
+		return fmt.Errorf("nbd: --repeat %d: want 1 to 100", cfg.Repeat)
 	}
 	if os.Geteuid() != 0 {
 		return errors.New("nbd: needs root to create network namespaces, open raw sockets and drop caches")

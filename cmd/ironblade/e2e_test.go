@@ -3,12 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,74 +16,14 @@ import (
 	"github.com/ironblade/ironblade/aoe/aoetest"
 )
 
-// buildBinary compiles the command into a temporary directory.
+// TestMain builds the command once for the tests that run it, and removes
+// it at the end.
+func TestMain(m *testing.M) { aoetest.RunTests(m) }
+
+// buildBinary compiles the command (once) and returns its path.
 func buildBinary(t *testing.T) string {
 	t.Helper()
-	// go test runs with its own go first in PATH; sudo's secure_path may
-	// leave it out, so fall back to the usual install location.
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		goTool = "/usr/local/go/bin/go"
-	}
-	bin := filepath.Join(t.TempDir(), "ironblade")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, goTool, "build", "-buildvcs=false", "-ldflags", "-X main.version=v0.0.0-e2e", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// runningBinary is the built command running in a network namespace.
-type runningBinary struct {
-	cmd    *exec.Cmd
-	stderr syncBuffer
-	exited chan error
-}
-
-// startBinary runs bin with args in ns until ctx ends; t.Cleanup kills it.
-func startBinary(t *testing.T, ctx context.Context, ns *aoetest.Netns, bin string, args ...string) *runningBinary {
-	t.Helper()
-	r := &runningBinary{cmd: ns.Command(ctx, bin, args...), exited: make(chan error, 1)}
-	r.cmd.Stderr = &r.stderr
-	if err := r.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { r.exited <- r.cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = r.cmd.Process.Kill()
-		<-r.exited
-	})
-	return r
-}
-
-// stop sends SIGTERM and fails the test unless the process exits 0
-// within limit.
-func (r *runningBinary) stop(t *testing.T, limit time.Duration) {
-	t.Helper()
-	start := time.Now()
-	if err := r.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-r.exited:
-		r.exited <- err // for the cleanup
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v\nstderr:\n%s", err, r.stderr.String())
-		}
-	case <-time.After(limit):
-		t.Fatalf("still running %v after SIGTERM\nstderr:\n%s", limit, r.stderr.String())
-	}
-	t.Logf("exited %v after SIGTERM", time.Since(start).Round(time.Millisecond))
-}
-
-// waitOperUp waits until iface in ns reports operstate "up".
-func waitOperUp(t *testing.T, ns *aoetest.Netns, iface string) {
-	t.Helper()
-	waitFor(t, 5*time.Second, iface+" to be up", func() bool {
-		return strings.TrimSpace(ns.Run(t, "cat", "/sys/class/net/"+iface+"/operstate")) == "up"
-	})
+	return aoetest.BuildBinary(t, "./cmd/ironblade")
 }
 
 // TestBinaryOverVeth builds ironblade and runs it the way Debian's
@@ -99,12 +37,11 @@ func TestBinaryOverVeth(t *testing.T) {
 	disk := newDisk(t, 2048)
 
 	nsTarget, nsClient := aoetest.NewNetns(t), aoetest.NewNetns(t)
+	// NewVeth waits until both ends can send: a veth end drops what is
+	// sent on it until the kernel has seen its carrier come up (link watch
+	// events can lag up to a second), and the announcement at start would
+	// be lost.
 	veth := aoetest.NewVeth(t, nsTarget, nsClient, 0)
-	// A veth end drops what is sent on it until the kernel has seen its
-	// carrier come up (link watch events can lag up to a second), and the
-	// announcement at start would be lost.
-	waitOperUp(t, nsTarget, veth.IfA)
-	waitOperUp(t, nsClient, veth.IfB)
 	link := aoetest.ListenRawIn(t, nsClient, veth.IfB, aoe.RawConfig{})
 	client := aoetest.NewClient(link, aoetest.ClientOptions{Timeout: 250 * time.Millisecond})
 	t.Cleanup(func() { client.Close() })
@@ -112,14 +49,14 @@ func TestBinaryOverVeth(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	clientMAC := strings.ReplaceAll(veth.MACB.String(), ":", "") // vblade's -m form
-	ib := startBinary(t, ctx, nsTarget, bin, "1", "2", veth.IfA, disk, "-s", "-b", "16", "-m", clientMAC)
-	cmd, stderr := ib.cmd, &ib.stderr
+	ib := aoetest.StartProcess(t, "ironblade", nsTarget.Command(ctx, bin, "1", "2", veth.IfA, disk, "-s", "-b", "16", "-m", clientMAC))
+	cmd := ib.Cmd
 
 	step, stepDone := context.WithTimeout(ctx, 5*time.Second)
 	defer stepDone()
-	f, err := client.Expect(step, isAnnouncement(veth.MACA))
+	f, err := client.Expect(step, aoetest.IsAnnouncement(veth.MACA))
 	if err != nil {
-		t.Fatalf("no announcement: %v\nstderr:\n%s", err, stderr.String())
+		t.Fatalf("no announcement: %v\nstderr:\n%s", err, ib.Stderr())
 	}
 	if f.Dst != veth.MACB {
 		t.Errorf("announcement sent to %v, want the -m initiator %v", f.Dst, veth.MACB)
@@ -134,31 +71,21 @@ func TestBinaryOverVeth(t *testing.T) {
 	// ip netns exec replaces itself with the command, so this is our pid.
 	// The log reaches stderr through a pipe, maybe after the announcement.
 	startLine := fmt.Sprintf("pid %d: e1.2, 2048 sectors O_RDWR", cmd.Process.Pid)
-	waitFor(t, 5*time.Second, "the start line "+startLine, func() bool { return strings.Contains(stderr.String(), startLine) })
+	aoetest.WaitFor(t, 5*time.Second, "the start line "+startLine, func() bool { return strings.Contains(ib.Stderr(), startLine) })
 
-	data := make([]byte, 64*aoe.SectorSize)
-	rand.Read(data)
-	if err := client.WriteAt(ctx, dev, data, 100*aoe.SectorSize, 8); err != nil {
-		t.Fatalf("write: %v\nstderr:\n%s", err, stderr.String())
-	}
-	back := make([]byte, len(data))
-	if err := client.ReadAt(ctx, dev, back, 100*aoe.SectorSize, 8); err != nil {
-		t.Fatalf("read: %v", err)
-	}
-	if !bytes.Equal(back, data) {
-		t.Fatal("read back different data")
-	}
+	data := writeReadBack(t, ctx, client, dev, 100*aoe.SectorSize, 64*aoe.SectorSize, 8, ib.Stderr)
 
 	if err := cmd.Process.Signal(syscall.SIGUSR1); err != nil {
 		t.Fatal(err)
 	}
 	step, stepDone = context.WithTimeout(ctx, 5*time.Second)
 	defer stepDone()
-	if _, err := client.Expect(step, isAnnouncement(veth.MACA)); err != nil {
-		t.Fatalf("no announcement after SIGUSR1: %v\nstderr:\n%s", err, stderr.String())
+	if _, err := client.Expect(step, aoetest.IsAnnouncement(veth.MACA)); err != nil {
+		t.Fatalf("no announcement after SIGUSR1: %v\nstderr:\n%s", err, ib.Stderr())
 	}
 
-	ib.stop(t, 2*time.Second)
+	took := ib.StopClean(t, syscall.SIGTERM, 2*time.Second)
+	t.Logf("exited %v after SIGTERM", took.Round(time.Millisecond))
 
 	raw, err := os.ReadFile(disk)
 	if err != nil {
@@ -187,7 +114,7 @@ func TestBinaryUsage(t *testing.T) {
 		}
 	}
 	out, err := exec.Command(bin, "--version").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "ironblade version v0.0.0-e2e") {
+	if err != nil || !strings.Contains(string(out), "ironblade version "+aoetest.BinaryVersion) {
 		t.Errorf("ironblade --version: %v, %q", err, out)
 	}
 }

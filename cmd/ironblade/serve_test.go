@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"io"
 	"log/slog"
 	"net/http"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,54 +18,30 @@ import (
 	"github.com/ironblade/ironblade/aoe/aoetest"
 )
 
-// syncBuffer is a bytes.Buffer safe for a logger writing while the test reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// waitFor polls until cond holds or fails the test after timeout.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // newDisk makes a zero-filled file of the given number of sectors.
 func newDisk(t *testing.T, sectors int64) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "disk.img")
-	if err := os.WriteFile(path, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(path, sectors*aoe.SectorSize); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return aoetest.SparseFile(t, filepath.Join(t.TempDir(), "disk.img"), sectors*aoe.SectorSize)
 }
 
-// isAnnouncement matches a target's unsolicited Query Config response.
-func isAnnouncement(from aoe.MAC) func(*aoe.Frame) bool {
-	return func(f *aoe.Frame) bool {
-		return f.Src == from && f.IsResponse() && f.Command == aoe.CommandQueryConfig && f.Tag == 0
+// writeReadBack writes n random bytes at byte offset off of dev with up
+// to qd requests in flight, reads them back and fails the test unless they
+// match. It returns the data. logs, shown when the write fails, returns
+// the target's log.
+func writeReadBack(t *testing.T, ctx context.Context, c *aoetest.Client, dev aoetest.Device, off int64, n, qd int, logs func() string) []byte {
+	t.Helper()
+	data := aoetest.RandomBytes(n)
+	if err := c.WriteAt(ctx, dev, data, off, qd); err != nil {
+		t.Fatalf("write: %v\nlogs:\n%s", err, logs())
 	}
+	back := make([]byte, n)
+	if err := c.ReadAt(ctx, dev, back, off, qd); err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	if !bytes.Equal(back, data) {
+		t.Fatal("read back different data")
+	}
+	return data
 }
 
 // TestServeInMemory runs serve, as the command does, on an in-memory
@@ -87,7 +61,7 @@ func TestServeInMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs aoetest.SyncBuffer
 	announce := make(chan os.Signal, 1)
 	var gotConfig aoe.RawConfig
 	env := serveEnv{
@@ -106,7 +80,7 @@ func TestServeInMemory(t *testing.T) {
 
 	tctx, tcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer tcancel()
-	f, err := client.Expect(tctx, isAnnouncement(targetMAC))
+	f, err := client.Expect(tctx, aoetest.IsAnnouncement(targetMAC))
 	if err != nil {
 		t.Fatalf("no announcement at start: %v\nlogs:\n%s", err, logs.String())
 	}
@@ -127,26 +101,15 @@ func TestServeInMemory(t *testing.T) {
 		t.Errorf("no vblade-style start line in logs:\n%s", logs.String())
 	}
 
-	data := make([]byte, 16*aoe.SectorSize)
-	rand.Read(data)
-	if err := client.WriteAt(tctx, dev, data, 4*aoe.SectorSize, 4); err != nil {
-		t.Fatalf("write: %v", err)
-	}
-	back := make([]byte, len(data))
-	if err := client.ReadAt(tctx, dev, back, 4*aoe.SectorSize, 4); err != nil {
-		t.Fatalf("read: %v", err)
-	}
-	if !bytes.Equal(back, data) {
-		t.Fatal("read back different data")
-	}
+	data := writeReadBack(t, tctx, client, dev, 4*aoe.SectorSize, 16*aoe.SectorSize, 4, logs.String)
 
 	announce <- syscall.SIGUSR1
-	if _, err := client.Expect(tctx, isAnnouncement(targetMAC)); err != nil {
+	if _, err := client.Expect(tctx, aoetest.IsAnnouncement(targetMAC)); err != nil {
 		t.Fatalf("no announcement after SIGUSR1: %v", err)
 	}
 
 	var url string
-	waitFor(t, 5*time.Second, "the metrics URL in the logs", func() bool {
+	aoetest.WaitFor(t, 5*time.Second, "the metrics URL in the logs", func() bool {
 		m := regexp.MustCompile(`url=(http://\S+/metrics)`).FindStringSubmatch(logs.String())
 		if m != nil {
 			url = m[1]
@@ -167,14 +130,7 @@ func TestServeInMemory(t *testing.T) {
 
 	start := time.Now()
 	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("serve: %v", err)
-		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("serve did not return within 2 s of the stop signal")
-	}
+	aoetest.WaitReturn(t, "serve", done, 2*time.Second)
 	t.Logf("stopped in %v", time.Since(start))
 	if _, err := http.Get(url); err == nil {
 		t.Error("metrics still served after stop")

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	"strings"
 	"syscall"
 	"testing"
@@ -27,7 +25,6 @@ func TestBinaryVLAN(t *testing.T) {
 	ifTarget, macTarget := br.AttachVLAN(t, nsTarget, 42, 43)
 	ifClient, _ := br.AttachVLAN(t, nsClient, 42, 43)
 	ifPlain, _ := br.Attach(t, nsPlain)
-	waitOperUp(t, nsTarget, ifTarget)
 	newClient := func(ns *aoetest.Netns, iface string, vlan uint16) *aoetest.Client {
 		link := aoetest.ListenRawIn(t, ns, iface, aoe.RawConfig{VLAN: vlan})
 		c := aoetest.NewClient(link, aoetest.ClientOptions{Timeout: 250 * time.Millisecond})
@@ -42,37 +39,25 @@ func TestBinaryVLAN(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	ib := startBinary(t, ctx, nsTarget, bin, "--vlan", "42", "1", "2", ifTarget, disk)
-	stderr := &ib.stderr
+	ib := aoetest.StartProcess(t, "ironblade", nsTarget.Command(ctx, bin, "--vlan", "42", "1", "2", ifTarget, disk))
 
 	step, stepDone := context.WithTimeout(ctx, 5*time.Second)
 	defer stepDone()
-	if _, err := client.Expect(step, isAnnouncement(macTarget)); err != nil {
-		t.Fatalf("no announcement on VLAN 42: %v\nstderr:\n%s", err, stderr.String())
+	if _, err := client.Expect(step, aoetest.IsAnnouncement(macTarget)); err != nil {
+		t.Fatalf("no announcement on VLAN 42: %v\nstderr:\n%s", err, ib.Stderr())
 	}
-	waitFor(t, 5*time.Second, "the start line with vlan=42", func() bool {
-		return strings.Contains(stderr.String(), "vlan=42")
+	aoetest.WaitFor(t, 5*time.Second, "the start line with vlan=42", func() bool {
+		return strings.Contains(ib.Stderr(), "vlan=42")
 	})
 	devs, err := client.Discover(ctx, 300*time.Millisecond)
 	if err != nil || len(devs) != 1 || devs[0].Shelf != 1 || devs[0].Slot != 2 {
-		t.Fatalf("Discover on VLAN 42 = %v, %v; want e1.2\nstderr:\n%s", devs, err, stderr.String())
+		t.Fatalf("Discover on VLAN 42 = %v, %v; want e1.2\nstderr:\n%s", devs, err, ib.Stderr())
 	}
 	dev := devs[0]
 	if _, err := client.Identify(ctx, &dev); err != nil || dev.Sectors != 2048 {
 		t.Fatalf("IDENTIFY: %v, %d sectors; want 2048", err, dev.Sectors)
 	}
-	data := make([]byte, 64*aoe.SectorSize)
-	rand.Read(data)
-	if err := client.WriteAt(ctx, dev, data, 100*aoe.SectorSize, 8); err != nil {
-		t.Fatalf("write: %v\nstderr:\n%s", err, stderr.String())
-	}
-	back := make([]byte, len(data))
-	if err := client.ReadAt(ctx, dev, back, 100*aoe.SectorSize, 8); err != nil {
-		t.Fatalf("read: %v", err)
-	}
-	if !bytes.Equal(back, data) {
-		t.Fatal("read back different data")
-	}
+	writeReadBack(t, ctx, client, dev, 100*aoe.SectorSize, 64*aoe.SectorSize, 8, ib.Stderr)
 
 	for name, c := range others {
 		if devs, err := c.Discover(ctx, 300*time.Millisecond); err != nil || len(devs) != 0 {
@@ -80,12 +65,12 @@ func TestBinaryVLAN(t *testing.T) {
 		}
 	}
 	// A second announcement, which the others must not hear either.
-	if err := ib.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+	if err := ib.Cmd.Process.Signal(syscall.SIGUSR1); err != nil {
 		t.Fatal(err)
 	}
 	step, stepDone = context.WithTimeout(ctx, 5*time.Second)
 	defer stepDone()
-	if _, err := client.Expect(step, isAnnouncement(macTarget)); err != nil {
+	if _, err := client.Expect(step, aoetest.IsAnnouncement(macTarget)); err != nil {
 		t.Fatalf("no announcement after SIGUSR1: %v", err)
 	}
 	for name, c := range others {
@@ -96,5 +81,6 @@ func TestBinaryVLAN(t *testing.T) {
 			t.Errorf("%s client heard a frame from %v: %v", name, f.Src, f.Header)
 		}
 	}
-	ib.stop(t, 5*time.Second)
+	took := ib.StopClean(t, syscall.SIGTERM, 5*time.Second)
+	t.Logf("exited %v after SIGTERM", took.Round(time.Millisecond))
 }

@@ -49,7 +49,11 @@ stop_pid() {
 			sleep 0.05
 		done
 		if alive "$pid" && [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]; then
-			warn "pid $pid still running ${grace} s after SIG$sig: killing it"
+			# SIGQUIT first: a Go program prints its goroutines to its log
+			# and exits, showing where it hung.
+			warn "pid $pid ($(cat "/proc/$pid/comm" 2>/dev/null)) still running ${grace} s after SIG$sig: sending SIGQUIT, then SIGKILL"
+			kill -QUIT "$pid" 2>/dev/null || true
+			sleep 2
 			kill -KILL "$pid" 2>/dev/null || true
 		fi
 	fi

@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034 # variables used by the scripts that source this
 # The demo's layer-2 segment: a bridge in a namespace of its own (the
 # switch), and the namespaces node-a, node-b (the SAN nodes, targets) and
 # client (the initiator), each plugged into the bridge with a veth pair.

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ironblade/ironblade/bench"
+)
+
+// fakeIronaoe writes a shell script that answers `ironaoe stat --json` with
+// one device whose bytes written grow by 1 MB per call, and returns its path.
+func fakeIronaoe(t *testing.T) string {
+	t.Helper()
+	if _, err := os.Stat("/bin/sh"); err != nil {
+		t.Skipf("needs /bin/sh: %v", err)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "ironaoe")
+	script := `#!/bin/sh
+[ "$1" = stat ] || exit 2
+n=$(cat "` + dir + `/calls" 2>/dev/null || echo 0)
+echo $((n + 1)) > "` + dir + `/calls"
+cat <<EOF
+{"processes":[{"pid":99,"stats":{"devices":[{"name":"e1.0","state":"up","bytes_written":$((n * 1000000)),
+"active":["02:1b:de:00:00:0a"],"targets":[{"mac":"02:1b:de:00:00:0a","state":"active"},{"mac":"02:1b:de:00:00:0b","state":"standby"}],
+"events":[{"time":"2026-01-02T03:04:05Z","kind":"target_added","target":"02:1b:de:00:00:0a"}]}]}}]}
+EOF
+`
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestTimelineCommand(t *testing.T) {
+	fake := fakeIronaoe(t)
+	dir := t.TempDir()
+	out, progress := filepath.Join(dir, "timeline.jsonl"), filepath.Join(dir, "progress")
+	ctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	err := newApp(&stdout, &stderr).RunContext(ctx, []string{"ironbench", "timeline", "--ironaoe", fake,
+		"--control-dir", dir, "--interval", "50ms", "--out", out, "--progress", progress})
+	if err != nil {
+		t.Fatalf("timeline: %v\n%s", err, stderr.String())
+	}
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	samples, err := bench.ReadTimeline(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(samples) < 3 {
+		t.Fatalf("%d samples in 600 ms at 50 ms; stderr:\n%s", len(samples), stderr.String())
+	}
+	if samples[1].BytesWritten <= samples[0].BytesWritten || len(samples[0].Events) != 1 || len(samples[1].Events) != 0 {
+		t.Errorf("samples: %+v", samples[:2])
+	}
+	b, err := os.ReadFile(progress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := samples[len(samples)-1]
+	if want := fmt.Sprintf("%d 02:1b:de:00:00:0a 2\n", last.BytesWritten); string(b) != want {
+		t.Errorf("progress %q, want %q", b, want)
+	}
+}
+
+func TestTimelineCommandErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"timeline"}, // no --control-dir
+		{"timeline", "--control-dir", "/nonexistent", "--interval", "0s"},
+		{"timeline", "--control-dir", "/nonexistent", "--ironaoe", "/nonexistent/ironaoe"},
+		{"timeline", "--control-dir", "/nonexistent", "extra"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if err := newApp(&stdout, &stderr).Run(append([]string{"ironbench"}, args...)); err == nil {
+			t.Errorf("ironbench %s succeeded", strings.Join(args, " "))
+		}
+	}
+}
+
+// writeRound writes a round directory as scripts/demo.sh does.
+func writeRound(t *testing.T, dir, name string, corrupt int) string {
+	t.Helper()
+	rdir := filepath.Join(dir, name)
+	if err := os.MkdirAll(rdir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Unix(1700000000, 0)
+	env := fmt.Sprintf(`name=%s
+set=1M
+files=4
+bytes=4194304
+event=migrate
+mode=standby
+sync=true
+announce=true
+node_a_mac=02:1b:de:00:00:0a
+node_b_mac=02:1b:de:00:00:0b
+copy_start=1700000000
+event_time=1700000001
+node_a_gone_time=1700000001.03
+promote_time=1700000001.05
+copy_end=1700000002
+sync_end=1700000002.2
+intact=%d
+corrupt=%d
+remount_intact=4
+remount_corrupt=0
+`, name, 4-corrupt, corrupt)
+	if err := os.WriteFile(filepath.Join(rdir, "round.env"), []byte(env), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var lines bytes.Buffer
+	enc := json.NewEncoder(&lines)
+	for i := 0; i <= 25; i++ {
+		at := t0.Add(time.Duration(i) * 100 * time.Millisecond)
+		s := bench.TimelineSample{Time: at, PID: 1, BytesWritten: uint64(i) * 1e6, Active: []string{"02:1b:de:00:00:0b"}}
+		if i == 12 {
+			s.Events = []bench.TimelineEvent{{Time: t0.Add(1150 * time.Millisecond), Kind: "resumed", Target: "02:1b:de:00:00:0b"}}
+		}
+		if err := enc.Encode(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(rdir, "timeline.jsonl"), lines.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return rdir
+}
+
+func TestPlotCommand(t *testing.T) {
+	dir := t.TempDir()
+	good := writeRound(t, dir, "01-1M-migrate", 0)
+	out := filepath.Join(dir, "report")
+	preamble := filepath.Join(dir, "preamble.md")
+	if err := os.WriteFile(preamble, []byte("Settings of the run.\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if err := newApp(&stdout, &stderr).Run([]string{"ironbench", "plot", "--out", out, "--preamble", preamble, good}); err != nil {
+		t.Fatalf("plot: %v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "| 4 x 1M | migrate | standby | -s | 30 ms | 50 ms | 150 ms |") {
+		t.Errorf("table:\n%s", stdout.String())
+	}
+	for _, f := range []string{"report.md", "report.json", "timeline.png", "timeline.svg"} {
+		if fi, err := os.Stat(filepath.Join(out, f)); err != nil || fi.Size() == 0 {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	if md, _ := os.ReadFile(filepath.Join(out, "report.md")); !bytes.Contains(md, []byte("Settings of the run.")) {
+		t.Errorf("report.md lacks the preamble:\n%s", md)
+	}
+
+	bad := writeRound(t, dir, "02-1M-migrate", 1)
+	stdout.Reset()
+	err := newApp(&stdout, &stderr).Run([]string{"ironbench", "plot", "--out", out, good, bad})
+	if err == nil || !strings.Contains(err.Error(), "corrupt") {
+		t.Errorf("plot with a corrupt file: %v, want an error saying so", err)
+	}
+	for _, args := range [][]string{
+		{"plot", "--out", out},
+		{"plot", "--out", out, filepath.Join(dir, "missing")},
+		{"plot", "--out", out, "--window", "0s", good},
+	} {
+		if err := newApp(&stdout, &stderr).Run(append([]string{"ironbench"}, args...)); err == nil {
+			t.Errorf("ironbench %s succeeded", strings.Join(args, " "))
+		}
+	}
+}

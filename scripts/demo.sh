@@ -1,0 +1,270 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2015 # "valid && valid || bad ...", bad exits: meant
+# The failover demo (make demo): two SAN nodes serve one shared store as the
+# same AoE shelf.slot; a client copies file sets onto an ext4 file system on
+# it while node A is migrated away (SIGTERM, then B) or fenced (link cut and
+# SIGKILL, then B), and every file is checked afterwards. It reports, for
+# each event, the I/O stall, the throughput before and after and the files
+# intact or corrupt, as a table and a timeline plot. See docs/demo.md.
+#
+#   sudo bash scripts/demo.sh [options]        (or: sudo make demo DEMO_ARGS="...")
+#
+# Everything runs on this machine: a bridge in a network namespace of its
+# own is the switch; namespaces node-a, node-b and client are the hosts.
+# Everything it creates (namespaces, processes, mounts, loop devices, FUSE
+# mounts, files) is removed on exit, failure or Ctrl-C; the report stays in
+# out/demo/.
+set -euo pipefail
+
+usage() {
+	cat <<'EOF'
+usage: scripts/demo.sh [options]
+
+  --set LIST          file sets to copy: 1M (400 x 1 MiB), 10M (40 x 10 MiB),
+                      100M (4 x 100 MiB), comma-separated, or all (default)
+  --events LIST       migrate, fence or both (default migrate,fence)
+  --mode MODE         standby: node B serves the store all along, as with
+                      dual-primary DRBD (default); cold: B starts only after
+                      the event
+  --async             run the targets without -s: writes acknowledged before
+                      they are durable, as vblade does by default
+  --scorn-timeout D   the initiator's scorn timeout (default 1s)
+  --fence-delay D     time between fencing A and acting on B (default 500ms)
+  --no-announce       standby mode: do not make B announce itself after the
+                      event; the initiator notices A's failure by itself
+  --quick             a tenth of each set (40 x 1 MiB, 4 x 10 MiB, 1 x 100 MiB)
+  --vlan VID          VLAN of the AoE traffic, 0 for untagged (default 42)
+  --mtu N             MTU of the segment (default 9000)
+  --trigger PCT       fail over once PCT % of a set reached the device (default 45)
+  --client KIND       fuse (ironaoe serve, nbdfuse, loop), nbd (ironaoe attach)
+                      or auto: nbd where the nbd module loads (default)
+  --out DIR           where the report goes (default out/demo)
+  --bin DIR           the ironblade, ironaoe and ironbench binaries (default bin;
+                      built with make build when missing)
+  --keep              keep the work directory (/var/tmp/ironblade-demo.*)
+  -h, --help          this help
+EOF
+}
+
+DEMO_ARGV="$*"
+cd "$(dirname "$0")/.."
+REPO=$PWD
+# shellcheck source=scripts/demo/lib.sh
+source scripts/demo/lib.sh
+
+# Options.
+SETS=all
+EVENTS=migrate,fence
+MODE=standby
+SYNC_ARGS=(-s)
+SCORN_TIMEOUT=1s
+FENCE_DELAY=500ms
+ANNOUNCE=1
+QUICK=
+VLAN=42
+MTU=9000
+TRIGGER_PCT=45
+CLIENT=auto
+OUT=out/demo
+BIN=bin
+KEEP=
+
+need_value() { [ $# -ge 2 ] && [ -n "$2" ] || { echo "demo: $1 needs a value" >&2; usage >&2; exit 2; }; }
+while [ $# -gt 0 ]; do
+	case $1 in
+	--set) need_value "$@"; SETS=$2; shift ;;
+	--events) need_value "$@"; EVENTS=$2; shift ;;
+	--mode) need_value "$@"; MODE=$2; shift ;;
+	--async) SYNC_ARGS=() ;;
+	--scorn-timeout) need_value "$@"; SCORN_TIMEOUT=$2; shift ;;
+	--fence-delay) need_value "$@"; FENCE_DELAY=$2; shift ;;
+	--no-announce) ANNOUNCE= ;;
+	--quick) QUICK=1 ;;
+	--vlan) need_value "$@"; VLAN=$2; shift ;;
+	--mtu) need_value "$@"; MTU=$2; shift ;;
+	--trigger) need_value "$@"; TRIGGER_PCT=$2; shift ;;
+	--client) need_value "$@"; CLIENT=$2; shift ;;
+	--out) need_value "$@"; OUT=$2; shift ;;
+	--bin) need_value "$@"; BIN=$2; shift ;;
+	--keep) KEEP=1 ;;
+	-h | --help) usage; exit 0 ;;
+	*) echo "demo: unknown option $1" >&2; usage >&2; exit 2 ;;
+	esac
+	shift
+done
+
+bad() { echo "demo: $*" >&2; exit 2; }
+# The sets: files per set and MiB per file.
+declare -A SET_FILES=([1M]=400 [10M]=40 [100M]=4)
+declare -A SET_MIB=([1M]=1 [10M]=10 [100M]=100)
+[ "$SETS" = all ] && SETS=1M,10M,100M
+IFS=, read -ra SET_LIST <<<"$SETS"
+for s in "${SET_LIST[@]}"; do
+	[ -n "${SET_FILES[$s]:-}" ] || bad "--set $s: want 1M, 10M, 100M or all"
+	[ -z "$QUICK" ] || SET_FILES[$s]=$(((SET_FILES[$s] + 9) / 10))
+done
+IFS=, read -ra EVENT_LIST <<<"$EVENTS"
+for e in "${EVENT_LIST[@]}"; do
+	[ "$e" = migrate ] || [ "$e" = fence ] || bad "--events $e: want migrate, fence or both"
+done
+case $MODE in standby | cold) ;; *) bad "--mode $MODE: want standby or cold" ;; esac
+[ "$MODE" = standby ] || [ -n "$ANNOUNCE" ] || bad "--no-announce: cold mode starts B, and ironblade announces itself at start"
+duration_s "$SCORN_TIMEOUT" >/dev/null || bad "--scorn-timeout $SCORN_TIMEOUT: want a duration such as 1s or 500ms"
+duration_s "$FENCE_DELAY" >/dev/null || bad "--fence-delay $FENCE_DELAY: want a duration such as 1s or 500ms"
+[[ $VLAN =~ ^[0-9]+$ ]] && [ "$VLAN" -le 4094 ] || bad "--vlan $VLAN: want 0 (untagged) to 4094"
+[[ $MTU =~ ^[0-9]+$ ]] && [ "$MTU" -ge 1280 ] && [ "$MTU" -le 9000 ] || bad "--mtu $MTU: want 1280 to 9000"
+[[ $TRIGGER_PCT =~ ^[0-9]+$ ]] && [ "$TRIGGER_PCT" -ge 1 ] && [ "$TRIGGER_PCT" -le 95 ] || bad "--trigger $TRIGGER_PCT: want 1 to 95"
+case $CLIENT in auto | fuse | nbd) ;; *) bad "--client $CLIENT: want fuse, nbd or auto" ;; esac
+ROUNDS=$((${#SET_LIST[@]} * ${#EVENT_LIST[@]}))
+
+# Preflight.
+[ "$(id -u)" -eq 0 ] || fail "must run as root (network namespaces, mounts, loop devices): sudo bash $0"
+for cmd in ip nft nsenter unshare mount umount losetup mkfs.ext4 sha512sum sysctl mountpoint awk ps; do
+	command -v "$cmd" >/dev/null || fail "$cmd is missing (sudo bash scripts/deps.sh installs what the demo needs)"
+done
+if [ "$CLIENT" = auto ]; then
+	CLIENT=fuse
+	if modprobe -q nbd 2>/dev/null && [ -e /dev/nbd0 ]; then CLIENT=nbd; fi
+fi
+if [ "$CLIENT" = fuse ]; then
+	for cmd in nbdfuse fusermount3; do
+		command -v "$cmd" >/dev/null || fail "$cmd is missing (apt-get install libnbd-bin fuse3)"
+	done
+	[ -e /dev/fuse ] || fail "no /dev/fuse: the kernel needs FUSE for the nbdfuse client"
+	losetup -f >/dev/null 2>&1 || fail "no free loop device"
+else
+	modprobe -q nbd 2>/dev/null && [ -e /dev/nbd0 ] || fail "--client nbd: the nbd module does not load"
+fi
+if [ ! -x "$BIN/ironblade" ] || [ ! -x "$BIN/ironaoe" ] || [ ! -x "$BIN/ironbench" ]; then
+	say "building $BIN/ (make build)"
+	make build BIN="$BIN"
+fi
+BIN=$(cd "$BIN" && pwd)
+case $OUT in /*) OUT_DIR=$OUT ;; *) OUT_DIR=$REPO/$OUT ;; esac
+
+# Names and state; cleanup undoes whatever of it exists.
+ID=$(printf '%04x' $((RANDOM % 65536)))
+WORK=
+START=$SECONDS
+# shellcheck source=scripts/demo/segment.sh
+source scripts/demo/segment.sh
+# shellcheck source=scripts/demo/hosts.sh
+source scripts/demo/hosts.sh
+# shellcheck source=scripts/demo/round.sh
+source scripts/demo/round.sh
+CLIENT_KIND=$CLIENT
+
+cleanup() {
+	local status=$?
+	trap - EXIT INT TERM
+	set +eu
+	stop_copy 2>/dev/null
+	stop_sampler
+	stop_client
+	stop_node b TERM
+	stop_node a TERM
+	remove_segment
+	local busy=
+	if [ -n "$FS_NS_PID" ]; then
+		fs_ns mountpoint -q "$MNT" && busy=1
+		fs_ns mountpoint -q "$FUSE_DIR" && busy=1
+		stop_fs_ns
+	fi
+	if [ -n "$WORK" ] && [ -d "$WORK" ]; then
+		# Keep the logs of a failed run.
+		if [ "$status" -ne 0 ] && [ -d "$WORK/rounds" ]; then
+			mkdir -p "$OUT_DIR" && rm -rf "$OUT_DIR/rounds" && cp -r "$WORK/rounds" "$OUT_DIR/rounds" &&
+				printf 'demo: the logs are in %s/rounds\n' "$OUT" >&2
+		fi
+		if [ -n "$busy" ] || mountpoint -q "$MNT" || mountpoint -q "$FUSE_DIR"; then
+			warn "something was still mounted under $WORK: leaving it in place"
+		elif [ -n "$KEEP" ]; then
+			printf 'demo: kept the work directory %s\n' "$WORK"
+		else
+			rm -rf "$WORK"
+		fi
+	fi
+	if [ "$status" -ne 0 ]; then
+		printf 'demo: cleaned up after failure (exit %d)\n' "$status" >&2
+	fi
+	exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# The work directory is on disk: -s and FLUSH mean something there.
+WORK=$(mktemp -d /var/tmp/ironblade-demo.XXXX)
+STORE=$WORK/store.img
+CTL_DIR=$WORK/ctl
+NBD_SOCK=$WORK/nbd.sock
+FUSE_DIR=$WORK/fuse
+MNT=$WORK/mnt
+mkdir -p "$CTL_DIR" "$FUSE_DIR" "$MNT" "$WORK/sets" "$WORK/rounds"
+start_fs_ns
+
+# The store holds every round's files (all kept, each round in its own
+# directory) plus a quarter for the file system; it is sparse.
+total_mib=0
+for s in "${SET_LIST[@]}"; do total_mib=$((total_mib + SET_FILES[$s] * SET_MIB[$s])); done
+store_mib=$(((total_mib * ${#EVENT_LIST[@]} * 5 / 4 + 256 + 1023) / 1024 * 1024))
+
+say "work directory $WORK; building the segment (namespaces ibdemo-$ID-*)"
+build_segment
+note "switch: bridge br0 in $NS_SWITCH, MTU $MTU; hosts $NS_A, $NS_B, $NS_CLIENT"
+note "AoE on $IFACE: $VLAN_KIND"
+
+say "shared store: $STORE, ${store_mib} MiB sparse, opened by ironblade on both nodes"
+truncate -s "${store_mib}M" "$STORE"
+note "targets: ironblade ${SYNC_ARGS[*]:-(no -s: acknowledged before durable)} ${VLAN_ARGS[*]} 1 0 $IFACE $STORE"
+note "mode: $MODE; client: $CLIENT_KIND; scorn timeout $SCORN_TIMEOUT; fence delay $FENCE_DELAY"
+
+say "generating the file sets from /dev/urandom, with SHA-512 sums"
+for s in "${SET_LIST[@]}"; do
+	mkdir -p "$WORK/sets/$s"
+	for ((i = 1; i <= SET_FILES[$s]; i++)); do
+		head -c "$((SET_MIB[$s] << 20))" /dev/urandom >"$WORK/sets/$s/$(printf 'file-%04d.bin' "$i")"
+	done
+	(cd "$WORK/sets/$s" && sha512sum -- *) >"$WORK/sets/$s.sha512"
+	note "$s: ${SET_FILES[$s]} x ${SET_MIB[$s]} MiB"
+done
+
+idx=0
+for s in "${SET_LIST[@]}"; do
+	for e in "${EVENT_LIST[@]}"; do
+		idx=$((idx + 1))
+		run_round "$idx" "$s" "$e"
+	done
+done
+
+say "report"
+if [ "$MODE" = standby ]; then
+	mode_text="**standby** (B serves all along; the initiator keeps A active)"
+	b_text="is told to announce itself (SIGUSR1) after the event"
+	[ -n "$ANNOUNCE" ] || b_text="is left alone: the initiator notices by itself"
+else
+	mode_text="**cold** (B starts only after the event)"
+	b_text="announces itself at start"
+fi
+chain_text="ironaoe serve -> nbdfuse -> loop device"
+[ "$CLIENT_KIND" = fuse ] || chain_text="ironaoe attach -> /dev/nbdN"
+cat >"$WORK/preamble.md" <<EOF
+$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, Linux $(uname -r); \`scripts/demo.sh ${DEMO_ARGV:-}\`.
+
+- Segment: a Linux bridge in its own network namespace, MTU $MTU; AoE on $VLAN_KIND.
+- Nodes A and B: \`ironblade ${SYNC_ARGS[*]:-} ${VLAN_ARGS[*]} 1 0 $IFACE store.img\`, one shared sparse store (standing in for dual-primary DRBD).
+- Mode: $mode_text; B $b_text.
+- migrate: SIGTERM to A (it finishes its requests and exits), then B. fence: A's switch port down and SIGKILL, then B after $FENCE_DELAY.
+- Client: $chain_text -> ext4; scorn timeout $SCORN_TIMEOUT. Each set is copied with cp, then synced; A fails over once ${TRIGGER_PCT}% of it reached the device.
+EOF
+plot_status=0
+"$BIN/ironbench" plot --out "$WORK/report" --title "ironblade failover demo" --preamble "$WORK/preamble.md" \
+	"$WORK"/rounds/* || plot_status=$?
+runtime=$((SECONDS - START))
+printf '\nRun time: %d min %02d s.\n' $((runtime / 60)) $((runtime % 60)) >>"$WORK/report/report.md"
+
+mkdir -p "$OUT_DIR"
+rm -rf "$OUT_DIR/rounds"
+cp "$WORK/report/"* "$OUT_DIR/"
+cp -r "$WORK/rounds" "$OUT_DIR/rounds"
+say "done in $((runtime / 60)) min $((runtime % 60)) s: $OUT/report.md, $OUT/timeline.png, $OUT/timeline.svg"
+[ "$plot_status" -eq 0 ] || fail "some files were corrupt or missing after a failover, or the report failed (see above)"

@@ -1,0 +1,199 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034 # variables used by the scripts that source this
+# What runs on the demo's hosts: ironblade on node-a and node-b, serving the
+# one shared store as the same shelf.slot, and on the client the chain
+# ironaoe serve -> nbdfuse -> loop device -> ext4 (or ironaoe attach ->
+# /dev/nbdN where the nbd module exists). Sourced by scripts/demo.sh, which
+# sets BIN, WORK, STORE, SYNC_ARGS, SCORN_TIMEOUT and the segment's
+# variables.
+
+# Pids of the processes running now ("" when not running).
+NODE_PID_a=
+NODE_PID_b=
+SERVE_PID=
+NBDFUSE_PID=
+# The client's block device and mount, when set up.
+LOOP_DEV=
+MOUNTED=
+# Client chain: "fuse" (serve + nbdfuse + loop) or "nbd" (attach).
+CLIENT_KIND=fuse
+NBD_DEV=
+
+# FS_NS_PID holds the mount namespace the demo mounts in (see start_fs_ns).
+FS_NS_PID=
+
+# Where the client chain lives.
+CTL_DIR=       # ironaoe control sockets (set by demo.sh)
+NBD_SOCK=      # serve's NBD socket
+FUSE_DIR=      # nbdfuse's mount point; the device is $FUSE_DIR/disk
+MNT=           # the ext4 file system's mount point
+
+# in_netns NS COMMAND... runs COMMAND in network namespace NS, replacing
+# itself with it (so $! of a background in_netns is COMMAND's pid). Unlike
+# `ip netns exec` it keeps this mount namespace: a private copy would pin
+# the demo's FUSE and ext4 mounts (a copy made while they are mounted keeps
+# them busy after they are unmounted here).
+in_netns() {
+	local ns=$1
+	shift
+	exec nsenter "--net=/run/netns/$ns" "$@"
+}
+
+# start_fs_ns makes the private mount namespace in which the demo's FUSE
+# and ext4 mounts live, held by a sleeping process. On a machine whose
+# mounts are private (no systemd: no shared propagation), every mount
+# namespace made meanwhile, such as one for any `ip netns exec` on the
+# machine, would get a copy of a mount made in the main namespace and keep
+# the file system busy after it is unmounted here. Mounts in a namespace of
+# the demo's own are copied nowhere, and vanish with it.
+start_fs_ns() {
+	unshare --mount --propagation private sleep infinity &
+	FS_NS_PID=$!
+	wait_until 10 "the demo's mount namespace" fs_ns_ready
+}
+
+# fs_ns_ready succeeds once the holder has its own mount namespace.
+fs_ns_ready() { [ "$(readlink "/proc/$FS_NS_PID/ns/mnt")" != "$(readlink /proc/self/ns/mnt)" ]; }
+
+# fs_ns COMMAND... runs COMMAND in the demo's mount namespace, replacing
+# itself with it.
+fs_ns() { nsenter "--mount=/proc/$FS_NS_PID/ns/mnt" -- "$@"; }
+
+# stop_fs_ns ends the mount namespace (after stop_client unmounted
+# everything; whatever is left is detached with it).
+stop_fs_ns() {
+	stop_pid "$FS_NS_PID" TERM 5
+	FS_NS_PID=
+}
+
+# start_node HOST LOG starts ironblade on node HOST (a or b): shelf 1 slot 0
+# on the shared store. It announces itself at start.
+start_node() {
+	local host=$1 log=$2 ns
+	ns=$([ "$host" = a ] && echo "$NS_A" || echo "$NS_B")
+	in_netns "$ns" "$BIN/ironblade" "${SYNC_ARGS[@]}" "${VLAN_ARGS[@]}" 1 0 "$IFACE" "$STORE" >>"$log" 2>&1 &
+	printf -v "NODE_PID_$host" %s "$!"
+	sleep 0.1
+	alive "$!" || { cat "$log" >&2; fail "ironblade on node-$host exited at once"; }
+}
+
+# node_pid HOST prints the pid of node HOST's ironblade.
+node_pid() { local v=NODE_PID_$1; printf %s "${!v}"; }
+
+# stop_node HOST SIGNAL stops node HOST's ironblade (TERM: cleanly).
+stop_node() {
+	local pid
+	pid=$(node_pid "$1")
+	[ -n "$pid" ] || return 0
+	stop_pid "$pid" "${2:-TERM}" 15
+	printf -v "NODE_PID_$1" %s ""
+}
+
+# announce HOST makes node HOST's ironblade announce itself (SIGUSR1).
+announce() { kill -USR1 "$(node_pid "$1")"; }
+
+# client_block_device prints the block device the file system is on.
+client_block_device() { [ "$CLIENT_KIND" = nbd ] && echo "$NBD_DEV" || echo "$LOOP_DEV"; }
+
+# start_client LOG [ro] starts a fresh initiator and exposes the device as a
+# block device (LOOP_DEV or NBD_DEV), read-only with "ro".
+start_client() {
+	local log=$1 ro=${2:-}
+	local common=(-i "$IFACE" "${VLAN_ARGS[@]}" --control-dir "$CTL_DIR" --scorn-timeout "$SCORN_TIMEOUT")
+	if [ "$CLIENT_KIND" = nbd ]; then
+		# ironaoe attach prints /dev/nbdN once the kernel has the device.
+		in_netns "$NS_CLIENT" "$BIN/ironaoe" attach "${common[@]}" e1.0 >"$WORK/attach.out" 2>>"$log" &
+		SERVE_PID=$!
+		wait_until 60 "ironaoe attach to print its device" grep -q '^/dev/nbd' "$WORK/attach.out"
+		NBD_DEV=$(grep -m1 '^/dev/nbd' "$WORK/attach.out")
+		return 0
+	fi
+	rm -f "$NBD_SOCK"
+	in_netns "$NS_CLIENT" "$BIN/ironaoe" serve "${common[@]}" --unix "$NBD_SOCK" e1.0 >>"$log" 2>&1 &
+	SERVE_PID=$!
+	wait_until 30 "ironaoe serve's socket" test -S "$NBD_SOCK"
+	# nbdfuse needs only the Unix socket, so it runs outside the client's
+	# network namespace.
+	rm -f "$WORK/nbdfuse.pid"
+	fs_ns nbdfuse -P "$WORK/nbdfuse.pid" ${ro:+-r} "$FUSE_DIR/disk" "nbd+unix:///e1.0?socket=$NBD_SOCK" >>"$log" 2>&1 &
+	NBDFUSE_PID=$!
+	wait_until 60 "nbdfuse to connect" nbdfuse_ready
+	LOOP_DEV=$(fs_ns losetup -f --show --direct-io=on ${ro:+-r} "$FUSE_DIR/disk")
+	echo "loop device $LOOP_DEV, direct I/O $(cat "/sys/block/${LOOP_DEV#/dev/}/loop/dio" 2>/dev/null)" >>"$log"
+	# Keep little dirty data on the device, so that cp writes at the
+	# device's pace rather than filling the page cache first and leaving it
+	# all to sync.
+	local bdi=/sys/block/${LOOP_DEV#/dev/}/bdi
+	if [ -w "$bdi/max_bytes" ]; then
+		echo 1 >"$bdi/strict_limit" || true
+		echo $((32 << 20)) >"$bdi/max_bytes" || true
+	fi
+}
+
+# nbdfuse_ready succeeds once nbdfuse wrote its pid file (it has connected
+# and mounted); it fails the demo if nbdfuse exited.
+nbdfuse_ready() {
+	alive "$NBDFUSE_PID" || fail "nbdfuse exited: see the client log"
+	[ -s "$WORK/nbdfuse.pid" ]
+}
+
+# mount_fs [OPTIONS] mounts the client's block device on MNT.
+mount_fs() {
+	fs_ns mount -o "noatime${1:+,$1}" "$(client_block_device)" "$MNT"
+	MOUNTED=1
+}
+
+# umount_fs unmounts MNT (retrying while something still holds it).
+umount_fs() {
+	[ -n "$MOUNTED" ] || return 0
+	if ! retry 50 0.1 fs_ns umount "$MNT"; then
+		warn "$MNT busy: detaching it lazily"
+		fs_ns umount -l "$MNT" || true
+	fi
+	MOUNTED=
+}
+
+# stop_client tears the client chain down, last made first: mount, loop
+# device, nbdfuse, then the initiator (SIGTERM: it finishes and flushes).
+stop_client() {
+	umount_fs
+	if [ -n "$LOOP_DEV" ]; then
+		losetup -d "$LOOP_DEV" 2>/dev/null || warn "losetup -d $LOOP_DEV failed"
+		LOOP_DEV=
+	fi
+	if [ -n "$NBDFUSE_PID" ]; then
+		# The loop device lets go of the file asynchronously: retry.
+		if ! retry 50 0.1 fs_ns fusermount3 -u "$FUSE_DIR"; then
+			warn "$FUSE_DIR busy: detaching it lazily"
+			fs_ns fusermount3 -u -z "$FUSE_DIR" 2>/dev/null || true
+		fi
+		stop_pid "$NBDFUSE_PID" TERM 10
+		NBDFUSE_PID=
+	fi
+	if [ -n "$SERVE_PID" ]; then
+		# A second SIGTERM would make ironaoe exit at once; give it time to
+		# flush first.
+		stop_pid "$SERVE_PID" TERM 20
+		SERVE_PID=
+		NBD_DEV=
+	fi
+}
+
+# drop_caches writes back and drops the page cache, so that what is read
+# next comes from the device.
+drop_caches() {
+	sync
+	echo 3 >/proc/sys/vm/drop_caches
+}
+
+# check_sums DIR SUMS OUT checks the files listed in SUMS (sha512sum's
+# format, relative names) under DIR, writing sha512sum's report to OUT; it
+# prints "INTACT CORRUPT" (a missing or unreadable file is corrupt).
+check_sums() {
+	local dir=$1 sums=$2 out=$3 total intact
+	total=$(wc -l <"$sums")
+	# shellcheck disable=SC2016 # expanded by that sh
+	fs_ns sh -c 'cd "$1" && sha512sum -c "$2"' check "$dir" "$sums" >"$out" 2>&1 || true
+	intact=$(grep -c ': OK$' "$out" || true)
+	echo "$intact $((total - intact))"
+}
