@@ -270,7 +270,16 @@ func TestE2EFilesystemOverNBDFuse(t *testing.T) {
 	fuse := aoetest.StartProcess(t, "nbdfuse", exec.CommandContext(ctx, "nsenter", "--net=/run/netns/"+r.initiator.Name,
 		"nbdfuse", "-P", pidFile, filepath.Join(fuseDir, "disk"), "nbd+unix:///e1.0?socket="+sock))
 	unfuse := addTeardown(t, "unmount "+fuseDir, func() error {
-		err := hostCommand("fusermount3", "-u", fuseDir)
+		// A detached loop device lets go of the image only when its last
+		// opener (udev probing it, say) closes it, maybe just after
+		// losetup -d returned: until then the FUSE mount is busy.
+		var err error
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			err = hostCommand("fusermount3", "-u", fuseDir)
+			if err == nil || !strings.Contains(err.Error(), "busy") || time.Now().After(deadline) {
+				break
+			}
+		}
 		select {
 		case <-fuse.Exited():
 		case <-time.After(10 * time.Second):
