@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -126,7 +127,9 @@ type NBDCell struct {
 	// FlushSeconds is the part of a raw write spent in its final FLUSH
 	// CACHE (an NBD write's nbdcopy --flush is inside Seconds too).
 	FlushSeconds float64 `json:"flush_seconds,omitempty"`
-	Retransmits  uint64  `json:"retransmits,omitempty"`
+	// Retransmits counts the frames the raw generator, or ironaoe,
+	// sent again.
+	Retransmits uint64 `json:"retransmits,omitempty"`
 	// TargetCPU, InitiatorCPU and NbdcopyCPU are the CPU seconds (user
 	// and system) the pass cost the target, the initiator (the raw
 	// generator, or ironaoe serve) and nbdcopy. The kernel charges the
@@ -395,10 +398,8 @@ func (c NBDCell) summary() string {
 	s += fmt.Sprintf("  CPU s: target %.2f, initiator %.2f", c.TargetCPU, c.InitiatorCPU)
 	if c.Path == PathNBD {
 		s += fmt.Sprintf(", nbdcopy %.2f", c.NbdcopyCPU)
-	} else {
-		s += fmt.Sprintf("  %d retransmits", c.Retransmits)
 	}
-	return s
+	return s + fmt.Sprintf("  %d retransmits", c.Retransmits)
 }
 
 // rawPass writes or reads the export with the raw generator and fills in
@@ -438,8 +439,9 @@ func (env *nbdEnv) nbdPass(ctx context.Context, target *process, op Op, c *NBDCe
 	cfg := env.cfg
 	sock := filepath.Join(env.sockDir, "nbd.sock")
 	_ = os.Remove(sock)
+	control := filepath.Join(env.sockDir, "control")
 	serve, err := startIn(env.cli, "ironaoe serve", cfg.Ironaoe, "--log-level", "warn", "serve",
-		"-i", env.veth.IfB, "--unix", sock, "--control-dir", "", "e1.0")
+		"-i", env.veth.IfB, "--unix", sock, "--control-dir", control, "e1.0")
 	if err != nil {
 		return err
 	}
@@ -472,10 +474,53 @@ func (env *nbdEnv) nbdPass(ctx context.Context, target *process, op Op, c *NBDCe
 			strings.Join(args, " "), err, out.String(), serve.out.String(), target.name, target.out.String())
 	}
 	c.Bytes, c.Seconds, c.MBps = cfg.Size, elapsed.Seconds(), megabytesPerSecond(cfg.Size, elapsed)
+	// Only a figure for the report: a pass without it still counts.
+	c.Retransmits, _ = env.initiatorRetransmits(ctx, control)
 	if err := serve.stop(); err != nil {
 		return fmt.Errorf("after the copy: %w", err)
 	}
 	return nil
+}
+
+// initiatorRetransmits asks the ironaoe process answering in the control
+// directory how many frames it has sent again.
+func (env *nbdEnv) initiatorRetransmits(ctx context.Context, control string) (uint64, error) {
+	out, err := env.cli.Command(ctx, env.cfg.Ironaoe, "stat", "--json", "--control-dir", control).Output()
+	if err != nil {
+		return 0, fmt.Errorf("ironaoe stat: %w", err)
+	}
+	return parseRetransmits(out)
+}
+
+// parseRetransmits sums the retransmissions to every target in the output
+// of `ironaoe stat --json`.
+func parseRetransmits(b []byte) (uint64, error) {
+	var st struct {
+		Processes []struct {
+			Stats struct {
+				Devices []struct {
+					Targets []struct {
+						Retransmits uint64 `json:"retransmits"`
+					} `json:"targets"`
+				} `json:"devices"`
+			} `json:"stats"`
+		} `json:"processes"`
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return 0, fmt.Errorf("ironaoe stat: %w", err)
+	}
+	if len(st.Processes) == 0 {
+		return 0, errors.New("ironaoe stat: no process answered")
+	}
+	var n uint64
+	for _, p := range st.Processes {
+		for _, d := range p.Stats.Devices {
+			for _, t := range d.Targets {
+				n += t.Retransmits
+			}
+		}
+	}
+	return n, nil
 }
 
 // exportWait bounds the wait for ironaoe serve to export the device.

@@ -184,10 +184,11 @@ func (r *NBDReport) WriteMarkdown(w io.Writer) error {
 		} else {
 			b.WriteString(" |")
 		}
-		if c.Path == PathRaw {
-			fmt.Fprintf(&b, " %d | %.2f | %.2f | |\n", c.Retransmits, c.TargetCPU, c.InitiatorCPU)
+		fmt.Fprintf(&b, " %d | %.2f | %.2f |", c.Retransmits, c.TargetCPU, c.InitiatorCPU)
+		if c.Path == PathNBD {
+			fmt.Fprintf(&b, " %.2f |\n", c.NbdcopyCPU)
 		} else {
-			fmt.Fprintf(&b, " | %.2f | %.2f | %.2f |\n", c.TargetCPU, c.InitiatorCPU, c.NbdcopyCPU)
+			b.WriteString(" |\n")
 		}
 	}
 	if len(failures) > 0 {

@@ -256,3 +256,32 @@ func FuzzParseProcStat(f *testing.F) {
 		}
 	})
 }
+
+func TestParseRetransmits(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want uint64
+		ok   bool
+	}{
+		{`{"processes":[{"pid":1,"stats":{"devices":[{"targets":[{"retransmits":3},{"retransmits":4}]},` +
+			`{"targets":[{"retransmits":5}]}]}}]}`, 12, true},
+		{`{"processes":[{"stats":{"devices":[]}}]}`, 0, true},
+		{`{"processes":[]}`, 0, false},
+		{`{"processes":[{"stats":{"devices":[{"targets":[{"retransmits":-1}]}]}}]}`, 0, false},
+		{`not json`, 0, false},
+	} {
+		got, err := parseRetransmits([]byte(c.in))
+		if (err == nil) != c.ok || got != c.want {
+			t.Errorf("parseRetransmits(%s) = %d, %v; want %d, ok %v", c.in, got, err, c.want, c.ok)
+		}
+	}
+}
+
+func FuzzParseRetransmits(f *testing.F) {
+	f.Add([]byte(`{"processes":[{"stats":{"devices":[{"targets":[{"retransmits":3}]}]}}]}`))
+	f.Add([]byte(`{"processes":[]}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _ = parseRetransmits(b) // must not panic
+	})
+}

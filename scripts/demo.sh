@@ -110,7 +110,7 @@ done
 case $MODE in standby | cold) ;; *) bad "--mode $MODE: want standby or cold" ;; esac
 [ "$MODE" = standby ] || [ -n "$ANNOUNCE" ] || bad "--no-announce: cold mode starts B, and ironblade announces itself at start"
 duration_s "$SCORN_TIMEOUT" >/dev/null || bad "--scorn-timeout $SCORN_TIMEOUT: want a duration such as 1s or 500ms"
-duration_s "$FENCE_DELAY" >/dev/null || bad "--fence-delay $FENCE_DELAY: want a duration such as 1s or 500ms"
+FENCE_DELAY_S=$(duration_s "$FENCE_DELAY") || bad "--fence-delay $FENCE_DELAY: want a duration such as 1s or 500ms"
 [[ $VLAN =~ ^[0-9]+$ ]] && [ "$VLAN" -le 4094 ] || bad "--vlan $VLAN: want 0 (untagged) to 4094"
 [[ $MTU =~ ^[0-9]+$ ]] && [ "$MTU" -ge 1280 ] && [ "$MTU" -le 9000 ] || bad "--mtu $MTU: want 1280 to 9000"
 [[ $TRIGGER_PCT =~ ^[0-9]+$ ]] && [ "$TRIGGER_PCT" -ge 1 ] && [ "$TRIGGER_PCT" -le 95 ] || bad "--trigger $TRIGGER_PCT: want 1 to 95"

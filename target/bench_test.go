@@ -110,15 +110,21 @@ func (l *benchLink) Close() error {
 	return nil
 }
 
-// nullDisk reads zeros and forgets writes: the cheapest backend.
+// nullDisk reads zeros and forgets writes: the cheapest backend. Its I/O
+// never waits, so the receive loop executes it; slowNullDisk hides that,
+// so that its I/O goes to the workers.
 type nullDisk struct{ size int64 }
 
 func (d nullDisk) ReadAt(p []byte, off int64) (int, error) { clear(p); return len(p), nil }
 func (d nullDisk) WriteAt(p []byte, off int64) (int, error) {
 	return len(p), nil
 }
-func (d nullDisk) Sync() error { return nil }
-func (d nullDisk) Size() int64 { return d.size }
+func (d nullDisk) TryReadAt(p []byte, off int64) (int, error)  { return d.ReadAt(p, off) }
+func (d nullDisk) TryWriteAt(p []byte, off int64) (int, error) { return d.WriteAt(p, off) }
+func (d nullDisk) Sync() error                                 { return nil }
+func (d nullDisk) Size() int64                                 { return d.size }
+
+type slowNullDisk struct{ Backend }
 
 func benchRequests(tb testing.TB) map[string][]byte {
 	cl := &client{mac: clientMAC}
@@ -139,9 +145,9 @@ func benchRequests(tb testing.TB) map[string][]byte {
 	return out
 }
 
-// BenchmarkServe measures a request's trip through the receive loop, a
-// worker and the send (and, for sync writes, the syncer), over a link
-// and backend that cost nothing.
+// BenchmarkServe measures a request's trip through the receive loop (and
+// a worker, for a backend whose I/O may wait) and the send (and, for sync
+// writes, the syncer), over a link and backend that cost nothing.
 func BenchmarkServe(b *testing.B) {
 	reqs := benchRequests(b)
 	for _, bc := range []struct {
@@ -149,19 +155,25 @@ func BenchmarkServe(b *testing.B) {
 		req  string
 		sync bool
 		file bool // a FileBackend on a temporary file instead of nullDisk
+		slow bool // I/O goes to the workers
 	}{
-		{"read2", "read2", false, false},
-		{"write2", "write2", false, false},
-		{"write2-sync", "write2", true, false},
-		{"identify", "identify", false, false},
-		{"config", "config", false, false},
-		{"read2-file", "read2", false, true},
-		{"write2-file", "write2", false, true},
-		{"write2-sync-file", "write2", true, true},
+		{"read2", "read2", false, false, false},
+		{"write2", "write2", false, false, false},
+		{"write2-sync", "write2", true, false, false},
+		{"read2-workers", "read2", false, false, true},
+		{"write2-workers", "write2", false, false, true},
+		{"identify", "identify", false, false, false},
+		{"config", "config", false, false, false},
+		{"read2-file", "read2", false, true, false},
+		{"write2-file", "write2", false, true, false},
+		{"write2-sync-file", "write2", true, true, false},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			link := newBenchLink(reqs[bc.req], 1500)
 			var backend Backend = nullDisk{1 << 30}
+			if bc.slow {
+				backend = slowNullDisk{backend}
+			}
 			if bc.file {
 				path := b.TempDir() + "/disk.img"
 				if err := os.WriteFile(path, make([]byte, 1<<20), 0o644); err != nil {
@@ -227,9 +239,18 @@ func TestServeAllocs(t *testing.T) {
 		t.Skip("the race detector allocates")
 	}
 	reqs := benchRequests(t)
-	for _, sync := range []bool{false, true} {
+	for _, tc := range []struct {
+		sync    bool
+		backend Backend
+	}{
+		{false, nullDisk{1 << 30}},
+		{true, nullDisk{1 << 30}},
+		{false, slowNullDisk{nullDisk{1 << 30}}},
+		{true, slowNullDisk{nullDisk{1 << 30}}},
+	} {
+		sync := tc.sync
 		link := newBenchLink(reqs["write2"], 1500)
-		s, err := NewServer(Config{Shelf: testShelf, Slot: testSlot, Backend: nullDisk{1 << 30}, SyncWrites: sync, Logger: testLogger(t)})
+		s, err := NewServer(Config{Shelf: testShelf, Slot: testSlot, Backend: tc.backend, SyncWrites: sync, Logger: testLogger(t)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -244,7 +265,7 @@ func TestServeAllocs(t *testing.T) {
 			t.Fatal(err)
 		}
 		if perFrame := allocs / frames; perFrame > 0.01 {
-			t.Errorf("sync %v: %.3f allocations per frame", sync, perFrame)
+			t.Errorf("sync %v, %T: %.3f allocations per frame", sync, tc.backend, perFrame)
 		}
 	}
 }

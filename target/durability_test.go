@@ -59,6 +59,13 @@ func (b *recordingBackend) Sync() error {
 	return err
 }
 
+// recordingCached is a recordingBackend whose I/O never waits for the
+// device, so the receive loop executes it.
+type recordingCached struct{ *recordingBackend }
+
+func (b *recordingCached) TryReadAt(p []byte, off int64) (int, error)  { return b.ReadAt(p, off) }
+func (b *recordingCached) TryWriteAt(p []byte, off int64) (int, error) { return b.WriteAt(p, off) }
+
 // recordingLink logs the tag of every frame the target receives and of
 // every response before it leaves. It is a BatchLink, so the syncer's
 // batched sends are exercised too.
@@ -104,115 +111,125 @@ func (l *recordingLink) WriteFrames(frames [][]byte) (int, error) {
 // modes a FLUSH is answered only after a Sync that started after the
 // FLUSH arrived; without SyncWrites, writes do not sync but FLUSH does.
 func TestDurability(t *testing.T) {
-	for _, syncWrites := range []bool{true, false} {
-		t.Run(fmt.Sprintf("sync=%v", syncWrites), func(t *testing.T) {
-			rec := &recorder{}
-			disk := newMemDisk(testSectors)
-			disk.syncDelay = time.Millisecond // lets writes gather behind a sync
-			h := newHarness(t,
-				withConfig(func(c *Config) {
-					c.Backend = &recordingBackend{memDisk: disk, rec: rec}
-					c.SyncWrites = syncWrites
-				}),
-				withLink(func(l aoe.Link) aoe.Link { return &recordingLink{Link: l, rec: rec} }))
-			c := h.client
+	for _, inline := range []bool{false, true} {
+		for _, syncWrites := range []bool{true, false} {
+			t.Run(fmt.Sprintf("inline=%v/sync=%v", inline, syncWrites), func(t *testing.T) {
+				testDurability(t, inline, syncWrites)
+			})
+		}
+	}
+}
 
-			const writers, perWriter = 16, 20
-			writeTag := map[uint32]int64{} // tag -> write offset
-			var mu sync.Mutex
-			var wg sync.WaitGroup
-			for w := range writers {
-				wg.Go(func() {
-					for i := range perWriter {
-						lba := uint64(w*perWriter + i)
-						f := writeReq(c, t, lba, pattern(512, byte(lba)))
-						mu.Lock()
-						writeTag[f.Tag] = int64(lba) * 512
-						mu.Unlock()
-						resp := awaitResponse(t, c.send(t, f))
-						if a := decodeATA(t, resp); a.CmdStatus != aoe.ATAStatusDRDY {
-							t.Errorf("write %d: status %#x", lba, a.CmdStatus)
-						}
-					}
-				})
-			}
-			wg.Wait()
-			syncsBeforeFlush := disk.syncs.Load()
-			flush := c.request(aoe.CommandATA, ataArg(t, aoe.ATA{CmdStatus: aoe.ATAFlushCacheExt}))
-			checkResponse(t, c.roundTrip(t, flush), 0)
+func testDurability(t *testing.T, inline, syncWrites bool) {
+	rec := &recorder{}
+	disk := newMemDisk(testSectors)
+	disk.syncDelay = time.Millisecond // lets writes gather behind a sync
+	var backend Backend = &recordingBackend{memDisk: disk, rec: rec}
+	if inline {
+		backend = &recordingCached{backend.(*recordingBackend)}
+	}
+	h := newHarness(t,
+		withConfig(func(c *Config) {
+			c.Backend = backend
+			c.SyncWrites = syncWrites
+		}),
+		withLink(func(l aoe.Link) aoe.Link { return &recordingLink{Link: l, rec: rec} }))
+	c := h.client
 
-			events := rec.snapshot()
-			writes := map[int64]event{}
-			var syncs []event
-			recv := map[uint32]event{}
-			sent := map[uint32]event{}
-			for _, e := range events {
-				switch e.op {
-				case "write":
-					writes[e.off] = e
-				case "sync":
-					syncs = append(syncs, e)
-				case "recv":
-					recv[e.tag] = e
-				case "send":
-					if _, dup := sent[e.tag]; dup {
-						t.Errorf("tag %#x answered twice", e.tag)
-						continue
-					}
-					sent[e.tag] = e
+	const writers, perWriter = 16, 20
+	writeTag := map[uint32]int64{} // tag -> write offset
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range perWriter {
+				lba := uint64(w*perWriter + i)
+				f := writeReq(c, t, lba, pattern(512, byte(lba)))
+				mu.Lock()
+				writeTag[f.Tag] = int64(lba) * 512
+				mu.Unlock()
+				resp := awaitResponse(t, c.send(t, f))
+				if a := decodeATA(t, resp); a.CmdStatus != aoe.ATAStatusDRDY {
+					t.Errorf("write %d: status %#x", lba, a.CmdStatus)
 				}
-			}
-			// coveredBy reports whether a sync started after `after`
-			// and ended before `before`.
-			coveredBy := func(after, before int64) bool {
-				for _, s := range syncs {
-					if s.start > after && s.end < before {
-						return true
-					}
-				}
-				return false
-			}
-			if len(writes) != writers*perWriter {
-				t.Fatalf("%d writes recorded", len(writes))
-			}
-			if syncWrites {
-				for tag, off := range writeTag {
-					ack, ok := sent[tag]
-					if !ok {
-						t.Fatalf("write at %d: no ack recorded", off)
-					}
-					if w := writes[off]; !coveredBy(w.end, ack.start) {
-						t.Errorf("write at %d (ended %d) acked at %d without a sync in between", off, w.end, ack.start)
-					}
-				}
-				if n := int64(len(syncs)); n >= writers*perWriter {
-					t.Errorf("%d syncs for %d writes: no group commit", n, writers*perWriter)
-				}
-				t.Logf("%d writes, %d syncs before the flush", writers*perWriter, syncsBeforeFlush)
-			} else {
-				if syncsBeforeFlush != 0 {
-					t.Errorf("%d syncs for writes without SyncWrites", syncsBeforeFlush)
-				}
-				// Every write was acked before the FLUSH was sent, so
-				// the FLUSH's sync must cover all of them.
-				for off, w := range writes {
-					if !coveredBy(w.end, sent[flush.Tag].start) {
-						t.Errorf("write at %d not covered by the flush's sync", off)
-					}
-				}
-			}
-			r, ok1 := recv[flush.Tag]
-			a, ok2 := sent[flush.Tag]
-			if !ok1 || !ok2 {
-				t.Fatal("flush not recorded")
-			}
-			if !coveredBy(r.start, a.start) {
-				t.Errorf("FLUSH received at %d answered at %d without a sync in between", r.start, a.start)
-			}
-			st := h.srv.Stats()
-			if syncWrites && st.SyncedWrites != writers*perWriter {
-				t.Errorf("SyncedWrites = %d", st.SyncedWrites)
 			}
 		})
+	}
+	wg.Wait()
+	syncsBeforeFlush := disk.syncs.Load()
+	flush := c.request(aoe.CommandATA, ataArg(t, aoe.ATA{CmdStatus: aoe.ATAFlushCacheExt}))
+	checkResponse(t, c.roundTrip(t, flush), 0)
+
+	events := rec.snapshot()
+	writes := map[int64]event{}
+	var syncs []event
+	recv := map[uint32]event{}
+	sent := map[uint32]event{}
+	for _, e := range events {
+		switch e.op {
+		case "write":
+			writes[e.off] = e
+		case "sync":
+			syncs = append(syncs, e)
+		case "recv":
+			recv[e.tag] = e
+		case "send":
+			if _, dup := sent[e.tag]; dup {
+				t.Errorf("tag %#x answered twice", e.tag)
+				continue
+			}
+			sent[e.tag] = e
+		}
+	}
+	// coveredBy reports whether a sync started after `after`
+	// and ended before `before`.
+	coveredBy := func(after, before int64) bool {
+		for _, s := range syncs {
+			if s.start > after && s.end < before {
+				return true
+			}
+		}
+		return false
+	}
+	if len(writes) != writers*perWriter {
+		t.Fatalf("%d writes recorded", len(writes))
+	}
+	if syncWrites {
+		for tag, off := range writeTag {
+			ack, ok := sent[tag]
+			if !ok {
+				t.Fatalf("write at %d: no ack recorded", off)
+			}
+			if w := writes[off]; !coveredBy(w.end, ack.start) {
+				t.Errorf("write at %d (ended %d) acked at %d without a sync in between", off, w.end, ack.start)
+			}
+		}
+		if n := int64(len(syncs)); n >= writers*perWriter {
+			t.Errorf("%d syncs for %d writes: no group commit", n, writers*perWriter)
+		}
+		t.Logf("%d writes, %d syncs before the flush", writers*perWriter, syncsBeforeFlush)
+	} else {
+		if syncsBeforeFlush != 0 {
+			t.Errorf("%d syncs for writes without SyncWrites", syncsBeforeFlush)
+		}
+		// Every write was acked before the FLUSH was sent, so
+		// the FLUSH's sync must cover all of them.
+		for off, w := range writes {
+			if !coveredBy(w.end, sent[flush.Tag].start) {
+				t.Errorf("write at %d not covered by the flush's sync", off)
+			}
+		}
+	}
+	r, ok1 := recv[flush.Tag]
+	a, ok2 := sent[flush.Tag]
+	if !ok1 || !ok2 {
+		t.Fatal("flush not recorded")
+	}
+	if !coveredBy(r.start, a.start) {
+		t.Errorf("FLUSH received at %d answered at %d without a sync in between", r.start, a.start)
+	}
+	st := h.srv.Stats()
+	if syncWrites && st.SyncedWrites != writers*perWriter {
+		t.Errorf("SyncedWrites = %d", st.SyncedWrites)
 	}
 }

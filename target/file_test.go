@@ -13,6 +13,8 @@ import (
 	"testing"
 	"unsafe"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ironblade/ironblade/aoe"
 )
 
@@ -226,6 +228,57 @@ func TestFileBackendDirectWindowAlignment(t *testing.T) {
 	}
 	if _, err := OpenFile(path, FileOptions{Direct: true, Offset: 512}); err == nil {
 		t.Error("window off the device's blocks accepted")
+	}
+}
+
+// TestFileBackendTry checks the non-blocking I/O the receive loop uses:
+// reads of cached data succeed, reads the page cache cannot serve and
+// direct I/O report ErrWouldBlock, and neither allocates.
+func TestFileBackendTry(t *testing.T) {
+	path, content := tempFile(t, 64<<10)
+	b := openFile(t, path, FileOptions{Offset: 4096})
+	p := make([]byte, 1024)
+	// Just written by tempFile: in the page cache.
+	if n, err := b.TryReadAt(p, 512); err != nil || n != len(p) || !bytes.Equal(p, content[4096+512:][:1024]) {
+		t.Fatalf("TryReadAt of cached data: %d, %v (right data: %v)", n, err, bytes.Equal(p, content[4096+512:][:1024]))
+	}
+	if allocs := testing.AllocsPerRun(100, func() { _, _ = b.TryReadAt(p, 512) }); allocs != 0 && !raceEnabled {
+		t.Errorf("TryReadAt: %v allocations", allocs)
+	}
+	for _, off := range []int64{-512, 60 << 10, 64 << 10} {
+		if _, err := b.TryReadAt(p, off); !errors.Is(err, ErrWouldBlock) {
+			t.Errorf("TryReadAt at %d, out of the window: %v, want ErrWouldBlock (for ReadAt to report)", off, err)
+		}
+	}
+	data := pattern(1024, 99)
+	if _, err := b.TryWriteAt(data, 8192); err != nil {
+		t.Fatalf("TryWriteAt: %v", err)
+	}
+	if _, err := b.ReadAt(p, 8192); err != nil || !bytes.Equal(p, data) {
+		t.Fatalf("read after TryWriteAt: %v", err)
+	}
+
+	// Out of the page cache, the data needs the device.
+	if err := b.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Fadvise(int(b.fd), 0, 0, unix.FADV_DONTNEED); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.TryReadAt(p, 16384); !errors.Is(err, ErrWouldBlock) {
+		t.Errorf("TryReadAt of evicted data: %v, want ErrWouldBlock", err)
+	}
+
+	ro := openFile(t, path, FileOptions{ReadOnly: true})
+	if _, err := ro.TryWriteAt(data, 0); err == nil || errors.Is(err, ErrWouldBlock) {
+		t.Errorf("TryWriteAt on a read-only backend: %v", err)
+	}
+	d := openDirect(t, path, FileOptions{})
+	if _, err := d.TryReadAt(p, 0); !errors.Is(err, ErrWouldBlock) {
+		t.Errorf("direct TryReadAt: %v, want ErrWouldBlock", err)
+	}
+	if _, err := d.TryWriteAt(data, 0); !errors.Is(err, ErrWouldBlock) {
+		t.Errorf("direct TryWriteAt: %v, want ErrWouldBlock", err)
 	}
 }
 

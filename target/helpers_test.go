@@ -80,6 +80,44 @@ func (d *memDisk) Sync() error {
 
 func (d *memDisk) Size() int64 { return int64(len(d.data)) }
 
+// cachedDisk is a memDisk that is a NonblockingBackend: the I/O for which
+// blocks says so (all of it when blocks is nil) would wait for the device,
+// the rest is done at once. A memDisk alone sends all I/O to the workers;
+// a cachedDisk executes it in the receive loop, or some of each.
+type cachedDisk struct {
+	*memDisk
+	blocks func(off int64) bool
+}
+
+func (d *cachedDisk) TryReadAt(p []byte, off int64) (int, error) {
+	if d.blocks != nil && d.blocks(off) {
+		return 0, ErrWouldBlock
+	}
+	return d.ReadAt(p, off)
+}
+
+func (d *cachedDisk) TryWriteAt(p []byte, off int64) (int, error) {
+	if d.blocks != nil && d.blocks(off) {
+		return 0, ErrWouldBlock
+	}
+	return d.WriteAt(p, off)
+}
+
+// everyOtherBlock makes a cachedDisk wait for the device for every other
+// 4 KiB block.
+func everyOtherBlock(off int64) bool { return off/4096%2 == 1 }
+
+// backendKinds are the ways a test's memDisk can be served: through the
+// workers, in the receive loop, or mixed.
+var backendKinds = []struct {
+	name string
+	wrap func(*memDisk) Backend
+}{
+	{"workers", func(d *memDisk) Backend { return d }},
+	{"inline", func(d *memDisk) Backend { return &cachedDisk{memDisk: d} }},
+	{"mixed", func(d *memDisk) Backend { return &cachedDisk{memDisk: d, blocks: everyOtherBlock} }},
+}
+
 func (d *memDisk) bytes(off, n int) []byte {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
@@ -141,8 +179,11 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 	for _, o := range opts {
 		o(&setup)
 	}
-	if md, ok := setup.cfg.Backend.(*memDisk); ok {
-		disk = md
+	switch b := setup.cfg.Backend.(type) {
+	case *memDisk:
+		disk = b
+	case *cachedDisk:
+		disk = b.memDisk
 	}
 	hub := aoetest.NewHub()
 	h := &harness{t: t, hub: hub, disk: disk}

@@ -2,15 +2,30 @@ package target
 
 import (
 	"sync"
+	"time"
 
 	"github.com/ironblade/ironblade/aoe"
 )
+
+// maxGather bounds how long the syncer waits for more requests before a
+// sync.
+const maxGather = time.Millisecond
 
 // syncer runs the group commit: requests whose response must wait for a
 // sync (writes in sync mode, WRITE FUA EXT, FLUSH CACHE) queue here after
 // their WriteAt has returned. Each round takes the whole queue, runs one
 // Backend.Sync (which so starts after every queued write completed), and
 // then sends all their responses at once.
+//
+// A round does not start as soon as a request is queued: an initiator
+// that keeps a number of writes in flight sends new ones as soon as the
+// last round answers some, and those would each wait for a whole sync
+// more if the next round left without them. So after answering n requests
+// a round waits for n more to be queued (or more on the way, as the queue
+// grew during its sync), for at most half its sync's duration and
+// maxGather. A lone writer never waits: its next write is the one
+// expected. Syncs thus cover about all the writes in flight instead of
+// half, and the cost is bounded by the sync time saved.
 type syncer struct {
 	c    *session
 	wake chan struct{}
@@ -20,6 +35,12 @@ type syncer struct {
 
 	spare  []*request // the other half of the double buffer
 	frames [][]byte   // responses of a round, reused
+	// expect is the queue length the next round waits for, at most
+	// gather after the last round ended.
+	expect int
+	gather time.Duration
+	ended  time.Time // when the last round answered its requests
+	timer  *time.Timer
 }
 
 func newSyncer(c *session, capacity int) *syncer {
@@ -29,6 +50,7 @@ func newSyncer(c *session, capacity int) *syncer {
 		pending: make([]*request, 0, capacity),
 		spare:   make([]*request, 0, capacity),
 		frames:  make([][]byte, 0, capacity),
+		timer:   time.NewTimer(time.Hour),
 	}
 }
 
@@ -44,18 +66,52 @@ func (y *syncer) enqueue(rs ...*request) {
 	}
 }
 
-// run serves rounds until stop is closed. The caller closes stop only when
-// nothing more can be enqueued and the queue is empty.
+// run serves rounds until stop is closed, then a last one. The caller
+// closes stop only when nothing more can be enqueued.
 func (y *syncer) run(stop <-chan struct{}) {
+	y.timer.Stop()
 	for {
 		select {
 		case <-y.wake:
-			y.round()
 		case <-stop:
 			y.round()
 			return
 		}
+		if !y.gatherMore(stop) {
+			y.round()
+			return
+		}
+		y.round()
 	}
+}
+
+// queued reports the length of the queue.
+func (y *syncer) queued() int {
+	y.mu.Lock()
+	defer y.mu.Unlock()
+	return len(y.pending)
+}
+
+// gatherMore waits for the queue to reach the length the last round
+// expects, or for its time to run out. It reports false if stop closed
+// meanwhile.
+func (y *syncer) gatherMore(stop <-chan struct{}) bool {
+	left := y.gather - time.Since(y.ended)
+	if y.expect == 0 || left <= 0 || y.queued() >= y.expect {
+		return true
+	}
+	y.timer.Reset(left)
+	defer y.timer.Stop()
+	for y.queued() < y.expect {
+		select {
+		case <-y.wake:
+		case <-y.timer.C:
+			return true
+		case <-stop:
+			return false
+		}
+	}
+	return true
 }
 
 // round syncs once for everything queued and answers it.
@@ -69,7 +125,9 @@ func (y *syncer) round() {
 		return
 	}
 	s := y.c.s
+	start := time.Now()
 	err := s.cfg.Backend.Sync()
+	took := time.Since(start)
 	s.counters.syncs.Add(1)
 	writes := 0
 	for _, r := range batch {
@@ -88,12 +146,20 @@ func (y *syncer) round() {
 	} else {
 		s.counters.syncedWrites.Add(uint64(writes))
 	}
+	// The requests about to be answered come back as new ones soon, if
+	// their initiators keep as many in flight: expect them on top of
+	// those queued before the answers leave.
+	y.mu.Lock()
+	y.expect = len(y.pending) + len(batch)
+	y.mu.Unlock()
 	frames := y.frames[:0]
 	for _, r := range batch {
 		frames = append(frames, r.buf[:r.resp])
 	}
 	y.c.sendAll(frames)
 	clear(frames)
+	y.gather = min(took/2, maxGather)
+	y.ended = time.Now()
 	for _, r := range batch {
 		r.sync = false
 		y.c.free <- r

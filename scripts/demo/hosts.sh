@@ -106,6 +106,7 @@ start_client() {
 		SERVE_PID=$!
 		wait_until 60 "ironaoe attach to print its device" grep -q '^/dev/nbd' "$WORK/attach.out"
 		NBD_DEV=$(grep -m1 '^/dev/nbd' "$WORK/attach.out")
+		limit_dirty "$NBD_DEV"
 		return 0
 	fi
 	rm -f "$NBD_SOCK"
@@ -120,14 +121,30 @@ start_client() {
 	wait_until 60 "nbdfuse to connect" nbdfuse_ready
 	LOOP_DEV=$(fs_ns losetup -f --show --direct-io=on ${ro:+-r} "$FUSE_DIR/disk")
 	echo "loop device $LOOP_DEV, direct I/O $(cat "/sys/block/${LOOP_DEV#/dev/}/loop/dio" 2>/dev/null)" >>"$log"
-	# Keep little dirty data on the device, so that cp writes at the
-	# device's pace rather than filling the page cache first and leaving it
-	# all to sync.
-	local bdi=/sys/block/${LOOP_DEV#/dev/}/bdi
-	if [ -w "$bdi/max_bytes" ]; then
-		echo 1 >"$bdi/strict_limit" || true
-		echo $((32 << 20)) >"$bdi/max_bytes" || true
-	fi
+	limit_dirty "$LOOP_DEV"
+}
+
+# limit_dirty DEV keeps little dirty data on DEV, so that cp writes at the
+# device's pace rather than filling the page cache first and leaving it all
+# to sync. The device outlives the demo (loop devices are reused), so the
+# settings it had are kept in DIRTY_SAVED for restore_dirty.
+DIRTY_SAVED=
+limit_dirty() {
+	local bdi=/sys/block/${1#/dev/}/bdi
+	[ -w "$bdi/max_bytes" ] && [ -r "$bdi/max_ratio_fine" ] || return 0
+	DIRTY_SAVED="$bdi $(cat "$bdi/strict_limit") $(cat "$bdi/max_ratio_fine")"
+	echo 1 >"$bdi/strict_limit" || true
+	echo $((32 << 20)) >"$bdi/max_bytes" || true
+}
+
+# restore_dirty puts back what limit_dirty changed.
+restore_dirty() {
+	[ -n "$DIRTY_SAVED" ] || return 0
+	local bdi strict fine
+	read -r bdi strict fine <<<"$DIRTY_SAVED"
+	echo "$fine" >"$bdi/max_ratio_fine" 2>/dev/null || warn "could not restore $bdi/max_ratio_fine to $fine"
+	echo "$strict" >"$bdi/strict_limit" 2>/dev/null || warn "could not restore $bdi/strict_limit to $strict"
+	DIRTY_SAVED=
 }
 
 # nbdfuse_ready succeeds once nbdfuse wrote its pid file (it has connected
@@ -157,6 +174,7 @@ umount_fs() {
 # device, nbdfuse, then the initiator (SIGTERM: it finishes and flushes).
 stop_client() {
 	umount_fs
+	restore_dirty
 	if [ -n "$LOOP_DEV" ]; then
 		losetup -d "$LOOP_DEV" 2>/dev/null || warn "losetup -d $LOOP_DEV failed"
 		LOOP_DEV=

@@ -30,12 +30,22 @@ wait_until() {
 	done
 }
 
-# alive PID succeeds while the process runs.
-alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
+# alive PID succeeds while PID is a running background job of this shell.
+# Not kill -0: once bash has reaped a job, its pid may soon belong to some
+# other process on a busy machine, which must never be signalled.
+alive() {
+	local p
+	[ -n "${1:-}" ] || return 1
+	for p in $(jobs -pr); do
+		[ "$p" = "$1" ] && return 0
+	done
+	return 1
+}
 
-# stop_pid PID SIGNAL GRACE stops a process the demo started: sends SIGNAL,
-# waits up to GRACE seconds, then SIGKILL. It reaps the process if it is a
-# child of this shell. It never fails.
+# stop_pid PID SIGNAL GRACE stops a background job of this shell: sends
+# SIGNAL, waits up to GRACE seconds, then SIGQUIT (a Go program prints its
+# goroutines to its log and exits, showing where it hung) and SIGKILL. It
+# reaps the job and never fails.
 stop_pid() {
 	local pid=$1 sig=${2:-TERM} grace=${3:-10}
 	[ -n "$pid" ] || return 0
@@ -43,18 +53,14 @@ stop_pid() {
 		kill "-$sig" "$pid" 2>/dev/null || true
 		local deadline=$((SECONDS + grace))
 		while alive "$pid" && [ "$SECONDS" -lt "$deadline" ]; do
-			# A child that exited is a zombie until reaped: wait -n does
-			# not help here, so try a non-blocking check via /proc.
-			[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" = Z ] && break
 			sleep 0.05
 		done
-		if alive "$pid" && [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]; then
-			# SIGQUIT first: a Go program prints its goroutines to its log
-			# and exits, showing where it hung.
-			warn "pid $pid ($(cat "/proc/$pid/comm" 2>/dev/null)) still running ${grace} s after SIG$sig: sending SIGQUIT, then SIGKILL"
+		if alive "$pid"; then
+			warn "pid $pid ($(cat "/proc/$pid/comm" 2>/dev/null)) still running ${grace} s after SIG$sig:" \
+				"sending SIGQUIT, then SIGKILL"
 			kill -QUIT "$pid" 2>/dev/null || true
 			sleep 2
-			kill -KILL "$pid" 2>/dev/null || true
+			! alive "$pid" || kill -KILL "$pid" 2>/dev/null || true
 		fi
 	fi
 	wait "$pid" 2>/dev/null || true

@@ -54,9 +54,10 @@ stop_copy() {
 }
 
 # fail_over EVENT RDIR stops or fences node A, then brings node B in, and
-# records the times in RDIR.
+# records the times in RDIR. What it says is printed at the end, so that
+# printing does not delay B on a busy machine.
 fail_over() {
-	local event=$1 rdir=$2 t0 t1 gone
+	local event=$1 rdir=$2 t0 t1='' gone said
 	case $event in
 	migrate)
 		# The cluster manager's stop on A: SIGTERM, ironblade finishes the
@@ -64,36 +65,33 @@ fail_over() {
 		t0=$(now)
 		stop_node a TERM
 		gone=$(now)
-		note "SIGTERM to node A; it exited after $(elapsed_ms "$t0" "$gone") ms"
+		said="SIGTERM to node A: it exited after $(elapsed_ms "$t0" "$gone") ms"
 		;;
 	fence)
 		# Fencing: A's switch port goes down and A dies at once, with
-		# whatever it had in flight; the manager acts on B once the fence
-		# is confirmed, FENCE_DELAY later.
-		# The manager acts once A is dead and FENCE_DELAY has passed.
+		# whatever it had in flight. The manager acts on B once A is dead
+		# (SIGKILL waits for I/O in progress) and FENCE_DELAY has passed.
 		t0=$(now)
 		cut_link a
 		# (bash would report the kill of its child on stderr.)
 		stop_node a KILL 2>/dev/null
 		gone=$(now)
-		local dead_ms
-		dead_ms=$(elapsed_ms "$t0" "$gone")
-		note "node A's link cut and A killed (SIGKILL): dead after $dead_ms ms"
-		sleep "$(awk -v d="$(duration_s "$FENCE_DELAY")" -v e="$dead_ms" 'BEGIN { r = d - e / 1000; printf "%.3f", (r > 0 ? r : 0) }')"
+		sleep "$(awk -v t0="$t0" -v g="$gone" -v d="$FENCE_DELAY_S" 'BEGIN { r = t0 + d - g; printf "%.3f", (r > 0 ? r : 0) }')"
+		said="node A's link cut and A killed (SIGKILL): dead after $(elapsed_ms "$t0" "$gone") ms"
 		;;
 	esac
-	t1=
 	if [ "$MODE" = cold ]; then
 		t1=$(now)
 		start_node b "$rdir/node-b.log"
-		note "node B started (it announces itself) $(elapsed_ms "$t0" "$t1") ms after the event"
+		said+="; node B started (it announces itself) $(elapsed_ms "$t0" "$t1") ms after the event"
 	elif [ -n "$ANNOUNCE" ]; then
 		t1=$(now)
 		announce b
-		note "node B told to announce itself (SIGUSR1) $(elapsed_ms "$t0" "$t1") ms after the event"
+		said+="; node B told to announce itself (SIGUSR1) $(elapsed_ms "$t0" "$t1") ms after the event"
 	else
-		note "node B left alone: the initiator finds out by itself (scorn timeout $SCORN_TIMEOUT)"
+		said+="; node B left alone: the initiator finds out by itself (scorn timeout $SCORN_TIMEOUT)"
 	fi
+	note "$said"
 	printf 'event_time=%s\nnode_a_gone_time=%s\npromote_time=%s\n' "$t0" "$gone" "$t1" >>"$rdir/round.env"
 }
 
