@@ -29,7 +29,7 @@ help:
 	@echo "make fuzz        run each fuzz target for FUZZTIME=$(FUZZTIME)"
 	@echo "make bench       benchmarks"
 	@echo "make lint        go vet and staticcheck"
-	@echo "make demo        the quick start: export a disk and use it (root)"
+	@echo "make demo        the failover demo (root; DEMO_ARGS=--quick for a short one)"
 	@echo "make test-kernel the kernel's own AoE and NBD clients in a qemu guest (root, ~4 min)"
 	@echo "make clean       remove build outputs"
 

@@ -119,6 +119,9 @@ ROUNDS=$((${#SET_LIST[@]} * ${#EVENT_LIST[@]}))
 
 # Preflight.
 [ "$(id -u)" -eq 0 ] || fail "must run as root (network namespaces, mounts, loop devices): sudo bash $0"
+# A fresh machine gets the packages the demo uses (only the missing ones).
+bash "$REPO/scripts/deps.sh" || fail "could not install the demo's packages (scripts/deps.sh)"
+export PATH=$PATH:/usr/local/go/bin
 for cmd in ip nft nsenter unshare mount umount losetup mkfs.ext4 sha512sum sysctl mountpoint awk ps; do
 	command -v "$cmd" >/dev/null || fail "$cmd is missing (sudo bash scripts/deps.sh installs what the demo needs)"
 done

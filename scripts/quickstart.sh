@@ -3,7 +3,7 @@
 # use it from another host -- here, two network namespaces joined by a veth
 # pair, so nothing leaves this machine.
 #
-#   sudo bash scripts/quickstart.sh        (or: sudo make demo)
+#   sudo bash scripts/quickstart.sh
 #
 # It builds bin/ (make build), creates the namespaces and a sparse image,
 # runs `bin/ironblade 1 0 <if> <image>` on one side and `bin/ironbench
