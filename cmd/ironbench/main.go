@@ -16,6 +16,18 @@
 //	ironbench report run.json
 //
 // prints the table of a comparison saved with compare --json.
+//
+//	ironbench nbd [--mtu 1500,9000] [--size 256MiB] [--target ironblade|vblade|both] [--json]
+//
+// measures nbdcopy through `ironaoe serve` against the raw AoE throughput
+// of the same target from the same namespace, and prints their ratio.
+//
+//	ironbench timeline --control-dir DIR [--device e1.0] --out samples.jsonl
+//	ironbench plot --out DIR ROUND_DIR...
+//
+// are the failover demo's (scripts/demo.sh) sampler and report: the first
+// records `ironaoe stat --json` every 100 ms, the second computes each
+// event's stall and throughput and draws the timeline plot.
 package main
 
 import (
