@@ -477,6 +477,60 @@ func testRawLinkCloseUnblocksRead(t *testing.T, cfg aoe.RawConfig) {
 	}
 }
 
+// TestRawLinkDeadlineEndsWait sets a read deadline while reads wait for
+// a frame: they end with a deadline error, and once it is cleared reads
+// take frames again.
+func TestRawLinkDeadlineEndsWait(t *testing.T) {
+	for _, mode := range rawModes {
+		t.Run(mode.name, func(t *testing.T) {
+			p := newRawPair(t, 1500, aoe.RawConfig{VLAN: mode.vlan})
+			reads := map[string]func() error{
+				"ReadFrame": func() error {
+					_, err := p.b.ReadFrame(make([]byte, 1514))
+					return err
+				},
+				"ReadFrames": func() error {
+					_, err := p.b.ReadFrames([][]byte{make([]byte, 1514)}, make([]int, 1))
+					return err
+				},
+			}
+			for name, read := range reads {
+				errs := make(chan error, 1)
+				go func() { errs <- read() }()
+				time.Sleep(50 * time.Millisecond)
+				start := time.Now()
+				if err := p.b.SetReadDeadline(time.Now()); err != nil {
+					t.Fatal(err)
+				}
+				select {
+				case err := <-errs:
+					if !errors.Is(err, os.ErrDeadlineExceeded) {
+						t.Errorf("%s: %v, want a deadline error", name, err)
+					}
+					if d := time.Since(start); d > 500*time.Millisecond {
+						t.Errorf("%s: ended %v after the deadline", name, d)
+					}
+				case <-time.After(2 * time.Second):
+					t.Fatalf("%s: the deadline did not end the read", name)
+				}
+				if err := p.b.SetReadDeadline(time.Time{}); err != nil {
+					t.Fatal(err)
+				}
+				frame := rawTestFrame(p.veth.MACB, p.veth.MACA, 7, 100)
+				go func() {
+					time.Sleep(20 * time.Millisecond)
+					_ = p.a.WriteFrame(frame)
+				}()
+				buf := make([]byte, 1514)
+				n, err := p.b.ReadFrame(buf)
+				if err != nil || !rawSameFrame(buf[:n], frame) {
+					t.Fatalf("%s: read after clearing the deadline: %d bytes, %v", name, n, err)
+				}
+			}
+		})
+	}
+}
+
 func TestRawLinkKernelDrops(t *testing.T) {
 	p := newRawPair(t, 1500, aoe.RawConfig{ReadBuffer: 1})
 	frames := make([][]byte, 200)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -98,6 +99,13 @@ type Cell struct {
 	P99us           float64 `json:"p99_us"`
 	Retransmits     uint64  `json:"retransmits"`
 	Abandoned       uint64  `json:"abandoned"`
+	// TargetCPU and GeneratorCPU are the CPUs the target process and
+	// the load generator kept busy in the measured window (1 is one CPU
+	// throughout), and MachineBusy the busy share of all CPUs: a target
+	// near 1 CPU with the machine not saturated is bound by its own CPU.
+	TargetCPU    float64 `json:"target_cpus"`
+	GeneratorCPU float64 `json:"generator_cpus"`
+	MachineBusy  float64 `json:"machine_busy"`
 	// Error says why the cell has no figures.
 	Error string `json:"error,omitempty"`
 }
@@ -120,7 +128,10 @@ type Report struct {
 	// end: other work on the machine skews the figures.
 	LoadBefore string `json:"load_before"`
 	LoadAfter  string `json:"load_after"`
-	Cells      []Cell `json:"cells"`
+	// Ceilings is what the disk allows sync-before-ack writes at each
+	// MTU's frame size, when -s cells are measured.
+	Ceilings []SyncCeiling `json:"disk_ceilings,omitempty"`
+	Cells    []Cell        `json:"cells"`
 }
 
 // targetSpec is a target program and how to start it.
@@ -179,6 +190,9 @@ func Compare(ctx context.Context, cfg CompareConfig) (*Report, error) {
 		LoadBefore: loadAverage()}
 	defer func() { rep.LoadAfter = loadAverage() }()
 
+	if err := measureCeilings(cfg, rep); err != nil {
+		return nil, err
+	}
 	env := &compareEnv{cfg: cfg}
 	var err error
 	if env.tgt, err = NewNetns("ibb-tgt"); err != nil {
@@ -199,6 +213,29 @@ func Compare(ctx context.Context, cfg CompareConfig) (*Report, error) {
 		}
 	}
 	return rep, nil
+}
+
+// measureCeilings measures the disk's ceiling for sync-before-ack writes
+// at each MTU's frame size, with as many writes per sync as each queue
+// depth keeps in flight, if any cell runs with -s.
+func measureCeilings(cfg CompareConfig, rep *Report) error {
+	if !slices.Contains(cfg.SyncModes, true) {
+		return nil
+	}
+	// Long enough to average out the disk's hiccups; the cells, not
+	// this, are what the run is for.
+	d := min(max(cfg.Duration/2, 200*time.Millisecond), time.Second)
+	for _, mtu := range cfg.MTUs {
+		c, err := MeasureSyncCeiling(cfg.Dir, cfg.Size, mtu, aoe.SectorsPerFrame(mtu)*aoe.SectorSize, cfg.QueueDepths, d)
+		if err != nil {
+			return err
+		}
+		rep.Ceilings = append(rep.Ceilings, c)
+		if cfg.Progress != nil {
+			fmt.Fprintln(cfg.Progress, c.summary())
+		}
+	}
+	return nil
 }
 
 // measureMTU sets the veth pair's MTU and measures every cell at it.
@@ -248,6 +285,15 @@ func (c Cell) summary() string {
 	}
 	return fmt.Sprintf("%s %8.1f MB/s %8.0f IOPS  p50 %6.0f µs  p99 %7.0f µs  %d retransmits",
 		head, c.MBps, c.IOPS, c.P50us, c.P99us, c.Retransmits)
+}
+
+// CPUPerOp reports the target's CPU time per request in the measured
+// window, or 0 if unknown.
+func (c Cell) CPUPerOp() time.Duration {
+	if c.IOPS <= 0 || c.TargetCPU <= 0 {
+		return 0
+	}
+	return time.Duration(c.TargetCPU / c.IOPS * float64(time.Second))
 }
 
 // runCell measures one cell on a fresh file and a fresh target process.
@@ -302,6 +348,9 @@ func (env *compareEnv) measure(ctx context.Context, spec targetSpec, cell *Cell,
 		return fmt.Errorf("%w; %s said: %s", err, spec.name, out.String())
 	}
 	cell.SectorsPerFrame, cell.BufferCount = dev.SectorsPerFrame, dev.BufferCount
+	stopMeter := make(chan struct{})
+	defer close(stopMeter)
+	window := meterWindow(cmd.Process.Pid, cfg.Warmup, cfg.Duration, stopMeter)
 	res, err := Run(ctx, env.link, dev, Workload{Op: op, QueueDepth: cell.QueueDepth, Duration: cfg.Duration,
 		Warmup: cfg.Warmup, Seed: uint64(cell.QueueDepth), MinTimeout: cfg.MinTimeout})
 	if res != nil {
@@ -309,6 +358,10 @@ func (env *compareEnv) measure(ctx context.Context, spec targetSpec, cell *Cell,
 		cell.P50us = float64(res.Percentile(50).Microseconds())
 		cell.P99us = float64(res.Percentile(99).Microseconds())
 		cell.Retransmits, cell.Abandoned = res.Retransmits, res.Abandoned
+	}
+	if err == nil {
+		w := <-window
+		cell.TargetCPU, cell.GeneratorCPU, cell.MachineBusy = w.Target, w.Generator, w.Machine
 	}
 	if err != nil {
 		return fmt.Errorf("%w; %s said: %s", err, spec.name, out.String())

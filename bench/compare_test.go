@@ -17,11 +17,14 @@ func TestReport(t *testing.T) {
 	rep := &Report{CellTime: "3s", Warmup: "300ms", MinTimeout: "10ms", Dir: "/var/tmp", FileSystem: "ext4", FileSize: 256 << 20,
 		Kernel: "6.1", CPUs: 2, Ironblade: "ironblade version v1", Vblade: "vblade 25",
 		Cells: []Cell{
-			{Target: "ironblade", MTU: 1500, Op: "write", QueueDepth: 16, MBps: 150, IOPS: 146484, P50us: 100, P99us: 300},
+			{Target: "ironblade", MTU: 1500, Op: "write", QueueDepth: 16, MBps: 150, IOPS: 146484, P50us: 100, P99us: 300,
+				TargetCPU: 0.5},
 			{Target: "vblade", MTU: 1500, Op: "write", QueueDepth: 16, MBps: 100, IOPS: 97656, P50us: 150, P99us: 400, Retransmits: 7},
 			{Target: "ironblade", MTU: 9000, Sync: true, Op: "read", QueueDepth: 1, MBps: 10},
 			{Target: "vblade", MTU: 9000, Sync: true, Op: "read", QueueDepth: 1, Error: "no response"},
-		}}
+		},
+		Ceilings: []SyncCeiling{{MTU: 1500, WriteBytes: 1024, OSync: 4000, Batches: []BatchRate{{1, 3000}, {16, 26000}}}},
+	}
 	rows := rep.Rows()
 	if len(rows) != 2 || rows[0].Ratio != 1.5 || rows[1].Ratio != 0 || rows[1].Vblade == nil || rows[1].Vblade.Error == "" {
 		t.Fatalf("rows %+v: want 2, ratio 1.5 then none", rows)
@@ -31,7 +34,8 @@ func TestReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"| 1500 | no | write | 16 | 150.0 | 146484 | 100 | 300 | 0 | 100.0 | 97656 | 150 | 400 | 7 | 1.50x |",
+		"| 1500 | no | write | 16 | 150.0 | 146484 | 100 | 300 | 0 | 0.50, 3.4 µs | 100.0 | 97656 | 150 | 400 | 7 |  | 1.50x |",
+		"| 1500 | 1024 | 4000 | 16 | 26000 | 6.50x |",
 		"| 9000 | yes | read | 1 | 10.0 |", "failed", "n/a |", "Failures:", "no response", "(ext4), on disk",
 	} {
 		if !strings.Contains(md.String(), want) {

@@ -96,3 +96,71 @@ func (m *cpuMeter) seconds() float64 {
 	}
 	return (now - m.start).Seconds()
 }
+
+// machineTimes returns the busy and total CPU time of all the machine's
+// CPUs so far, in clock ticks, from the first line of /proc/stat.
+func machineTimes() (busy, total uint64, err error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 6 || f[0] != "cpu" {
+		return 0, 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	for i, v := range f[1:] {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("/proc/stat: %w", err)
+		}
+		total += n
+		if i != 3 && i != 4 { // idle and iowait
+			busy += n
+		}
+	}
+	return busy, total, nil
+}
+
+// WindowCPU is the CPU used during a measured window, in CPUs (CPU time
+// over the window's length): 1 is one CPU kept busy throughout.
+type WindowCPU struct {
+	Target    float64
+	Generator float64
+	// Machine is the busy share of all the machine's CPUs, 0 to 1.
+	Machine float64
+}
+
+// meterWindow measures the CPU that process pid, this process and the
+// machine use from warmup after now to duration later: the window a Run
+// started now measures. The result comes on the channel once the window
+// has passed; it never comes if stop closes first.
+func meterWindow(pid int, warmup, duration time.Duration, stop <-chan struct{}) <-chan WindowCPU {
+	out := make(chan WindowCPU, 1)
+	go func() {
+		begin := time.NewTimer(warmup)
+		defer begin.Stop()
+		select {
+		case <-begin.C:
+		case <-stop:
+			return
+		}
+		target, gen := meterProcess(pid), meterSelf()
+		busy0, total0, err := machineTimes()
+		start := time.Now()
+		end := time.NewTimer(duration)
+		defer end.Stop()
+		select {
+		case <-end.C:
+		case <-stop:
+			return
+		}
+		secs := time.Since(start).Seconds()
+		w := WindowCPU{Target: target.seconds() / secs, Generator: gen.seconds() / secs}
+		if busy1, total1, err2 := machineTimes(); err == nil && err2 == nil && total1 > total0 {
+			w.Machine = float64(busy1-busy0) / float64(total1-total0)
+		}
+		out <- w
+	}()
+	return out
+}

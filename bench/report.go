@@ -84,9 +84,10 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	fmt.Fprintf(&b, "- Kernel %s, %d CPUs shared by target and generator; load average %s at the start, %s at the end. %s; %s.\n",
 		r.Kernel, r.CPUs, r.LoadBefore, r.LoadAfter, r.Ironblade, r.Vblade)
 	b.WriteString("- MB/s is 10^6 bytes/s; latency is from a request's first transmission to its answer, " +
-		"retransmissions included; retx counts requests sent again.\n\n")
-	b.WriteString("| MTU | -s | op | QD | ironblade MB/s | IOPS | p50 µs | p99 µs | retx | vblade MB/s | IOPS | p50 µs | p99 µs | retx | ratio |\n")
-	b.WriteString("|---:|:--:|:--|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		"retransmissions included; retx counts requests sent again; CPU is the target process's CPU use in the " +
+		"measured window (1.00 is one CPU busy throughout) and its CPU time per request.\n\n")
+	b.WriteString("| MTU | -s | op | QD | ironblade MB/s | IOPS | p50 µs | p99 µs | retx | CPU | vblade MB/s | IOPS | p50 µs | p99 µs | retx | CPU | ratio |\n")
+	b.WriteString("|---:|:--:|:--|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	var failures []string
 	for _, row := range r.Rows() {
 		sync := "no"
@@ -97,12 +98,12 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		for _, c := range []*Cell{row.Ironblade, row.Vblade} {
 			switch {
 			case c == nil:
-				b.WriteString(" | | | | |")
+				b.WriteString(" | | | | | |")
 			case c.Error != "":
-				b.WriteString(" failed | | | | |")
+				b.WriteString(" failed | | | | | |")
 				failures = append(failures, c.summary())
 			default:
-				fmt.Fprintf(&b, " %.1f | %.0f | %.0f | %.0f | %d |", c.MBps, c.IOPS, c.P50us, c.P99us, c.Retransmits)
+				fmt.Fprintf(&b, " %.1f | %.0f | %.0f | %.0f | %d | %s |", c.MBps, c.IOPS, c.P50us, c.P99us, c.Retransmits, cpuCell(c))
 			}
 		}
 		if row.Ratio > 0 {
@@ -111,6 +112,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 			b.WriteString(" n/a |\n")
 		}
 	}
+	writeCeilings(&b, r)
 	if len(failures) > 0 {
 		b.WriteString("\nFailures:\n")
 		for _, f := range failures {
@@ -119,4 +121,35 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// cpuCell formats a cell's CPU use: CPUs kept busy and time per request.
+func cpuCell(c *Cell) string {
+	if c.TargetCPU <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.2f, %.1f µs", c.TargetCPU, float64(c.CPUPerOp().Nanoseconds())/1e3)
+}
+
+// writeCeilings writes the disk's ceilings for sync-before-ack writes and
+// the best ratio to vblade -s they allow at each queue depth.
+func writeCeilings(b *strings.Builder, r *Report) {
+	if len(r.Ceilings) == 0 {
+		return
+	}
+	b.WriteString("\nThe disk's ceiling for -s, measured without a network: one thread writing random one-frame blocks " +
+		"to a fresh sparse file in " + r.Dir + ", either each with O_SYNC (as vblade -s does) or N at a time with one " +
+		"fdatasync after each N (group commit at its best, every write in flight joining the next sync). No " +
+		"sync-before-ack target can answer writes faster on this disk, so the last column bounds the -s write ratio.\n\n")
+	b.WriteString("| MTU | write bytes | O_SYNC writes/s | writes per fdatasync | writes/s | best ratio |\n")
+	b.WriteString("|---:|---:|---:|---:|---:|---:|\n")
+	for _, c := range r.Ceilings {
+		for _, br := range c.Batches {
+			ratio := "n/a"
+			if c.OSync > 0 {
+				ratio = fmt.Sprintf("%.2fx", br.PerSecond/c.OSync)
+			}
+			fmt.Fprintf(b, "| %d | %d | %.0f | %d | %.0f | %s |\n", c.MTU, c.WriteBytes, c.OSync, br.Writes, br.PerSecond, ratio)
+		}
+	}
 }

@@ -15,18 +15,27 @@ import (
 
 // TestConcurrentReadWrite runs 64 clients at once, each reading and
 // writing its own region, against a reference copy of what it wrote.
+//
+// Over a link that reads in batches, the backlogs of 64 clients wake the
+// receive loop's helpers, which then share the link with it.
 func TestConcurrentReadWrite(t *testing.T) {
-	for _, kind := range backendKinds {
-		for _, syncWrites := range []bool{false, true} {
-			t.Run(fmt.Sprintf("%s/sync=%v", kind.name, syncWrites), func(t *testing.T) {
-				testConcurrentReadWrite(t, kind.wrap(newMemDisk(testSectors)), syncWrites)
-			})
+	for _, batch := range []bool{false, true} {
+		for _, kind := range backendKinds {
+			for _, syncWrites := range []bool{false, true} {
+				t.Run(fmt.Sprintf("batch=%v/%s/sync=%v", batch, kind.name, syncWrites), func(t *testing.T) {
+					testConcurrentReadWrite(t, kind.wrap(newMemDisk(testSectors)), syncWrites, batch)
+				})
+			}
 		}
 	}
 }
 
-func testConcurrentReadWrite(t *testing.T, backend Backend, syncWrites bool) {
-	h := newHarness(t, withConfig(func(c *Config) { c.Backend = backend; c.SyncWrites = syncWrites }))
+func testConcurrentReadWrite(t *testing.T, backend Backend, syncWrites, batch bool) {
+	opts := []harnessOption{withConfig(func(c *Config) { c.Backend = backend; c.SyncWrites = syncWrites })}
+	if batch {
+		opts = append(opts, withLink(func(l aoe.Link) aoe.Link { return newBatchPort(l.(*aoetest.Port)) }))
+	}
+	h := newHarness(t, opts...)
 	const depth, region = 64, 32 // sectors per client
 	ops := 60
 	if testing.Short() {
@@ -82,6 +91,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 		{name: "closing link", wrap: nil},
 		{name: "deadline link", wrap: func(l aoe.Link) aoe.Link { return newDeadlineLink(l.(*aoetest.Port)) }},
 		{name: "closing link, inline", wrap: nil, inline: true},
+		{name: "batch link, inline", wrap: func(l aoe.Link) aoe.Link { return newBatchPort(l.(*aoetest.Port)) }, inline: true},
 		{name: "deadline link, inline", wrap: func(l aoe.Link) aoe.Link { return newDeadlineLink(l.(*aoetest.Port)) }, inline: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -472,6 +474,66 @@ func newTestSession(t testing.TB, cfg Config) (*session, *memDisk) {
 		t.Fatalf("NewServer: %v", err)
 	}
 	return s.newSession(&discardLink{mac: targetMAC, mtu: 1500}), disk
+}
+
+// batchPort makes a hub port a BatchLink: a pump moves its frames to a
+// queue, and ReadFrames waits for one and takes those queued behind it,
+// as recvmmsg does. It lets the target's loops see backlogs.
+type batchPort struct {
+	*aoetest.Port
+	frames chan []byte
+	done   chan struct{}
+}
+
+func newBatchPort(p *aoetest.Port) *batchPort {
+	l := &batchPort{Port: p, frames: make(chan []byte, 1024), done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		for {
+			buf := make([]byte, 70000)
+			n, err := p.ReadFrame(buf)
+			if err != nil {
+				return
+			}
+			l.frames <- buf[:n]
+		}
+	}()
+	return l
+}
+
+func (l *batchPort) ReadFrames(bufs [][]byte, lens []int) (int, error) {
+	select {
+	case f := <-l.frames:
+		lens[0] = copy(bufs[0], f)
+	case <-l.done:
+		return 0, fmt.Errorf("batch port: %w", net.ErrClosed)
+	}
+	n := 1
+	for n < len(bufs) {
+		select {
+		case f := <-l.frames:
+			lens[n] = copy(bufs[n], f)
+			n++
+		default:
+			return n, nil
+		}
+	}
+	return n, nil
+}
+
+func (l *batchPort) ReadFrame(b []byte) (int, error) {
+	var lens [1]int
+	_, err := l.ReadFrames([][]byte{b}, lens[:])
+	return lens[0], err
+}
+
+func (l *batchPort) WriteFrames(frames [][]byte) (int, error) {
+	for i, f := range frames {
+		if err := l.WriteFrame(f); err != nil {
+			return i, err
+		}
+	}
+	return len(frames), nil
 }
 
 // discardLink is a Link that never receives and drops what is sent.

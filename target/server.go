@@ -24,8 +24,13 @@ const (
 	// pageSize aligns the data of every frame buffer, so O_DIRECT
 	// backends can read into and write from frames without a copy.
 	pageSize = 4096
-	// receiveBatch is how many frames one batched read may return.
-	receiveBatch = 16
+	// receiveBatch is how many frames one batched read may return. Small
+	// batches answer the first requests of a burst sooner, so the
+	// initiator sends its next ones while the loop serves the rest
+	// instead of waiting for the whole burst: at queue depth 16 over veth
+	// on 2 CPUs, 4 served 6-18% more requests per second than 16, with
+	// the machine busier (measured with ironbench compare).
+	receiveBatch = 4
 )
 
 // A Server is an AoE target serving one Backend as one shelf.slot. Create

@@ -1,0 +1,98 @@
+package target
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ironblade/ironblade/aoe"
+)
+
+// TestGroupCommitGathers has writers keep writes in flight in sync mode:
+// a sync covers about all of them, not the half that arrived during the
+// sync before, since the syncer waits for the writes it answered to come
+// back.
+func TestGroupCommitGathers(t *testing.T) {
+	const writers, perWriter = 16, 15
+	for _, kind := range backendKinds[:2] {
+		t.Run(kind.name, func(t *testing.T) {
+			disk := newMemDisk(testSectors)
+			disk.syncDelay = 3 * time.Millisecond
+			h := newHarness(t, withConfig(func(c *Config) { c.Backend = kind.wrap(disk); c.SyncWrites = true }))
+			var wg sync.WaitGroup
+			for w := range writers {
+				wg.Go(func() {
+					for i := range perWriter {
+						resp := h.client.roundTrip(t, writeReq(h.client, t, uint64(w*perWriter+i), pattern(512, byte(i))))
+						if a := decodeATA(t, resp); a.CmdStatus != aoe.ATAStatusDRDY {
+							t.Errorf("write: status %#x", a.CmdStatus)
+						}
+					}
+				})
+			}
+			wg.Wait()
+			st := h.srv.Stats()
+			perSync := float64(st.SyncedWrites) / float64(st.Syncs)
+			t.Logf("%d writes, %d syncs: %.1f writes per sync", st.SyncedWrites, st.Syncs, perSync)
+			// Without gathering, syncs alternate between about half
+			// the writers each.
+			if perSync < writers*2/3 {
+				t.Errorf("%.1f writes per sync with %d writers", perSync, writers)
+			}
+		})
+	}
+}
+
+// TestSyncerGatherMore checks when a round waits for more requests: not
+// when the queue holds what the last round expects, nor once the time to
+// gather has passed since that round, and never past a stop.
+func TestSyncerGatherMore(t *testing.T) {
+	c, _ := newTestSession(t, Config{SyncWrites: true})
+	y := c.syncer
+	y.timer.Stop()
+	r := <-c.free
+
+	// A lone writer: its next write is the one expected.
+	y.expect, y.gather, y.ended = 1, time.Hour, time.Now()
+	y.enqueue(r)
+	start := time.Now()
+	if !y.gatherMore(nil) || time.Since(start) > time.Second {
+		t.Errorf("waited %v with the expected request queued", time.Since(start))
+	}
+
+	// Two expected, one queued: wait out the time left.
+	y.expect, y.gather, y.ended = 2, 50*time.Millisecond, time.Now()
+	start = time.Now()
+	if !y.gatherMore(nil) {
+		t.Error("gatherMore reported a stop")
+	}
+	if waited := time.Since(start); waited < 40*time.Millisecond || waited > 2*time.Second {
+		t.Errorf("waited %v, want about 50ms", waited)
+	}
+
+	// The time to gather ran out long ago: no wait.
+	y.expect, y.gather, y.ended = 2, 50*time.Millisecond, time.Now().Add(-time.Second)
+	start = time.Now()
+	y.gatherMore(nil)
+	if waited := time.Since(start); waited > 30*time.Millisecond {
+		t.Errorf("waited %v after the time to gather", waited)
+	}
+
+	// The second expected request arrives while waiting.
+	y.expect, y.gather, y.ended = 2, time.Hour, time.Now()
+	go func() {
+		time.Sleep(10 * time.Millisecond)
+		y.enqueue(<-c.free)
+	}()
+	if !y.gatherMore(nil) {
+		t.Error("gatherMore reported a stop")
+	}
+
+	// Stopping ends the wait.
+	y.expect, y.gather, y.ended = 10, time.Hour, time.Now()
+	stop := make(chan struct{})
+	time.AfterFunc(10*time.Millisecond, func() { close(stop) })
+	if y.gatherMore(stop) {
+		t.Error("gatherMore did not report the stop")
+	}
+}
