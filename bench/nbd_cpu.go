@@ -16,8 +16,32 @@ import (
 const clockTick = 10 * time.Millisecond
 
 // processCPU returns the user plus system CPU time process pid has used so
-// far, from /proc/PID/stat: to the nearest clock tick.
+// far. It sums the scheduler's run time of each of its threads, in
+// nanoseconds, from /proc/PID/task/*/schedstat; without those files
+// (kernels without CONFIG_SCHED_INFO) it reads /proc/PID/stat, whose times
+// are sampled at each clock tick and so overcharge a process that wakes
+// often for short bursts, as a target at queue depth 1 does.
 func processCPU(pid int) (time.Duration, error) {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	if tasks, err := os.ReadDir(dir); err == nil {
+		var sum time.Duration
+		counted := 0
+		for _, t := range tasks {
+			b, err := os.ReadFile(dir + "/" + t.Name() + "/schedstat")
+			if err != nil {
+				continue // the thread ended, or no schedstat at all
+			}
+			d, err := parseSchedstat(string(b))
+			if err != nil {
+				return 0, fmt.Errorf("%s/%s/schedstat: %w", dir, t.Name(), err)
+			}
+			sum += d
+			counted++
+		}
+		if counted > 0 {
+			return sum, nil
+		}
+	}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
@@ -27,6 +51,20 @@ func processCPU(pid int) (time.Duration, error) {
 		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
 	}
 	return d, nil
+}
+
+// parseSchedstat reads the time a thread has run from the contents of its
+// schedstat file: the first of three numbers, in nanoseconds.
+func parseSchedstat(s string) (time.Duration, error) {
+	f := strings.Fields(s)
+	if len(f) != 3 {
+		return 0, fmt.Errorf("%d fields, want 3", len(f))
+	}
+	ns, err := strconv.ParseUint(f[0], 10, 63)
+	if err != nil {
+		return 0, fmt.Errorf("bad run time %q", f[0])
+	}
+	return time.Duration(ns), nil
 }
 
 // parseProcStat reads the user plus system CPU time from the contents of a

@@ -257,6 +257,46 @@ func FuzzParseProcStat(f *testing.F) {
 	})
 }
 
+func TestParseSchedstat(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"1089620 0 2\n", 1089620 * time.Nanosecond, true},
+		{"0 5 7", 0, true},
+		{"1 2", 0, false},
+		{"x 0 2", 0, false},
+		{"-5 0 2", 0, false},
+		{"", 0, false},
+	} {
+		got, err := parseSchedstat(c.in)
+		if (err == nil) != c.ok || got != c.want {
+			t.Errorf("parseSchedstat(%q) = %v, %v; want %v, ok %v", c.in, got, err, c.want, c.ok)
+		}
+	}
+	// Burn a little CPU: the process meter must see it.
+	m := meterProcess(os.Getpid())
+	deadline := time.Now().Add(30 * time.Millisecond)
+	for n := 0; time.Now().Before(deadline); n++ {
+		_ = n * n
+	}
+	if s := m.seconds(); s < 0.01 {
+		t.Errorf("meterProcess(self) saw %.3f s of CPU after burning 30 ms", s)
+	}
+}
+
+func FuzzParseSchedstat(f *testing.F) {
+	f.Add("1089620 0 2\n")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := parseSchedstat(s)
+		if err == nil && d < 0 {
+			t.Errorf("parseSchedstat(%q) = %v: negative", s, d)
+		}
+	})
+}
+
 func TestParseRetransmits(t *testing.T) {
 	for _, c := range []struct {
 		in   string

@@ -74,6 +74,23 @@ func TestCheckSyncedAcks(t *testing.T) {
 10 1.000002 fdatasync(3) = 0
 10 1.000003 sendmmsg(6, ` + ack + `) = 1
 `, true},
+		{"durable write (pwritev2 RWF_DSYNC)", `
+10 1.000001 pwritev2(3, [{iov_base=` + data + `, iov_len=1024}], 1, 4096, RWF_DSYNC) = 1024
+10 1.000002 sendmmsg(6, ` + ack + `) = 1
+`, false},
+		{"durable write of another block", `
+10 1.000001 pwritev2(3, [{iov_base=` + data + `, iov_len=1024}], 1, 8192, RWF_DSYNC) = 1024
+10 1.000002 sendmmsg(6, ` + ack + `) = 1
+`, true},
+		{"pwritev2 without RWF_DSYNC, no sync", `
+10 1.000001 pwritev2(3, [{iov_base=` + data + `, iov_len=1024}], 1, 4096, RWF_NOWAIT) = 1024
+10 1.000002 sendmmsg(6, ` + ack + `) = 1
+`, true},
+		{"acknowledged before the durable write returned", `
+10 1.000001 pwritev2(3, [{iov_base=` + data + `, iov_len=1024}], 1, 4096, RWF_DSYNC <unfinished ...>
+11 1.000002 sendmmsg(6, ` + ack + `) = 1
+10 1.000003 <... pwritev2 resumed>) = 1024
+`, true},
 		{"no sync at all (O_SYNC, as vblade -s)", `
 10 1.000001 pwrite64(3, ` + data + `, 1024, 4096) = 1024
 10 1.000002 write(4, "` + straceHex([]byte(ackFrame(0x80000001, 8))) + `", 60) = 60

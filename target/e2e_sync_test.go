@@ -27,7 +27,7 @@ import (
 
 // straceSyscalls are the system calls the tests trace: the backend's
 // writes and syncs and every way a frame can enter or leave.
-const straceSyscalls = "trace=pwrite64,fdatasync,fsync,sendmmsg,sendmsg,sendto,write,recvmmsg,recvmsg,recvfrom"
+const straceSyscalls = "trace=pwrite64,pwritev2,fdatasync,fsync,sendmmsg,sendmsg,sendto,write,recvmmsg,recvmsg,recvfrom"
 
 // tracer is strace attached to a running process.
 type tracer struct {
@@ -136,9 +136,12 @@ type traceCall struct {
 	startT, endT float64 // their timestamps, in seconds
 	args         string  // the arguments as printed, entry and exit parts joined
 	ret          string  // the return value; "" if the call never returned in the trace
-	// off is a pwrite64's file offset, -1 for other calls; frames are the
-	// AoE frames a send or receive carried. parseStrace fills both in.
+	// off is a pwrite64's or pwritev2's file offset, -1 for other calls;
+	// dsync is set for a pwritev2 with RWF_DSYNC or RWF_SYNC, durable when
+	// it returns; frames are the AoE frames a send or receive carried.
+	// parseStrace fills them in.
 	off    int64
+	dsync  bool
 	frames [][]byte
 }
 
@@ -148,6 +151,7 @@ var (
 	straceCall    = regexp.MustCompile(`^(\w+)\((.*)$`)
 	straceReturn  = regexp.MustCompile(`\)\s+= (-?\d+|\?)[^=]*$`)
 	stracePwrite  = regexp.MustCompile(`^\d+, "[^"]*"(?:\.\.\.)?, (\d+), (\d+)`)
+	stracePwritev = regexp.MustCompile(`\], (\d+), (\d+), ([A-Z_|0-9]+)\)`)
 	straceIOVBase = regexp.MustCompile(`iov_base="((?:\\x[0-9a-f]{2})*)"`)
 	straceString  = regexp.MustCompile(`"((?:\\x[0-9a-f]{2})*)"`)
 )
@@ -200,6 +204,12 @@ func parseStrace(r io.Reader) ([]traceCall, error) {
 		c.off = -1
 		if m := stracePwrite.FindStringSubmatch(c.args); c.name == "pwrite64" && m != nil {
 			c.off, _ = strconv.ParseInt(m[2], 10, 64)
+		}
+		if m := stracePwritev.FindStringSubmatch(c.args); c.name == "pwritev2" && m != nil {
+			c.off, _ = strconv.ParseInt(m[2], 10, 64)
+			for _, flag := range strings.Split(m[3], "|") {
+				c.dsync = c.dsync || flag == "RWF_DSYNC" || flag == "RWF_SYNC"
+			}
 		}
 		if c.sends() || c.receives() {
 			c.frames = decodeFrames(c.args)
@@ -298,8 +308,8 @@ func ackedWrites(calls []traceCall) []ackedWrite {
 	return acks
 }
 
-// lastPwrite returns the last pwrite64 of off that returned before event
-// before, or nil.
+// lastPwrite returns the last pwrite64 or pwritev2 of off that returned
+// before event before, or nil.
 func lastPwrite(calls []traceCall, off int64, before int) *traceCall {
 	var last *traceCall
 	for i := range calls {
@@ -316,7 +326,9 @@ func lastPwrite(calls []traceCall, off int64, before int) *traceCall {
 
 // checkSyncedAcks checks, for every acknowledged write in the trace, that
 // an fdatasync started after its pwrite returned and returned before the
-// acknowledgement was sent. It returns how many acknowledgements it
+// acknowledgement was sent, or that the write was itself durable (a
+// pwritev2 with RWF_DSYNC, which returns once its data is) and returned
+// before it. It returns how many acknowledgements it
 // checked, how many syncs the trace holds, and what it found wrong.
 func checkSyncedAcks(calls []traceCall) (acks, syncs int, problems []string) {
 	for i := range calls {
@@ -328,10 +340,15 @@ func checkSyncedAcks(calls []traceCall) (acks, syncs int, problems []string) {
 		acks++
 		pw := lastPwrite(calls, int64(ack.lba)*aoe.SectorSize, ack.send.start)
 		var sync *traceCall
-		if pw != nil {
+		if pw != nil && !pw.dsync {
 			sync = syncBetween(calls, pw.end, ack.send.start)
 		}
 		switch {
+		case pw != nil && pw.dsync:
+			if pw.endT > ack.send.startT {
+				problems = append(problems, fmt.Sprintf("write at LBA %d: timestamps out of order: durable pwritev2 returned %.6f, sent %.6f",
+					ack.lba, pw.endT, ack.send.startT))
+			}
 		case pw == nil:
 			problems = append(problems, fmt.Sprintf("write at LBA %d (tag %#x) acknowledged at %.6f with no pwrite64 before it",
 				ack.lba, ack.tag, ack.send.startT))
@@ -432,9 +449,25 @@ func testE2ESyncDurability(t *testing.T, bin string) {
 		t.Fatalf("write at qd 16 under strace: %v", err)
 	}
 	took := time.Since(start)
+	// Then one write at a time: each comes alone, and is written durably
+	// in one pwritev2 (RWF_DSYNC) rather than written and synced.
+	const lone = 32
+	loneData := aoetest.RandomBytes(lone * aoe.SectorsPerFrame(1500) * aoe.SectorSize)
+	if err := r.client.WriteAt(ctx, dev, loneData, int64(size), 1); err != nil {
+		t.Fatalf("write at qd 1 under strace: %v", err)
+	}
 	tags := r.flushFrames(t, 0x0f1a0000)
 	calls := tr.stop(t, tags...)
 	stopBlade(t, b)
+	durable := 0
+	for i := range calls {
+		if calls[i].dsync && calls[i].finished() {
+			durable++
+		}
+	}
+	if durable < lone/2 {
+		t.Errorf("%d durable pwritev2 calls for %d writes sent one at a time, want most of them", durable, lone)
+	}
 
 	acks, syncs, problems := checkSyncedAcks(calls)
 	for i, p := range problems {
@@ -448,8 +481,9 @@ func testE2ESyncDurability(t *testing.T, bin string) {
 		t.Errorf("the trace shows %d acknowledged writes, want at least the %d the client needed", acks, want)
 	}
 	proveFlushSyncs(t, calls, tags)
-	t.Logf("%d acknowledged writes (%v under strace) covered by %d fdatasyncs: %.1f writes per sync",
-		acks, took.Round(time.Millisecond), syncs, float64(acks)/float64(max(syncs, 1)))
+	t.Logf("%d acknowledged writes (%v under strace at queue depth 16) covered by %d fdatasyncs: %.1f writes per sync;"+
+		" then %d of %d lone writes durable in one pwritev2",
+		acks, took.Round(time.Millisecond), syncs, float64(acks)/float64(max(syncs, 1)), durable, lone)
 }
 
 // testE2EFlushSyncs runs ironblade without -s under strace: writes are

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -51,6 +52,8 @@ type FileBackend struct {
 	// the read and the write of a block.
 	partial sync.RWMutex
 	bounce  sync.Pool // *[]byte, aligned, bounceSize long
+
+	noDSync atomic.Bool // pwritev2 with RWF_DSYNC was refused: old kernel
 }
 
 // bounceSize fits the largest AoE request (255 sectors) widened by a block
@@ -186,6 +189,44 @@ func (b *FileBackend) Sync() error {
 		return fmt.Errorf("target: sync: %w", err)
 	}
 	return nil
+}
+
+// WriteAtDurable implements DurableWriter with pwritev2 and RWF_DSYNC: the
+// data and what is needed to read it back reach stable storage before it
+// returns, as with O_DSYNC, so one call does what WriteAt and Sync would.
+// A file open with O_DIRECT, or a kernel without RWF_DSYNC (before 4.7),
+// gets ErrDurableUnsupported.
+func (b *FileBackend) WriteAtDurable(p []byte, off int64) (int, error) {
+	if b.readOnly {
+		return 0, fmt.Errorf("target: durable write: %w", os.ErrPermission)
+	}
+	if b.direct || b.noDSync.Load() || len(p) == 0 {
+		return 0, ErrDurableUnsupported
+	}
+	if off < 0 || off+int64(len(p)) > b.size {
+		return 0, fmt.Errorf("target: durable write of %d bytes at %d: beyond the %d-byte export", len(p), off, b.size)
+	}
+	iov := unix.Iovec{Base: &p[0]}
+	iov.SetLen(len(p))
+	abs := b.offset + off
+	for {
+		n, _, errno := unix.Syscall6(unix.SYS_PWRITEV2, b.fd, uintptr(unsafe.Pointer(&iov)), 1,
+			uintptr(abs), uintptr(uint64(abs)>>32>>32), unix.RWF_DSYNC)
+		switch {
+		case errno == unix.EINTR:
+			continue
+		case errno == unix.ENOSYS || errno == unix.EOPNOTSUPP || errno == unix.EINVAL:
+			// The arguments are valid, so the kernel does not know
+			// pwritev2 or the flag: never ask again.
+			b.noDSync.Store(true)
+			return 0, ErrDurableUnsupported
+		case errno != 0:
+			return 0, fmt.Errorf("target: durable write: %w", os.NewSyscallError("pwritev2", errno))
+		case int(n) != len(p):
+			return int(n), fmt.Errorf("target: durable write: %d of %d bytes written: %w", n, len(p), io.ErrShortWrite)
+		}
+		return int(n), nil
+	}
 }
 
 // directOK reports whether I/O of p at the absolute offset abs may bypass

@@ -547,3 +547,22 @@ func (l *discardLink) WriteFrame(b []byte) error       { return nil }
 func (l *discardLink) MTU() int                        { return l.mtu }
 func (l *discardLink) HardwareAddr() aoe.MAC           { return l.mac }
 func (l *discardLink) Close() error                    { return nil }
+
+// writeConcurrently runs writers goroutines, each writing perWriter
+// sectors of its own one after the other, each write waiting for its
+// successful answer: writers writes stay in flight.
+func writeConcurrently(t *testing.T, h *harness, writers, perWriter int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range perWriter {
+				resp := h.client.roundTrip(t, writeReq(h.client, t, uint64(w*perWriter+i), pattern(512, byte(i))))
+				if a := decodeATA(t, resp); a.CmdStatus != aoe.ATAStatusDRDY {
+					t.Errorf("write %d of writer %d: status %#x", i, w, a.CmdStatus)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}

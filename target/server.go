@@ -132,6 +132,10 @@ type request struct {
 	n    int
 	resp int  // response length
 	sync bool // a write whose acknowledgement waits for a sync (counted in SyncedWrites)
+	// alone is set when the request came by itself, in a read of one
+	// frame: with nothing queued behind it, a durable write may hold
+	// the loop for its device round trip.
+	alone bool
 }
 
 // session is the state of one Serve call.
@@ -140,6 +144,7 @@ type session struct {
 	link        aoe.Link
 	batch       aoe.BatchLink // link, if it moves frames in batches
 	nonblocking NonblockingBackend
+	durable     DurableWriter // the backend, if it can make a write durable in one call
 	mac         aoe.MAC
 	maxSPF      int // sectors per frame the buffers can hold
 	readBatch   int // the most frames the loop reads at once
@@ -274,6 +279,7 @@ func (s *Server) newSession(link aoe.Link) *session {
 		readBatch: 1,
 	}
 	c.nonblocking, _ = s.cfg.Backend.(NonblockingBackend)
+	c.durable, _ = s.cfg.Backend.(DurableWriter)
 	if bl, ok := link.(aoe.BatchLink); ok {
 		c.batch = bl
 		c.readBatch = receiveBatch
@@ -427,6 +433,9 @@ func (lp *loop) serve(n int) {
 	for i := range n {
 		r := lp.held[i]
 		r.n = lp.lens[i]
+		// A link without batches reads one frame at a time, whatever
+		// waits behind it.
+		r.alone = n == 1 && c.batch != nil
 		switch c.tryHandle(r) {
 		case replyNow:
 			lp.out = append(lp.out, r.buf[:r.resp])

@@ -32,6 +32,7 @@ type syncer struct {
 
 	mu      sync.Mutex
 	pending []*request
+	syncing bool // a round is under way
 
 	spare  []*request // the other half of the double buffer
 	frames [][]byte   // responses of a round, reused
@@ -85,6 +86,16 @@ func (y *syncer) run(stop <-chan struct{}) {
 	}
 }
 
+// idleForOne reports whether a write may be made durable on its own
+// rather than join a round: no round is under way or queued, and the last
+// one answered at most one request, so no group is forming that it
+// would leave.
+func (y *syncer) idleForOne() bool {
+	y.mu.Lock()
+	defer y.mu.Unlock()
+	return !y.syncing && len(y.pending) == 0 && y.expect <= 1
+}
+
 // queued reports the length of the queue.
 func (y *syncer) queued() int {
 	y.mu.Lock()
@@ -119,6 +130,7 @@ func (y *syncer) round() {
 	y.mu.Lock()
 	batch := y.pending
 	y.pending = y.spare[:0]
+	y.syncing = len(batch) > 0
 	y.mu.Unlock()
 	y.spare = batch
 	if len(batch) == 0 {
@@ -151,6 +163,7 @@ func (y *syncer) round() {
 	// those queued before the answers leave.
 	y.mu.Lock()
 	y.expect = len(y.pending) + len(batch)
+	y.syncing = false
 	y.mu.Unlock()
 	frames := y.frames[:0]
 	for _, r := range batch {

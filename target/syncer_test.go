@@ -1,11 +1,8 @@
 package target
 
 import (
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/ironblade/ironblade/aoe"
 )
 
 // TestGroupCommitGathers has writers keep writes in flight in sync mode:
@@ -19,18 +16,7 @@ func TestGroupCommitGathers(t *testing.T) {
 			disk := newMemDisk(testSectors)
 			disk.syncDelay = 3 * time.Millisecond
 			h := newHarness(t, withConfig(func(c *Config) { c.Backend = kind.wrap(disk); c.SyncWrites = true }))
-			var wg sync.WaitGroup
-			for w := range writers {
-				wg.Go(func() {
-					for i := range perWriter {
-						resp := h.client.roundTrip(t, writeReq(h.client, t, uint64(w*perWriter+i), pattern(512, byte(i))))
-						if a := decodeATA(t, resp); a.CmdStatus != aoe.ATAStatusDRDY {
-							t.Errorf("write: status %#x", a.CmdStatus)
-						}
-					}
-				})
-			}
-			wg.Wait()
+			writeConcurrently(t, h, writers, perWriter)
 			st := h.srv.Stats()
 			perSync := float64(st.SyncedWrites) / float64(st.Syncs)
 			t.Logf("%d writes, %d syncs: %.1f writes per sync", st.SyncedWrites, st.Syncs, perSync)

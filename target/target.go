@@ -50,6 +50,23 @@ type NonblockingBackend interface {
 	TryWriteAt(p []byte, off int64) (int, error)
 }
 
+// A DurableWriter is a Backend that can write data and make it durable in
+// one call, as WriteAt followed by Sync would for that data alone. In sync
+// mode (and for WRITE FUA EXT) a write that finds no other waiting for a
+// sync takes this path: a lone writer then pays one device round trip, as
+// with vblade -s's O_SYNC, instead of a write and a separate sync.
+type DurableWriter interface {
+	Backend
+	// WriteAtDurable is WriteAt, returning once the data is durable. When
+	// it cannot make writes durable this way it writes nothing and
+	// returns ErrDurableUnsupported.
+	WriteAtDurable(p []byte, off int64) (int, error)
+}
+
+// ErrDurableUnsupported is returned by a DurableWriter that cannot make
+// a write durable in one call; the write then waits for a Sync.
+var ErrDurableUnsupported = errors.New("target: durable writes not supported")
+
 // ErrWouldBlock is returned by a NonblockingBackend for I/O it cannot do
 // without waiting for a device.
 var ErrWouldBlock = errors.New("target: I/O would wait for the device")
@@ -118,8 +135,9 @@ const (
 type Stats struct {
 	FramesIn, FramesOut     uint64
 	BytesRead, BytesWritten uint64
-	// Syncs counts fdatasync calls; SyncedWrites counts the writes they
-	// covered (their ratio shows the group commit at work).
+	// Syncs counts Backend.Sync calls and lone writes made durable in one
+	// call (DurableWriter); SyncedWrites counts the writes they covered
+	// (their ratio shows the group commit at work).
 	Syncs, SyncedWrites uint64
 	// Dropped counts frames ignored, by reason: "short" (shorter than its
 	// headers), "not_aoe", "response" (R flag set), "other_host" (unicast
