@@ -86,9 +86,13 @@ func compareCommand() *cli.Command {
 		Usage: "measure ironblade against vblade over a veth pair (needs root)",
 		Description: "Creates two network namespaces joined by a veth pair, then for each MTU, mode (with and\n" +
 			"without -s), operation and queue depth runs ironblade and then vblade on a fresh sparse file\n" +
-			"and drives each with the same generator for --duration. Prints a markdown table (or JSON)\n" +
-			"to stdout and a line per cell to stderr. Backing files go to --dir: keep it on a disk\n" +
-			"filesystem, since fdatasync on tmpfs is a no-op and -s would measure nothing.",
+			"and drives each with the same generator for --duration. Each cell also gets the CPU the\n" +
+			"target used (scheduler run time of its threads) per request. With -s cells, it first\n" +
+			"measures the disk's own ceiling for durable writes (O_SYNC one at a time, as vblade -s,\n" +
+			"against N writes per fdatasync), which bounds the -s ratio any target can reach there.\n" +
+			"Prints a markdown table (or JSON) to stdout and a line per cell to stderr. Backing files\n" +
+			"go to --dir: keep it on a disk filesystem, since fdatasync on tmpfs is a no-op and -s\n" +
+			"would measure nothing.",
 		Flags: []cli.Flag{
 			&cli.DurationFlag{Name: "duration", Value: 3 * time.Second, Usage: "measure each cell for `DUR`"},
 			&cli.DurationFlag{Name: "warmup", Value: 300 * time.Millisecond, Usage: "run each cell `DUR` before measuring"},
