@@ -2,6 +2,7 @@ package target_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/hex"
@@ -459,6 +460,14 @@ func testE2ESyncDurability(t *testing.T, bin string) {
 	tags := r.flushFrames(t, 0x0f1a0000)
 	calls := tr.stop(t, tags...)
 	stopBlade(t, b)
+	onDisk, err := os.ReadFile(disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(onDisk[:size], data) || !bytes.Equal(onDisk[size:size+len(loneData)], loneData) {
+		t.Errorf("the file does not hold what was written at queue depth 16 (%v) and then one at a time (%v)",
+			bytes.Equal(onDisk[:size], data), bytes.Equal(onDisk[size:size+len(loneData)], loneData))
+	}
 	durable := 0
 	for i := range calls {
 		if calls[i].dsync && calls[i].finished() {
