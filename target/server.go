@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -207,7 +208,16 @@ func (s *Server) Serve(ctx context.Context, link aoe.Link) error {
 		close(syncDone)
 	}()
 	loopDone := make(chan error, 1)
-	go func() { loopDone <- c.loop() }()
+	go func() {
+		// The loop keeps one thread. Its reads block in the kernel, and
+		// the scheduler would otherwise often resume it on another
+		// thread, each move a futex wake-up and a context switch: at
+		// queue depth 16 and 64 over veth, keeping it served about 15%
+		// more requests per second (ironbench compare).
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		loopDone <- c.loop()
+	}()
 
 	s.log.Info("serving", "mac", c.mac, "mtu", link.MTU(), "sectors_per_frame", c.sectorsPerFrame(),
 		"sectors", s.sectors, "buffers", s.cfg.BufferCount, "workers", s.cfg.Workers,
