@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -21,33 +20,6 @@ var (
 	targetMAC = aoe.MAC{0x02, 0, 0, 0, 0, 0x01}
 	clientMAC = aoe.MAC{0x02, 0, 0, 0, 0, 0x02}
 )
-
-// memDisk is an in-memory target.Backend.
-type memDisk struct {
-	mu   sync.RWMutex
-	data []byte
-}
-
-func (d *memDisk) ReadAt(p []byte, off int64) (int, error) {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	if off < 0 || off+int64(len(p)) > int64(len(d.data)) {
-		return 0, io.EOF
-	}
-	return copy(p, d.data[off:]), nil
-}
-
-func (d *memDisk) WriteAt(p []byte, off int64) (int, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if off < 0 || off+int64(len(p)) > int64(len(d.data)) {
-		return 0, io.ErrShortWrite
-	}
-	return copy(d.data[off:], p), nil
-}
-
-func (d *memDisk) Sync() error { return nil }
-func (d *memDisk) Size() int64 { return int64(len(d.data)) }
 
 // deadlineLink gives a hub port the read deadlines the generator needs: a
 // goroutine reads the port into a channel.
@@ -118,7 +90,7 @@ func serveOnHub(t *testing.T, sectors int, mtu, lossPercent int) *deadlineLink {
 			return rng.IntN(100) >= lossPercent
 		}
 	}
-	srv, err := target.NewServer(target.Config{Shelf: 1, Backend: &memDisk{data: make([]byte, sectors*aoe.SectorSize)},
+	srv, err := target.NewServer(target.Config{Shelf: 1, Backend: aoetest.NewMemDisk(sectors*aoe.SectorSize),
 		Logger: discardLogger()})
 	if err != nil {
 		t.Fatal(err)

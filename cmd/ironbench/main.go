@@ -79,6 +79,23 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 	}
 }
 
+// Flags that compare and nbd share.
+func mtuFlag() cli.Flag {
+	return &cli.StringFlag{Name: "mtu", Value: "1500,9000", Usage: "MTUs of the veth pair, `LIST` of integers"}
+}
+
+func ironbladeFlag() cli.Flag {
+	return &cli.StringFlag{Name: "ironblade", Usage: "ironblade binary at `PATH` (default bin/ironblade, built if missing)"}
+}
+
+func vbladeFlag() cli.Flag {
+	return &cli.StringFlag{Name: "vblade", Value: "/usr/sbin/vblade", Usage: "vblade binary at `PATH`"}
+}
+
+func jsonFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "json", Usage: "print JSON instead of a markdown table"}
+}
+
 // compareCommand is `ironbench compare`.
 func compareCommand() *cli.Command {
 	return &cli.Command{
@@ -97,16 +114,16 @@ func compareCommand() *cli.Command {
 			&cli.DurationFlag{Name: "duration", Value: 3 * time.Second, Usage: "measure each cell for `DUR`"},
 			&cli.DurationFlag{Name: "warmup", Value: 300 * time.Millisecond, Usage: "run each cell `DUR` before measuring"},
 			&cli.StringFlag{Name: "qd", Value: "1,16,64", Usage: "queue depths, `LIST` of integers"},
-			&cli.StringFlag{Name: "mtu", Value: "1500,9000", Usage: "MTUs of the veth pair, `LIST` of integers"},
+			mtuFlag(),
 			&cli.StringFlag{Name: "ops", Value: "read,write", Usage: "operations, `LIST` of read and write"},
 			&cli.StringFlag{Name: "sync", Value: "no,yes", Usage: "modes, `LIST` of no (plain) and yes (-s)"},
-			&cli.StringFlag{Name: "ironblade", Usage: "ironblade binary at `PATH` (default bin/ironblade, built if missing)"},
-			&cli.StringFlag{Name: "vblade", Value: "/usr/sbin/vblade", Usage: "vblade binary at `PATH`"},
+			ironbladeFlag(),
+			vbladeFlag(),
 			&cli.StringFlag{Name: "dir", Value: "/var/tmp", Usage: "put the backing files in `DIR` (on disk, not tmpfs)"},
 			&cli.StringFlag{Name: "size", Value: "256MiB", Usage: "backing file `SIZE` (bytes, or with K, M, G, KiB, MiB, GiB)"},
 			&cli.DurationFlag{Name: "min-rto", Value: bench.DefaultMinTimeout,
 				Usage: "retransmit a request unanswered after at least `DUR` (more if round trips are slower)"},
-			&cli.BoolFlag{Name: "json", Usage: "print JSON instead of a markdown table"},
+			jsonFlag(),
 		},
 		Action: runCompare,
 	}

@@ -25,7 +25,7 @@ func nbdCommand() *cli.Command {
 			"to stdout, or JSON, and a line per pass to stderr. Unless --warm, the page cache is dropped\n" +
 			"before every pass, so reads come from the disk. --repeat runs rounds and reports medians.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "mtu", Value: "1500,9000", Usage: "MTUs of the veth pair, `LIST` of integers"},
+			mtuFlag(),
 			&cli.StringFlag{Name: "size", Value: "256MiB", Usage: "export and copy `SIZE` (bytes, or with K, M, G, KiB, MiB, GiB)"},
 			&cli.StringFlag{Name: "target", Value: "both", Usage: "target `PROGRAM`: ironblade, vblade or both"},
 			&cli.StringFlag{Name: "qd", Value: "16,64", Usage: "queue depths of the raw passes, `LIST` of integers"},
@@ -33,13 +33,13 @@ func nbdCommand() *cli.Command {
 			&cli.StringFlag{Name: "source-dir", Value: "/dev/shm", Usage: "put the file nbdcopy copies in, in `DIR` (tmpfs keeps it off disk)"},
 			&cli.BoolFlag{Name: "warm", Usage: "keep the page cache between passes instead of dropping it"},
 			&cli.IntFlag{Name: "repeat", Value: 1, Usage: "run `N` rounds of every pass and report medians"},
-			&cli.StringFlag{Name: "ironblade", Usage: "ironblade binary at `PATH` (default bin/ironblade, built if missing)"},
+			ironbladeFlag(),
 			&cli.StringFlag{Name: "ironaoe", Usage: "ironaoe binary at `PATH` (default bin/ironaoe)"},
-			&cli.StringFlag{Name: "vblade", Value: "/usr/sbin/vblade", Usage: "vblade binary at `PATH`"},
+			vbladeFlag(),
 			&cli.StringFlag{Name: "nbdcopy", Value: "nbdcopy", Usage: "nbdcopy binary at `PATH`"},
 			&cli.DurationFlag{Name: "min-rto", Value: bench.DefaultMinTimeout,
 				Usage: "raw passes: retransmit a request unanswered after at least `DUR`"},
-			&cli.BoolFlag{Name: "json", Usage: "print JSON instead of a markdown table"},
+			jsonFlag(),
 		},
 		Action: runNBD,
 	}
