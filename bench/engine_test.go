@@ -90,7 +90,7 @@ func serveOnHub(t *testing.T, sectors int, mtu, lossPercent int) *deadlineLink {
 			return rng.IntN(100) >= lossPercent
 		}
 	}
-	srv, err := target.NewServer(target.Config{Shelf: 1, Backend: aoetest.NewMemDisk(sectors*aoe.SectorSize),
+	srv, err := target.NewServer(target.Config{Shelf: 1, Backend: aoetest.NewMemDisk(sectors * aoe.SectorSize),
 		Logger: discardLogger()})
 	if err != nil {
 		t.Fatal(err)
