@@ -302,13 +302,6 @@ func (i *Initiator) Run(ctx context.Context) error {
 	return nil
 }
 
-// isClosed reports whether Run has finished.
-func (i *Initiator) isClosed() bool {
-	i.mu.Lock()
-	defer i.mu.Unlock()
-	return i.closed
-}
-
 // readLoop handles every frame one link receives.
 func (i *Initiator) readLoop(ctx context.Context, l *link) {
 	const batch = 16
