@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ironblade/ironblade/aoe"
 	"github.com/ironblade/ironblade/aoe/aoetest"
@@ -23,6 +24,8 @@ func (d *durableDisk) WriteAtDurable(p []byte, off int64) (int, error) {
 	if d.unsupported {
 		return 0, ErrDurableUnsupported
 	}
+	// As long as a sync: the device round trip it stands for.
+	time.Sleep(d.syncDelay)
 	n, err := d.WriteAt(p, off)
 	if err == nil {
 		d.durable.Add(1)
@@ -74,7 +77,7 @@ func TestLoneSyncWriteIsDurable(t *testing.T) {
 // written durably on its own.
 func TestGroupedWritesAreNotDurableOneByOne(t *testing.T) {
 	disk := &durableDisk{memDisk: newMemDisk(testSectors)}
-	disk.syncDelay = 2e6 // 2 ms: groups form while a sync runs
+	disk.syncDelay = 2 * time.Millisecond // groups form while a sync runs
 	h := newHarness(t, withConfig(func(c *Config) { c.Backend = disk; c.SyncWrites = true }),
 		withLink(func(l aoe.Link) aoe.Link { return newBatchPort(l.(*aoetest.Port)) }))
 	const writers, perWriter = 16, 10
