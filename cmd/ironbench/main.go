@@ -169,18 +169,26 @@ func runCompare(c *cli.Context) error {
 	}
 	rep, err := bench.Compare(c.Context, cfg)
 	if rep != nil && len(rep.Cells) > 0 {
-		var werr error
-		if c.Bool("json") {
-			werr = rep.WriteJSON(c.App.Writer)
-		} else {
-			werr = rep.WriteMarkdown(c.App.Writer)
-		}
-		err = errors.Join(err, werr)
+		err = errors.Join(err, writeReport(c, rep))
 	}
 	if err != nil {
 		return fmt.Errorf("compare: %w", err)
 	}
 	return nil
+}
+
+// report is a measurement that prints as a markdown table or as JSON.
+type report interface {
+	WriteJSON(io.Writer) error
+	WriteMarkdown(io.Writer) error
+}
+
+// writeReport prints rep to the command's output, as JSON if --json.
+func writeReport(c *cli.Context, rep report) error {
+	if c.Bool("json") {
+		return rep.WriteJSON(c.App.Writer)
+	}
+	return rep.WriteMarkdown(c.App.Writer)
 }
 
 // ironbladeBinary returns path if set, else bin/ironblade, which it builds

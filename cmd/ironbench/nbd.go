@@ -94,13 +94,7 @@ func runNBD(c *cli.Context) error {
 	}
 	rep, err := bench.MeasureNBD(c.Context, cfg)
 	if rep != nil && len(rep.Cells) > 0 {
-		var werr error
-		if c.Bool("json") {
-			werr = rep.WriteJSON(c.App.Writer)
-		} else {
-			werr = rep.WriteMarkdown(c.App.Writer)
-		}
-		err = errors.Join(err, werr)
+		err = errors.Join(err, writeReport(c, rep))
 	}
 	if err != nil {
 		return fmt.Errorf("nbd: %w", err)
