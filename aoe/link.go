@@ -42,3 +42,30 @@ type BatchLink interface {
 // ErrFrameTooLarge is wrapped by WriteFrame when a frame is larger than the
 // link's MTU allows.
 var ErrFrameTooLarge = errors.New("frame larger than the link MTU")
+
+// A Wrapper is a Link built on another one, such as a layer that seals
+// frames. Unwrap returns the Link beneath, so that callers can reach
+// capabilities (statistics, the interface name, a VLAN) of the link at the
+// bottom of a chain. Batching and deadlines are not reached this way: a
+// wrapper that supports them implements BatchLink or SetReadDeadline
+// itself, since frames must pass through it.
+type Wrapper interface {
+	Unwrap() Link
+}
+
+// LinkAs reports the first link in l's chain of wrappers, l included, that
+// is a T, in the manner of errors.As.
+func LinkAs[T any](l Link) (T, bool) {
+	for l != nil {
+		if t, ok := l.(T); ok {
+			return t, true
+		}
+		w, ok := l.(Wrapper)
+		if !ok {
+			break
+		}
+		l = w.Unwrap()
+	}
+	var zero T
+	return zero, false
+}
