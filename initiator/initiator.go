@@ -247,7 +247,7 @@ func New(cfg Config) (*Initiator, error) {
 // linkName names a link for logs and Stats: its interface name when it
 // tells one (as aoe.RawLink does), else its position in Config.Links.
 func linkName(l aoe.Link, n int) string {
-	if named, ok := l.(interface{ Interface() string }); ok {
+	if named, ok := aoe.LinkAs[interface{ Interface() string }](l); ok {
 		return named.Interface()
 	}
 	return fmt.Sprintf("link%d", n)

@@ -57,6 +57,8 @@ type engineOptions struct {
 	VLAN uint16
 	// Config holds the tunables; its Links and Logger are filled in later.
 	Config initiator.Config
+	// AuthKeys are the --auth-key files (docs/auth.md).
+	AuthKeys []authKeyArg
 }
 
 // discoverOptions are discover's.
@@ -161,6 +163,8 @@ func engineFlags() []cli.Flag {
 			Usage:       "find and reach targets on `IFACE` (repeatable, or comma-separated)"},
 		&cli.UintFlag{Name: "vlan",
 			Usage: "speak AoE on 802.1Q VLAN `VID` (1-4094), tagged in userspace: no 8021q module needed"},
+		&cli.StringSliceFlag{Name: "auth-key",
+			Usage: "use only targets that prove the key in `FILE` (sealed AoE, docs/auth.md): for every device, or eS.L=FILE for one (repeatable)"},
 	}
 	for _, d := range durationTunables() {
 		flags = append(flags, &cli.DurationFlag{Name: d.flag, Value: d.def, Category: cat, Usage: d.usage})
@@ -557,6 +561,11 @@ func engineOptionsFrom(c *cli.Context) (engineOptions, error) {
 		return e, fmt.Errorf("--vlan %d: want a VLAN ID from 1 to %d, or 0 for untagged: %w", vlan, aoe.MaxVLAN, aoe.ErrInvalidVLAN)
 	}
 	e.VLAN = uint16(vlan)
+	keys, err := parseAuthKeys(c.StringSlice("auth-key"))
+	if err != nil {
+		return e, err
+	}
+	e.AuthKeys = keys
 	cfg := &e.Config
 	for _, d := range durationTunables() {
 		dst := d.field(cfg)

@@ -74,7 +74,7 @@ func attach(ctx context.Context, o attachOptions, env *environment) error {
 	status := func() processStatus {
 		return processStatus{
 			PID: os.Getpid(), Command: "attach", Version: version, Started: started,
-			Interfaces: eng.interfaces, Exports: []string{dev.Name()}, Attached: kdev.Path(), Stats: eng.ini.Stats(),
+			Interfaces: eng.interfaces, Exports: []string{dev.Name()}, Attached: kdev.Path(), Stats: eng.ini.Stats(), Auth: eng.authStats(),
 		}
 	}
 	ctl, err := startControl(o.ControlDir, status, log)

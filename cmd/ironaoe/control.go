@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ironblade/ironblade/crypto/seal"
 	"github.com/ironblade/ironblade/initiator"
 )
 
@@ -46,6 +47,8 @@ type processStatus struct {
 	// Socket is the control socket that answered; stat fills it in.
 	Socket string          `json:"socket,omitempty"`
 	Stats  initiator.Stats `json:"stats"`
+	// Auth is the sealing layer's state per link, with --auth-key.
+	Auth []seal.Stats `json:"auth,omitempty"`
 }
 
 // controlServer answers stat on a Unix socket.

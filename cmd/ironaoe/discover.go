@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/ironblade/ironblade/crypto/seal"
 	"github.com/ironblade/ironblade/initiator"
 )
 
@@ -42,6 +43,9 @@ type discoveredTarget struct {
 	SectorsPerFrame int    `json:"sectors_per_frame"`
 	Firmware        uint16 `json:"firmware"`
 	ConfigString    string `json:"config_string"`
+	// Auth is, with --auth-key, "proven" for a target that proved the
+	// key, else why it did not; empty without a key.
+	Auth string `json:"auth,omitempty"`
 }
 
 // discover broadcasts Query Config, waits o.Wait for answers and for the
@@ -72,6 +76,7 @@ func discover(ctx context.Context, o discoverOptions, env *environment) error {
 		}
 	}
 	result := discoveryFrom(eng.ini.Stats(), eng.interfaces)
+	addAuth(&result, eng.authStats())
 	if len(result.Devices) == 0 {
 		env.Logger.Warn("no AoE device answered", "interfaces", strings.Join(eng.interfaces, ","), "waited", o.Wait)
 	}
@@ -103,15 +108,29 @@ func discoveryFrom(st initiator.Stats, interfaces []string) discovery {
 // formatDiscovery prints one line per target of every device.
 func formatDiscovery(w io.Writer, r discovery) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "DEVICE\tTARGET\tINTERFACE\tBUFFERS\tSECTORS/FRAME\tFIRMWARE\tCAPACITY\tCONFIG")
+	auth := false
+	for _, d := range r.Devices {
+		for _, t := range d.Targets {
+			auth = auth || t.Auth != ""
+		}
+	}
+	header := "DEVICE\tTARGET\tINTERFACE\tBUFFERS\tSECTORS/FRAME\tFIRMWARE\tCAPACITY\tCONFIG"
+	if auth {
+		header += "\tAUTH"
+	}
+	fmt.Fprintln(tw, header)
 	for _, d := range r.Devices {
 		capacity := "unknown"
 		if d.Size > 0 {
 			capacity = formatBytes(d.Size)
 		}
 		for _, t := range d.Targets {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%#04x\t%s\t%s\n", d.Name, t.MAC, t.Interface,
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%#04x\t%s\t%s", d.Name, t.MAC, t.Interface,
 				t.BufferCount, t.SectorsPerFrame, t.Firmware, capacity, quoteConfig(t.ConfigString))
+			if auth {
+				fmt.Fprintf(tw, "\t%s", orDash(t.Auth))
+			}
+			fmt.Fprintln(tw)
 		}
 	}
 	return tw.Flush()
@@ -161,4 +180,41 @@ func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// addAuth marks the targets that proved the key and adds those that did
+// not (the initiator never saw them), with why.
+func addAuth(r *discovery, stats []seal.Stats) {
+	for _, st := range stats {
+		for _, p := range st.Peers {
+			var d *discoveredDevice
+			for i := range r.Devices {
+				if r.Devices[i].Name == p.Device {
+					d = &r.Devices[i]
+				}
+			}
+			if d == nil {
+				var shelf, slot int
+				fmt.Sscanf(p.Device, "e%d.%d", &shelf, &slot)
+				r.Devices = append(r.Devices, discoveredDevice{Name: p.Device, Shelf: uint16(shelf), Slot: uint8(slot), Targets: []discoveredTarget{}})
+				d = &r.Devices[len(r.Devices)-1]
+			}
+			auth := "proven"
+			if p.State != "established" {
+				auth = "NOT PROVEN: " + p.State
+				if p.LastError != "" {
+					auth = "NOT PROVEN: " + p.LastError
+				}
+			}
+			found := false
+			for i := range d.Targets {
+				if d.Targets[i].MAC == p.MAC {
+					d.Targets[i].Auth, found = auth, true
+				}
+			}
+			if !found {
+				d.Targets = append(d.Targets, discoveredTarget{MAC: p.MAC, Auth: auth})
+			}
+		}
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ironblade/ironblade/aoe"
+	"github.com/ironblade/ironblade/crypto/seal"
 	"github.com/ironblade/ironblade/initiator"
 )
 
@@ -19,6 +20,7 @@ const flushTimeout = 30 * time.Second
 // engine is a running initiator on its links.
 type engine struct {
 	ini        *initiator.Initiator
+	seals      []*seal.InitiatorLink // the sealing layers, with --auth-key
 	interfaces []string
 	cancel     context.CancelFunc
 	done       chan struct{}
@@ -41,7 +43,16 @@ func startEngine(ctx context.Context, o engineOptions, env *environment) (*engin
 		}
 	}
 	names = slices.Compact(slices.Sorted(slices.Values(names)))
+	var authCfg seal.InitiatorConfig
+	if len(o.AuthKeys) > 0 {
+		var err error
+		if authCfg, err = loadAuthConfig(o.AuthKeys); err != nil {
+			return nil, err
+		}
+		authCfg.Logger = env.Logger
+	}
 	var links []aoe.Link
+	var seals []*seal.InitiatorLink
 	closeLinks := func() {
 		for _, l := range links {
 			l.Close()
@@ -53,6 +64,16 @@ func startEngine(ctx context.Context, o engineOptions, env *environment) (*engin
 			closeLinks()
 			return nil, fmt.Errorf("interface %s: %w", name, err)
 		}
+		if len(o.AuthKeys) > 0 {
+			sl, err := seal.NewInitiatorLink(l, authCfg)
+			if err != nil {
+				l.Close()
+				closeLinks()
+				return nil, fmt.Errorf("authentication: %w", err)
+			}
+			seals = append(seals, sl)
+			l = sl
+		}
 		links = append(links, l)
 	}
 	cfg := o.Config
@@ -63,7 +84,10 @@ func startEngine(ctx context.Context, o engineOptions, env *environment) (*engin
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	e := &engine{ini: ini, interfaces: names, cancel: cancel, done: make(chan struct{})}
+	if len(seals) > 0 {
+		env.Logger.Info("authentication on: only targets that prove the key are used", "keys", describeKeys(authCfg))
+	}
+	e := &engine{ini: ini, seals: seals, interfaces: names, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(e.done)
 		if err := ini.Run(runCtx); err != nil {
@@ -98,4 +122,27 @@ func (e *engine) flush(env *environment) {
 		})
 	}
 	wg.Wait()
+}
+
+// authStats reports the sealing layers' state, one per link (nil without
+// --auth-key).
+func (e *engine) authStats() []seal.Stats {
+	var out []seal.Stats
+	for _, s := range e.seals {
+		out = append(out, s.Stats())
+	}
+	return out
+}
+
+// describeKeys names the keys in force for the log.
+func describeKeys(cfg seal.InitiatorConfig) string {
+	var parts []string
+	if cfg.DefaultKey.Valid() {
+		parts = append(parts, fmt.Sprintf("every device: %08x", cfg.DefaultKey.ID))
+	}
+	for d, k := range cfg.Keys {
+		parts = append(parts, fmt.Sprintf("%s: %08x", d, k.ID))
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, "; ")
 }

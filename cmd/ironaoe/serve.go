@@ -170,7 +170,7 @@ func serve(ctx context.Context, o serveOptions, env *environment) error {
 	status := func() processStatus {
 		return processStatus{
 			PID: os.Getpid(), Command: "serve", Version: version, Started: started,
-			Interfaces: eng.interfaces, Listeners: addrs, Exports: exports.names(), Stats: eng.ini.Stats(),
+			Interfaces: eng.interfaces, Listeners: addrs, Exports: exports.names(), Stats: eng.ini.Stats(), Auth: eng.authStats(),
 		}
 	}
 	ctl, err := startControl(o.ControlDir, status, log)

@@ -85,6 +85,9 @@ func formatStatus(w io.Writer, procs []processStatus, now time.Time) error {
 				return err
 			}
 		}
+		if err := formatAuth(w, p.Auth, now); err != nil {
+			return err
+		}
 	}
 	return nil
 }

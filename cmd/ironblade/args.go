@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ironblade/ironblade/aoe"
+	"github.com/ironblade/ironblade/crypto/seal"
 	"github.com/ironblade/ironblade/target"
 )
 
@@ -67,6 +68,11 @@ type options struct {
 	Workers          int
 	// VLAN is --vlan: the 802.1Q VLAN ID to serve on, or 0 for untagged.
 	VLAN uint16
+	// AuthKeys are --auth-key files: with any, the export is keyed
+	// (docs/auth.md); two while one key replaces another.
+	AuthKeys []string
+	// AuthMode is --auth-mode: whether plain initiators are refused.
+	AuthMode seal.Mode
 
 	// Warnings are about input that vblade takes and ironblade adjusts
 	// (empty or group -m entries, a huge -b); they are logged once a
@@ -109,6 +115,10 @@ func flags() []cli.Flag {
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log as `FORMAT`: text or json"},
 		&cli.IntFlag{Name: "workers", DefaultText: "bufcnt",
 			Usage: "execute at most `N` requests at once"},
+		&cli.StringSliceFlag{Name: "auth-key",
+			Usage: "require initiators to prove the key in `FILE` (sealed AoE, docs/auth.md); repeat to accept a second key during a rotation; SIGHUP re-reads the files"},
+		&cli.StringFlag{Name: "auth-mode", Value: "required",
+			Usage: "with --auth-key: `MODE` required (refuse plain initiators) or optional (let them in too, for a migration)"},
 		&cli.StringFlag{Name: "vlan", DefaultText: "untagged",
 			Usage: "serve on 802.1Q VLAN `VID` (1 to 4094): tag every frame and take only that VLAN's (no VLAN device needed)"},
 	}
@@ -292,6 +302,20 @@ func optionsFrom(c *cli.Context) (options, error) {
 		}
 		o.VLAN = uint16(vid)
 	}
+	o.AuthKeys = c.StringSlice("auth-key")
+	for _, f := range o.AuthKeys {
+		if f == "" {
+			return o, errors.New("--auth-key: empty file name")
+		}
+	}
+	mode, err := seal.ParseMode(c.String("auth-mode"))
+	if err != nil {
+		return o, fmt.Errorf("--auth-mode %q: want required or optional", c.String("auth-mode"))
+	}
+	if c.IsSet("auth-mode") && len(o.AuthKeys) == 0 {
+		return o, errors.New("--auth-mode: needs --auth-key")
+	}
+	o.AuthMode = mode
 	return o, nil
 }
 

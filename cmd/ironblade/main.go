@@ -59,7 +59,11 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	signal.Notify(announce, syscall.SIGUSR1)
 	defer signal.Stop(announce)
 
-	env := serveEnv{Logger: logger, Listen: listenRaw, InterfaceMTU: interfaceMTU, Announce: announce}
+	reload := make(chan os.Signal, 1)
+	signal.Notify(reload, syscall.SIGHUP)
+	defer signal.Stop(reload)
+
+	env := serveEnv{Logger: logger, Listen: listenRaw, InterfaceMTU: interfaceMTU, Announce: announce, Reload: reload}
 	if err := serve(ctx, opts, env); err != nil {
 		logger.Error("ironblade: " + err.Error())
 		return 1

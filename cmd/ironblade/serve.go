@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ironblade/ironblade/aoe"
+	"github.com/ironblade/ironblade/crypto/seal"
 	"github.com/ironblade/ironblade/target"
 )
 
@@ -41,6 +42,8 @@ type serveEnv struct {
 	InterfaceMTU func(netif string) (int, error)
 	// Announce delivers SIGUSR1: each value triggers an announcement.
 	Announce <-chan os.Signal
+	// Reload delivers SIGHUP: each value re-reads the --auth-key files.
+	Reload <-chan os.Signal
 }
 
 // listenRaw opens an AF_PACKET link on netif.
@@ -141,6 +144,10 @@ func serve(ctx context.Context, o options, env serveEnv) (err error) {
 		return fmt.Errorf("listen on %s: %w", o.Netif, err)
 	}
 	defer link.Close()
+	sealed, link, err := sealLink(link, o, logger)
+	if err != nil {
+		return err
+	}
 
 	srv, err := target.NewServer(o.targetConfig(backend, logger))
 	if err != nil {
@@ -156,7 +163,11 @@ func serve(ctx context.Context, o options, env serveEnv) (err error) {
 		"netif", o.Netif, "vlan", o.VLAN, "file", o.Filename, "offset", o.Offset, "direct", o.Direct,
 		"allowed_macs", len(o.MACs), "socket_buffer", bufSize, "version", version)
 
-	stopMetrics, err := startMetrics(o.MetricsAddr, srv.Collector(), logger)
+	collectors := []prometheus.Collector{srv.Collector()}
+	if sealed != nil {
+		collectors = append(collectors, seal.Collector("ironblade", sealed.Stats))
+	}
+	stopMetrics, err := startMetrics(o.MetricsAddr, logger, collectors...)
 	if err != nil {
 		return err
 	}
@@ -170,6 +181,12 @@ func serve(ctx context.Context, o options, env serveEnv) (err error) {
 			select {
 			case <-sigCtx.Done():
 				return
+			case <-env.Reload:
+				if sealed != nil {
+					reloadKeys(sealed, o, logger)
+				} else {
+					logger.Info("SIGHUP: nothing to reload (no --auth-key)")
+				}
 			case <-env.Announce:
 				if err := srv.Announce(); err != nil {
 					logger.Warn("announce failed", "err", err)
@@ -186,6 +203,11 @@ func serve(ctx context.Context, o options, env serveEnv) (err error) {
 	logger.Info("stopped", "frames_in", st.FramesIn, "frames_out", st.FramesOut,
 		"bytes_read", st.BytesRead, "bytes_written", st.BytesWritten,
 		"syncs", st.Syncs, "synced_writes", st.SyncedWrites)
+	if sealed != nil {
+		a := sealed.Stats()
+		logger.Info("authentication", "handshakes", a.Handshakes, "frames_opened", a.FramesOpened,
+			"frames_sealed", a.FramesSealed, "unsealed_accepted", a.UnsealedAccepted, "rejected", a.Rejected)
+	}
 	if serveErr != nil && !errors.Is(serveErr, context.Canceled) {
 		return fmt.Errorf("serve e%d.%d on %s: %w", o.Shelf, o.Slot, o.Netif, serveErr)
 	}
@@ -195,13 +217,15 @@ func serve(ctx context.Context, o options, env serveEnv) (err error) {
 // startMetrics serves the target's metrics, with the Go runtime's and the
 // process's, at http://addr/metrics. An empty addr serves nothing. The
 // returned function shuts the server down.
-func startMetrics(addr string, c prometheus.Collector, logger *slog.Logger) (stop func(), err error) {
+func startMetrics(addr string, logger *slog.Logger, cs ...prometheus.Collector) (stop func(), err error) {
 	if addr == "" {
 		return func() {}, nil
 	}
 	reg := prometheus.NewRegistry()
-	if err := reg.Register(c); err != nil {
-		return nil, fmt.Errorf("metrics: register target collector: %w", err)
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("metrics: register collector: %w", err)
+		}
 	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
