@@ -70,4 +70,3 @@ func reloadKeys(tl *seal.TargetLink, o options, logger *slog.Logger) {
 	}
 	logger.Info("SIGHUP: keys reloaded", "keys", keyIDs(keys))
 }
-
