@@ -64,6 +64,12 @@ type InitiatorLink struct {
 	sessions atomic.Pointer[map[sessionKey]*session]
 	probes   atomic.Uint32
 	bufs     sync.Pool
+	// newHellos bounds the hellos to targets that never proved the key,
+	// so forged announcements from many MACs cost little.
+	newHellos struct {
+		sync.Mutex
+		b bucket
+	}
 
 	rejected               rejectCounters
 	handshakes, sealed, op atomic.Uint64
@@ -144,6 +150,7 @@ func NewInitiatorLink(link aoe.Link, cfg InitiatorConfig) (*InitiatorLink, error
 		t.log = slog.Default()
 	}
 	t.batch, _ = link.(aoe.BatchLink)
+	t.newHellos.b.tokens = t.lim.GlobalHandshakeRate
 	if err := t.SetKeys(cfg.Keys, cfg.DefaultKey); err != nil {
 		return nil, err
 	}
@@ -558,6 +565,15 @@ func (t *InitiatorLink) startHandshakeLocked(p *ipeer, now time.Duration) {
 	if dk == nil {
 		return
 	}
+	if p.cur.Load() == nil {
+		t.newHellos.Lock()
+		ok := t.newHellos.b.take(now, t.lim.GlobalHandshakeRate, int(t.lim.GlobalHandshakeRate))
+		t.newHellos.Unlock()
+		if !ok {
+			t.reject(RejectRateLimited, p)
+			return
+		}
+	}
 	rand.Read(p.nI[:])
 	p.hs, p.hsAt, p.keyID = hsHelloSent, now, dk.id
 	if p.cur.Load() == nil {
@@ -595,9 +611,12 @@ func (t *InitiatorLink) handshakeResponse(b []byte, dev DeviceAddr, ks *keySet) 
 	now := t.now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	// A message that fails is dropped, and the handshake stays where it
+	// is: unauthenticated, it may be an attacker's, and must not abort the
+	// target's real answer. Only new hellos wait out the backoff.
 	fail := func(why string) {
 		t.reject(RejectHandshake, p)
-		p.hs, p.failUntil = hsIdle, now+failureBackoff
+		p.failUntil = now + failureBackoff
 		if p.lastFail != why {
 			p.lastFail = why
 			t.log.Warn("seal: handshake failed", "target", src, "device", dev, "why", why)

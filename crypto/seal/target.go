@@ -134,6 +134,7 @@ func NewTargetLink(link aoe.Link, cfg TargetConfig) (*TargetLink, error) {
 		t.log = slog.Default()
 	}
 	t.batch, _ = link.(aoe.BatchLink)
+	t.limit.global.tokens = t.lim.GlobalHandshakeRate
 	t.sessions.Store(&map[uint32]*session{})
 	if err := t.SetExports(cfg.Exports); err != nil {
 		return nil, err
@@ -304,7 +305,7 @@ func (t *TargetLink) inbound(b []byte) (int, bool) {
 	default:
 		if t.keyed(shelf, slot) && !readOnlyQuery(b) {
 			if t.mode == ModeRequired {
-				t.reject(RejectUnsealed, nil)
+				t.reject(RejectUnsealed, t.peers.get(peerKey{aoe.MAC(b[6:12]), DeviceAddr{shelf, slot}}, false))
 				t.refusePlain(b)
 				return 0, false
 			}
