@@ -385,6 +385,47 @@ check_vlan() {
 # check_watchdog is the harness's self-test (not run by default): the
 # target goes away under a read, which then blocks until aoe_deadsecs; the
 # watchdog must notice within 10 s and save the driver's state.
+# check_keyed: the kernel's aoe driver against an export with a key
+# (ironblade --auth-key): it may see the device answer Query Config, but
+# gets nothing it can use (IDENTIFY is refused, so no block device), and
+# the target neither exits nor changes a byte of its file.
+check_keyed() {
+	local c=aoe-keyed dev=e5.0 zeros got i
+	if [ "$HAVE_AUTH" != yes ]; then
+		result $c SKIP "bin/ironblade --help does not list --auth-key"
+		return 0
+	fi
+	if ! host start $c ironblade "$DISK_MIB" 5 0 --auth-key "$AUTH_KEY" >/dev/null; then
+		result $c FAIL "cannot start ironblade --auth-key"
+		return 1
+	fi
+	for i in 1 2 3 4; do
+		echo discover >/dev/etherd/discover
+		sleep 2
+	done
+	if [ -b "/dev/etherd/$dev" ]; then
+		# Not expected: try to write through it anyway, so that the file
+		# check below judges what it let through.
+		bounded 30 "$c-write" $DD if=/tmp/data.bin of="/dev/etherd/$dev" bs=1M count=4 oflag=direct
+	fi
+	zeros=$(head -c $((DATA_MIB << 20)) /dev/zero | $SHA512SUM | cut -d' ' -f1)
+	if ! got=$(host sha512 $c "$DATA_MIB"); then
+		result $c FAIL "cannot hash the host's file"
+	elif [ "$got" != "$zeros" ]; then
+		result $c FAIL "the keyed export's file changed (SHA-512 $got)"
+	elif [ -b "/dev/etherd/$dev" ] && grep -q '^up' "/sys/block/etherd!$dev/state" 2>/dev/null; then
+		result $c FAIL "the aoe driver brought $dev up against a keyed export"
+	elif ! host alive $c >/dev/null; then
+		result $c FAIL "ironblade exited while the aoe driver talked to it"
+	else
+		host stop $c >/dev/null
+		result $c PASS "e5.0 with --auth-key: aoe.ko got no usable device (IDENTIFY refused), host file unchanged (all zeros), ironblade still running"
+		return 0
+	fi
+	host stop $c >/dev/null
+	return 1
+}
+
 check_watchdog() {
 	local c=watchdog-selftest
 	host start $c ironblade "$DISK_MIB" 5 0 >/dev/null && aoe_wait e5.0 20 && host stop $c >/dev/null || {
@@ -447,6 +488,7 @@ main_checks() {
 		fi
 	done
 	set_mtu 1500
+	case " $CHECKS " in *" aoe "*) check_keyed ;; esac
 	case " $CHECKS " in *" watchdog "*) check_watchdog ;; esac
 	dmesg >"$R/dmesg.txt"
 	log "checks done"

@@ -224,8 +224,15 @@ head -c $((4 << 20)) /dev/urandom >"$share/fileset/large1.bin"
 head -c $((3 << 20 | 12345)) /dev/urandom >"$share/fileset/large2.bin"
 : >"$share/fileset/empty"
 (cd "$share" && find fileset -type f | sort | xargs sha512sum) >"$share/fileset.sha512"
+# The key of the keyed-export check; it stays on the host.
+head -c 32 /dev/urandom >"$work/auth.key"
+chmod 600 "$work/auth.key"
+have_auth=no
+"$work/bin/ironblade" --help 2>&1 | grep -q -- --auth-key && have_auth=yes
 cat >"$share/config.sh" <<EOF
 CHECKS="$CHECKS"
+AUTH_KEY=$work/auth.key
+HAVE_AUTH=$have_auth
 MTUS="$MTUS"
 DATA_MIB=$DATA_MIB
 DISK_MIB=$DISK_MIB
@@ -313,6 +320,14 @@ rpc_restart() {
 	rpc_launch "$1"
 }
 
+# alive NAME: whether NAME's process still runs.
+rpc_alive() {
+	local pid=${target_pid[$1]:-}
+	[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && echo "$1 running" && return 0
+	echo "$1 is not running: $(tail -n 2 "$OUT_DIR/targets/$1.log" | tr '\n' ' ')"
+	return 1
+}
+
 # mtu N sets the MTU of every host-side link, the bridge last.
 rpc_mtu() {
 	ip -n "$ns_vm" link set "$if_tap" mtu "$1" &&
@@ -345,7 +360,7 @@ serve_guest() {
 			read -r cmd args <"$req"
 			mv "$req" "$base.taken"
 			case $cmd in
-			start | stop | restart | mtu | sha512 | fsck)
+			start | stop | restart | alive | mtu | sha512 | fsck)
 				# shellcheck disable=SC2086
 				rpc_$cmd $args >"$base.out" 2>&1
 				status=$?
