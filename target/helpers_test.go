@@ -126,9 +126,10 @@ func (d *memDisk) bytes(off, n int) []byte {
 	return append([]byte(nil), d.data[off:off+n]...)
 }
 
-// testLogger discards logs unless the test is verbose.
+// testLogger discards logs unless the test is verbose. A fuzz test's logs
+// are discarded too: a fuzz target may not log through its *testing.F.
 func testLogger(t testing.TB) *slog.Logger {
-	if testing.Verbose() {
+	if _, fuzz := t.(*testing.F); testing.Verbose() && !fuzz {
 		return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return slog.New(slog.DiscardHandler)
