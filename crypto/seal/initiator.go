@@ -49,9 +49,7 @@ const (
 // a handshake, then an authenticated Query Config whose answer goes up in
 // its place, with its tag. Devices without a key pass untouched.
 type InitiatorLink struct {
-	link  aoe.Link
-	batch aoe.BatchLink
-	mac   aoe.MAC
+	layer
 	lim   Limits
 	log   *slog.Logger
 	start time.Time
@@ -63,7 +61,6 @@ type InitiatorLink struct {
 	peers    atomic.Pointer[map[peerKey]*ipeer]
 	sessions atomic.Pointer[map[sessionKey]*session]
 	probes   atomic.Uint32
-	bufs     sync.Pool
 	// newHellos bounds the hellos to targets that never proved the key,
 	// so forged announcements from many MACs cost little.
 	newHellos struct {
@@ -145,21 +142,17 @@ type ipeer struct {
 // NewInitiatorLink puts the sealing layer on link. The InitiatorLink owns
 // link.
 func NewInitiatorLink(link aoe.Link, cfg InitiatorConfig) (*InitiatorLink, error) {
-	t := &InitiatorLink{link: link, mac: link.HardwareAddr(), lim: cfg.Limits.withDefaults(), log: cfg.Logger, start: time.Now()}
+	t := &InitiatorLink{lim: cfg.Limits.withDefaults(), log: cfg.Logger, start: time.Now()}
+	t.init(link, t)
 	if t.log == nil {
 		t.log = slog.Default()
 	}
-	t.batch, _ = link.(aoe.BatchLink)
 	t.newHellos.b.tokens = t.lim.GlobalHandshakeRate
 	if err := t.SetKeys(cfg.Keys, cfg.DefaultKey); err != nil {
 		return nil, err
 	}
 	t.peers.Store(&map[peerKey]*ipeer{})
 	t.sessions.Store(&map[sessionKey]*session{})
-	t.bufs.New = func() any {
-		b := make([]byte, max(link.MTU(), 9216)+aoe.EthernetHeaderLen+Overhead)
-		return &b
-	}
 	return t, nil
 }
 
@@ -183,69 +176,6 @@ func (t *InitiatorLink) SetKeys(perDev map[DeviceAddr]Key, def Key) error {
 }
 
 func (t *InitiatorLink) now() time.Duration { return time.Since(t.start) }
-
-// Unwrap returns the link beneath.
-func (t *InitiatorLink) Unwrap() aoe.Link { return t.link }
-
-// MTU is the link's less the sealing overhead.
-func (t *InitiatorLink) MTU() int { return t.link.MTU() - Overhead }
-
-// HardwareAddr is the link's.
-func (t *InitiatorLink) HardwareAddr() aoe.MAC { return t.mac }
-
-// Close closes the link beneath.
-func (t *InitiatorLink) Close() error { return t.link.Close() }
-
-// SetReadDeadline passes the deadline to the link beneath, if it has them.
-func (t *InitiatorLink) SetReadDeadline(d time.Time) error {
-	if dl, ok := t.link.(interface{ SetReadDeadline(time.Time) error }); ok {
-		return dl.SetReadDeadline(d)
-	}
-	return errors.New("seal: link has no read deadline")
-}
-
-// ReadFrame reads the next frame for the initiator above, opened.
-func (t *InitiatorLink) ReadFrame(b []byte) (int, error) {
-	for {
-		n, err := t.link.ReadFrame(b)
-		if err != nil {
-			return 0, err
-		}
-		if m, keep := t.inbound(b[:n]); keep {
-			return m, nil
-		}
-	}
-}
-
-// ReadFrames reads frames for the initiator above, opened.
-func (t *InitiatorLink) ReadFrames(bufs [][]byte, lens []int) (int, error) {
-	if t.batch == nil {
-		n, err := t.ReadFrame(bufs[0])
-		if err != nil {
-			return 0, err
-		}
-		lens[0] = n
-		return 1, nil
-	}
-	for {
-		n, err := t.batch.ReadFrames(bufs, lens)
-		kept := 0
-		for i := range max(0, min(n, len(bufs))) {
-			m, keep := t.inbound(bufs[i][:lens[i]])
-			if !keep {
-				continue
-			}
-			if kept != i {
-				copy(bufs[kept], bufs[i][:m])
-			}
-			lens[kept] = m
-			kept++
-		}
-		if kept > 0 || err != nil {
-			return kept, err
-		}
-	}
-}
 
 func (t *InitiatorLink) reject(r Reason, p *ipeer) {
 	t.rejected[r].Add(1)
@@ -369,9 +299,8 @@ func (t *InitiatorLink) probeLocked(p *ipeer, s *session, now time.Duration) {
 
 // sendSealed seals and sends a plain request to s's peer.
 func (t *InitiatorLink) sendSealed(s *session, b []byte) error {
-	bp := t.bufs.Get().(*[]byte)
-	defer t.bufs.Put(bp)
-	out := *bp
+	out, done := t.scratch()
+	defer done()
 	if len(out) < len(b)+Overhead {
 		out = make([]byte, len(b)+Overhead)
 	}
@@ -459,62 +388,6 @@ func (s *session) openResponse(b []byte, seq, ack uint64) Reason {
 	return 0
 }
 
-// WriteFrame sends a request of the initiator above: sealed for a keyed
-// device, or not at all while no session with its target is up (a
-// handshake starts; the initiator's retransmission finds the session).
-func (t *InitiatorLink) WriteFrame(b []byte) error {
-	bp := t.bufs.Get().(*[]byte)
-	defer t.bufs.Put(bp)
-	out, ok := t.outbound(*bp, b)
-	if !ok {
-		return nil
-	}
-	return t.link.WriteFrame(out)
-}
-
-// WriteFrames sends requests in one batch; frames held back for a
-// handshake count as sent.
-func (t *InitiatorLink) WriteFrames(frames [][]byte) (int, error) {
-	if t.batch == nil {
-		for i, f := range frames {
-			if err := t.WriteFrame(f); err != nil {
-				return i, err
-			}
-		}
-		return len(frames), nil
-	}
-	ws := writeScratchPool.Get().(*writeScratch)
-	defer func() {
-		for _, bp := range ws.held {
-			t.bufs.Put(bp)
-		}
-		clear(ws.held)
-		clear(ws.out)
-		ws.held, ws.out = ws.held[:0], ws.out[:0]
-		writeScratchPool.Put(ws)
-	}()
-	for _, f := range frames {
-		bp := t.bufs.Get().(*[]byte)
-		ws.held = append(ws.held, bp)
-		if out, ok := t.outbound(*bp, f); ok {
-			ws.out = append(ws.out, out)
-		}
-	}
-	var firstErr error
-	for out := ws.out; len(out) > 0; {
-		n, err := t.batch.WriteFrames(out)
-		n = max(0, min(n, len(out)))
-		if err != nil || n == 0 {
-			if firstErr == nil {
-				firstErr = err
-			}
-			n++
-		}
-		out = out[min(n, len(out)):]
-	}
-	return len(frames), firstErr
-}
-
 // outbound turns a request from the initiator above into the frame to
 // send, in out's storage.
 func (t *InitiatorLink) outbound(out, b []byte) ([]byte, bool) {
@@ -583,9 +456,9 @@ func (t *InitiatorLink) startHandshakeLocked(p *ipeer, now time.Duration) {
 }
 
 func (t *InitiatorLink) sendHandshake(p *ipeer, m *Message) {
-	bp := t.bufs.Get().(*[]byte)
-	defer t.bufs.Put(bp)
-	out := (*bp)[:max(aoe.FrameHeaderLen+m.Len(), aoe.MinFrameLen)]
+	buf, done := t.scratch()
+	defer done()
+	out := buf[:max(aoe.FrameHeaderLen+m.Len(), aoe.MinFrameLen)]
 	clear(out)
 	f := aoe.Frame{Dst: p.key.mac, Src: t.mac, Header: aoe.Header{Version: aoe.Version,
 		Major: p.key.dev.Shelf, Minor: p.key.dev.Slot, Command: CommandHandshake}}

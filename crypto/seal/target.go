@@ -4,7 +4,6 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -74,9 +73,7 @@ const cookieLifetime = 10 * time.Second
 // response written through it with that tag goes out sealed if its request
 // was, and with the request's tag. Handshakes are answered inside.
 type TargetLink struct {
-	link  aoe.Link
-	batch aoe.BatchLink
-	mac   aoe.MAC
+	layer
 	mode  Mode
 	lim   Limits
 	log   *slog.Logger
@@ -95,7 +92,6 @@ type TargetLink struct {
 
 	limit   limiter
 	pending pendingTable
-	bufs    sync.Pool
 
 	rejected                             rejectCounters
 	handshakes, sealed, opened, unsealed atomic.Uint64
@@ -122,8 +118,6 @@ type usedNonce struct {
 // NewTargetLink puts the sealing layer on link. The TargetLink owns link.
 func NewTargetLink(link aoe.Link, cfg TargetConfig) (*TargetLink, error) {
 	t := &TargetLink{
-		link:  link,
-		mac:   link.HardwareAddr(),
 		mode:  cfg.Mode,
 		lim:   cfg.Limits.withDefaults(),
 		log:   cfg.Logger,
@@ -133,7 +127,7 @@ func NewTargetLink(link aoe.Link, cfg TargetConfig) (*TargetLink, error) {
 	if t.log == nil {
 		t.log = slog.Default()
 	}
-	t.batch, _ = link.(aoe.BatchLink)
+	t.init(link, t)
 	t.limit.global.tokens = t.lim.GlobalHandshakeRate
 	t.sessions.Store(&map[uint32]*session{})
 	if err := t.SetExports(cfg.Exports); err != nil {
@@ -141,10 +135,6 @@ func NewTargetLink(link aoe.Link, cfg TargetConfig) (*TargetLink, error) {
 	}
 	for i := range t.cookieKeys {
 		rand.Read(t.cookieKeys[i][:])
-	}
-	t.bufs.New = func() any {
-		b := make([]byte, max(link.MTU(), 9216)+aoe.EthernetHeaderLen+Overhead)
-		return &b
 	}
 	return t, nil
 }
@@ -220,71 +210,6 @@ func (t *TargetLink) exportOf(dev DeviceAddr) bool {
 	return false
 }
 
-// Unwrap returns the link beneath.
-func (t *TargetLink) Unwrap() aoe.Link { return t.link }
-
-// MTU is the link's, less the sealing overhead, so that responses sized by
-// it still fit sealed. It loses no sector at MTU 1500 or 9000.
-func (t *TargetLink) MTU() int { return t.link.MTU() - Overhead }
-
-// HardwareAddr is the link's.
-func (t *TargetLink) HardwareAddr() aoe.MAC { return t.mac }
-
-// Close closes the link beneath.
-func (t *TargetLink) Close() error { return t.link.Close() }
-
-// SetReadDeadline passes the deadline to the link beneath, if it has them.
-func (t *TargetLink) SetReadDeadline(d time.Time) error {
-	if dl, ok := t.link.(interface{ SetReadDeadline(time.Time) error }); ok {
-		return dl.SetReadDeadline(d)
-	}
-	return errors.New("seal: link has no read deadline")
-}
-
-// ReadFrame reads the next frame for the target above, opened.
-func (t *TargetLink) ReadFrame(b []byte) (int, error) {
-	for {
-		n, err := t.link.ReadFrame(b)
-		if err != nil {
-			return 0, err
-		}
-		if m, keep := t.inbound(b[:n]); keep {
-			return m, nil
-		}
-	}
-}
-
-// ReadFrames reads frames for the target above, opened; frames the layer
-// consumed or refused do not count.
-func (t *TargetLink) ReadFrames(bufs [][]byte, lens []int) (int, error) {
-	if t.batch == nil {
-		n, err := t.ReadFrame(bufs[0])
-		if err != nil {
-			return 0, err
-		}
-		lens[0] = n
-		return 1, nil
-	}
-	for {
-		n, err := t.batch.ReadFrames(bufs, lens)
-		kept := 0
-		for i := range max(0, min(n, len(bufs))) {
-			m, keep := t.inbound(bufs[i][:lens[i]])
-			if !keep {
-				continue
-			}
-			if kept != i {
-				copy(bufs[kept], bufs[i][:m])
-			}
-			lens[kept] = m
-			kept++
-		}
-		if kept > 0 || err != nil {
-			return kept, err
-		}
-	}
-}
-
 // inbound handles one received frame and reports whether (and how long) it
 // goes up to the target.
 func (t *TargetLink) inbound(b []byte) (int, bool) {
@@ -341,9 +266,9 @@ func readOnlyQuery(b []byte) bool {
 // refusePlain answers a refused plain request with AoE error 3 (device
 // unavailable): the request's header, nothing else.
 func (t *TargetLink) refusePlain(b []byte) {
-	bp := t.bufs.Get().(*[]byte)
-	defer t.bufs.Put(bp)
-	out := (*bp)[:aoe.MinFrameLen]
+	buf, done := t.scratch()
+	defer done()
+	out := buf[:aoe.MinFrameLen]
 	clear(out)
 	copy(out[0:6], b[6:12])
 	copy(out[6:12], t.mac[:])
@@ -398,75 +323,6 @@ func (t *TargetLink) open(b []byte) (int, bool) {
 	m := unseal(b, h.Command)
 	t.pending.claim(b, s, h.Seq)
 	return m, true
-}
-
-// WriteFrame sends a response of the target above: sealed if its request
-// was, with the request's own tag.
-func (t *TargetLink) WriteFrame(b []byte) error {
-	bp := t.bufs.Get().(*[]byte)
-	defer t.bufs.Put(bp)
-	out, ok := t.outbound(*bp, b)
-	if !ok {
-		return nil
-	}
-	return t.link.WriteFrame(out)
-}
-
-// WriteFrames sends responses in one batch. Frames whose request is
-// unknown (stale) are dropped and count as sent.
-func (t *TargetLink) WriteFrames(frames [][]byte) (int, error) {
-	if t.batch == nil {
-		for i, f := range frames {
-			if err := t.WriteFrame(f); err != nil {
-				return i, err
-			}
-		}
-		return len(frames), nil
-	}
-	ws := t.getWriteScratch(len(frames))
-	defer t.putWriteScratch(ws)
-	for _, f := range frames {
-		bp := t.bufs.Get().(*[]byte)
-		ws.held = append(ws.held, bp)
-		if out, ok := t.outbound(*bp, f); ok {
-			ws.out = append(ws.out, out)
-		}
-	}
-	var firstErr error
-	for out := ws.out; len(out) > 0; {
-		n, err := t.batch.WriteFrames(out)
-		n = max(0, min(n, len(out)))
-		if err != nil || n == 0 {
-			if firstErr == nil {
-				firstErr = err
-			}
-			n++ // skip the frame refused
-		}
-		out = out[min(n, len(out)):]
-	}
-	return len(frames), firstErr
-}
-
-type writeScratch struct {
-	held []*[]byte
-	out  [][]byte
-}
-
-var writeScratchPool = sync.Pool{New: func() any { return new(writeScratch) }}
-
-func (t *TargetLink) getWriteScratch(n int) *writeScratch {
-	ws := writeScratchPool.Get().(*writeScratch)
-	ws.held, ws.out = slices.Grow(ws.held[:0], n), slices.Grow(ws.out[:0], n)
-	return ws
-}
-
-func (t *TargetLink) putWriteScratch(ws *writeScratch) {
-	for _, bp := range ws.held {
-		t.bufs.Put(bp)
-	}
-	clear(ws.held)
-	clear(ws.out)
-	writeScratchPool.Put(ws)
 }
 
 // outbound turns a response from the target above into the frame to send,
@@ -551,9 +407,9 @@ func (pt *pendingTable) take(tag uint32) (pendingSlot, bool) {
 // send writes a handshake frame of the layer's own: a response to b's
 // sender about b's device.
 func (t *TargetLink) sendHandshake(b []byte, m *Message, tagKey *direction) {
-	bp := t.bufs.Get().(*[]byte)
-	defer t.bufs.Put(bp)
-	out := (*bp)[:max(aoe.FrameHeaderLen+m.Len(), aoe.MinFrameLen)]
+	buf, done := t.scratch()
+	defer done()
+	out := buf[:max(aoe.FrameHeaderLen+m.Len(), aoe.MinFrameLen)]
 	clear(out)
 	copy(out[0:6], b[6:12])
 	copy(out[6:12], t.mac[:])
