@@ -88,6 +88,9 @@ func startEngine(ctx context.Context, o engineOptions, env *environment) (*engin
 		env.Logger.Info("authentication on: only targets that prove the key are used", "keys", describeKeys(authCfg))
 	}
 	e := &engine{ini: ini, seals: seals, interfaces: names, cancel: cancel, done: make(chan struct{})}
+	if len(seals) > 0 && env.Reload != nil {
+		go e.reloadKeys(runCtx, o.AuthKeys, env)
+	}
 	go func() {
 		defer close(e.done)
 		if err := ini.Run(runCtx); err != nil {
@@ -145,4 +148,29 @@ func describeKeys(cfg seal.InitiatorConfig) string {
 	}
 	slices.Sort(parts)
 	return strings.Join(parts, "; ")
+}
+
+// reloadKeys re-reads the key files at each SIGHUP until ctx ends: every
+// session then starts a new handshake under the keys read, and keeps
+// carrying I/O until that one is confirmed. A file that fails to load
+// keeps the keys in force.
+func (e *engine) reloadKeys(ctx context.Context, args []authKeyArg, env *environment) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-env.Reload:
+		}
+		cfg, err := loadAuthConfig(args)
+		for _, s := range e.seals {
+			if err == nil {
+				err = s.SetKeys(cfg.Keys, cfg.DefaultKey)
+			}
+		}
+		if err != nil {
+			env.Logger.Error("SIGHUP: keys not reloaded; the old ones stay in force", "err", err)
+			continue
+		}
+		env.Logger.Info("SIGHUP: keys reloaded; sessions rekey", "keys", describeKeys(cfg))
+	}
 }

@@ -57,6 +57,8 @@ type environment struct {
 	Listen func(iface string, vlan uint16) (aoe.Link, error)
 	// DefaultInterfaces names the interfaces to use when none is given.
 	DefaultInterfaces func() ([]string, error)
+	// Reload delivers SIGHUP: each value re-reads the --auth-key files.
+	Reload <-chan os.Signal
 }
 
 // listenRaw opens an AF_PACKET link on iface with generous socket
@@ -93,7 +95,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// (the default action), in case a target takes too long to answer.
 	context.AfterFunc(ctx, stop)
 
+	reload := make(chan os.Signal, 1)
+	signal.Notify(reload, syscall.SIGHUP)
+	defer signal.Stop(reload)
+
 	env := &environment{
+		Reload:            reload,
 		Stdout:            stdout,
 		Logger:            logger,
 		Listen:            listenRaw,
