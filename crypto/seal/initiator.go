@@ -29,9 +29,10 @@ const (
 	// handshakeRetry is how long a handshake step waits for its answer
 	// before the next trigger starts over.
 	handshakeRetry = 100 * time.Millisecond
-	// failureBackoff is how long a peer that failed a handshake (wrong
-	// key, bad proof) is left alone.
-	failureBackoff = time.Second
+	// maintainInterval is how often sessions are checked for a rekey
+	// due, whether or not they carry I/O: standby targets keep a session
+	// ready.
+	maintainInterval = time.Second
 	// probeInterval bounds the authenticated Query Configs one peer gets
 	// for the plain ones it sends.
 	probeInterval = 50 * time.Millisecond
@@ -61,6 +62,8 @@ type InitiatorLink struct {
 	peers    atomic.Pointer[map[peerKey]*ipeer]
 	sessions atomic.Pointer[map[sessionKey]*session]
 	probes   atomic.Uint32
+	stop     chan struct{} // closed by Close: ends maintain
+	stopOnce sync.Once
 	// newHellos bounds the hellos to targets that never proved the key,
 	// so forged announcements from many MACs cost little.
 	newHellos struct {
@@ -129,7 +132,6 @@ type ipeer struct {
 	prev      *session
 	hs        hsState
 	hsAt      time.Duration
-	failUntil time.Duration
 	keyID     uint32
 	nI, nT    [NonceLen]byte
 	probeTag  uint32
@@ -148,6 +150,8 @@ func NewInitiatorLink(link aoe.Link, cfg InitiatorConfig) (*InitiatorLink, error
 		t.log = slog.Default()
 	}
 	t.newHellos.b.tokens = t.lim.GlobalHandshakeRate
+	t.stop = make(chan struct{})
+	go t.maintain()
 	if err := t.SetKeys(cfg.Keys, cfg.DefaultKey); err != nil {
 		return nil, err
 	}
@@ -227,6 +231,14 @@ func (t *InitiatorLink) inbound(b []byte) (int, bool) {
 	dev := DeviceAddr{binary.BigEndian.Uint16(b[16:18]), b[18]}
 	cmd := aoe.Command(b[19])
 	ks := t.keys.Load()
+	if (cmd == CommandHandshake || cmd == CommandSealed) && b[14]&uint8(aoe.FlagError) != 0 {
+		// A plain target echoes what it does not know with an error.
+		if p := t.peer(peerKey{aoe.MAC(b[6:12]), dev}); p != nil {
+			p.st.failed("plain AoE target: it answers sealed AoE \"unrecognized command\"", time.Now())
+			t.reject(RejectHandshake, p)
+		}
+		return 0, false
+	}
 	switch {
 	case cmd == CommandHandshake:
 		t.handshakeResponse(b, dev, ks)
@@ -246,9 +258,6 @@ func (t *InitiatorLink) inbound(b []byte) (int, bool) {
 			t.verify(p, binary.BigEndian.Uint32(b[20:24]))
 		}
 		return 0, false
-	}
-	if b[14]&uint8(aoe.FlagError) != 0 && b[15] == uint8(aoe.ErrorUnrecognizedCommand) && p != nil {
-		p.st.failed("plain AoE target: it answers sealed frames \"unrecognized command\"", time.Now())
 	}
 	t.reject(RejectUnsealed, p)
 	return 0, false
@@ -428,10 +437,12 @@ func (t *InitiatorLink) outbound(out, b []byte) ([]byte, bool) {
 	return out[:t.seal(s, out, b)], true
 }
 
-// startHandshakeLocked sends a hello to p unless a handshake is under way
-// or p failed one recently; p.mu must be held.
+// startHandshakeLocked sends a hello to p unless one went less than
+// handshakeRetry ago; p.mu must be held. A handshake that got no valid
+// answer is simply started again: unauthenticated refusals and failed
+// proofs never hold it back, as an attacker could forge them.
 func (t *InitiatorLink) startHandshakeLocked(p *ipeer, now time.Duration) {
-	if p.hs != hsIdle && now-p.hsAt < handshakeRetry || now < p.failUntil {
+	if p.hs != hsIdle && now-p.hsAt < handshakeRetry {
 		return
 	}
 	dk := t.keys.Load().key(p.key.dev)
@@ -486,10 +497,9 @@ func (t *InitiatorLink) handshakeResponse(b []byte, dev DeviceAddr, ks *keySet) 
 	defer p.mu.Unlock()
 	// A message that fails is dropped, and the handshake stays where it
 	// is: unauthenticated, it may be an attacker's, and must not abort the
-	// target's real answer. Only new hellos wait out the backoff.
+	// target's real answer.
 	fail := func(why string) {
 		t.reject(RejectHandshake, p)
-		p.failUntil = now + failureBackoff
 		if p.lastFail != why {
 			p.lastFail = why
 			t.log.Warn("seal: handshake failed", "target", src, "device", dev, "why", why)
@@ -602,4 +612,37 @@ func (t *InitiatorLink) Stats() Stats {
 		st.Peers = append(st.Peers, p.st.snapshot())
 	}
 	return st
+}
+
+// maintain rekeys the sessions that are due, every maintainInterval, until
+// the link closes: a session with a standby target is kept fresh although
+// no I/O uses it, so a failover never waits for a handshake.
+func (t *InitiatorLink) maintain() {
+	tick := time.NewTicker(maintainInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.stop:
+			return
+		case <-tick.C:
+		}
+		now := t.now()
+		for _, p := range *t.peers.Load() {
+			s := p.cur.Load()
+			if s == nil {
+				continue
+			}
+			p.mu.Lock()
+			if !t.usable(s, now) || t.needsRekey(s, now) {
+				t.startHandshakeLocked(p, now)
+			}
+			p.mu.Unlock()
+		}
+	}
+}
+
+// Close stops the layer's maintenance and closes the link beneath.
+func (t *InitiatorLink) Close() error {
+	t.stopOnce.Do(func() { close(t.stop) })
+	return t.link.Close()
 }

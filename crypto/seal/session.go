@@ -152,6 +152,7 @@ type session struct {
 	send    direction
 	recv    direction
 	peerSt  *peerStats
+	used    atomic.Bool // target: a frame was opened in it
 	// lastSent is the count of the newest request sealed (initiator), so
 	// that a response can only answer a request that was sent.
 	lastSent atomic.Uint64

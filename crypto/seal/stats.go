@@ -183,8 +183,9 @@ func (p *peerStats) snapshot() PeerStats {
 	}
 }
 
-// maxPeerStats bounds the per-peer table: only stations that completed a
-// handshake or started one through a rate limit get an entry.
+// maxPeerStats bounds the per-peer table. A target makes an entry when a
+// peer completes a handshake, an initiator when it starts one; when the
+// table is full, an entry without a live session makes room.
 const maxPeerStats = 1024
 
 // peerTable holds per-peer statistics.
@@ -205,9 +206,9 @@ func (t *peerTable) get(k peerKey, create bool) *peerStats {
 		t.peers = make(map[peerKey]*peerStats)
 	}
 	if len(t.peers) >= maxPeerStats {
-		for k, p := range t.peers { // forget one that never got a session
+		for k, p := range t.peers { // forget one without a live session
 			p.mu.Lock()
-			idle := p.sessions == 0
+			idle := p.state != "established"
 			p.mu.Unlock()
 			if idle {
 				delete(t.peers, k)

@@ -67,6 +67,15 @@ type TargetConfig struct {
 // initiator has to answer it.
 const cookieLifetime = 10 * time.Second
 
+// sessionsPerPeer bounds the sessions a target keeps per initiator and
+// device: the one in use, the one it replaces while requests drain, and a
+// handshake in progress.
+const sessionsPerPeer = 3
+
+// refusalRate bounds the error answers to refused plain frames, per
+// second, so that a flood of spoofed requests reflects little.
+const refusalRate = 1000
+
 // A TargetLink is the target's side of sealed AoE on a Link. Frames read
 // through it come out plain (sealed ones authenticated and opened, plain
 // ones allowed by policy), each with an AoE tag of its own choosing; a
@@ -90,8 +99,13 @@ type TargetLink struct {
 	cookieKeys [2][32]byte // current, previous
 	cookieAt   time.Duration
 
-	limit   limiter
-	pending pendingTable
+	limit    limiter
+	pending  pendingTable
+	refusals struct {
+		sync.Mutex
+		b bucket
+	}
+	timeBase uint64 // random: a challenge's time says nothing of uptime
 
 	rejected                             rejectCounters
 	handshakes, sealed, opened, unsealed atomic.Uint64
@@ -129,6 +143,10 @@ func NewTargetLink(link aoe.Link, cfg TargetConfig) (*TargetLink, error) {
 	}
 	t.init(link, t)
 	t.limit.global.tokens = t.lim.GlobalHandshakeRate
+	t.refusals.b.tokens = refusalRate
+	var tb [8]byte
+	rand.Read(tb[:])
+	t.timeBase = binary.BigEndian.Uint64(tb[:]) >> 2
 	t.sessions.Store(&map[uint32]*session{})
 	if err := t.SetExports(cfg.Exports); err != nil {
 		return nil, err
@@ -166,11 +184,9 @@ func (t *TargetLink) SetExports(exports []Export) error {
 	for id, s := range old {
 		if t.deviceKey(s.dev, s.keyID) != nil {
 			keep[id] = s
-		} else if s.peerSt != nil {
-			s.peerSt.setState("expired", time.Now())
 		}
 	}
-	t.sessions.Store(&keep)
+	t.replaceSessionsLocked(old, keep)
 	t.mu.Unlock()
 	return nil
 }
@@ -230,7 +246,7 @@ func (t *TargetLink) inbound(b []byte) (int, bool) {
 	default:
 		if t.keyed(shelf, slot) && !readOnlyQuery(b) {
 			if t.mode == ModeRequired {
-				t.reject(RejectUnsealed, t.peers.get(peerKey{aoe.MAC(b[6:12]), DeviceAddr{shelf, slot}}, false))
+				t.reject(RejectUnsealed, t.peerOf(b))
 				t.refusePlain(b)
 				return 0, false
 			}
@@ -266,6 +282,16 @@ func readOnlyQuery(b []byte) bool {
 // refusePlain answers a refused plain request with AoE error 3 (device
 // unavailable): the request's header, nothing else.
 func (t *TargetLink) refusePlain(b []byte) {
+	src := aoe.MAC(b[6:12])
+	if src.IsMulticast() || src.IsZero() {
+		return
+	}
+	t.refusals.Lock()
+	ok := t.refusals.b.take(t.now(), refusalRate, refusalRate)
+	t.refusals.Unlock()
+	if !ok {
+		return
+	}
 	buf, done := t.scratch()
 	defer done()
 	out := buf[:aoe.MinFrameLen]
@@ -276,6 +302,12 @@ func (t *TargetLink) refusePlain(b []byte) {
 	out[14] = b[14]&0xf0 | uint8(aoe.FlagResponse|aoe.FlagError)
 	out[15] = uint8(aoe.ErrorDeviceUnavailable)
 	_ = t.link.WriteFrame(out)
+}
+
+// peerOf returns the statistics of the peer that b claims to come from,
+// for the device it names, if the peer has any.
+func (t *TargetLink) peerOf(b []byte) *peerStats {
+	return t.peers.get(peerKey{aoe.MAC(b[6:12]), DeviceAddr{binary.BigEndian.Uint16(b[16:18]), b[18]}}, false)
 }
 
 func (t *TargetLink) reject(r Reason, p *peerStats) {
@@ -290,18 +322,18 @@ func (t *TargetLink) open(b []byte) (int, bool) {
 	var h Header
 	if len(b) < innerOff+TagLen || h.UnmarshalBinary(b[sealOff:]) != nil ||
 		h.Command == CommandSealed || h.Command == CommandHandshake {
-		t.reject(RejectMalformed, nil)
+		t.reject(RejectMalformed, t.peerOf(b))
 		return 0, false
 	}
 	src := aoe.MAC(b[6:12])
 	s := (*t.sessions.Load())[h.Session]
 	if s == nil {
-		t.reject(RejectNoSession, nil)
+		t.reject(RejectNoSession, t.peerOf(b))
 		t.refuse(b, RefuseNoSession, h.Session)
 		return 0, false
 	}
 	if s.peer != src || s.dev.Shelf != binary.BigEndian.Uint16(b[16:18]) || s.dev.Slot != b[18] || aoe.MAC(b[0:6]) != t.mac {
-		t.reject(RejectBadTag, nil) // not this session's: its tag cannot verify
+		t.reject(RejectBadTag, t.peerOf(b)) // not this session's: its tag cannot verify
 		return 0, false
 	}
 	now := t.now()
@@ -320,6 +352,9 @@ func (t *TargetLink) open(b []byte) (int, bool) {
 		return 0, false
 	}
 	t.opened.Add(1)
+	if !s.used.Load() {
+		s.used.Store(true)
+	}
 	m := unseal(b, h.Command)
 	t.pending.claim(b, s, h.Seq)
 	return m, true
@@ -430,7 +465,11 @@ func (t *TargetLink) sendHandshake(b []byte, m *Message, tagKey *direction) {
 // refuse sends an unauthenticated refusal, within the rate limit.
 func (t *TargetLink) refuse(b []byte, why RefuseReason, id uint32) {
 	src := aoe.MAC(b[6:12])
-	if src.IsMulticast() || src.IsZero() || !t.limit.allow(src, false, t.now(), &t.lim) {
+	if src.IsMulticast() || src.IsZero() {
+		return
+	}
+	live := t.peers.get(peerKey{src, DeviceAddr{binary.BigEndian.Uint16(b[16:18]), b[18]}}, false).live()
+	if !t.limit.allow(src, live, t.now(), &t.lim) {
 		return
 	}
 	m := Message{Type: MessageRefuse, Reason: why}
@@ -474,7 +513,7 @@ func (t *TargetLink) handshake(b []byte) {
 	tr := transcript{initiator: src, target: t.mac, dev: dev, keyID: m.KeyID, nI: m.InitiatorNonce}
 	if m.Type == MessageHello {
 		rand.Read(tr.nT[:])
-		ms := uint64(now / time.Millisecond)
+		ms := t.timeBase + uint64(now/time.Millisecond)
 		reply := Message{Type: MessageChallenge, KeyID: m.KeyID, InitiatorNonce: tr.nI, TargetNonce: tr.nT, Time: ms}
 		reply.Cookie = tr.cookie(t.cookieKey(now, 0), ms)
 		reply.Proof = tr.proof(&key.key, labelTargetProof)
@@ -512,8 +551,8 @@ func (t *TargetLink) finish(b []byte, m *Message, tr *transcript, key *deviceKey
 		t.log.Debug("seal: handshake refused", "peer", src, "device", tr.dev, "why", why)
 	}
 	tr.nT = m.TargetNonce
-	issued := time.Duration(m.Time) * time.Millisecond
-	if issued > now || now-issued > cookieLifetime {
+	issued := time.Duration(m.Time-t.timeBase) * time.Millisecond
+	if m.Time < t.timeBase || issued > now || now-issued > cookieLifetime {
 		fail("stale cookie")
 		return
 	}
@@ -542,12 +581,10 @@ func (t *TargetLink) finish(b []byte, m *Message, tr *transcript, key *deviceKey
 	}
 	sessions := *t.sessions.Load()
 	s := newSession(tr, &key.key, now, true)
-	if sessions[s.id] != nil || len(sessions) >= t.lim.MaxSessions {
-		fail("no room for the session")
+	if sessions[s.id] != nil {
+		fail("session id in use") // one in 2^32: the initiator tries again
 		return
 	}
-	p := t.peers.get(pk, true)
-	s.peerSt = p
 	next := make(map[uint32]*session, len(sessions)+1)
 	var same []*session
 	for id, x := range sessions {
@@ -556,12 +593,28 @@ func (t *TargetLink) finish(b []byte, m *Message, tr *transcript, key *deviceKey
 			same = append(same, x)
 		}
 	}
-	// A peer keeps its previous session while its requests drain: two per
-	// peer and device at most.
-	slices.SortFunc(same, func(a, b *session) int { return int(b.created - a.created) })
-	for _, x := range same[min(1, len(same)):] {
+	// A peer keeps the sessions its requests may still use while it moves
+	// to the new one: sessionsPerPeer at most. Those that never carried a
+	// frame (handshakes the initiator gave up on) go first, then the
+	// oldest, so a retried handshake never ends the session in use.
+	slices.SortFunc(same, func(a, b *session) int {
+		if ua, ub := a.used.Load(), b.used.Load(); ua != ub {
+			if ua {
+				return -1
+			}
+			return 1
+		}
+		return int(b.created - a.created)
+	})
+	for _, x := range same[min(sessionsPerPeer-1, len(same)):] {
 		delete(next, x.id)
 	}
+	if len(next) >= t.lim.MaxSessions {
+		fail("no room for the session")
+		return
+	}
+	p := t.peers.get(pk, true)
+	s.peerSt = p
 	next[s.id] = s
 	t.sessions.Store(&next)
 	t.used[tr.nT] = usedNonce{expires: now + 2*cookieLifetime, session: s.id, peer: src}
@@ -595,11 +648,9 @@ func (t *TargetLink) sweepLocked(now time.Duration) {
 	for id, s := range old {
 		if !s.expired(now, &t.lim) {
 			next[id] = s
-		} else if s.peerSt != nil {
-			s.peerSt.setState("expired", time.Now())
 		}
 	}
-	t.sessions.Store(&next)
+	t.replaceSessionsLocked(old, next)
 }
 
 // Stats reports the layer's counters, sessions and peers.
@@ -612,5 +663,20 @@ func (t *TargetLink) Stats() Stats {
 		Role: "target", Mode: t.mode.String(), Sessions: n,
 		Handshakes: t.handshakes.Load(), FramesSealed: t.sealed.Load(), FramesOpened: t.opened.Load(),
 		UnsealedAccepted: t.unsealed.Load(), Rejected: t.rejected.snapshot(), Peers: t.peers.snapshot(),
+	}
+}
+
+// replaceSessionsLocked installs next in place of old and marks "expired"
+// the peers left without a session; t.mu must be held.
+func (t *TargetLink) replaceSessionsLocked(old, next map[uint32]*session) {
+	t.sessions.Store(&next)
+	left := make(map[*peerStats]bool)
+	for _, s := range next {
+		left[s.peerSt] = true
+	}
+	for id, s := range old {
+		if next[id] == nil && s.peerSt != nil && !left[s.peerSt] {
+			s.peerSt.setState("expired", time.Now())
+		}
 	}
 }
