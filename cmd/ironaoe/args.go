@@ -59,6 +59,8 @@ type engineOptions struct {
 	Config initiator.Config
 	// AuthKeys are the --auth-key files (docs/auth.md).
 	AuthKeys []authKeyArg
+	// AuthEncrypt is --auth-encrypt: ask for the encrypting suite.
+	AuthEncrypt bool
 }
 
 // discoverOptions are discover's.
@@ -163,6 +165,8 @@ func engineFlags() []cli.Flag {
 			Usage:       "find and reach targets on `IFACE` (repeatable, or comma-separated)"},
 		&cli.UintFlag{Name: "vlan",
 			Usage: "speak AoE on 802.1Q VLAN `VID` (1-4094), tagged in userspace: no 8021q module needed"},
+		&cli.BoolFlag{Name: "auth-encrypt",
+			Usage: "with --auth-key: encrypt the payload too (AES-256-GCM suite), not only authenticate it"},
 		&cli.StringSliceFlag{Name: "auth-key",
 			Usage: "use only targets that prove the key in `FILE` (sealed AoE, docs/auth.md): for every device, or eS.L=FILE for one (repeatable)"},
 	}
@@ -566,6 +570,9 @@ func engineOptionsFrom(c *cli.Context) (engineOptions, error) {
 		return e, err
 	}
 	e.AuthKeys = keys
+	if e.AuthEncrypt = c.Bool("auth-encrypt"); e.AuthEncrypt && len(keys) == 0 {
+		return e, errors.New("--auth-encrypt: needs --auth-key")
+	}
 	cfg := &e.Config
 	for _, d := range durationTunables() {
 		dst := d.field(cfg)

@@ -106,10 +106,10 @@ func formatAuth(w io.Writer, stats []seal.Stats, now time.Time) error {
 	})
 	fmt.Fprintf(w, "  authentication: %d session(s), rejected %s\n", sessions, formatCounts(rejected))
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "    DEVICE\tTARGET\tSTATE\tSINCE\tSESSION\tKEY\tREKEYS\tREJECTED\tERROR")
+	fmt.Fprintln(tw, "    DEVICE\tTARGET\tSTATE\tSINCE\tSESSION\tKEY\tSUITE\tREKEYS\tREJECTED\tERROR")
 	for _, p := range peers {
-		fmt.Fprintf(tw, "    %s\t%s\t%s\t%s\t%08x\t%08x\t%d\t%s\t%s\n", p.Device, p.MAC, p.State, ago(now, p.Since),
-			p.Session, p.KeyID, p.Rekeys, formatCounts(p.Rejected), orDash(p.LastError))
+		fmt.Fprintf(tw, "    %s\t%s\t%s\t%s\t%08x\t%08x\t%s\t%d\t%s\t%s\n", p.Device, p.MAC, p.State, ago(now, p.Since),
+			p.Session, p.KeyID, orDash(p.Suite), p.Rekeys, formatCounts(p.Rejected), orDash(p.LastError))
 	}
 	return tw.Flush()
 }

@@ -49,7 +49,7 @@ func startEngine(ctx context.Context, o engineOptions, env *environment) (*engin
 		if authCfg, err = loadAuthConfig(o.AuthKeys); err != nil {
 			return nil, err
 		}
-		authCfg.Logger = env.Logger
+		authCfg.Logger, authCfg.Encrypt = env.Logger, o.AuthEncrypt
 	}
 	var links []aoe.Link
 	var seals []*seal.InitiatorLink

@@ -73,6 +73,8 @@ type options struct {
 	AuthKeys []string
 	// AuthMode is --auth-mode: whether plain initiators are refused.
 	AuthMode seal.Mode
+	// AuthEncrypt is --auth-encrypt: sealed initiators must encrypt too.
+	AuthEncrypt bool
 
 	// Warnings are about input that vblade takes and ironblade adjusts
 	// (empty or group -m entries, a huge -b); they are logged once a
@@ -117,6 +119,8 @@ func flags() []cli.Flag {
 			Usage: "execute at most `N` requests at once"},
 		&cli.StringSliceFlag{Name: "auth-key",
 			Usage: "require initiators to prove the key in `FILE` (sealed AoE, docs/auth.md); repeat to accept a second key during a rotation; SIGHUP re-reads the files"},
+		&cli.BoolFlag{Name: "auth-encrypt",
+			Usage: "with --auth-key: serve only initiators that encrypt the payload too (AES-256-GCM suite)"},
 		&cli.StringFlag{Name: "auth-mode", Value: "required",
 			Usage: "with --auth-key: `MODE` required (refuse plain initiators) or optional (let them in too, for a migration)"},
 		&cli.StringFlag{Name: "vlan", DefaultText: "untagged",
@@ -314,6 +318,9 @@ func optionsFrom(c *cli.Context) (options, error) {
 	}
 	if c.IsSet("auth-mode") && len(o.AuthKeys) == 0 {
 		return o, errors.New("--auth-mode: needs --auth-key")
+	}
+	if o.AuthEncrypt = c.Bool("auth-encrypt"); o.AuthEncrypt && len(o.AuthKeys) == 0 {
+		return o, errors.New("--auth-encrypt: needs --auth-key")
 	}
 	o.AuthMode = mode
 	return o, nil

@@ -42,14 +42,15 @@ func sealLink(link aoe.Link, o options, logger *slog.Logger) (*seal.TargetLink, 
 		return nil, nil, err
 	}
 	tl, err := seal.NewTargetLink(link, seal.TargetConfig{
-		Exports: []seal.Export{{Device: seal.DeviceAddr{Shelf: o.Shelf, Slot: o.Slot}, Keys: keys}},
+		Exports: []seal.Export{o.export(keys)},
 		Mode:    o.AuthMode,
 		Logger:  logger,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("authentication: %w", err)
 	}
-	logger.Info("authentication on: initiators must prove the key", "mode", o.AuthMode, "keys", keyIDs(keys))
+	logger.Info("authentication on: initiators must prove the key", "mode", o.AuthMode, "keys", keyIDs(keys),
+		"encryption_required", o.AuthEncrypt)
 	if o.AuthMode == seal.ModeOptional {
 		logger.Warn("--auth-mode optional: plain (unauthenticated) initiators may also read and write this export")
 	}
@@ -62,11 +63,16 @@ func sealLink(link aoe.Link, o options, logger *slog.Logger) (*seal.TargetLink, 
 func reloadKeys(tl *seal.TargetLink, o options, logger *slog.Logger) {
 	keys, err := loadKeys(o.AuthKeys)
 	if err == nil {
-		err = tl.SetExports([]seal.Export{{Device: seal.DeviceAddr{Shelf: o.Shelf, Slot: o.Slot}, Keys: keys}})
+		err = tl.SetExports([]seal.Export{o.export(keys)})
 	}
 	if err != nil {
 		logger.Error("SIGHUP: keys not reloaded; the old ones stay in force", "err", err)
 		return
 	}
 	logger.Info("SIGHUP: keys reloaded", "keys", keyIDs(keys))
+}
+
+// export is the keyed export the options describe.
+func (o *options) export(keys []seal.Key) seal.Export {
+	return seal.Export{Device: seal.DeviceAddr{Shelf: o.Shelf, Slot: o.Slot}, Keys: keys, RequireEncryption: o.AuthEncrypt}
 }

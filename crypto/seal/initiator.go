@@ -20,6 +20,10 @@ type InitiatorConfig struct {
 	Keys map[DeviceAddr]Key
 	// DefaultKey, if valid, is the key of every device not in Keys.
 	DefaultKey Key
+	// Encrypt asks for SuiteAESGCM: the payload is encrypted too. Without
+	// it, SuiteHMAC; a target whose export requires encryption refuses
+	// that.
+	Encrypt bool
 	Limits     Limits
 	Logger     *slog.Logger
 }
@@ -51,6 +55,7 @@ const (
 // its place, with its tag. Devices without a key pass untouched.
 type InitiatorLink struct {
 	layer
+	suite Suite
 	lim   Limits
 	log   *slog.Logger
 	start time.Time
@@ -145,6 +150,9 @@ type ipeer struct {
 // link.
 func NewInitiatorLink(link aoe.Link, cfg InitiatorConfig) (*InitiatorLink, error) {
 	t := &InitiatorLink{lim: cfg.Limits.withDefaults(), log: cfg.Logger, start: time.Now()}
+	if cfg.Encrypt {
+		t.suite = SuiteAESGCM
+	}
 	t.init(link, t)
 	if t.log == nil {
 		t.log = slog.Default()
@@ -346,7 +354,7 @@ func (t *InitiatorLink) open(b []byte, dev DeviceAddr) (int, bool) {
 		return 0, false
 	}
 	p := t.peer(peerKey{src, s.dev})
-	if s.dev != dev || aoe.MAC(b[0:6]) != t.mac {
+	if s.dev != dev || h.Suite != s.suite || aoe.MAC(b[0:6]) != t.mac {
 		t.reject(RejectBadTag, p)
 		return 0, false
 	}
@@ -380,14 +388,13 @@ func (t *InitiatorLink) open(b []byte, dev DeviceAddr) (int, bool) {
 func (s *session) openResponse(b []byte, seq, ack uint64) Reason {
 	n := seq - s.recv.seq0
 	a := ack - s.send.seq0
-	body, tag := b[:len(b)-TagLen], b[len(b)-TagLen:]
 	d := &s.recv
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if !d.win.Check(n) {
 		return RejectReplay
 	}
-	if !hmac.Equal(d.tagLocked(body), tag) {
+	if !d.verifyLocked(b, seq) {
 		return RejectBadTag
 	}
 	d.win.Accept(n)
@@ -463,7 +470,7 @@ func (t *InitiatorLink) startHandshakeLocked(p *ipeer, now time.Duration) {
 	if p.cur.Load() == nil {
 		p.st.setState("handshaking", time.Now())
 	}
-	t.sendHandshake(p, &Message{Type: MessageHello, KeyID: dk.id, InitiatorNonce: p.nI})
+	t.sendHandshake(p, &Message{Type: MessageHello, KeyID: dk.id, Suite: t.suite, InitiatorNonce: p.nI})
 }
 
 func (t *InitiatorLink) sendHandshake(p *ipeer, m *Message) {
@@ -506,10 +513,10 @@ func (t *InitiatorLink) handshakeResponse(b []byte, dev DeviceAddr, ks *keySet) 
 		}
 		p.st.failed(why, time.Now())
 	}
-	tr := transcript{initiator: t.mac, target: src, dev: dev, keyID: p.keyID, nI: p.nI, nT: m.TargetNonce}
+	tr := transcript{initiator: t.mac, target: src, dev: dev, keyID: p.keyID, suite: t.suite, nI: p.nI, nT: m.TargetNonce}
 	switch m.Type {
 	case MessageChallenge:
-		if p.hs != hsHelloSent || m.InitiatorNonce != p.nI || m.KeyID != p.keyID || dk == nil || dk.id != p.keyID {
+		if p.hs != hsHelloSent || m.InitiatorNonce != p.nI || m.KeyID != p.keyID || m.Suite != t.suite || dk == nil || dk.id != p.keyID {
 			t.reject(RejectHandshake, p)
 			return
 		}
@@ -523,7 +530,7 @@ func (t *InitiatorLink) handshakeResponse(b []byte, dev DeviceAddr, ks *keySet) 
 			return
 		}
 		p.nT, p.hs, p.hsAt = m.TargetNonce, hsFinishSent, now
-		t.sendHandshake(p, &Message{Type: MessageFinish, KeyID: p.keyID, InitiatorNonce: p.nI, TargetNonce: p.nT,
+		t.sendHandshake(p, &Message{Type: MessageFinish, KeyID: p.keyID, Suite: t.suite, InitiatorNonce: p.nI, TargetNonce: p.nT,
 			Time: m.Time, Cookie: m.Cookie, Proof: tr.proof(&dk.key, labelInitiatorProof)})
 	case MessageAccept:
 		if p.hs != hsFinishSent || m.InitiatorNonce != p.nI || m.TargetNonce != p.nT || dk == nil || dk.id != p.keyID ||
@@ -545,12 +552,14 @@ func (t *InitiatorLink) handshakeResponse(b []byte, dev DeviceAddr, ks *keySet) 
 		t.handshakes.Add(1)
 		p.st.established(s, time.Now())
 		t.log.Info("seal: target proved the key; session established", "target", src, "device", dev,
-			"session", fmt.Sprintf("%08x", s.id), "key", fmt.Sprintf("%08x", s.keyID))
+			"session", fmt.Sprintf("%08x", s.id), "key", fmt.Sprintf("%08x", s.keyID), "suite", s.suite)
 		t.probeLocked(p, s, now)
 	case MessageRefuse:
 		switch {
 		case m.Reason == RefuseUnknownKey && p.hs == hsHelloSent && m.KeyID == p.keyID:
 			fail(fmt.Sprintf("target holds no key with id %08x (a wrong key?)", p.keyID))
+		case m.Reason == RefuseSuite && p.hs == hsHelloSent && m.KeyID == p.keyID:
+			fail(fmt.Sprintf("target requires %s; this initiator asks for %s", SuiteAESGCM, t.suite))
 		case m.Reason == RefuseNoSession:
 			if s := p.cur.Load(); s != nil && s.id == m.Session {
 				// Unauthenticated: only a reason to try a new session;

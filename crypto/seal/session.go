@@ -1,6 +1,8 @@
 package seal
 
 import (
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -28,6 +30,7 @@ type transcript struct {
 	initiator, target aoe.MAC
 	dev               DeviceAddr
 	keyID             uint32
+	suite             Suite
 	nI, nT            [NonceLen]byte
 }
 
@@ -40,6 +43,7 @@ func (t *transcript) append(b []byte, label string) []byte {
 	b = binary.BigEndian.AppendUint16(b, t.dev.Shelf)
 	b = append(b, t.dev.Slot)
 	b = binary.BigEndian.AppendUint32(b, t.keyID)
+	b = append(b, uint8(t.suite))
 	b = append(b, t.nI[:]...)
 	return append(b, t.nT[:]...)
 }
@@ -67,6 +71,7 @@ func (t *transcript) cookie(secret *[32]byte, ms uint64) [CookieLen]byte {
 // session id.
 type sessionKeys struct {
 	toTarget, toInitiator [32]byte
+	encToTarget, encToIni [32]byte // SuiteAESGCM's keys, apart from the HMAC keys
 	seqToTarget, seqToIni uint64
 	id                    uint32
 }
@@ -74,7 +79,7 @@ type sessionKeys struct {
 func (t *transcript) sessionKeys(devKey *[32]byte) sessionKeys {
 	var info [128]byte
 	salt := append(append(make([]byte, 0, 2*NonceLen), t.nI[:]...), t.nT[:]...)
-	out, err := hkdf.Key(sha256.New, devKey[:], salt, string(t.append(info[:0], labelSession)), 32+32+8+8+4)
+	out, err := hkdf.Key(sha256.New, devKey[:], salt, string(t.append(info[:0], labelSession)), 32+32+8+8+4+64)
 	if err != nil {
 		panic("seal: hkdf: " + err.Error())
 	}
@@ -84,23 +89,43 @@ func (t *transcript) sessionKeys(devKey *[32]byte) sessionKeys {
 	k.seqToTarget = binary.BigEndian.Uint64(out[64:72])
 	k.seqToIni = binary.BigEndian.Uint64(out[72:80])
 	k.id = binary.BigEndian.Uint32(out[80:84])
+	copy(k.encToTarget[:], out[84:116])
+	copy(k.encToIni[:], out[116:148])
 	return k
 }
 
 // direction is one direction of a session: its HMAC state, reused for
 // every frame (Reset, never New), and its sequence numbers.
 type direction struct {
-	mu   sync.Mutex
-	mac  hash.Hash
-	sum  [sha256.Size]byte
-	seq0 uint64 // secret start: a frame's number is seq0 plus its count
-	sent uint64 // sender: frames sealed so far
-	win  Window // receiver: counts accepted
+	mu    sync.Mutex
+	mac   hash.Hash
+	aead  cipher.AEAD // SuiteAESGCM: seals the frames; mac then tags only the accept
+	nonce [12]byte
+	sum   [sha256.Size]byte
+	seq0  uint64 // secret start: a frame's number is seq0 plus its count
+	sent  uint64 // sender: frames sealed so far
+	win   Window // receiver: counts accepted
 }
 
-func (d *direction) init(key *[32]byte, seq0 uint64) {
+func (d *direction) init(key, encKey *[32]byte, seq0 uint64, suite Suite) {
 	d.mac = hmac.New(sha256.New, key[:])
 	d.seq0 = seq0
+	if suite == SuiteAESGCM {
+		block, err := aes.NewCipher(encKey[:])
+		if err != nil {
+			panic("seal: aes: " + err.Error()) // a 32-byte key never fails
+		}
+		if d.aead, err = cipher.NewGCM(block); err != nil {
+			panic("seal: gcm: " + err.Error())
+		}
+	}
+}
+
+// nonceLocked is the AES-GCM nonce of the frame numbered seq: the number
+// itself, unique in this direction of this session; d.mu must be held.
+func (d *direction) nonceLocked(seq uint64) []byte {
+	binary.BigEndian.PutUint64(d.nonce[4:], seq)
+	return d.nonce[:]
 }
 
 // tagLocked computes the tag of msg into d.sum; d.mu must be held.
@@ -119,7 +144,13 @@ func (d *direction) seal(frame []byte, ack uint64, tag []byte) uint64 {
 	seq := d.seq0 + d.sent
 	binary.BigEndian.PutUint64(frame[sealOff+8:], seq)
 	binary.BigEndian.PutUint64(frame[sealOff+16:], ack)
-	copy(tag, d.tagLocked(frame))
+	if d.aead != nil {
+		// The argument is encrypted in place and the tag follows it:
+		// frame's storage runs on into tag.
+		d.aead.Seal(frame[innerOff:innerOff], d.nonceLocked(seq), frame[innerOff:], frame[:innerOff])
+	} else {
+		copy(tag, d.tagLocked(frame))
+	}
 	d.mu.Unlock()
 	return seq
 }
@@ -128,17 +159,26 @@ func (d *direction) seal(frame []byte, ack uint64, tag []byte) uint64 {
 // It returns the frame's count (its number less the secret start).
 func (d *direction) open(frame []byte, seq uint64) (uint64, Reason) {
 	n := seq - d.seq0
-	body, tag := frame[:len(frame)-TagLen], frame[len(frame)-TagLen:]
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if !d.win.Check(n) {
 		return n, RejectReplay // before the tag: a replay costs no HMAC
 	}
-	if !hmac.Equal(d.tagLocked(body), tag) {
+	if !d.verifyLocked(frame, seq) {
 		return n, RejectBadTag
 	}
 	d.win.Accept(n)
 	return n, 0
+}
+
+// verifyLocked checks a sealed frame's tag and, with SuiteAESGCM, decrypts
+// its argument in place; d.mu must be held.
+func (d *direction) verifyLocked(frame []byte, seq uint64) bool {
+	if d.aead != nil {
+		_, err := d.aead.Open(frame[innerOff:innerOff], d.nonceLocked(seq), frame[innerOff:], frame[:innerOff])
+		return err == nil
+	}
+	return hmac.Equal(d.tagLocked(frame[:len(frame)-TagLen]), frame[len(frame)-TagLen:])
 }
 
 // session is the state both sides keep for one session.
@@ -147,6 +187,7 @@ type session struct {
 	peer    aoe.MAC
 	dev     DeviceAddr
 	keyID   uint32
+	suite   Suite
 	created time.Duration // on the owner's monotonic clock
 	nI, nT  [NonceLen]byte
 	send    direction
@@ -163,15 +204,15 @@ type session struct {
 // which side the caller is.
 func newSession(t *transcript, devKey *[32]byte, now time.Duration, target bool) *session {
 	k := t.sessionKeys(devKey)
-	s := &session{id: k.id, dev: t.dev, keyID: t.keyID, created: now, nI: t.nI, nT: t.nT}
+	s := &session{id: k.id, dev: t.dev, keyID: t.keyID, suite: t.suite, created: now, nI: t.nI, nT: t.nT}
 	if target {
 		s.peer = t.initiator
-		s.send.init(&k.toInitiator, k.seqToIni)
-		s.recv.init(&k.toTarget, k.seqToTarget)
+		s.send.init(&k.toInitiator, &k.encToIni, k.seqToIni, t.suite)
+		s.recv.init(&k.toTarget, &k.encToTarget, k.seqToTarget, t.suite)
 	} else {
 		s.peer = t.target
-		s.send.init(&k.toTarget, k.seqToTarget)
-		s.recv.init(&k.toInitiator, k.seqToIni)
+		s.send.init(&k.toTarget, &k.encToTarget, k.seqToTarget, t.suite)
+		s.recv.init(&k.toInitiator, &k.encToIni, k.seqToIni, t.suite)
 	}
 	return s
 }
@@ -189,7 +230,7 @@ func (s *session) sealFrame(out, p []byte, tag uint32, ack uint64) int {
 	out[19] = uint8(CommandSealed)
 	binary.BigEndian.PutUint32(out[20:24], tag)
 	h := out[sealOff:innerOff]
-	h[0], h[1], h[2], h[3] = Version, p[19], 0, 0
+	h[0], h[1], h[2], h[3] = Version, p[19], uint8(s.suite), 0
 	binary.BigEndian.PutUint32(h[4:8], s.id)
 	n := innerOff + copy(out[innerOff:], p[aoe.FrameHeaderLen:])
 	s.send.seal(out[:n], ack, out[n:n+TagLen])

@@ -113,6 +113,8 @@ type PeerStats struct {
 	// Session is the current session's id; KeyID the key it was made with.
 	Session uint32 `json:"session,omitempty"`
 	KeyID   uint32 `json:"key_id,omitempty"`
+	// Suite is the current session's suite (hmac-sha256, aes-256-gcm).
+	Suite string `json:"suite,omitempty"`
 	// Rekeys counts sessions after the first.
 	Rekeys uint64 `json:"rekeys"`
 	// LastError says why the last handshake failed, if it did.
@@ -135,6 +137,7 @@ type peerStats struct {
 	since    time.Time
 	session  uint32
 	keyID    uint32
+	suite    Suite
 	sessions uint64
 	lastErr  string
 }
@@ -149,7 +152,7 @@ func (p *peerStats) setState(state string, at time.Time) {
 
 func (p *peerStats) established(s *session, at time.Time) {
 	p.mu.Lock()
-	p.state, p.since, p.session, p.keyID, p.lastErr = "established", at, s.id, s.keyID, ""
+	p.state, p.since, p.session, p.keyID, p.suite, p.lastErr = "established", at, s.id, s.keyID, s.suite, ""
 	p.sessions++
 	p.mu.Unlock()
 }
@@ -178,7 +181,7 @@ func (p *peerStats) snapshot() PeerStats {
 	defer p.mu.Unlock()
 	return PeerStats{
 		MAC: p.key.mac.String(), Device: p.key.dev.String(), State: p.state, Since: p.since,
-		Session: p.session, KeyID: p.keyID, Rekeys: max(p.sessions, 1) - 1, LastError: p.lastErr,
+		Session: p.session, KeyID: p.keyID, Suite: suiteName(p.session, p.suite), Rekeys: max(p.sessions, 1) - 1, LastError: p.lastErr,
 		Rejected: p.rejected.snapshot(),
 	}
 }
@@ -236,4 +239,11 @@ func (t *peerTable) snapshot() []PeerStats {
 		out = append(out, p.snapshot())
 	}
 	return out
+}
+
+func suiteName(session uint32, s Suite) string {
+	if session == 0 {
+		return ""
+	}
+	return s.String()
 }

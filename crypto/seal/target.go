@@ -51,6 +51,10 @@ type Export struct {
 	// Keys are accepted in handshakes; more than one while a new key
 	// replaces an old one.
 	Keys []Key
+	// RequireEncryption refuses sessions of SuiteHMAC: only initiators
+	// that encrypt (SuiteAESGCM) are served. Either suite is taken
+	// otherwise.
+	RequireEncryption bool
 }
 
 // TargetConfig configures a TargetLink.
@@ -113,8 +117,9 @@ type TargetLink struct {
 }
 
 type exportKeys struct {
-	dev  DeviceAddr
-	keys []deviceKey
+	dev     DeviceAddr
+	keys    []deviceKey
+	encrypt bool // RequireEncryption
 }
 
 type deviceKey struct {
@@ -168,7 +173,7 @@ func (t *TargetLink) SetExports(exports []Export) error {
 		if e.Device.Shelf == aoe.BroadcastMajor || e.Device.Slot == aoe.BroadcastMinor {
 			return fmt.Errorf("seal: export %s: broadcast address", e.Device)
 		}
-		k := exportKeys{dev: e.Device}
+		k := exportKeys{dev: e.Device, encrypt: e.RequireEncryption}
 		for _, key := range e.Keys {
 			if !key.Valid() {
 				return fmt.Errorf("seal: export %s: invalid key", e.Device)
@@ -217,13 +222,17 @@ func (t *TargetLink) deviceKey(dev DeviceAddr, id uint32) *deviceKey {
 	return nil
 }
 
-func (t *TargetLink) exportOf(dev DeviceAddr) bool {
-	for _, e := range *t.exports.Load() {
-		if e.dev == dev {
-			return true
+func (t *TargetLink) exportOf(dev DeviceAddr) bool { return t.export(dev) != nil }
+
+// export returns the keyed export dev, or nil.
+func (t *TargetLink) export(dev DeviceAddr) *exportKeys {
+	ex := *t.exports.Load()
+	for i := range ex {
+		if ex[i].dev == dev {
+			return &ex[i]
 		}
 	}
-	return false
+	return nil
 }
 
 // inbound handles one received frame and reports whether (and how long) it
@@ -332,7 +341,7 @@ func (t *TargetLink) open(b []byte) (int, bool) {
 		t.refuse(b, RefuseNoSession, h.Session)
 		return 0, false
 	}
-	if s.peer != src || s.dev.Shelf != binary.BigEndian.Uint16(b[16:18]) || s.dev.Slot != b[18] || aoe.MAC(b[0:6]) != t.mac {
+	if s.peer != src || s.dev.Shelf != binary.BigEndian.Uint16(b[16:18]) || s.dev.Slot != b[18] || h.Suite != s.suite || aoe.MAC(b[0:6]) != t.mac {
 		t.reject(RejectBadTag, t.peerOf(b)) // not this session's: its tag cannot verify
 		return 0, false
 	}
@@ -510,11 +519,16 @@ func (t *TargetLink) handshake(b []byte) {
 		t.refuse(b, RefuseUnknownKey, m.KeyID)
 		return
 	}
-	tr := transcript{initiator: src, target: t.mac, dev: dev, keyID: m.KeyID, nI: m.InitiatorNonce}
+	if m.Suite != SuiteAESGCM && t.export(dev).encrypt {
+		t.reject(RejectHandshake, p)
+		t.refuse(b, RefuseSuite, m.KeyID)
+		return
+	}
+	tr := transcript{initiator: src, target: t.mac, dev: dev, keyID: m.KeyID, suite: m.Suite, nI: m.InitiatorNonce}
 	if m.Type == MessageHello {
 		rand.Read(tr.nT[:])
 		ms := t.timeBase + uint64(now/time.Millisecond)
-		reply := Message{Type: MessageChallenge, KeyID: m.KeyID, InitiatorNonce: tr.nI, TargetNonce: tr.nT, Time: ms}
+		reply := Message{Type: MessageChallenge, KeyID: m.KeyID, Suite: m.Suite, InitiatorNonce: tr.nI, TargetNonce: tr.nT, Time: ms}
 		reply.Cookie = tr.cookie(t.cookieKey(now, 0), ms)
 		reply.Proof = tr.proof(&key.key, labelTargetProof)
 		t.sendHandshake(b, &reply, nil)
@@ -622,12 +636,13 @@ func (t *TargetLink) finish(b []byte, m *Message, tr *transcript, key *deviceKey
 	if p != nil {
 		p.established(s, time.Now())
 	}
-	t.log.Info("seal: session established", "peer", src, "device", tr.dev, "session", fmt.Sprintf("%08x", s.id), "key", fmt.Sprintf("%08x", key.id))
+	t.log.Info("seal: session established", "peer", src, "device", tr.dev, "session", fmt.Sprintf("%08x", s.id),
+		"key", fmt.Sprintf("%08x", key.id), "suite", s.suite)
 	t.sendAccept(b, s)
 }
 
 func (t *TargetLink) sendAccept(b []byte, s *session) {
-	a := Message{Type: MessageAccept, KeyID: s.keyID, Session: s.id, InitiatorNonce: s.nI, TargetNonce: s.nT}
+	a := Message{Type: MessageAccept, KeyID: s.keyID, Suite: s.suite, Session: s.id, InitiatorNonce: s.nI, TargetNonce: s.nT}
 	t.sendHandshake(b, &a, &s.send)
 }
 

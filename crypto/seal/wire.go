@@ -21,6 +21,33 @@ const (
 // Version is the version of the seal header and handshake messages.
 const Version = 1
 
+// Suite is the protection a session gives its frames, agreed in the
+// handshake (and bound into both proofs, so no one can change it).
+type Suite uint8
+
+const (
+	// SuiteHMAC authenticates every frame with HMAC-SHA256, truncated to
+	// 128 bits; the payload travels in clear.
+	SuiteHMAC Suite = 0
+	// SuiteAESGCM also encrypts the wrapped argument: AES-256-GCM with a
+	// 128-bit tag, the frame's headers as associated data, and the
+	// sequence number as the nonce (never reused: keys are per session and
+	// direction).
+	SuiteAESGCM Suite = 1
+)
+
+func (s Suite) String() string {
+	switch s {
+	case SuiteHMAC:
+		return "hmac-sha256"
+	case SuiteAESGCM:
+		return "aes-256-gcm"
+	}
+	return fmt.Sprintf("suite %d", uint8(s))
+}
+
+func (s Suite) valid() bool { return s <= SuiteAESGCM }
+
 // Sizes of the sealed frame's parts, in bytes.
 const (
 	// HeaderLen is the seal header that follows the AoE header.
@@ -43,6 +70,8 @@ type Header struct {
 	Version uint8
 	// Command is the AoE command the frame wraps.
 	Command aoe.Command
+	// Suite is the session's suite.
+	Suite Suite
 	// Session names the session whose keys sealed the frame.
 	Session uint32
 	// Seq is the frame's sequence number in its direction: the session's
@@ -60,7 +89,7 @@ func (h *Header) MarshalTo(b []byte) (int, error) {
 	}
 	b[0] = h.Version
 	b[1] = uint8(h.Command)
-	b[2], b[3] = 0, 0
+	b[2], b[3] = uint8(h.Suite), 0
 	binary.BigEndian.PutUint32(b[4:8], h.Session)
 	binary.BigEndian.PutUint64(b[8:16], h.Seq)
 	binary.BigEndian.PutUint64(b[16:24], h.Ack)
@@ -75,12 +104,13 @@ func (h *Header) UnmarshalBinary(b []byte) error {
 	if b[0] != Version {
 		return fmt.Errorf("seal: unmarshal header: version %d: %w", b[0], errVersion)
 	}
-	if b[2] != 0 || b[3] != 0 {
-		return fmt.Errorf("seal: unmarshal header: reserved bytes set: %w", errMalformed)
+	if !Suite(b[2]).valid() || b[3] != 0 {
+		return fmt.Errorf("seal: unmarshal header: unknown suite or reserved byte set: %w", errMalformed)
 	}
 	*h = Header{
 		Version: b[0],
 		Command: aoe.Command(b[1]),
+		Suite:   Suite(b[2]),
 		Session: binary.BigEndian.Uint32(b[4:8]),
 		Seq:     binary.BigEndian.Uint64(b[8:16]),
 		Ack:     binary.BigEndian.Uint64(b[16:24]),
@@ -135,6 +165,9 @@ const (
 	// RefuseNoSession: the target knows no live session with the sealed
 	// frame's session id (it restarted, or the session expired).
 	RefuseNoSession RefuseReason = 2
+	// RefuseSuite: the export requires a suite the hello did not ask for
+	// (encryption).
+	RefuseSuite RefuseReason = 3
 )
 
 // NonceLen is the length of each side's handshake nonce.
@@ -157,6 +190,7 @@ const CookieLen = 16
 type Message struct {
 	Type           MessageType
 	Reason         RefuseReason
+	Suite          Suite
 	KeyID          uint32
 	Session        uint32
 	InitiatorNonce [NonceLen]byte
@@ -198,7 +232,7 @@ func (m *Message) MarshalTo(b []byte) (int, error) {
 	if len(b) < n {
 		return 0, fmt.Errorf("seal: marshal %s: %w", m.Type, errShort)
 	}
-	b[0], b[1], b[2], b[3] = Version, uint8(m.Type), uint8(m.Reason), 0
+	b[0], b[1], b[2], b[3] = Version, uint8(m.Type), uint8(m.Reason), uint8(m.Suite)
 	binary.BigEndian.PutUint32(b[4:8], m.KeyID)
 	binary.BigEndian.PutUint32(b[8:12], m.Session)
 	p := b[msgFixedLen:n]
@@ -233,14 +267,15 @@ func (m *Message) UnmarshalBinary(b []byte) error {
 	*m = Message{
 		Type:    MessageType(b[1]),
 		Reason:  RefuseReason(b[2]),
+		Suite:   Suite(b[3]),
 		KeyID:   binary.BigEndian.Uint32(b[4:8]),
 		Session: binary.BigEndian.Uint32(b[8:12]),
 	}
 	if m.Type < MessageHello || m.Type > MessageRefuse {
 		return fmt.Errorf("seal: unmarshal handshake: %s: %w", m.Type, errMalformed)
 	}
-	if b[3] != 0 {
-		return fmt.Errorf("seal: unmarshal handshake: reserved byte set: %w", errMalformed)
+	if !m.Suite.valid() {
+		return fmt.Errorf("seal: unmarshal handshake: %s: %w", m.Suite, errMalformed)
 	}
 	if len(b) < m.Len() {
 		return fmt.Errorf("seal: unmarshal %s: %d bytes: %w", m.Type, len(b), errShort)
