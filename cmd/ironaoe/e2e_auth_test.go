@@ -293,7 +293,8 @@ func TestE2EAuthServe(t *testing.T) {
 // TestE2EAuthRogueTargets puts three rogue targets for e1.0 on a second
 // segment beside the keyed ironblade: an ironblade with another key, a
 // plain ironblade and vblade, each on a file of its own. ironaoe serve
-// --auth-key on both segments copies data through e1.0: none of the
+// --auth-key --policy multipath (which would spread writes over every
+// target it used) on both segments copies data through e1.0: none of the
 // rogues' files gets a byte, discover marks each NOT PROVEN and the real
 // one proven.
 func TestE2EAuthRogueTargets(t *testing.T) {
@@ -341,17 +342,35 @@ func TestE2EAuthRogueTargets(t *testing.T) {
 	}
 
 	sock := filepath.Join(r.dir, "nbd.sock")
-	r.serveOn(t, ifaces, r.controlDir(), sock, "--auth-key", key, "e1.0")
-	r.copyInOut(t, "nbd+unix:///e1.0?socket="+sock, disk, size)
+	uri := "nbd+unix:///e1.0?socket=" + sock
+	// Multipath would spread the writes over every target it knew of.
+	r.serveOn(t, ifaces, r.controlDir(), sock, "--auth-key", key, "--policy", "multipath", "e1.0")
+	in := filepath.Join(r.dir, "in.bin")
+	want := randomFile(t, in, size)
+	stdout, stderr, copyErr := runInOut(r.initiator, commandTimeout, "nbdcopy", "--flush", in, uri)
+	// The rogues first: whatever became of the copy, none got a byte.
+	for _, rg := range rogues {
+		if !allZero(t, rg.file) {
+			t.Errorf("%s (%s): ironaoe wrote to its file", rg.name, rg.mac)
+		}
+	}
+	if copyErr != nil {
+		t.Fatalf("nbdcopy in: %v\n%s%s", copyErr, stdout, stderr)
+	}
+	if aoetest.FileSum(t, disk, 0, size) != want {
+		t.Error("the keyed ironblade's disk does not hold the data copied in")
+	}
+	out := filepath.Join(r.dir, "out.bin")
+	runIn(t, r.initiator, "nbdcopy", uri, out)
+	if aoetest.FileSum(t, out, 0, -1) != want {
+		t.Error("the data copied out differs from the data copied in")
+	}
 	report := r.statIn(t, r.controlDir())
 	d := findDevice(t, report, "e1.0")
 	if len(d.Targets) != 1 || d.Targets[0].MAC != r.veth.MACA.String() {
 		t.Errorf("serve used targets %+v, want only the keyed ironblade %v", d.Targets, r.veth.MACA)
 	}
 	for _, rg := range rogues {
-		if !allZero(t, rg.file) {
-			t.Errorf("%s (%s): ironaoe wrote to its file", rg.name, rg.mac)
-		}
 		if p, ok := authPeer(report, rg.mac); ok && p.State == "established" {
 			t.Errorf("%s: serve holds a session with it: %+v", rg.name, p)
 		}
@@ -512,7 +531,8 @@ func fileSum(path string, off, n int64) ([sha512.Size]byte, error) {
 // an address of its own) uses B and copies data in a loop. File A is then
 // overwritten with key B and ironblade gets SIGHUP: #2 goes on without a
 // gap, #1's session ends and its I/O fails rather than reaching the disk,
-// discover with A is refused and with B proven.
+// discover with A is refused and with B proven. Last, #1's own key file is
+// rewritten with B and ironaoe #1 gets SIGHUP: it works again.
 func TestE2EAuthKeyRotation(t *testing.T) {
 	aoetest.RequireRoot(t)
 	aoetest.RequireCommands(t, "nbdcopy", "qemu-io")
@@ -533,7 +553,7 @@ func TestE2EAuthKeyRotation(t *testing.T) {
 	ctlA, ctlB := filepath.Join(r.dir, "ctl-a"), filepath.Join(r.dir, "ctl-b")
 	sockA, sockB := filepath.Join(r.dir, "a.sock"), filepath.Join(r.dir, "b.sock")
 	uriA, uriB := "nbd+unix:///e1.0?socket="+sockA, "nbd+unix:///e1.0?socket="+sockB
-	r.serveOn(t, r.veth.IfB, ctlA, sockA, "--auth-key", iniA, "--dead-timeout", "2s", "e1.0")
+	serveA := r.serveOn(t, r.veth.IfB, ctlA, sockA, "--auth-key", iniA, "--dead-timeout", "2s", "e1.0")
 	r.serveOn(t, mv, ctlB, sockB, "--auth-key", iniB, "e1.0")
 
 	// #1 works with key A.
@@ -600,6 +620,38 @@ func TestE2EAuthKeyRotation(t *testing.T) {
 	}
 	t.Logf("rotation %v ago; ironblade: %v sessions, handshakes %v", time.Since(rotated).Round(time.Millisecond),
 		bladeMetric(t, r.target, "ironblade_auth_sessions"), bladeMetric(t, r.target, "ironblade_auth_handshakes_total"))
+
+	// docs/auth.md's step for the initiators: #1's key file rewritten
+	// with key B and SIGHUP; nothing restarts, and #1 works again.
+	if err := os.WriteFile(iniA, mustRead(t, fileB), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := serveA.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	hupped := time.Now()
+	aoetest.WaitFor(t, 10*time.Second, "ironaoe #1 to prove the target with key B", func() bool {
+		p, ok := authPeer(r.statIn(t, ctlA), r.veth.MACA.String())
+		return ok && p.KeyID == idB && p.State == "established"
+	})
+	proven := time.Since(hupped)
+	// Its device went down (dead timeout) with the retired key: it comes
+	// back once the target answers a Query Config again.
+	aoetest.WaitFor(t, 10*time.Second, "ironaoe #1's device to come back up", func() bool {
+		d, ok := deviceOf(r.statIn(t, ctlA))
+		return ok && d.State == initiator.DeviceUp
+	})
+	t.Logf("ironaoe #1 after its SIGHUP: key B proven in %v, device up in %v", proven.Round(time.Millisecond), time.Since(hupped).Round(time.Millisecond))
+	out, stderr, qerr = runInOut(r.initiator, 20*time.Second, "qemu-io", "-f", "raw", "-c", "write -P 0xa2 48M 1M", "-c", "flush", uriA)
+	if qerr != nil || strings.Contains(out+stderr, "error") {
+		t.Fatalf("ironaoe #1 with key B after its SIGHUP: qemu-io write: %v\n%s%s", qerr, out, stderr)
+	}
+	if aoetest.FileSum(t, disk, 48<<20, 1<<20) != sha512.Sum512(bytes.Repeat([]byte{0xa2}, 1<<20)) {
+		t.Error("ironaoe #1 with key B after its SIGHUP: the write did not reach the disk")
+	}
+	if !strings.Contains(serveA.Output(), "keys reloaded") {
+		t.Error("ironaoe #1 did not log that it reloaded its keys")
+	}
 }
 
 func mustRead(t *testing.T, path string) []byte {
@@ -672,11 +724,11 @@ func TestE2EAuthFailover(t *testing.T) {
 }
 
 func testE2EAuthFailover(t *testing.T, announce bool) {
-	size := int64(128 << 20)
-	r := newRig(t, 1500)
+	size := int64(96 << 20)
+	r := newRig(t, 9000)
 	disk := r.newDisk(t, size)
 	key, _ := writeAuthKey(t, r.dir, "auth.key")
-	br := aoetest.NewBridge(t, 1500)
+	br := aoetest.NewBridge(t, 9000)
 	lan, _ := br.Attach(t, r.initiator)
 	blades := map[string]*aoetest.Process{}
 	for range 2 {
@@ -720,7 +772,7 @@ func testE2EAuthFailover(t *testing.T, announce bool) {
 		if len(d.Active) == 1 {
 			active = d.Active[0]
 		}
-		return d.BytesWritten >= 16<<20
+		return d.BytesWritten >= 8<<20
 	})
 	var standby string
 	for mac := range blades {
@@ -778,5 +830,72 @@ func testE2EAuthFailover(t *testing.T, announce bool) {
 	}
 	if d.IOErrors != 0 {
 		t.Errorf("%d I/O errors across the failover", d.IOErrors)
+	}
+}
+
+// TestE2EAuthTargetRestart restarts the target under an idle ironaoe
+// serve: the restarted target announces itself, the initiator must see
+// that announce (an "announce" event, the signal failover acts on), and
+// I/O must work again at once. With a key, the announce reaches the
+// initiator only as the answer of an authenticated Query Config sent
+// under a session the new process does not know: the layer has to
+// handshake and query again.
+func TestE2EAuthTargetRestart(t *testing.T) {
+	aoetest.RequireRoot(t)
+	aoetest.RequireCommands(t, "nbdcopy")
+	for _, keyed := range []bool{false, true} {
+		name := "plain"
+		if keyed {
+			name = "keyed"
+		}
+		t.Run(name, func(t *testing.T) {
+			size := int64(8 << 20)
+			r := newRig(t, 9000)
+			disk := r.newDisk(t, size)
+			key, _ := writeAuthKey(t, r.dir, "auth.key")
+			var bladeOpts, serveOpts []string
+			if keyed {
+				bladeOpts, serveOpts = []string{"--auth-key", key}, []string{"--auth-key", key}
+			}
+			blade := r.startBlade(t, r.target, r.veth.IfA, disk, bladeOpts...)
+			sock := filepath.Join(r.dir, "nbd.sock")
+			uri := "nbd+unix:///e1.0?socket=" + sock
+			r.serveOn(t, r.veth.IfB, r.controlDir(), sock, append(serveOpts, "e1.0")...)
+			in := filepath.Join(r.dir, "in.bin")
+			want := randomFile(t, in, size)
+			runIn(t, r.initiator, "nbdcopy", "--flush", in, uri)
+
+			if err := blade.Stop(t, syscall.SIGTERM, 5*time.Second); err != nil {
+				t.Fatalf("ironblade exited with %v", err)
+			}
+			restarted := time.Now()
+			r.startBlade(t, r.target, r.veth.IfA, disk, bladeOpts...)
+			var announced time.Time
+			deadline := time.Now().Add(3 * time.Second)
+			for announced.IsZero() && time.Now().Before(deadline) {
+				d, _ := deviceOf(r.statIn(t, r.controlDir()))
+				for _, e := range d.Events {
+					if e.Kind == initiator.EventAnnounce && e.Time.After(restarted) {
+						announced = e.Time
+					}
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			// I/O works again: a copy out through the restarted target.
+			out := filepath.Join(r.dir, "out.bin")
+			start := time.Now()
+			runIn(t, r.initiator, "nbdcopy", uri, out)
+			if aoetest.FileSum(t, out, 0, -1) != want {
+				t.Error("the data copied out after the restart differs")
+			}
+			seen := "never (3 s)"
+			if !announced.IsZero() {
+				seen = announced.Sub(restarted).Round(time.Millisecond).String() + " after it"
+			}
+			t.Logf("%s: restarted target: announce seen %s; then a copy out took %v", name, seen, time.Since(start).Round(time.Millisecond))
+			if announced.IsZero() {
+				t.Error("the initiator saw no announce from the restarted target within 3 s")
+			}
+		})
 	}
 }

@@ -24,8 +24,8 @@ type InitiatorConfig struct {
 	// it, SuiteHMAC; a target whose export requires encryption refuses
 	// that.
 	Encrypt bool
-	Limits     Limits
-	Logger     *slog.Logger
+	Limits  Limits
+	Logger  *slog.Logger
 }
 
 // Timing of the initiator's handshakes.
@@ -239,8 +239,11 @@ func (t *InitiatorLink) inbound(b []byte) (int, bool) {
 	dev := DeviceAddr{binary.BigEndian.Uint16(b[16:18]), b[18]}
 	cmd := aoe.Command(b[19])
 	ks := t.keys.Load()
-	if (cmd == CommandHandshake || cmd == CommandSealed) && b[14]&uint8(aoe.FlagError) != 0 {
-		// A plain target echoes what it does not know with an error.
+	// A plain target echoes what it does not know with an error, and no
+	// more than the AoE header. A sealed response may carry an AoE error
+	// too (its request's), after a seal header: that one is opened.
+	echo := cmd == CommandHandshake || cmd == CommandSealed && (len(b) < innerOff+TagLen || b[sealOff] != Version)
+	if echo && b[14]&uint8(aoe.FlagError) != 0 {
 		if p := t.peer(peerKey{aoe.MAC(b[6:12]), dev}); p != nil {
 			p.st.failed("plain AoE target: it answers sealed AoE \"unrecognized command\"", time.Now())
 			t.reject(RejectHandshake, p)
@@ -549,6 +552,7 @@ func (t *InitiatorLink) handshakeResponse(b []byte, dev DeviceAddr, ks *keySet) 
 		}
 		t.install(p, s)
 		p.hs = hsIdle
+		p.probeTag = 0 // a query under an older session is void: ask again now
 		t.handshakes.Add(1)
 		p.st.established(s, time.Now())
 		t.log.Info("seal: target proved the key; session established", "target", src, "device", dev,
@@ -563,7 +567,9 @@ func (t *InitiatorLink) handshakeResponse(b []byte, dev DeviceAddr, ks *keySet) 
 		case m.Reason == RefuseNoSession:
 			if s := p.cur.Load(); s != nil && s.id == m.Session {
 				// Unauthenticated: only a reason to try a new session;
-				// the current one stays until that one is confirmed.
+				// the current one stays until that one is confirmed. A
+				// query sent under it will get no answer.
+				p.probeTag = 0
 				p.st.setState("handshaking", time.Now())
 				t.startHandshakeLocked(p, now)
 			}

@@ -76,8 +76,9 @@ const cookieLifetime = 10 * time.Second
 // handshake in progress.
 const sessionsPerPeer = 3
 
-// refusalRate bounds the error answers to refused plain frames, per
-// second, so that a flood of spoofed requests reflects little.
+// refusalRate bounds the answers to refused frames (AoE errors to plain
+// requests, Refuse hints), per second, so that a flood of spoofed frames
+// reflects little.
 const refusalRate = 1000
 
 // A TargetLink is the target's side of sealed AoE on a Link. Frames read
@@ -477,8 +478,13 @@ func (t *TargetLink) refuse(b []byte, why RefuseReason, id uint32) {
 	if src.IsMulticast() || src.IsZero() {
 		return
 	}
-	live := t.peers.get(peerKey{src, DeviceAddr{binary.BigEndian.Uint16(b[16:18]), b[18]}}, false).live()
-	if !t.limit.allow(src, live, t.now(), &t.lim) {
+	// Refusals draw on a budget of their own, not on the sender's
+	// handshake budget: frames spoofed with a peer's address must not
+	// starve that peer's own handshakes.
+	t.refusals.Lock()
+	ok := t.refusals.b.take(t.now(), refusalRate, refusalRate)
+	t.refusals.Unlock()
+	if !ok {
 		return
 	}
 	m := Message{Type: MessageRefuse, Reason: why}
