@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 )
@@ -68,7 +69,7 @@ func LoadKeyFile(path string) (Key, error) {
 	}
 	b := make([]byte, MaxKeyLen+1)
 	n, err := f.ReadAt(b, 0)
-	if n == 0 && err != nil {
+	if n == 0 && err != nil && err != io.EOF { // an empty file is a key too short
 		return Key{}, fmt.Errorf("seal: key file: read %s: %w", path, err)
 	}
 	return NewKey(b[:n], path)
@@ -80,6 +81,9 @@ var ErrKeyExposed = errors.New("key file is not private")
 
 // String names the key by id and source, never by its bytes.
 func (k Key) String() string { return fmt.Sprintf("key %08x (%s)", k.ID, k.Source) }
+
+// GoString is String for %#v, which would otherwise print the secret.
+func (k Key) GoString() string { return fmt.Sprintf("seal.Key{ID:%#08x, Source:%q}", k.ID, k.Source) }
 
 // Valid reports whether k holds a secret.
 func (k Key) Valid() bool { return len(k.secret) > 0 }

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"fmt"
 	"log/slog"
+	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -33,17 +36,132 @@ func newKey(t *testing.T) seal.Key {
 	return k
 }
 
-// recorder keeps copies of the frames a port is about to receive.
+// recorder keeps copies of the frames a port is about to receive. It can
+// also drop frames on purpose (recording them all the same), so that a
+// test holds sealed frames their receiver never saw, and stop recording,
+// so that a flood does not count against a memory check.
 type recorder struct {
-	mu     sync.Mutex
-	frames [][]byte
+	mu      sync.Mutex
+	frames  [][]byte
+	drop    func(f []byte) bool
+	dropped [][]byte
+	off     bool
 }
 
 func (r *recorder) filter(f []byte) bool {
 	r.mu.Lock()
-	r.frames = append(r.frames, bytes.Clone(f))
-	r.mu.Unlock()
+	defer r.mu.Unlock()
+	if r.off {
+		return true
+	}
+	c := bytes.Clone(f)
+	r.frames = append(r.frames, c)
+	if r.drop != nil && r.drop(c) {
+		r.dropped = append(r.dropped, c)
+		return false
+	}
 	return true
+}
+
+// setDrop makes the port lose the frames drop returns true for; nil loses
+// none.
+func (r *recorder) setDrop(drop func(f []byte) bool) {
+	r.mu.Lock()
+	r.drop = drop
+	r.mu.Unlock()
+}
+
+// takeDropped returns the frames lost so far and forgets them.
+func (r *recorder) takeDropped() [][]byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	d := r.dropped
+	r.dropped = nil
+	return d
+}
+
+// pause stops (or restarts) recording.
+func (r *recorder) pause(off bool) {
+	r.mu.Lock()
+	r.off = off
+	r.mu.Unlock()
+}
+
+// all returns the frames recorded.
+func (r *recorder) all() [][]byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.frames)
+}
+
+// handshakes returns the captured handshake frames of type typ.
+func (r *recorder) handshakes(typ seal.MessageType) [][]byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out [][]byte
+	for _, f := range r.frames {
+		if len(f) > 25 && aoe.Command(f[19]) == seal.CommandHandshake && seal.MessageType(f[25]) == typ {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// isSealedWrite reports whether f is a sealed ATA write request.
+func isSealedWrite(f []byte) bool {
+	return len(f) > 48 && aoe.Command(f[19]) == seal.CommandSealed && f[14]&uint8(aoe.FlagResponse) == 0 &&
+		aoe.Command(f[25]) == aoe.CommandATA && f[48]&uint8(aoe.ATAFlagWrite) != 0
+}
+
+// tap is the target's hub port with a side door: frames given to inject
+// are read as if received whatever their destination, as by a NIC in
+// promiscuous mode, so that tests reach the checks a hub would spare.
+type tap struct {
+	*aoetest.Port
+	in     chan []byte
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newTap(p *aoetest.Port) *tap {
+	t := &tap{Port: p, in: make(chan []byte, 64), closed: make(chan struct{})}
+	go func() {
+		buf := make([]byte, 1<<16)
+		for {
+			n, err := p.ReadFrame(buf)
+			if err != nil {
+				return
+			}
+			select {
+			case t.in <- bytes.Clone(buf[:n]):
+			case <-t.closed:
+				return
+			}
+		}
+	}()
+	return t
+}
+
+// inject hands f to the reader as a received frame.
+func (t *tap) inject(f []byte) {
+	select {
+	case t.in <- bytes.Clone(f):
+	case <-t.closed:
+	}
+}
+
+func (t *tap) ReadFrame(b []byte) (int, error) {
+	select {
+	case f := <-t.in:
+		return copy(b, f), nil
+	case <-t.closed:
+		return 0, fmt.Errorf("tap: read: %w", net.ErrClosed)
+	}
+}
+
+func (t *tap) Close() error {
+	t.once.Do(func() { close(t.closed) })
+	return t.Port.Close()
 }
 
 // sealed returns the captured sealed frames whose wrapped command is cmd
@@ -70,19 +188,39 @@ type sealedRig struct {
 	tlink    *seal.TargetLink
 	ilink    *seal.InitiatorLink
 	client   *aoetest.Client
-	rec      *recorder
+	rec      *recorder // frames the target's port receives
+	irec     *recorder // frames the initiator's port receives
+	tap      *tap      // the target's port
 	attacker *aoetest.Port
 	srv      *target.Server
+
+	// spy is a plain client on the attacker's port: it reads what the
+	// port receives, and sends the plain queries of barrier.
+	spy *aoetest.Client
 }
 
 func newSealedRig(t *testing.T, tkeys []seal.Key, ikey seal.Key, mode seal.Mode, lim seal.Limits) *sealedRig {
 	t.Helper()
-	r := &sealedRig{hub: aoetest.NewHub(), disk: aoetest.NewMemDisk(1 << 20), rec: &recorder{}}
+	return newSealedRigConfig(t, seal.TargetConfig{Exports: []seal.Export{{Device: dev, Keys: tkeys}}, Mode: mode, Limits: lim},
+		seal.InitiatorConfig{DefaultKey: ikey, Limits: lim})
+}
+
+// newSealedRigConfig is newSealedRig with the layers' whole configurations.
+func newSealedRigConfig(t *testing.T, tcfg seal.TargetConfig, icfg seal.InitiatorConfig) *sealedRig {
+	t.Helper()
+	r := &sealedRig{hub: aoetest.NewHub(), disk: aoetest.NewMemDisk(1 << 20), rec: &recorder{}, irec: &recorder{}}
+	// Every port and its filter before the target starts: it announces
+	// itself to all of them at once.
 	tport := r.hub.Port(targetMAC, 1500)
 	tport.Filter = r.rec.filter
+	r.tap = newTap(tport)
+	iport := r.hub.Port(initiatorMAC, 1500)
+	iport.Filter = r.irec.filter
+	r.attacker = r.hub.Port(attackerMAC, 1500)
 	log := slog.New(slog.DiscardHandler)
 	var err error
-	r.tlink, err = seal.NewTargetLink(tport, seal.TargetConfig{Exports: []seal.Export{{Device: dev, Keys: tkeys}}, Mode: mode, Limits: lim, Logger: log})
+	tcfg.Logger, icfg.Logger = log, log
+	r.tlink, err = seal.NewTargetLink(r.tap, tcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,22 +237,63 @@ func newSealedRig(t *testing.T, tkeys []seal.Key, ikey seal.Key, mode seal.Mode,
 			t.Errorf("serve: %v", err)
 		}
 	})
-	r.ilink, err = seal.NewInitiatorLink(r.hub.Port(initiatorMAC, 1500), seal.InitiatorConfig{DefaultKey: ikey, Limits: lim, Logger: log})
+	r.ilink, err = seal.NewInitiatorLink(iport, icfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.client = aoetest.NewClient(r.ilink, aoetest.ClientOptions{Timeout: 50 * time.Millisecond, Retries: 10})
 	t.Cleanup(func() { r.client.Close() })
-	r.attacker = r.hub.Port(attackerMAC, 1500)
+	r.spy = aoetest.NewClient(r.attacker, aoetest.ClientOptions{Timeout: 200 * time.Millisecond, Retries: 25, TagBase: 1 << 24})
+	t.Cleanup(func() { r.spy.Close() })
 	return r
+}
+
+// barrier returns once the target has read every frame sent to it before
+// the call: it reads its frames in order, one at a time, and a plain Query
+// Config read (which a keyed target answers) from the attacker's port
+// comes after them.
+func (r *sealedRig) barrier(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := r.spy.Do(ctx, targetMAC, aoe.Header{Major: dev.Shelf, Minor: dev.Slot, Command: aoe.CommandQueryConfig},
+		make([]byte, aoe.ConfigHeaderLen)); err != nil {
+		t.Fatalf("barrier: %v", err)
+	}
+}
+
+// counts merges the refusals of the target's sealing layer ("seal.REASON"),
+// of the target beneath it ("dropped.WHY", "errors.KIND") and the frames
+// the layer opened ("opened").
+func (r *sealedRig) counts() map[string]uint64 {
+	m := make(map[string]uint64)
+	st := r.tlink.Stats()
+	for k, v := range st.Rejected {
+		m["seal."+k] = v
+	}
+	m["opened"] = st.FramesOpened
+	ts := r.srv.Stats()
+	for k, v := range ts.Dropped {
+		m["dropped."+k] = v
+	}
+	for k, v := range ts.Errors {
+		m["errors."+k] = v
+	}
+	return m
 }
 
 func (r *sealedRig) discover(t *testing.T) aoetest.Device {
 	t.Helper()
+	return discoverOn(t, r.client, r.ilink)
+}
+
+// discoverOn discovers the one device client (on ilink) finds.
+func discoverOn(t *testing.T, client *aoetest.Client, ilink *seal.InitiatorLink) aoetest.Device {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for ctx.Err() == nil {
-		devs, err := r.client.Discover(ctx, 100*time.Millisecond)
+		devs, err := client.Discover(ctx, 100*time.Millisecond)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -122,7 +301,7 @@ func (r *sealedRig) discover(t *testing.T) aoetest.Device {
 			return devs[0]
 		}
 	}
-	t.Fatalf("no device discovered; initiator stats %+v", r.ilink.Stats())
+	t.Fatalf("no device discovered; initiator stats %+v", ilink.Stats())
 	return aoetest.Device{}
 }
 
@@ -189,11 +368,19 @@ func TestReplayedWriteRefused(t *testing.T) {
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
+	if !eventually(cond) {
+		t.Fatal("condition not met in 5s")
+	}
+}
+
+// eventually reports whether cond became true within 5s.
+func eventually(cond func() bool) bool {
 	deadline := time.Now().Add(5 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 5s")
+			return false
 		}
 		time.Sleep(time.Millisecond)
 	}
+	return true
 }
