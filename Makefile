@@ -60,6 +60,8 @@ bench: build
 	$(BENCH_CMD)
 	$(BIN)/ironbench nbd --ironblade $(BIN)/ironblade --ironaoe $(BIN)/ironaoe --repeat 3 $(NBD_BENCH_ARGS)
 	$(GO) test -run '^$$' -bench . -benchmem ./aoe/ ./target/ ./initiator/ ./initiator/nbd/
+	$(BIN)/ironbench auth --ironblade $(BIN)/ironblade $(AUTH_BENCH_ARGS)
+	$(GO) test -run '^$$' -bench . -benchmem ./crypto/seal/
 
 lint:
 	$(GO) vet ./...

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -43,6 +44,19 @@ type CompareConfig struct {
 	// MinTimeout is the generator's least retransmission timeout; 0
 	// means DefaultMinTimeout.
 	MinTimeout time.Duration
+	// Repeat is how many rounds of each cell are measured, the targets
+	// taking turns (in the opposite order every other round, so that a
+	// drift in the machine's load falls on both alike); the report takes
+	// each target's median cell by IOPS. Default 1.
+	Repeat int
+	// Pin runs the target on one CPU (the highest this process may use)
+	// and the generator on the others, so that neither steals the
+	// other's CPU: it needs two CPUs and taskset.
+	Pin bool
+	// Encrypt, for CompareAuth only, has the sealed target require the
+	// AES-256-GCM suite (ironblade --auth-encrypt) and the generator ask
+	// for it, instead of HMAC-SHA256 alone.
+	Encrypt bool
 	// Progress, if set, gets a line per cell as it finishes.
 	Progress io.Writer
 }
@@ -79,6 +93,9 @@ func (c CompareConfig) withDefaults() CompareConfig {
 	if c.MinTimeout == 0 {
 		c.MinTimeout = DefaultMinTimeout
 	}
+	if c.Repeat < 1 {
+		c.Repeat = 1
+	}
 	return c
 }
 
@@ -90,6 +107,8 @@ type Cell struct {
 	Sync       bool   `json:"sync"`
 	Op         string `json:"op"`
 	QueueDepth int    `json:"queue_depth"`
+	// Round counts the cell's rounds from 0, when it has several.
+	Round int `json:"round,omitempty"`
 	// SectorsPerFrame and BufferCount are what the target advertised.
 	SectorsPerFrame int     `json:"sectors_per_frame"`
 	BufferCount     int     `json:"buffer_count"`
@@ -106,6 +125,8 @@ type Cell struct {
 	TargetCPU    float64 `json:"target_cpus"`
 	GeneratorCPU float64 `json:"generator_cpus"`
 	MachineBusy  float64 `json:"machine_busy"`
+	// Seal is the generator's sealing layer's counters, in sealed cells.
+	Seal *SealCounts `json:"seal,omitempty"`
 	// Error says why the cell has no figures.
 	Error string `json:"error,omitempty"`
 }
@@ -113,17 +134,28 @@ type Cell struct {
 // Report is the outcome of Compare: the cells and the conditions they
 // were measured in.
 type Report struct {
+	// Kind is what was compared: "" for ironblade against vblade,
+	// KindAuth for ironblade sealed against plain (CompareAuth).
+	Kind       string    `json:"kind,omitempty"`
 	Started    time.Time `json:"started"`
 	CellTime   string    `json:"cell_duration"`
 	Warmup     string    `json:"warmup"`
 	MinTimeout string    `json:"min_retransmit_timeout"`
-	Dir        string    `json:"dir"`
-	FileSystem string    `json:"filesystem"`
-	FileSize   int64     `json:"file_size"`
-	Kernel     string    `json:"kernel"`
-	CPUs       int       `json:"cpus"`
-	Ironblade  string    `json:"ironblade"`
-	Vblade     string    `json:"vblade"`
+	// Repeat is the rounds of each cell; the tables show the median.
+	Repeat     int    `json:"repeat,omitempty"`
+	Dir        string `json:"dir"`
+	FileSystem string `json:"filesystem"`
+	FileSize   int64  `json:"file_size"`
+	Kernel     string `json:"kernel"`
+	CPUs       int    `json:"cpus"`
+	Ironblade  string `json:"ironblade"`
+	Vblade     string `json:"vblade,omitempty"`
+	// Pinning says which CPUs target and generator ran on, if pinned.
+	Pinning string `json:"pinning,omitempty"`
+	// AuthKey names the key of a KindAuth run's sealed cells, and
+	// AuthSuite their suite.
+	AuthKey   string `json:"auth_key,omitempty"`
+	AuthSuite string `json:"auth_suite,omitempty"`
 	// LoadBefore and LoadAfter are /proc/loadavg at the start and the
 	// end: other work on the machine skews the figures.
 	LoadBefore string `json:"load_before"`
@@ -139,6 +171,23 @@ type targetSpec struct {
 	name string
 	path string
 	args func(sync bool, iface, file string) []string
+	// wrap, if set, puts a layer (sealing) on the generator's link for
+	// this target's cells, from discovery on; done, if set, gets that
+	// link and the cell after the run, to add the layer's figures.
+	wrap func(Link) (Link, error)
+	done func(Link, *Cell) error
+}
+
+// ironbladeSpec is ironblade as the target named name, exporting shelf 1
+// slot 0, with extra flags before its arguments.
+func ironbladeSpec(name, path string, extra ...string) targetSpec {
+	return targetSpec{name: name, path: path, args: func(sync bool, iface, file string) []string {
+		a := append([]string{"--log-level", "warn"}, extra...)
+		if sync {
+			a = append(a, "-s")
+		}
+		return append(a, "1", "0", iface, file)
+	}}
 }
 
 // compareEnv is what every cell of a Compare shares.
@@ -147,6 +196,8 @@ type compareEnv struct {
 	tgt  *Netns
 	veth *Veth
 	link *aoe.RawLink
+	// targetCPU is the CPU the target is pinned to, or -1.
+	targetCPU int
 }
 
 // Compare measures ironblade and vblade over a veth pair between two
@@ -160,13 +211,7 @@ func Compare(ctx context.Context, cfg CompareConfig) (*Report, error) {
 		return nil, errors.New("bench: compare: needs root (network namespaces, raw sockets)")
 	}
 	specs := []targetSpec{
-		{name: "ironblade", path: cfg.Ironblade, args: func(sync bool, iface, file string) []string {
-			a := []string{"--log-level", "warn"}
-			if sync {
-				a = append(a, "-s")
-			}
-			return append(a, "1", "0", iface, file)
-		}},
+		ironbladeSpec("ironblade", cfg.Ironblade),
 		{name: "vblade", path: cfg.Vblade, args: func(sync bool, iface, file string) []string {
 			var a []string
 			if sync {
@@ -183,36 +228,57 @@ func Compare(ctx context.Context, cfg CompareConfig) (*Report, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("bench: compare: %w", err)
 	}
-	rep := &Report{Started: time.Now().UTC(), CellTime: cfg.Duration.String(), Warmup: cfg.Warmup.String(),
-		MinTimeout: cfg.MinTimeout.String(),
-		Dir:        cfg.Dir, FileSystem: fileSystem(cfg.Dir), FileSize: cfg.Size, Kernel: kernel(), CPUs: runtime.NumCPU(),
-		Ironblade: programVersion(cfg.Ironblade, "--version"), Vblade: debianVersion("vblade", cfg.Vblade),
-		LoadBefore: loadAverage()}
+	rep := newReport(cfg)
+	rep.Vblade = debianVersion("vblade", cfg.Vblade)
 	defer func() { rep.LoadAfter = loadAverage() }()
 
 	if err := measureCeilings(cfg, rep); err != nil {
 		return nil, err
 	}
-	env := &compareEnv{cfg: cfg}
+	return rep, runCells(ctx, cfg, specs, rep)
+}
+
+// newReport starts the report of a run of cfg's cells: the conditions.
+func newReport(cfg CompareConfig) *Report {
+	return &Report{Started: time.Now().UTC(), CellTime: cfg.Duration.String(), Warmup: cfg.Warmup.String(),
+		MinTimeout: cfg.MinTimeout.String(), Repeat: cfg.Repeat,
+		Dir: cfg.Dir, FileSystem: fileSystem(cfg.Dir), FileSize: cfg.Size, Kernel: kernel(), CPUs: runtime.NumCPU(),
+		Ironblade: programVersion(cfg.Ironblade, "--version"), LoadBefore: loadAverage()}
+}
+
+// runCells sets up the namespaces, the veth pair and, with cfg.Pin, the
+// CPUs, then measures every cell of cfg for each of specs, the specs one
+// after the other in each cell, into rep.
+func runCells(ctx context.Context, cfg CompareConfig, specs []targetSpec, rep *Report) error {
+	env := &compareEnv{cfg: cfg, targetCPU: -1}
+	if cfg.Pin {
+		cpu, gen, restore, err := pinGenerator()
+		if err != nil {
+			return fmt.Errorf("bench: pin: %w", err)
+		}
+		defer restore()
+		env.targetCPU = cpu
+		rep.Pinning = fmt.Sprintf("target on CPU %d, generator on CPU %s", cpu, gen)
+	}
 	var err error
 	if env.tgt, err = NewNetns("ibb-tgt"); err != nil {
-		return nil, err
+		return err
 	}
 	defer env.tgt.Close()
 	cli, err := NewNetns("ibb-cli")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer cli.Close()
 	if env.veth, err = NewVeth(env.tgt, cli); err != nil {
-		return nil, err
+		return err
 	}
 	for _, mtu := range cfg.MTUs {
 		if err := env.measureMTU(ctx, cli, mtu, specs, rep); err != nil {
-			return rep, err
+			return err
 		}
 	}
-	return rep, nil
+	return nil
 }
 
 // measureCeilings measures the disk's ceiling for sync-before-ack writes
@@ -257,14 +323,21 @@ func (env *compareEnv) measureMTU(ctx context.Context, cli *Netns, mtu int, spec
 	for _, sync := range cfg.SyncModes {
 		for _, op := range cfg.Ops {
 			for _, qd := range cfg.QueueDepths {
-				for _, spec := range specs {
-					cell := env.runCell(ctx, spec, mtu, sync, op, qd)
-					if err := ctx.Err(); err != nil {
-						return fmt.Errorf("bench: compare: %w", err)
-					}
-					rep.Cells = append(rep.Cells, cell)
-					if cfg.Progress != nil {
-						fmt.Fprintln(cfg.Progress, cell.summary())
+				for round := range cfg.Repeat {
+					for i := range specs {
+						spec := specs[i]
+						if round%2 == 1 {
+							spec = specs[len(specs)-1-i]
+						}
+						cell := env.runCell(ctx, spec, mtu, sync, op, qd)
+						cell.Round = round
+						if err := ctx.Err(); err != nil {
+							return fmt.Errorf("bench: compare: %w", err)
+						}
+						rep.Cells = append(rep.Cells, cell)
+						if cfg.Progress != nil {
+							fmt.Fprintln(cfg.Progress, cell.summary())
+						}
 					}
 				}
 			}
@@ -280,6 +353,9 @@ func (c Cell) summary() string {
 		mode = " -s"
 	}
 	head := fmt.Sprintf("%-9s MTU %4d%-3s %-5s QD %2d:", c.Target, c.MTU, mode, c.Op, c.QueueDepth)
+	if c.Round > 0 {
+		head = fmt.Sprintf("%-9s MTU %4d%-3s %-5s QD %2d round %d:", c.Target, c.MTU, mode, c.Op, c.QueueDepth, c.Round+1)
+	}
 	if c.Error != "" {
 		return head + " FAILED: " + c.Error
 	}
@@ -323,7 +399,12 @@ func (env *compareEnv) measure(ctx context.Context, spec targetSpec, cell *Cell,
 	}
 
 	var out tailBuffer
-	cmd := env.tgt.Command(context.Background(), spec.path, spec.args(cell.Sync, env.veth.IfA, file)...)
+	name, args := spec.path, spec.args(cell.Sync, env.veth.IfA, file)
+	if env.targetCPU >= 0 {
+		// taskset runs the target in its place: the pid stays the target's.
+		name, args = "taskset", append([]string{"--cpu-list", strconv.Itoa(env.targetCPU), spec.path}, args...)
+	}
+	cmd := env.tgt.Command(context.Background(), name, args...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", spec.name, err)
@@ -340,9 +421,18 @@ func (env *compareEnv) measure(ctx context.Context, spec targetSpec, cell *Cell,
 	}
 	defer stop()
 
-	dev, err := WaitFor(ctx, env.link, 1, 0, 5*time.Second)
+	link := Link(env.link)
+	if spec.wrap != nil {
+		if link, err = spec.wrap(env.link); err != nil {
+			return err
+		}
+	}
+	// Through a sealing layer, discovery's first answer starts a
+	// handshake and the authenticated answer comes a few milliseconds
+	// later: WaitFor asks again until it does.
+	dev, err := WaitFor(ctx, link, 1, 0, 5*time.Second)
 	if err == nil {
-		err = Identify(ctx, env.link, &dev)
+		err = Identify(ctx, link, &dev)
 	}
 	if err != nil {
 		return fmt.Errorf("%w; %s said: %s", err, spec.name, out.String())
@@ -351,7 +441,7 @@ func (env *compareEnv) measure(ctx context.Context, spec targetSpec, cell *Cell,
 	stopMeter := make(chan struct{})
 	defer close(stopMeter)
 	window := meterWindow(cmd.Process.Pid, cfg.Warmup, cfg.Duration, stopMeter)
-	res, err := Run(ctx, env.link, dev, Workload{Op: op, QueueDepth: cell.QueueDepth, Duration: cfg.Duration,
+	res, err := Run(ctx, link, dev, Workload{Op: op, QueueDepth: cell.QueueDepth, Duration: cfg.Duration,
 		Warmup: cfg.Warmup, Seed: uint64(cell.QueueDepth), MinTimeout: cfg.MinTimeout})
 	if res != nil {
 		cell.MBps, cell.IOPS = res.MBps(), res.IOPS()
@@ -362,6 +452,9 @@ func (env *compareEnv) measure(ctx context.Context, spec targetSpec, cell *Cell,
 	if err == nil {
 		w := <-window
 		cell.TargetCPU, cell.GeneratorCPU, cell.MachineBusy = w.Target, w.Generator, w.Machine
+	}
+	if err == nil && spec.done != nil {
+		err = spec.done(link, cell)
 	}
 	if err != nil {
 		return fmt.Errorf("%w; %s said: %s", err, spec.name, out.String())

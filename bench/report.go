@@ -1,9 +1,11 @@
 package bench
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 )
 
@@ -23,43 +25,95 @@ type Row struct {
 
 // Rows pairs the report's cells, in the order they were measured.
 func (r *Report) Rows() []Row {
+	var rows []Row
+	for _, p := range pairCells(r.Cells, "ironblade", "vblade") {
+		row := Row{MTU: p.mtu, Sync: p.sync, Op: p.op, QueueDepth: p.qd, Ironblade: p.a, Vblade: p.b}
+		if ib, vb := p.a, p.b; ib != nil && vb != nil && ib.Error == "" && vb.Error == "" && vb.MBps > 0 {
+			row.Ratio = ib.MBps / vb.MBps
+		}
+		rows = append(rows, row)
+	}
+	return rows
+}
+
+// cellPair is the cells of two targets, a and b, for one MTU, mode,
+// operation and queue depth; either may be missing.
+type cellPair struct {
+	mtu  int
+	sync bool
+	op   string
+	qd   int
+	a, b *Cell
+}
+
+// pairCells pairs the cells of targets a and b, in the order they were
+// measured; cells of other targets are left out. Of a target's rounds of
+// a cell, the median by IOPS stands for it (the upper one of an even
+// number), among those that did not fail if any.
+func pairCells(cells []Cell, a, b string) []cellPair {
 	type key struct {
 		mtu  int
 		sync bool
 		op   string
 		qd   int
 	}
-	var rows []Row
+	var pairs []cellPair
+	var rounds [][2][]*Cell
 	index := make(map[key]int)
-	for i := range r.Cells {
-		c := &r.Cells[i]
+	for i := range cells {
+		c := &cells[i]
+		if c.Target != a && c.Target != b {
+			continue
+		}
 		k := key{c.MTU, c.Sync, c.Op, c.QueueDepth}
 		j, ok := index[k]
 		if !ok {
-			j = len(rows)
+			j = len(pairs)
 			index[k] = j
-			rows = append(rows, Row{MTU: c.MTU, Sync: c.Sync, Op: c.Op, QueueDepth: c.QueueDepth})
+			pairs = append(pairs, cellPair{mtu: c.MTU, sync: c.Sync, op: c.Op, qd: c.QueueDepth})
+			rounds = append(rounds, [2][]*Cell{})
 		}
-		switch c.Target {
-		case "ironblade":
-			rows[j].Ironblade = c
-		case "vblade":
-			rows[j].Vblade = c
+		t := 0
+		if c.Target != a {
+			t = 1
+		}
+		rounds[j][t] = append(rounds[j][t], c)
+	}
+	for j := range pairs {
+		pairs[j].a, pairs[j].b = medianCell(rounds[j][0]), medianCell(rounds[j][1])
+	}
+	return pairs
+}
+
+// medianCell returns the cell of median IOPS among those that did not
+// fail, or the first if all failed, or nil if there are none.
+func medianCell(cells []*Cell) *Cell {
+	var ok []*Cell
+	for _, c := range cells {
+		if c.Error == "" {
+			ok = append(ok, c)
 		}
 	}
-	for i := range rows {
-		ib, vb := rows[i].Ironblade, rows[i].Vblade
-		if ib != nil && vb != nil && ib.Error == "" && vb.Error == "" && vb.MBps > 0 {
-			rows[i].Ratio = ib.MBps / vb.MBps
+	if len(ok) == 0 {
+		if len(cells) == 0 {
+			return nil
 		}
+		return cells[0]
 	}
-	return rows
+	slices.SortStableFunc(ok, func(x, y *Cell) int { return cmp.Compare(x.IOPS, y.IOPS) })
+	return ok[len(ok)/2]
 }
 
 // WriteJSON writes the report and its rows as indented JSON.
 func (r *Report) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	if r.Kind == KindAuth {
+		return enc.Encode(struct {
+			*Report
+			Rows []AuthRow `json:"auth_rows"`
+		}{r, r.AuthRows()})
+	}
 	return enc.Encode(struct {
 		*Report
 		Rows []Row `json:"rows"`
@@ -67,28 +121,20 @@ func (r *Report) WriteJSON(w io.Writer) error {
 }
 
 // WriteMarkdown writes the conditions and a table of the rows, with the
-// ratio ironblade/vblade, followed by any failures.
+// ratio ironblade/vblade (or, for a KindAuth report, sealed/plain),
+// followed by any failures.
 func (r *Report) WriteMarkdown(w io.Writer) error {
+	if r.Kind == KindAuth {
+		return r.writeAuthMarkdown(w)
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "ironblade vs vblade, same load generator, one veth pair between two network namespaces.\n\n")
-	fmt.Fprintf(&b, "- Each cell: %s measured after %s of warm-up; random one-frame requests (2 sectors at MTU 1500, 17 at 9000)"+
-		" kept at the queue depth; a request unanswered after max(%s, 2 x mean + 8 x deviation of the round trip)"+
-		" is sent again.\n", r.CellTime, r.Warmup, r.MinTimeout)
-	fmt.Fprintf(&b, "- Backing store: a fresh %d MiB sparse file per cell in %s (%s)", r.FileSize>>20, r.Dir, r.FileSystem)
-	if r.FileSystem == "tmpfs" {
-		b.WriteString(": WARNING, fdatasync is a no-op on tmpfs, so the -s figures mean nothing")
-	} else {
-		b.WriteString(", on disk, so -s syncs reach the device; reads hit unwritten blocks")
-	}
-	b.WriteString(".\n")
-	fmt.Fprintf(&b, "- Kernel %s, %d CPUs shared by target and generator; load average %s at the start, %s at the end. %s; %s.\n",
-		r.Kernel, r.CPUs, r.LoadBefore, r.LoadAfter, r.Ironblade, r.Vblade)
+	r.writeConditions(&b, "target and generator")
 	b.WriteString("- MB/s is 10^6 bytes/s; latency is from a request's first transmission to its answer, " +
 		"retransmissions included; retx counts requests sent again; CPU is the target process's CPU use in the " +
 		"measured window (1.00 is one CPU busy throughout) and its CPU time per request.\n\n")
 	b.WriteString("| MTU | -s | op | QD | ironblade MB/s | IOPS | p50 µs | p99 µs | retx | CPU | vblade MB/s | IOPS | p50 µs | p99 µs | retx | CPU | ratio |\n")
 	b.WriteString("|---:|:--:|:--|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	var failures []string
 	for _, row := range r.Rows() {
 		sync := "no"
 		if row.Sync {
@@ -101,7 +147,6 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 				b.WriteString(" | | | | | |")
 			case c.Error != "":
 				b.WriteString(" failed | | | | | |")
-				failures = append(failures, c.summary())
 			default:
 				fmt.Fprintf(&b, " %.1f | %.0f | %.0f | %.0f | %d | %s |", c.MBps, c.IOPS, c.P50us, c.P99us, c.Retransmits, cpuCell(c))
 			}
@@ -113,6 +158,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		}
 	}
 	writeCeilings(&b, r)
+	failures := r.failures("ironblade", "vblade")
 	if len(failures) > 0 {
 		b.WriteString("\nFailures:\n")
 		for _, f := range failures {
@@ -121,6 +167,47 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// failures returns the progress lines of the cells of targets that
+// failed, every round's.
+func (r *Report) failures(targets ...string) []string {
+	var out []string
+	for _, c := range r.Cells {
+		if c.Error != "" && slices.Contains(targets, c.Target) {
+			out = append(out, c.summary())
+		}
+	}
+	return out
+}
+
+// writeConditions writes the bullets that say how the cells were
+// measured and on what; shared names who shares the CPUs.
+func (r *Report) writeConditions(b *strings.Builder, shared string) {
+	fmt.Fprintf(b, "- Each cell: %s measured after %s of warm-up; random one-frame requests (2 sectors at MTU 1500, 17 at 9000)"+
+		" kept at the queue depth; a request unanswered after max(%s, 2 x mean + 8 x deviation of the round trip)"+
+		" is sent again", r.CellTime, r.Warmup, r.MinTimeout)
+	if r.Repeat > 1 {
+		fmt.Fprintf(b, "; %d rounds of each cell, the targets taking turns, and the tables show each target's median round by IOPS", r.Repeat)
+	}
+	b.WriteString(".\n")
+	fmt.Fprintf(b, "- Backing store: a fresh %d MiB sparse file per cell in %s (%s)", r.FileSize>>20, r.Dir, r.FileSystem)
+	if r.FileSystem == "tmpfs" {
+		b.WriteString(": WARNING, fdatasync is a no-op on tmpfs, so the -s figures mean nothing")
+	} else {
+		b.WriteString(", on disk, so -s syncs reach the device; reads hit unwritten blocks")
+	}
+	b.WriteString(".\n")
+	cpus := fmt.Sprintf("%d CPUs shared by %s", r.CPUs, shared)
+	if r.Pinning != "" {
+		cpus = fmt.Sprintf("%d CPUs, %s", r.CPUs, r.Pinning)
+	}
+	programs := r.Ironblade
+	if r.Vblade != "" {
+		programs += "; " + r.Vblade
+	}
+	fmt.Fprintf(b, "- Kernel %s, %s; load average %s at the start, %s at the end. %s.\n",
+		r.Kernel, cpus, r.LoadBefore, r.LoadAfter, programs)
 }
 
 // cpuCell formats a cell's CPU use: CPUs kept busy and time per request.

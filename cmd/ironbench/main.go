@@ -213,7 +213,8 @@ func authCommand() *cli.Command {
 			"the CPU time per request of target and generator for both, the ratios sealed/plain, and\n" +
 			"whether sealed keeps 90% of the plain IOPS at MTU 1500 and QD 16, as a markdown table (or\n" +
 			"JSON) to stdout, and a line per cell to stderr.",
-		Flags:  cellFlags("no"),
+		Flags: append(cellFlags("no"), &cli.BoolFlag{Name: "encrypt",
+			Usage: "seal with the AES-256-GCM suite (ironblade --auth-encrypt) instead of HMAC-SHA256 alone"}),
 		Action: runAuth,
 	}
 }
@@ -224,6 +225,7 @@ func runAuth(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	cfg.Encrypt = c.Bool("encrypt")
 	rep, err := bench.CompareAuth(c.Context, cfg)
 	if rep != nil && len(rep.Cells) > 0 {
 		err = errors.Join(err, writeReport(c, rep))
@@ -273,11 +275,11 @@ func ironbladeBinary(ctx context.Context, path string, progress io.Writer) (stri
 func reportCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "report",
-		Usage:     "print the markdown table of a comparison saved with compare --json",
+		Usage:     "print the markdown table of a comparison saved with compare --json or auth --json",
 		ArgsUsage: "FILE.json",
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
-				return errors.New("report: want one argument, a file written by compare --json")
+				return errors.New("report: want one argument, a file written by compare --json or auth --json")
 			}
 			b, err := os.ReadFile(c.Args().First())
 			if err != nil {

@@ -80,6 +80,13 @@ func TestBadCommandLines(t *testing.T) {
 		{[]string{"compare", "--size", "1K"}, "--size"},
 		{[]string{"compare", "--duration", "0s"}, "--duration"},
 		{[]string{"compare", "extra"}, "unexpected argument"},
+		{[]string{"compare", "--repeat", "0"}, "--repeat"},
+		{[]string{"auth", "--qd", "0"}, "auth: --qd"},
+		{[]string{"auth", "--mtu", "20"}, "auth: --mtu"},
+		{[]string{"auth", "--ops", "trim"}, "auth: --ops"},
+		{[]string{"auth", "--repeat", "101"}, "auth: --repeat"},
+		{[]string{"auth", "--duration", "0s"}, "auth: --duration"},
+		{[]string{"auth", "extra"}, "unexpected argument"},
 		{[]string{"verify"}, "interface"},
 		{[]string{"verify", "-i", "lo", "--size", "100"}, "--size"},
 		{[]string{"verify", "-i", "lo", "--offset", "7"}, "--offset"},
@@ -120,6 +127,25 @@ func TestReportCommand(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "| 1500 | no | read | 16 | 30.0 |") || !strings.Contains(out.String(), "1.50x") {
 		t.Errorf("report output:\n%s", out.String())
+	}
+	// A sealed-against-plain run prints its own table.
+	auth := &bench.Report{Kind: bench.KindAuth, CellTime: "3s", Cells: []bench.Cell{
+		{Target: bench.TargetPlain, MTU: 1500, Op: "read", QueueDepth: 16, IOPS: 1000, MBps: 1},
+		{Target: bench.TargetSealed, MTU: 1500, Op: "read", QueueDepth: 16, IOPS: 950, MBps: 0.95},
+	}}
+	js.Reset()
+	if err := auth.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, js.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if err := newApp(&out, io.Discard).Run([]string{"ironbench", "report", path}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "| 1500 | read | 16 | 1000 | 950 | 0.95x |") || !strings.Contains(out.String(), "costs 5.0%: met") {
+		t.Errorf("report output of an auth run:\n%s", out.String())
 	}
 	empty := filepath.Join(t.TempDir(), "empty.json")
 	_ = os.WriteFile(empty, []byte(`{"cells":[]}`), 0o644)
