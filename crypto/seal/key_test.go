@@ -210,7 +210,7 @@ func TestKeyNeverShowsSecret(t *testing.T) {
 		"%v":      fmt.Sprintf("%v", k),
 		"%+v":     fmt.Sprintf("%+v", k),
 		"%#v":     fmt.Sprintf("%#v", k),
-		"%s":      fmt.Sprintf("%s", k),
+		"%s":      fmt.Sprintf("%s", k), //lint:ignore S1025 the verb itself is under test
 		"%q":      fmt.Sprintf("%q", k),
 		"%x":      fmt.Sprintf("%x", k),
 		"&%+v":    fmt.Sprintf("%+v", &k),
