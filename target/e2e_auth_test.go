@@ -18,11 +18,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -34,8 +32,6 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/ironblade/ironblade/aoe"
 	"github.com/ironblade/ironblade/aoe/aoetest"
@@ -96,7 +92,7 @@ func (r *authRig) startBlade(t *testing.T, extra ...string) {
 		if !r.blade.Running() {
 			t.Fatalf("ironblade exited: %v\n%s", r.blade.Err(), r.blade.Output())
 		}
-		_, err := scrapeIn(r.tgt, authMetricsAddr)
+		_, err := aoetest.ScrapeMetrics(r.tgt, authMetricsAddr)
 		return err == nil
 	})
 }
@@ -170,73 +166,10 @@ func discoverWith(t *testing.T, c *aoetest.Client, shelf uint16, slot uint8) aoe
 	}
 }
 
-// scrapeIn fetches http://addr/metrics from inside ns and parses it.
-func scrapeIn(ns *aoetest.Netns, addr string) (map[string]*dto.MetricFamily, error) {
-	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		DisableKeepAlives: true,
-		DialContext: func(ctx context.Context, network, a string) (net.Conn, error) {
-			var conn net.Conn
-			// The socket is made on the thread switched into ns, so it
-			// stays there.
-			err := ns.Do(func() error {
-				var d net.Dialer
-				var err error
-				conn, err = d.DialContext(ctx, network, a)
-				return err
-			})
-			return conn, err
-		},
-	}}
-	resp, err := hc.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		return nil, fmt.Errorf("GET /metrics: %s: %s", resp.Status, b)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	return p.TextToMetricFamilies(resp.Body)
-}
-
-// metricValue sums the samples of the family name whose labels include
-// the given name, value pairs.
-func metricValue(fams map[string]*dto.MetricFamily, name string, labels ...string) float64 {
-	f := fams[name]
-	if f == nil {
-		return 0
-	}
-	var sum float64
-next:
-	for _, m := range f.GetMetric() {
-		for i := 0; i+1 < len(labels); i += 2 {
-			found := false
-			for _, lp := range m.GetLabel() {
-				if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
-					found = true
-				}
-			}
-			if !found {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			sum += m.GetCounter().GetValue()
-		case m.Gauge != nil:
-			sum += m.GetGauge().GetValue()
-		case m.Untyped != nil:
-			sum += m.GetUntyped().GetValue()
-		}
-	}
-	return sum
-}
-
 // metrics scrapes ironblade's metrics, failing the test if it cannot.
 func (r *authRig) metrics(t *testing.T) map[string]*dto.MetricFamily {
 	t.Helper()
-	fams, err := scrapeIn(r.tgt, authMetricsAddr)
+	fams, err := aoetest.ScrapeMetrics(r.tgt, authMetricsAddr)
 	if err != nil {
 		t.Fatalf("scrape ironblade's metrics: %v", err)
 	}
@@ -246,7 +179,7 @@ func (r *authRig) metrics(t *testing.T) map[string]*dto.MetricFamily {
 // metric scrapes one value.
 func (r *authRig) metric(t *testing.T, name string, labels ...string) float64 {
 	t.Helper()
-	return metricValue(r.metrics(t), name, labels...)
+	return aoetest.MetricValue(r.metrics(t), name, labels...)
 }
 
 // handled is the count of sealed frames ironblade opened plus those it
@@ -255,7 +188,7 @@ func (r *authRig) metric(t *testing.T, name string, labels ...string) float64 {
 func (r *authRig) handled(t *testing.T, reason string) float64 {
 	t.Helper()
 	fams := r.metrics(t)
-	return metricValue(fams, "ironblade_auth_frames_opened_total") + metricValue(fams, "ironblade_auth_rejected_total", "reason", reason)
+	return aoetest.MetricValue(fams, "ironblade_auth_frames_opened_total") + aoetest.MetricValue(fams, "ironblade_auth_rejected_total", "reason", reason)
 }
 
 // rejections returns ironblade_auth_rejected_total by reason.
@@ -455,10 +388,10 @@ func testE2EAuthSealedIO(t *testing.T, bin string) {
 			t.Logf("MTU %d: %d sectors per frame, wrote 4 MiB in %v (%.0f MiB/s) in %d+ sealed frames; %d of %d sampled sectors readable on the wire",
 				tc.mtu, want, wrote.Round(time.Millisecond), 4/wrote.Seconds(), frames, seen, samples)
 			fams := r.metrics(t)
-			if s := metricValue(fams, "ironblade_auth_sessions"); s != 1 {
+			if s := aoetest.MetricValue(fams, "ironblade_auth_sessions"); s != 1 {
 				t.Errorf("ironblade_auth_sessions %v, want 1", s)
 			}
-			if n := metricValue(fams, "ironblade_auth_frames_opened_total"); n < float64(2*frames) {
+			if n := aoetest.MetricValue(fams, "ironblade_auth_frames_opened_total"); n < float64(2*frames) {
 				t.Errorf("ironblade_auth_frames_opened_total %v, want at least %d", n, 2*frames)
 			}
 			if tc.encrypt {
@@ -560,7 +493,7 @@ func testE2EAuthReplay(t *testing.T, bin string) {
 		return sl.Stats().Rejected["handshake_failed"] > answered
 	})
 	fams := r.metrics(t)
-	if s, h := metricValue(fams, "ironblade_auth_sessions"), metricValue(fams, "ironblade_auth_handshakes_total"); s != 1 || h != 1 {
+	if s, h := aoetest.MetricValue(fams, "ironblade_auth_sessions"), aoetest.MetricValue(fams, "ironblade_auth_handshakes_total"); s != 1 || h != 1 {
 		t.Errorf("after the replayed handshake: %v sessions, %v handshakes; want 1 and 1", s, h)
 	}
 
@@ -601,7 +534,7 @@ func testE2EAuthReplayAfterRestart(t *testing.T, bin string) {
 		t.Fatalf("sealed read after the restart: %v (equal %v)", err, bytes.Equal(back, fresh))
 	}
 	fams := r.metrics(t)
-	if s, h := metricValue(fams, "ironblade_auth_sessions"), metricValue(fams, "ironblade_auth_handshakes_total"); s != 1 || h != 1 {
+	if s, h := aoetest.MetricValue(fams, "ironblade_auth_sessions"), aoetest.MetricValue(fams, "ironblade_auth_handshakes_total"); s != 1 || h != 1 {
 		t.Fatalf("after the restart: %v sessions, %v handshakes; want 1 and 1", s, h)
 	}
 	var newSession uint32
@@ -614,7 +547,7 @@ func testE2EAuthReplayAfterRestart(t *testing.T, bin string) {
 		t.Fatalf("session %08x after the restart, %08x before", newSession, oldSession)
 	}
 
-	before := metricValue(fams, "ironblade_auth_rejected_total", "reason", "no_session")
+	before := aoetest.MetricValue(fams, "ironblade_auth_rejected_total", "reason", "no_session")
 	handled := r.handled(t, "no_session")
 	for _, f := range captured {
 		if err := r.link.WriteFrame(f); err != nil {
@@ -639,8 +572,8 @@ func testE2EAuthReplayAfterRestart(t *testing.T, bin string) {
 	// just sent for the old frames drew on the same per-MAC budget.)
 	refusedHandshakes := func() float64 {
 		fams := r.metrics(t)
-		return metricValue(fams, "ironblade_auth_rejected_total", "reason", "handshake_failed") +
-			metricValue(fams, "ironblade_auth_rejected_total", "reason", "rate_limited")
+		return aoetest.MetricValue(fams, "ironblade_auth_rejected_total", "reason", "handshake_failed") +
+			aoetest.MetricValue(fams, "ironblade_auth_rejected_total", "reason", "rate_limited")
 	}
 	failed := refusedHandshakes()
 	if err := r.link.WriteFrame(finishes[0]); err != nil {
@@ -648,7 +581,7 @@ func testE2EAuthReplayAfterRestart(t *testing.T, bin string) {
 	}
 	aoetest.WaitFor(t, 2*time.Second, "the restarted ironblade to refuse the old Finish", func() bool { return refusedHandshakes() > failed })
 	fams = r.metrics(t)
-	if s, h := metricValue(fams, "ironblade_auth_sessions"), metricValue(fams, "ironblade_auth_handshakes_total"); s != 1 || h != 1 {
+	if s, h := aoetest.MetricValue(fams, "ironblade_auth_sessions"), aoetest.MetricValue(fams, "ironblade_auth_handshakes_total"); s != 1 || h != 1 {
 		t.Errorf("after the old Finish: %v sessions, %v handshakes; want 1 and 1", s, h)
 	}
 	t.Logf("session %08x before the restart, %08x after; %d old frames refused; rejections %v",
@@ -723,7 +656,7 @@ func testE2EAuthTamper(t *testing.T, bin string) {
 	// counts returns the frames ironblade opened and those it refused.
 	counts := func() (opened, refused float64) {
 		fams := r.metrics(t)
-		return metricValue(fams, "ironblade_auth_frames_opened_total"), metricValue(fams, "ironblade_auth_rejected_total")
+		return aoetest.MetricValue(fams, "ironblade_auth_frames_opened_total"), aoetest.MetricValue(fams, "ironblade_auth_rejected_total")
 	}
 	opened0, refused0 := counts()
 	for i, p := range positions {
@@ -1280,9 +1213,9 @@ func testE2EAuthHandshakeFlood(t *testing.T, bin string) {
 	t.Logf("%d Hellos from random MACs in %v: RSS %d KiB before, peak %d KiB (+%d KiB), %d KiB after; "+
 		"sealed I/O meanwhile %d operations, longest gap %v; rekeyed in %v; sessions %v, handshakes %v, rate-limited %v, failed %v",
 		sent, end.Sub(start).Round(time.Millisecond), baseline, peak.Load(), peak.Load()-baseline, after, ops, gap.Round(time.Millisecond), rekeyed.Round(time.Millisecond),
-		metricValue(fams, "ironblade_auth_sessions"), metricValue(fams, "ironblade_auth_handshakes_total"),
-		metricValue(fams, "ironblade_auth_rejected_total", "reason", "rate_limited"),
-		metricValue(fams, "ironblade_auth_rejected_total", "reason", "handshake_failed"))
+		aoetest.MetricValue(fams, "ironblade_auth_sessions"), aoetest.MetricValue(fams, "ironblade_auth_handshakes_total"),
+		aoetest.MetricValue(fams, "ironblade_auth_rejected_total", "reason", "rate_limited"),
+		aoetest.MetricValue(fams, "ironblade_auth_rejected_total", "reason", "handshake_failed"))
 	if sent < 5000 {
 		t.Errorf("only %d Hellos sent", sent)
 	}
@@ -1294,10 +1227,10 @@ func testE2EAuthHandshakeFlood(t *testing.T, bin string) {
 	}
 	// The sealed client's sessions: the first and the rekey's (the
 	// previous one lingers while its requests drain).
-	if s := metricValue(fams, "ironblade_auth_sessions"); s < 1 || s > 2 {
+	if s := aoetest.MetricValue(fams, "ironblade_auth_sessions"); s < 1 || s > 2 {
 		t.Errorf("ironblade_auth_sessions %v after the flood, want the sealed client's 1 or 2", s)
 	}
-	if h := metricValue(fams, "ironblade_auth_handshakes_total"); h != 2 {
+	if h := aoetest.MetricValue(fams, "ironblade_auth_handshakes_total"); h != 2 {
 		t.Errorf("ironblade_auth_handshakes_total %v after the flood, want 2 (the sealed client's, and its rekey)", h)
 	}
 	if !r.blade.Running() {

@@ -12,8 +12,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,10 +20,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/ironblade/ironblade/aoe/aoetest"
 	"github.com/ironblade/ironblade/crypto/seal"
@@ -86,7 +80,7 @@ func (r *rig) startBlade(t *testing.T, ns *aoetest.Netns, iface, disk string, op
 			if !p.Running() {
 				t.Fatalf("ironblade exited: %v\n%s", p.Err(), p.Output())
 			}
-			_, err := scrapeIn(ns, authMetricsAddr)
+			_, err := aoetest.ScrapeMetrics(ns, authMetricsAddr)
 			return err == nil
 		})
 	}
@@ -189,56 +183,15 @@ func authOf(d discovery, mac string) (string, bool) {
 	return "", false
 }
 
-// scrapeIn fetches http://addr/metrics from inside ns and parses it.
-func scrapeIn(ns *aoetest.Netns, addr string) (map[string]*dto.MetricFamily, error) {
-	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		DisableKeepAlives: true,
-		DialContext: func(ctx context.Context, network, a string) (net.Conn, error) {
-			var conn net.Conn
-			// Made on the thread switched into ns, the socket stays there.
-			err := ns.Do(func() error {
-				var d net.Dialer
-				var err error
-				conn, err = d.DialContext(ctx, network, a)
-				return err
-			})
-			return conn, err
-		},
-	}}
-	resp, err := hc.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		return nil, fmt.Errorf("GET /metrics: %s: %s", resp.Status, b)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	return p.TextToMetricFamilies(resp.Body)
-}
-
 // bladeMetric scrapes ironblade's metrics in ns and sums the samples of
 // name whose labels include the given name, value pairs.
 func bladeMetric(t *testing.T, ns *aoetest.Netns, name string, labels ...string) float64 {
 	t.Helper()
-	fams, err := scrapeIn(ns, authMetricsAddr)
+	fams, err := aoetest.ScrapeMetrics(ns, authMetricsAddr)
 	if err != nil {
 		t.Fatalf("scrape ironblade's metrics: %v", err)
 	}
-	var sum float64
-next:
-	for _, m := range fams[name].GetMetric() {
-		for i := 0; i+1 < len(labels); i += 2 {
-			if !slices.ContainsFunc(m.GetLabel(), func(lp *dto.LabelPair) bool {
-				return lp.GetName() == labels[i] && lp.GetValue() == labels[i+1]
-			}) {
-				continue next
-			}
-		}
-		sum += m.GetCounter().GetValue() + m.GetGauge().GetValue() + m.GetUntyped().GetValue()
-	}
-	return sum
+	return aoetest.MetricValue(fams, name, labels...)
 }
 
 // allZero reports whether the file holds only zeros.

@@ -292,14 +292,7 @@ func readOnlyQuery(b []byte) bool {
 // refusePlain answers a refused plain request with AoE error 3 (device
 // unavailable): the request's header, nothing else.
 func (t *TargetLink) refusePlain(b []byte) {
-	src := aoe.MAC(b[6:12])
-	if src.IsMulticast() || src.IsZero() {
-		return
-	}
-	t.refusals.Lock()
-	ok := t.refusals.b.take(t.now(), refusalRate, refusalRate)
-	t.refusals.Unlock()
-	if !ok {
+	if !t.mayRefuse(b) {
 		return
 	}
 	buf, done := t.scratch()
@@ -472,19 +465,23 @@ func (t *TargetLink) sendHandshake(b []byte, m *Message, tagKey *direction) {
 	_ = t.link.WriteFrame(out)
 }
 
-// refuse sends an unauthenticated refusal, within the rate limit.
-func (t *TargetLink) refuse(b []byte, why RefuseReason, id uint32) {
+// mayRefuse reports whether the refused frame b may be answered: never to
+// a group or zero address, and within refusalRate. Refusals draw on that
+// budget of their own, not on the sender's handshake budget: frames spoofed
+// with a peer's address must not starve that peer's own handshakes.
+func (t *TargetLink) mayRefuse(b []byte) bool {
 	src := aoe.MAC(b[6:12])
 	if src.IsMulticast() || src.IsZero() {
-		return
+		return false
 	}
-	// Refusals draw on a budget of their own, not on the sender's
-	// handshake budget: frames spoofed with a peer's address must not
-	// starve that peer's own handshakes.
 	t.refusals.Lock()
-	ok := t.refusals.b.take(t.now(), refusalRate, refusalRate)
-	t.refusals.Unlock()
-	if !ok {
+	defer t.refusals.Unlock()
+	return t.refusals.b.take(t.now(), refusalRate, refusalRate)
+}
+
+// refuse sends an unauthenticated refusal, within the rate limit.
+func (t *TargetLink) refuse(b []byte, why RefuseReason, id uint32) {
+	if !t.mayRefuse(b) {
 		return
 	}
 	m := Message{Type: MessageRefuse, Reason: why}
