@@ -78,7 +78,7 @@ func OpenFile(path string, opt FileOptions) (*FileBackend, error) {
 		if opt.Direct && errors.Is(err, unix.EINVAL) {
 			return nil, fmt.Errorf("target: open %s: direct I/O not supported here: %w", path, err)
 		}
-		return nil, fmt.Errorf("target: open: %w", err)
+		return nil, fmt.Errorf("target: %w", err) // the PathError says "open PATH"
 	}
 	b, err := newFileBackend(f, opt)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/ironblade/ironblade/aoe"
 	"github.com/ironblade/ironblade/initiator"
 	"github.com/ironblade/ironblade/initiator/nbdkernel"
+	"github.com/ironblade/ironblade/internal/cliflag"
 )
 
 // Defaults of the command line that are not the initiator package's.
@@ -163,7 +164,7 @@ func engineFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "interface", Aliases: []string{"i"},
 			DefaultText: "every up, non-loopback Ethernet interface",
 			Usage:       "find and reach targets on `IFACE` (repeatable, or comma-separated)"},
-		&cli.UintFlag{Name: "vlan",
+		&cli.UintFlag{Name: "vlan", DefaultText: "untagged",
 			Usage: "speak AoE on 802.1Q VLAN `VID` (1-4094), tagged in userspace: no 8021q module needed"},
 		&cli.BoolFlag{Name: "auth-encrypt",
 			Usage: "with --auth-key: encrypt the payload too (AES-256-GCM suite), not only authenticate it"},
@@ -201,7 +202,6 @@ func commands(action func(*cli.Context, invocation) error) []*cli.Command {
 			return action(c, inv)
 		}
 	}
-	usageError := func(_ *cli.Context, err error, _ bool) error { return err }
 	cmds := []*cli.Command{
 		{
 			Name:      "discover",
@@ -264,7 +264,7 @@ func commands(action func(*cli.Context, invocation) error) []*cli.Command {
 	}
 	for _, c := range cmds {
 		c.Action = run(c.Name)
-		c.OnUsageError = usageError
+		c.OnUsageError = cliflag.OnUsageError
 		c.HideHelpCommand = true
 	}
 	return cmds
@@ -285,7 +285,7 @@ func newApp(stdout, stderr io.Writer, action func(*cli.Context, invocation) erro
 		// Errors go back to run, which prints them and picks the exit
 		// status; the library must not exit the process itself.
 		ExitErrHandler: func(*cli.Context, error) {},
-		OnUsageError:   func(_ *cli.Context, err error, _ bool) error { return err },
+		OnUsageError:   cliflag.OnUsageError,
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
 				return fmt.Errorf("unknown command %q", c.Args().First())

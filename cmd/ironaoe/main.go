@@ -31,16 +31,17 @@ import (
 
 	"github.com/ironblade/ironblade/aoe"
 	"github.com/ironblade/ironblade/initiator"
+	"github.com/ironblade/ironblade/internal/cliflag"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "devel"
 
-// Exit statuses.
+// Exit statuses, shared by the commands.
 const (
-	exitOK      = 0
-	exitFailure = 1
-	exitUsage   = 2
+	exitOK      = cliflag.ExitOK
+	exitFailure = cliflag.ExitFailure
+	exitUsage   = cliflag.ExitUsage
 )
 
 func main() {

@@ -15,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ironblade/ironblade/bench"
+	"github.com/ironblade/ironblade/internal/cliflag"
 )
 
 // The failover demo's commands (scripts/demo.sh drives them):
@@ -52,7 +53,7 @@ func runTimeline(c *cli.Context) error {
 		return fmt.Errorf("timeline: unexpected argument %q", c.Args().First())
 	}
 	if c.Duration("interval") <= 0 {
-		return fmt.Errorf("timeline: --interval %v: must be positive", c.Duration("interval"))
+		return cliflag.Usagef("timeline: --interval %v: must be positive", c.Duration("interval"))
 	}
 	ironaoe, err := siblingBinary(c.String("ironaoe"), "ironaoe")
 	if err != nil {
@@ -190,7 +191,7 @@ func runPlot(c *cli.Context) error {
 	}
 	window := c.Duration("window")
 	if window <= 0 {
-		return fmt.Errorf("plot: --window %v: must be positive", window)
+		return cliflag.Usagef("plot: --window %v: must be positive", window)
 	}
 	rep := &bench.DemoReport{Window: window}
 	for _, dir := range c.Args().Slice() {
@@ -209,7 +210,7 @@ func runPlot(c *cli.Context) error {
 	if p := c.String("preamble"); p != "" {
 		b, err := os.ReadFile(p)
 		if err != nil {
-			return fmt.Errorf("plot: --preamble: %w", err)
+			return cliflag.Usagef("plot: --preamble: %w", err)
 		}
 		md.Write(bytes.TrimSpace(b))
 		md.WriteString("\n\n")

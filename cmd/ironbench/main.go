@@ -49,6 +49,7 @@ import (
 
 	"github.com/ironblade/ironblade/aoe"
 	"github.com/ironblade/ironblade/bench"
+	"github.com/ironblade/ironblade/internal/cliflag"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -60,7 +61,11 @@ func main() {
 	stop()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "ironbench: %v\n", err)
-		os.Exit(1)
+		if errors.Is(err, cliflag.ErrUsage) {
+			fmt.Fprintln(os.Stderr, "Try 'ironbench --help' for more information.")
+			os.Exit(cliflag.ExitUsage)
+		}
+		os.Exit(cliflag.ExitFailure)
 	}
 }
 
@@ -76,8 +81,18 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		HideHelpCommand: true,
 		// Errors go back to main, which prints them once.
 		ExitErrHandler: func(*cli.Context, error) {},
-		Commands:       []*cli.Command{compareCommand(), authCommand(), nbdCommand(), reportCommand(), verifyCommand(), timelineCommand(), plotCommand()},
+		OnUsageError:   cliflag.OnUsageError,
+		Commands:       withUsageErrors(compareCommand(), authCommand(), nbdCommand(), reportCommand(), verifyCommand(), timelineCommand(), plotCommand()),
 	}
+}
+
+// withUsageErrors has each command report a bad flag in one line, without
+// the help.
+func withUsageErrors(cmds ...*cli.Command) []*cli.Command {
+	for _, c := range cmds {
+		c.OnUsageError = cliflag.OnUsageError
+	}
+	return cmds
 }
 
 // Flags that compare and nbd share.
@@ -255,7 +270,7 @@ func writeReport(c *cli.Context, rep report) error {
 func ironbladeBinary(ctx context.Context, path string, progress io.Writer) (string, error) {
 	if path != "" {
 		if _, err := os.Stat(path); err != nil {
-			return "", fmt.Errorf("--ironblade: %w", err)
+			return "", cliflag.Usagef("--ironblade: %w", err)
 		}
 		return path, nil
 	}
@@ -303,9 +318,9 @@ func verifyCommand() *cli.Command {
 		Name:  "verify",
 		Usage: "discover a target on an interface, write random data, read it back and compare",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "interface", Aliases: []string{"i"}, Required: true, Usage: "network interface `NAME` to find the target on"},
-			&cli.IntFlag{Name: "shelf", Value: -1, Usage: "use the target at shelf `N` (default: the only one found)"},
-			&cli.IntFlag{Name: "slot", Value: -1, Usage: "use the target at slot `N` (default: the only one found)"},
+			&cli.StringFlag{Name: "interface", Aliases: []string{"i"}, Usage: "network interface `NAME` to find the target on (required)"},
+			&cli.IntFlag{Name: "shelf", Value: -1, DefaultText: "the only one found", Usage: "use the target at shelf `N`"},
+			&cli.IntFlag{Name: "slot", Value: -1, DefaultText: "the only one found", Usage: "use the target at slot `N`"},
 			&cli.StringFlag{Name: "size", Value: "8MiB", Usage: "write and read back `SIZE` bytes"},
 			&cli.StringFlag{Name: "offset", Value: "0", Usage: "at byte `OFFSET` of the device (a multiple of 512)"},
 			&cli.IntFlag{Name: "qd", Value: 16, Usage: "keep `N` requests in flight"},
@@ -322,17 +337,20 @@ func runVerify(c *cli.Context) error {
 	}
 	size, err := parseSize(c.String("size"))
 	if err != nil || size <= 0 || size%aoe.SectorSize != 0 {
-		return fmt.Errorf("verify: --size %q: want a positive multiple of 512 bytes", c.String("size"))
+		return cliflag.Usagef("verify: --size %q: want a positive multiple of 512 bytes", c.String("size"))
 	}
 	off, err := parseSize(c.String("offset"))
 	if err != nil || off%aoe.SectorSize != 0 {
-		return fmt.Errorf("verify: --offset %q: want a multiple of 512 bytes", c.String("offset"))
+		return cliflag.Usagef("verify: --offset %q: want a multiple of 512 bytes", c.String("offset"))
 	}
 	qd := c.Int("qd")
 	if qd < 1 || qd > bench.MaxQueueDepth {
-		return fmt.Errorf("verify: --qd %d: want 1 to %d", qd, bench.MaxQueueDepth)
+		return cliflag.Usagef("verify: --qd %d: want 1 to %d", qd, bench.MaxQueueDepth)
 	}
-	iface := c.String("interface")
+	iface, err := cliflag.Required(c, "interface", "name the network interface the target is on")
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
 	link, err := aoe.ListenRaw(iface, aoe.RawConfig{ReadBuffer: 4 << 20, WriteBuffer: 4 << 20})
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)

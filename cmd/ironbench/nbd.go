@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ironblade/ironblade/bench"
+	"github.com/ironblade/ironblade/internal/cliflag"
 )
 
 // nbdCommand is `ironbench nbd`.
@@ -62,22 +63,22 @@ func runNBD(c *cli.Context) error {
 	}
 	var err error
 	if cfg.MTUs, err = parseInts(c.String("mtu"), 68, 65535); err != nil {
-		return fmt.Errorf("nbd: --mtu: %w", err)
+		return cliflag.Usagef("nbd: --mtu: %w", err)
 	}
 	if cfg.QueueDepths, err = parseInts(c.String("qd"), 1, bench.MaxQueueDepth); err != nil {
-		return fmt.Errorf("nbd: --qd: %w", err)
+		return cliflag.Usagef("nbd: --qd: %w", err)
 	}
 	if cfg.Targets, err = parseTargets(c.String("target")); err != nil {
-		return fmt.Errorf("nbd: --target: %w", err)
+		return cliflag.Usagef("nbd: --target: %w", err)
 	}
 	if cfg.Size, err = parseSize(c.String("size")); err != nil || cfg.Size < 1<<20 || cfg.Size%512 != 0 {
-		return fmt.Errorf("nbd: --size %q: want at least 1MiB, a multiple of 512 bytes", c.String("size"))
+		return cliflag.Usagef("nbd: --size %q: want at least 1MiB, a multiple of 512 bytes", c.String("size"))
 	}
 	if cfg.MinTimeout <= 0 {
-		return fmt.Errorf("nbd: --min-rto %v: want a positive duration", cfg.MinTimeout)
+		return cliflag.Usagef("nbd: --min-rto %v: want a positive duration", cfg.MinTimeout)
 	}
 	if cfg.Repeat < 1 || cfg.Repeat > 100 {
-		return fmt.Errorf("nbd: --repeat %d: want 1 to 100", cfg.Repeat)
+		return cliflag.Usagef("nbd: --repeat %d: want 1 to 100", cfg.Repeat)
 	}
 	if os.Geteuid() != 0 {
 		return errors.New("nbd: needs root to create network namespaces, open raw sockets and drop caches")

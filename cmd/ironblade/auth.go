@@ -33,13 +33,9 @@ func keyIDs(keys []seal.Key) string {
 
 // sealLink puts the authentication layer on link when the export is keyed,
 // and returns the layer (nil when it is not) and the link to serve on.
-func sealLink(link aoe.Link, o options, logger *slog.Logger) (*seal.TargetLink, aoe.Link, error) {
-	if len(o.AuthKeys) == 0 {
+func sealLink(link aoe.Link, o options, keys []seal.Key, logger *slog.Logger) (*seal.TargetLink, aoe.Link, error) {
+	if len(keys) == 0 {
 		return nil, link, nil
-	}
-	keys, err := loadKeys(o.AuthKeys)
-	if err != nil {
-		return nil, nil, err
 	}
 	tl, err := seal.NewTargetLink(link, seal.TargetConfig{
 		Exports: []seal.Export{o.export(keys)},

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -97,7 +98,9 @@ func TestBinaryOverVeth(t *testing.T) {
 }
 
 // TestBinaryUsage runs the built command with bad command lines: it must
-// exit 1 and print the reason and vblade's usage line, as vblade exits 1.
+// exit 2 (vblade exits 1; ironblade follows the convention of its sibling
+// commands) and print the reason and vblade's usage line. A failure to
+// serve exits 1 with one plain line that says what failed and what to do.
 func TestBinaryUsage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary; skipped with -short")
@@ -106,14 +109,21 @@ func TestBinaryUsage(t *testing.T) {
 	for _, args := range [][]string{{}, {"-b", "1", "1", "2", "lo", "x"}, {"-q", "1", "2", "lo", "x"}} {
 		out, err := exec.Command(bin, args...).CombinedOutput()
 		var exit *exec.ExitError
-		if !errors.As(err, &exit) || exit.ExitCode() != 1 {
-			t.Errorf("ironblade %q: %v, want exit status 1", args, err)
+		if !errors.As(err, &exit) || exit.ExitCode() != 2 {
+			t.Errorf("ironblade %q: %v, want exit status 2", args, err)
 		}
 		if !strings.Contains(string(out), "usage: ironblade [-b bufcnt]") {
 			t.Errorf("ironblade %q printed %q, want the usage line", args, out)
 		}
 	}
-	out, err := exec.Command(bin, "--version").CombinedOutput()
+	missing := filepath.Join(t.TempDir(), "missing.img")
+	out, err := exec.Command(bin, "1", "2", "lo", missing).CombinedOutput()
+	var exit *exec.ExitError
+	want := "ironblade: target: open " + missing + ": no such file or directory (check the path"
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.HasPrefix(string(out), want) || strings.Count(string(out), "\n") != 1 {
+		t.Errorf("ironblade on a missing file: %v, printed %q; want exit status 1 and one line starting %q", err, out, want)
+	}
+	out, err = exec.Command(bin, "--version").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "ironblade version "+aoetest.BinaryVersion) {
 		t.Errorf("ironblade --version: %v, %q", err, out)
 	}

@@ -19,9 +19,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ironblade/ironblade/crypto/seal"
+	"github.com/ironblade/ironblade/internal/cliflag"
+	"golang.org/x/sys/unix"
 	"io"
+	"io/fs"
+	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -33,8 +39,8 @@ func main() {
 }
 
 // run is the whole program but for the process exit: it parses args,
-// serves until SIGTERM or SIGINT, and returns the exit status (1 for a bad
-// command line or a failure, as vblade).
+// serves until SIGTERM or SIGINT, and returns the exit status: 2 for a bad
+// command line (vblade says 1), 1 for a failure, as ironaoe and ironbench.
 func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	opts, err := parseArgs(args, getenv, stdout)
 	if errors.Is(err, errHelpShown) {
@@ -43,7 +49,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	if err != nil {
 		fmt.Fprintf(stderr, "ironblade: %v\nusage: ironblade [-b bufcnt] [-o offset] [-l length] [-d] [-s] [-r] "+
 			"[-m mac[,mac...]] shelf slot netif filename\nTry 'ironblade --help' for more information.\n", err)
-		return 1
+		return cliflag.ExitUsage
 	}
 	logger := newLogger(stderr, opts.LogLevel, opts.LogFormat)
 	for _, w := range opts.Warnings {
@@ -65,8 +71,25 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 
 	env := serveEnv{Logger: logger, Listen: listenRaw, InterfaceMTU: interfaceMTU, Announce: announce, Reload: reload}
 	if err := serve(ctx, opts, env); err != nil {
-		logger.Error("ironblade: " + err.Error())
-		return 1
+		// One plain line, not a log record: what failed, and what to do.
+		fmt.Fprintf(stderr, "ironblade: %v%s\n", err, hint(err))
+		return cliflag.ExitFailure
 	}
-	return 0
+	return cliflag.ExitOK
+}
+
+// hint says what to do about the failures an admin meets first.
+func hint(err error) string {
+	var nerr *net.OpError
+	switch {
+	case errors.Is(err, seal.ErrKeyExposed):
+		return "" // its message says how to mend it
+	case errors.Is(err, fs.ErrNotExist):
+		return " (check the path: ironblade exports an existing file or block device)"
+	case errors.Is(err, fs.ErrPermission), errors.Is(err, unix.EPERM):
+		return " (run as root: serving needs CAP_NET_RAW, and the file must be readable and writable)"
+	case strings.Contains(err.Error(), "no such network interface"), errors.As(err, &nerr) && nerr.Op == "route":
+		return " (list the interfaces with: ip link)"
+	}
+	return ""
 }

@@ -231,8 +231,8 @@ func TestRunExitStatus(t *testing.T) {
 		t.Errorf("run(--version) = %d, want 0", got)
 	}
 	stdout.Reset()
-	if got := run([]string{"ironblade", "-b", "1", "1", "2", "eth0", "disk.img"}, noEnv, &stdout, &stderr); got != 1 {
-		t.Errorf("run(-b 1) = %d, want 1", got)
+	if got := run([]string{"ironblade", "-b", "1", "1", "2", "eth0", "disk.img"}, noEnv, &stdout, &stderr); got != 2 {
+		t.Errorf("run(-b 1) = %d, want 2 (usage)", got)
 	}
 	if !strings.Contains(stderr.String(), "ironblade: -b 1") || !strings.Contains(stderr.String(), "usage: ironblade") {
 		t.Errorf("stderr = %q, want the error and the usage line", stderr.String())

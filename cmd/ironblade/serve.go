@@ -126,13 +126,20 @@ func serve(ctx context.Context, o options, env serveEnv) (err error) {
 
 	backend, err := target.OpenFile(o.Filename, o.fileOptions())
 	if err != nil {
-		return fmt.Errorf("open %s: %w", o.Filename, err)
+		return err
 	}
 	defer func() {
 		if cerr := backend.Close(); cerr != nil && err == nil {
 			err = fmt.Errorf("close %s: %w", o.Filename, cerr)
 		}
 	}()
+
+	// The keys before the network: a bad key file is a configuration
+	// mistake to report first.
+	keys, err := loadKeys(o.AuthKeys)
+	if err != nil {
+		return err
+	}
 
 	mtu, err := env.InterfaceMTU(o.Netif)
 	if err != nil {
@@ -144,7 +151,7 @@ func serve(ctx context.Context, o options, env serveEnv) (err error) {
 		return fmt.Errorf("listen on %s: %w", o.Netif, err)
 	}
 	defer link.Close()
-	sealed, link, err := sealLink(link, o, logger)
+	sealed, link, err := sealLink(link, o, keys, logger)
 	if err != nil {
 		return err
 	}

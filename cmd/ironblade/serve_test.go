@@ -147,7 +147,7 @@ func TestServeInMemory(t *testing.T) {
 	}
 }
 
-// TestRunFailures checks that the command exits 1 with a message that
+// TestRunFailures checks that the command exits 1 with one plain line that
 // names what is wrong when it cannot start.
 func TestRunFailures(t *testing.T) {
 	disk := newDisk(t, 64)
@@ -158,7 +158,7 @@ func TestRunFailures(t *testing.T) {
 		want string
 	}{
 		{"missing file", []string{"1", "2", "lo", filepath.Join(t.TempDir(), "nope.img")}, "no such file"},
-		{"missing interface", []string{"1", "2", "nosuchif0", disk}, `network interface \"nosuchif0\": route ip+net: no such network interface`},
+		{"missing interface", []string{"1", "2", "nosuchif0", disk}, `network interface "nosuchif0": route ip+net: no such network interface (list the interfaces with: ip link)`},
 		{"offset past the end", []string{"-o", "8", "1", "2", "lo", small}, "open " + small},
 		{"length past the end", []string{"-l", "100", "1", "2", "lo", disk}, "open " + disk},
 	}
@@ -171,6 +171,9 @@ func TestRunFailures(t *testing.T) {
 			}
 			if !strings.Contains(stderr.String(), tt.want) {
 				t.Errorf("stderr %q lacks %q", stderr.String(), tt.want)
+			}
+			if n := strings.Count(stderr.String(), "\n"); n != 1 || !strings.HasPrefix(stderr.String(), "ironblade: ") {
+				t.Errorf("stderr %q: want one plain line starting \"ironblade: \"", stderr.String())
 			}
 		})
 	}
