@@ -15,6 +15,9 @@ FUZZTIME   ?= 20s
 # ironblade and vblade side by side over a veth pair, then the Go
 # micro-benchmarks (allocations per frame).
 BENCH_CMD  ?= $(BIN)/ironbench compare --ironblade $(BIN)/ironblade $(BENCH_ARGS)
+# gotestsum runs go test and ends with a summary: every skipped test with
+# its reason, every failure, and the totals.
+GOTESTSUM  ?= $(GO) run gotest.tools/gotestsum@v1.13.0 --format pkgname
 # staticcheck 2026.2.2; it understands Go 1.26.
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
@@ -40,10 +43,10 @@ build:
 test:
 	@[ "$$(id -u)" = 0 ] || echo "make test: not root, so the end-to-end tests will skip (run: sudo make test)"
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 14m $(TEST_FLAGS) ./...
+	$(GOTESTSUM) -- -count=1 -timeout 14m $(TEST_FLAGS) ./...
 
 test-short:
-	$(GO) test -short -count=1 -timeout 5m $(TEST_FLAGS) ./...
+	$(GOTESTSUM) -- -short -count=1 -timeout 5m $(TEST_FLAGS) ./...
 
 # Each package's fuzz targets are found with `go test -list`, so new ones are
 # picked up without editing this file.
