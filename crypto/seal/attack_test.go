@@ -111,6 +111,9 @@ func refusal(f, orig []byte) []string {
 	if f[14]&uint8(aoe.FlagResponse) != 0 {
 		return []string{"dropped.response"}
 	}
+	if dst := aoe.MAC(f[0:6]); dst != targetMAC && !dst.IsMulticast() {
+		return []string{"dropped.other_host"} // another station's: the layer leaves it to the target
+	}
 	shelf, slot := binary.BigEndian.Uint16(f[16:18]), f[18]
 	exported := shelf == dev.Shelf && slot == dev.Slot
 	reaches := (shelf == dev.Shelf || shelf == aoe.BroadcastMajor) && (slot == dev.Slot || slot == aoe.BroadcastMinor)

@@ -242,6 +242,11 @@ func (t *TargetLink) inbound(b []byte) (int, bool) {
 	if len(b) < aoe.FrameHeaderLen || b[14]&uint8(aoe.FlagResponse) != 0 {
 		return len(b), true // the target drops these itself
 	}
+	if dst := aoe.MAC(b[0:6]); dst != t.mac && !dst.IsMulticast() {
+		// Another station's (flooded, or a promiscuous interface): the
+		// target drops it; neither refused nor counted here.
+		return len(b), true
+	}
 	shelf, slot := binary.BigEndian.Uint16(b[16:18]), b[18]
 	switch aoe.Command(b[19]) {
 	case CommandSealed:
