@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"image/color"
 	"io"
+	"math"
 	"os"
+	"strconv"
 	"time"
 
 	"gonum.org/v1/plot"
@@ -23,6 +25,9 @@ import (
 const (
 	plotWidth       = 22 * vg.Centimeter
 	plotPanelHeight = 6.5 * vg.Centimeter
+	// plotLegendHeight is the strip above the panels that holds the one
+	// legend they share, so that no legend covers data.
+	plotLegendHeight = 1.6 * vg.Centimeter
 )
 
 // Marker colours.
@@ -61,7 +66,7 @@ func WriteDemoPlots(r *DemoReport, pngPath, svgPath string) error {
 	if len(r.Rounds) == 0 {
 		return fmt.Errorf("demo plot: no rounds to draw")
 	}
-	height := plotPanelHeight * vg.Length(len(r.Rounds))
+	height := plotPanelHeight*vg.Length(len(r.Rounds)) + plotLegendHeight
 	if pngPath != "" {
 		c := vgimg.PngCanvas{Canvas: vgimg.NewWith(vgimg.UseWH(plotWidth, height), vgimg.UseDPI(110))}
 		if err := drawDemo(r, c, pngPath); err != nil {
@@ -82,15 +87,24 @@ type canvasWriter interface {
 	io.WriterTo
 }
 
-// drawDemo draws every round's panel on c, stacked, and writes c to path.
+// drawDemo draws the shared legend and every round's panel on c, stacked,
+// and writes c to path. The panels share one time axis, so that rounds of
+// different lengths compare at a glance.
 func drawDemo(r *DemoReport, c canvasWriter, path string) error {
 	plots := make([][]*plot.Plot, len(r.Rounds))
+	var legend []legendEntry
+	span := 1.0
 	for i := range r.Rounds {
-		p, err := roundPlot(&r.Rounds[i], i == 0)
+		p, entries, err := roundPlot(&r.Rounds[i])
 		if err != nil {
 			return err
 		}
 		plots[i] = []*plot.Plot{p}
+		span = max(span, p.X.Max)
+		legend = mergeLegend(legend, entries)
+	}
+	for _, row := range plots {
+		row[0].X.Min, row[0].X.Max = 0, span
 	}
 	tiles := draw.Tiles{
 		Rows: len(plots), Cols: 1,
@@ -98,7 +112,12 @@ func drawDemo(r *DemoReport, c canvasWriter, path string) error {
 		PadTop: 2 * vg.Millimeter, PadBottom: 2 * vg.Millimeter, PadLeft: 2 * vg.Millimeter, PadRight: 3 * vg.Millimeter,
 	}
 	dc := draw.New(c)
-	canvases := plot.Align(plots, tiles, dc)
+	top := dc
+	top.Min.Y = dc.Max.Y - plotLegendHeight
+	drawLegend(top, legend)
+	panels := dc
+	panels.Max.Y -= plotLegendHeight
+	canvases := plot.Align(plots, tiles, panels)
 	for i := range plots {
 		plots[i][0].Draw(canvases[i][0])
 	}
@@ -116,11 +135,79 @@ func drawDemo(r *DemoReport, c canvasWriter, path string) error {
 	return nil
 }
 
+// legendEntry is one item of the shared legend.
+type legendEntry struct {
+	name  string
+	thumb plot.Thumbnailer
+}
+
+// mergeLegend adds the entries not yet in legend, in order.
+func mergeLegend(legend, entries []legendEntry) []legendEntry {
+next:
+	for _, e := range entries {
+		for _, l := range legend {
+			if l.name == e.name {
+				continue next
+			}
+		}
+		legend = append(legend, e)
+	}
+	return legend
+}
+
+// drawLegend lays the entries out in rows across c, left to right.
+func drawLegend(c draw.Canvas, entries []legendEntry) {
+	const fontSize = 8
+	x, row := vg.Length(0), 0
+	for _, e := range entries {
+		l := plot.NewLegend()
+		l.Left, l.Top = true, true
+		l.TextStyle.Font.Size = vg.Points(fontSize)
+		l.ThumbnailWidth = vg.Points(18)
+		l.Add(e.name, e.thumb)
+		width := l.Rectangle(c).Max.X - l.Rectangle(c).Min.X + 4*vg.Millimeter
+		if x > 0 && x+width > c.Max.X-c.Min.X {
+			x, row = 0, row+1
+		}
+		l.XOffs, l.YOffs = x+2*vg.Millimeter, -vg.Length(row)*vg.Points(fontSize*1.8)-vg.Millimeter
+		l.Draw(c)
+		x += width
+	}
+}
+
+// integerTicks puts major ticks on whole numbers (1, 2, 5 times a power of
+// ten apart), labelled without decimals, so every panel's axis reads the
+// same way whatever its range.
+type integerTicks struct{}
+
+func (integerTicks) Ticks(lo, hi float64) []plot.Tick {
+	step := 1.0
+	for (hi-lo)/step > 6 {
+		switch {
+		case (hi-lo)/(2*step) <= 6:
+			step *= 2
+		case (hi-lo)/(5*step) <= 6:
+			step *= 5
+		default:
+			step *= 10
+		}
+	}
+	var ticks []plot.Tick
+	for v := math.Ceil(lo/step) * step; v <= hi; v += step {
+		ticks = append(ticks, plot.Tick{Value: v, Label: strconv.FormatFloat(v, 'f', 0, 64)})
+	}
+	return ticks
+}
+
 // roundPlot is one round's panel: throughput over seconds since the copy
-// started, with vertical markers; legend puts a legend on it.
-func roundPlot(x *RoundResult, legend bool) (*plot.Plot, error) {
+// started, with vertical markers. It returns the legend entries of what
+// it drew.
+func roundPlot(x *RoundResult) (*plot.Plot, []legendEntry, error) {
 	d := &x.Round
+	var legend []legendEntry
 	p := plot.New()
+	p.Y.Tick.Marker = integerTicks{}
+	p.X.Tick.Marker = integerTicks{}
 	p.Title.Text = panelTitle(x)
 	p.Title.TextStyle.Font.Size = vg.Points(10)
 	p.X.Label.Text = "seconds since the copy started"
@@ -141,37 +228,32 @@ func roundPlot(x *RoundResult, legend bool) (*plot.Plot, error) {
 		raw = append(raw, plotter.XY{X: secs(r.Time), Y: r.MBps})
 		top = max(top, r.MBps)
 	}
-	// Headroom above the data for the legend.
-	top *= 1.35
+	top = math.Ceil(top * 1.1)
 	p.Y.Max = top
 	if !x.Resumed.IsZero() && !d.EventTime.IsZero() {
 		a, b := secs(d.EventTime), secs(x.Resumed)
 		band, err := plotter.NewPolygon(plotter.XYs{{X: a, Y: 0}, {X: b, Y: 0}, {X: b, Y: top}, {X: a, Y: top}})
 		if err != nil {
-			return nil, fmt.Errorf("demo plot: %w", err)
+			return nil, nil, fmt.Errorf("demo plot: %w", err)
 		}
 		band.Color, band.LineStyle.Width = colorStall, 0
 		p.Add(band)
-		if legend {
-			p.Legend.Add("stall", band)
-		}
+		legend = append(legend, legendEntry{"I/O stall", band})
 	}
 	if len(raw) > 0 {
 		line, err := plotter.NewLine(raw)
 		if err != nil {
-			return nil, fmt.Errorf("demo plot: %w", err)
+			return nil, nil, fmt.Errorf("demo plot: %w", err)
 		}
 		line.Color, line.Width = colorRaw, vg.Points(0.8)
 		smooth, err := plotter.NewLine(movingAverage(raw, smoothSamples))
 		if err != nil {
-			return nil, fmt.Errorf("demo plot: %w", err)
+			return nil, nil, fmt.Errorf("demo plot: %w", err)
 		}
 		smooth.Color, smooth.Width = colorThroughput, vg.Points(1.8)
 		p.Add(line, smooth)
-		if legend {
-			p.Legend.Add("write throughput, per sample", line)
-			p.Legend.Add(fmt.Sprintf("mean of %d samples", smoothSamples), smooth)
-		}
+		legend = append(legend, legendEntry{"write throughput, per sample", line},
+			legendEntry{fmt.Sprintf("mean of %d samples", smoothSamples), smooth})
 	}
 
 	mark := func(t time.Time, name string, c color.Color, dashes []vg.Length) error {
@@ -184,9 +266,7 @@ func roundPlot(x *RoundResult, legend bool) (*plot.Plot, error) {
 		}
 		l.Color, l.Width, l.Dashes = c, vg.Points(1.3), dashes
 		p.Add(l)
-		if legend {
-			p.Legend.Add(name, l)
-		}
+		legend = append(legend, legendEntry{name, l})
 		return nil
 	}
 	dash := []vg.Length{vg.Points(4), vg.Points(3)}
@@ -205,7 +285,8 @@ func roundPlot(x *RoundResult, legend bool) (*plot.Plot, error) {
 		c      color.Color
 		dashes []vg.Length
 	}{
-		{d.EventTime, d.Event + " A", colorEvent, nil},
+		// One name for both events: the panel's title says which it was.
+		{d.EventTime, "A fenced or migrated (see title)", colorEvent, nil},
 		{gone, "A gone", colorGone, dot},
 		{promote, "B started/announced", colorPromote, dash},
 		{x.Resumed, "I/O resumed on B", colorResumed, nil},
@@ -213,12 +294,18 @@ func roundPlot(x *RoundResult, legend bool) (*plot.Plot, error) {
 		{d.SyncEnd, "sync done", colorCopy, dot},
 	} {
 		if err := mark(m.t, m.name, m.c, m.dashes); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	p.Legend.Top = true
-	p.Legend.TextStyle.Font.Size = vg.Points(8)
-	return p, nil
+	if len(raw) > 0 {
+		p.X.Max = raw[len(raw)-1].X
+	}
+	for _, t := range []time.Time{d.CopyEnd, d.SyncEnd, x.Resumed} {
+		if !t.IsZero() {
+			p.X.Max = max(p.X.Max, secs(t))
+		}
+	}
+	return p, legend, nil
 }
 
 // panelTitle sums a round up in one line.
