@@ -333,8 +333,9 @@ func (d *Device) wait(ctx context.Context, r *request) error {
 
 // configResponse adds or refreshes the target that sent a Query Config
 // response for this device; announce says it was unsolicited (tag 0), as a
-// target sends when it starts.
-func (d *Device) configResponse(l *link, mac aoe.MAC, c *aoe.Config, announce bool) {
+// target sends when it starts. rtt, unless negative, is how long the
+// target took to answer our request.
+func (d *Device) configResponse(l *link, mac aoe.MAC, c *aoe.Config, announce bool, rtt time.Duration) {
 	i := d.ini
 	d.mu.Lock()
 	now := i.now()
@@ -355,8 +356,15 @@ func (d *Device) configResponse(l *link, mac aoe.MAC, c *aoe.Config, announce bo
 		t.configString = string(c.String)
 	}
 	t.window = min(max(int(c.BufferCount), 1), i.cfg.MaxWindow)
-	if isNew || t.cwnd > t.window {
-		t.cwnd = t.window
+	// A scorned target that announces itself has started again: the
+	// window it advertises is free. The timeouts that cut it were those
+	// of the frames sent to it while it was down, not congestion; kept,
+	// they would throttle the I/O it takes over for many round trips.
+	if isNew || (announce && t.state == TargetScorned) || t.cwnd > t.window {
+		t.cwnd, t.acks = t.window, 0
+	}
+	if rtt >= 0 && !announce && (t.queryRTT == 0 || rtt < t.queryRTT) {
+		t.queryRTT = max(rtt, 1) // (0 means none yet)
 	}
 	linkSectors := aoe.SectorsPerFrame(l.MTU())
 	sectors := int(c.SectorCount)
@@ -370,14 +378,18 @@ func (d *Device) configResponse(l *link, mac aoe.MAC, c *aoe.Config, announce bo
 		t.announcedAt = now
 		t.announces++
 		d.eventLocked(now, EventAnnounce, t, "")
+		if t.queryRTT == 0 {
+			// Learn how fast it answers Query Config, for when it is
+			// active and another target announces itself (see
+			// announceGrace).
+			_ = i.sendQuery(l, mac, d.shelf, d.slot)
+		}
 	}
 	if isNew {
 		d.eventLocked(now, EventTargetAdded, t, fmt.Sprintf("window %d, %d sectors per frame", t.window, t.maxSectors))
 		d.arrangeLocked(now, nil)
 	}
-	// An announce readmits a held-off target when the active one fails:
-	// a target that just started is the better bet.
-	d.heardLocked(t, now, how, announce && d.anyFailingLocked(t, now))
+	d.heardLocked(t, now, how)
 	if announce {
 		d.announcedLocked(t, now)
 	}

@@ -511,7 +511,7 @@ func (d *Device) handleATA(l *link, fr *aoe.Frame) {
 	tx.answered = true
 	f.unanswered--
 	t.rtt.observe(now - tx.sent)
-	d.heardLocked(t, now, "ATA", false)
+	d.heardLocked(t, now, "ATA")
 	if f.state == frameLingering {
 		if f.unanswered == 0 {
 			d.releaseFrameLocked(f)

@@ -239,13 +239,14 @@ func (d *Device) scornLocked(t *target, now time.Duration, why string, prefer *t
 
 // heardLocked notes that t answered (how says with what): a scorned target
 // is healthy again unless it is held off, and a down device comes back. A
-// held-off target is readmitted anyway when force is set or no target is
-// healthy: then it cannot take I/O from a better one.
-func (d *Device) heardLocked(t *target, now time.Duration, how string, force bool) {
+// held-off target is readmitted anyway when no target is healthy: then it
+// cannot take I/O from a better one. (One that announces itself while
+// the active targets are silent takes over too: see announcedLocked.)
+func (d *Device) heardLocked(t *target, now time.Duration, how string) {
 	t.lastHeard = now
 	if t.state == TargetScorned && t.usable(1) {
 		switch {
-		case force || now >= t.holdUntil || !anyHealthy(d.targets):
+		case now >= t.holdUntil || !anyHealthy(d.targets):
 			d.readmitLocked(t, now, how)
 		case !t.heldNoted:
 			t.heldNoted = true
@@ -278,39 +279,19 @@ func (d *Device) readmitLocked(t *target, now time.Duration, how string) {
 		"how", how, "state", t.state, "strikes", t.strikes)
 }
 
-// failingLocked reports whether t is visibly failing: it has a frame older
-// than its retransmission timeout and has answered nothing for as long.
-func (d *Device) failingLocked(t *target, now time.Duration) bool {
-	rto := d.rtoLocked(t)
-	if t.outstanding == 0 || now-t.lastHeard < rto {
-		return false
-	}
-	for _, f := range d.frames {
-		if f.state == frameActive && f.target == t && now-f.onTargetSince >= rto {
-			return true
-		}
-	}
-	return false
-}
-
-// anyFailingLocked reports whether an active target other than x fails.
-func (d *Device) anyFailingLocked(x *target, now time.Duration) bool {
-	for _, t := range d.targets {
-		if t != x && t.state == TargetActive && d.failingLocked(t, now) {
-			return true
-		}
-	}
-	return false
-}
-
 // announcedLocked acts on an announce from x. Frames overdue on x are
 // resent to it at once (it may have just restarted). A target starting
 // elsewhere often means the active one was stopped or fenced (a cluster
-// manager moving the target): an active target that is visibly failing is
-// scorned at once and x takes over; any other active target is probed, and
-// scorned if it stays silent for announceGrace (see scan).
+// manager moving the target): every other active target is probed with
+// Query Config, and scorned if it stays silent for announceGrace (see
+// checkAnnounceLocked), x taking over. The probe decides, not how long the
+// active target has been silent: a live one in sync mode on a slow disk
+// may say nothing for longer than its ATA round trips suggest, while it
+// answers Query Config at once. An x that is held off (it flapped) takes
+// over that way too, when the active targets are silent: scornLocked
+// then readmits it, as better than none.
 func (d *Device) announcedLocked(x *target, now time.Duration) {
-	if !x.healthy() {
+	if !d.announcerAliveLocked(x) {
 		return
 	}
 	// Frames overdue on x itself were lost if it just restarted: resend
@@ -323,10 +304,6 @@ func (d *Device) announcedLocked(x *target, now time.Duration) {
 	}
 	for _, t := range d.targets {
 		if t == x || t.state != TargetActive {
-			continue
-		}
-		if d.failingLocked(t, now) {
-			d.scornLocked(t, now, fmt.Sprintf("overdue frames when %s announced itself", x.mac), x)
 			continue
 		}
 		t.lastProbe = now
@@ -342,10 +319,34 @@ func (d *Device) announcedLocked(x *target, now time.Duration) {
 	}
 }
 
+// announcerAliveLocked reports whether x, which announced itself, may take
+// over from silent active targets: it is healthy, or held off but has
+// answered since its scorn (the announce itself counts).
+func (d *Device) announcerAliveLocked(x *target) bool {
+	return x.healthy() || (x.state == TargetScorned && x.lastHeard > x.scornedAt && x.usable(1))
+}
+
+// minAnnounceGrace is the least time an active target gets to answer the
+// probe sent when another target announced itself: room for a busy host
+// to schedule the target and the initiator.
+const minAnnounceGrace = 20 * time.Millisecond
+
 // announceGrace is how long an active target has to answer the probe sent
-// when another target announced itself.
+// when another target announced itself: four times its Query Config round
+// trip or RTOMin, whichever is longer, within [minAnnounceGrace,
+// ScornTimeout/2]; 40 ms on a LAN with the defaults. Not its ATA
+// retransmission timeout: a target answers Query Config without touching
+// its storage, while its ATA round trips include it (in sync mode an
+// fdatasync, tens of milliseconds on a busy disk, which 2*rtt+8*rttdev
+// turns into hundreds). A busy target that reads the probe only after the
+// requests queued before it answers those meanwhile, and any answer
+// counts. (If its storage stalls for longer than the grace while the
+// probe waits behind it, a live target is scorned: the announcer, a live
+// path to the same storage, takes the I/O, and the other one comes back
+// as a standby when it answers.)
 func (d *Device) announceGrace(t *target) time.Duration {
-	return min(max(4*d.rtoLocked(t), 50*time.Millisecond), d.ini.cfg.ScornTimeout/2)
+	cfg := &d.ini.cfg
+	return min(max(4*max(t.queryRTT, cfg.RTOMin), minAnnounceGrace), cfg.ScornTimeout/2)
 }
 
 // checkAnnounceLocked scorns the active targets that stayed silent since
@@ -364,7 +365,7 @@ func (d *Device) checkAnnounceLocked(now time.Duration) {
 			done = false
 			continue
 		}
-		if x.healthy() {
+		if d.announcerAliveLocked(x) {
 			d.scornLocked(t, now, fmt.Sprintf("silent after %s announced itself", x.mac), x)
 		}
 	}

@@ -72,7 +72,7 @@ func FuzzHandleFrame(f *testing.F) {
 		d := ini.addDevice(1, 0)
 		d.identifying = true
 		for n := byte(1); n <= 2; n++ {
-			d.configResponse(l, targetMAC(n), &aoe.Config{BufferCount: 8, SectorCount: 2}, false)
+			d.configResponse(l, targetMAC(n), &aoe.Config{BufferCount: 8, SectorCount: 2}, false, -1)
 		}
 		d.mu.Lock()
 		d.id, d.identified, d.state = identity{sectors: 1024, lba48: true, fua: true}, true, DeviceUp

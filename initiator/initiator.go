@@ -31,14 +31,16 @@
 //
 // An announce (an unsolicited Query Config response, as a target sends when
 // it starts) adds its target at once and resends the frames overdue on it
-// (it may have restarted). If an active target then has frames overdue and
-// was silent for a retransmission timeout, it is scorned at once and the
-// announcer takes over; an active target that merely looks idle is probed,
-// and scorned if it does not answer within a short grace. So when a cluster
-// manager stops a target on one node and starts it on another, the I/O
-// moves as soon as the new one announces itself, whatever the scorn
-// timeout. Each device logs these events (DeviceStats.Events) and measures
-// how long I/O stalled (DeviceStats.LastStall).
+// (it may have restarted). The active targets are then probed with Query
+// Config, which a target answers without waiting for its storage: one that
+// answers nothing within a short grace (four times its Query Config round
+// trip or RTOMin, whichever is longer: 40 ms on a LAN with the defaults) is
+// scorned and the announcer takes over, even one held off for flapping.
+// So when a cluster manager stops a target on one node and starts it on
+// another, the I/O moves within tens of milliseconds of the new one's
+// announce, whatever the scorn timeout and however slow the storage. Each
+// device logs these events (DeviceStats.Events) and measures how long I/O
+// stalled (DeviceStats.LastStall).
 //
 // # Write ordering
 //
@@ -147,9 +149,21 @@ const (
 	DefaultMaxWindow        = 64
 )
 
-// discoverTag is the tag of our Query Config requests; its bit 31 keeps
-// the Linux driver from taking the answers for its own.
+// discoverTag marks the tags of our Query Config requests: its bit 31
+// keeps the Linux driver from taking the answers for its own. Bits 0-30
+// number the requests, so that an answer says which one it answers and
+// so how long the target took (see queryAge).
 const discoverTag = 1 << 31
+
+// queryMemory is how many of the latest Query Config requests the
+// Initiator remembers the sending time of.
+const queryMemory = 64
+
+// sentQuery is a Query Config request the Initiator remembers.
+type sentQuery struct {
+	tag uint32
+	at  time.Duration
+}
 
 // Initiator discovers AoE devices on its links and carries their I/O.
 // Create one with New and start it with Run.
@@ -174,6 +188,12 @@ type Initiator struct {
 	// the scanner sleeps while both are zero and wake rouses it.
 	active, checks atomic.Int64
 	wake           chan struct{}
+
+	// queries are the latest Query Config requests sent, indexed by
+	// their number (see discoverTag) modulo queryMemory.
+	queryMu  sync.Mutex
+	querySeq uint32
+	queries  [queryMemory]sentQuery
 }
 
 // link is one of the Initiator's links with what it needs to know of it.
@@ -396,11 +416,15 @@ func (i *Initiator) handleConfig(l *link, f *aoe.Frame) {
 		i.log.Debug("initiator: bad Query Config response", "target", f.Src, "link", l.name, "err", err)
 		return
 	}
+	rtt, ok := i.queryAge(f.Tag, i.now())
+	if !ok {
+		rtt = -1
+	}
 	d := i.lookup(f.Major, f.Minor)
 	if d == nil {
 		d = i.addDevice(f.Major, f.Minor)
 	}
-	d.configResponse(l, f.Src, &c, f.Tag == 0)
+	d.configResponse(l, f.Src, &c, f.Tag == 0, rtt)
 }
 
 // addDevice returns the device at shelf.slot, creating it.
@@ -482,7 +506,7 @@ func (i *Initiator) sendQuery(l *link, dst aoe.MAC, shelf uint16, slot uint8) er
 	var buf [aoe.MinFrameLen]byte
 	f := aoe.Frame{
 		Dst: dst, Src: l.mac,
-		Header: aoe.Header{Version: aoe.Version, Major: shelf, Minor: slot, Command: aoe.CommandQueryConfig, Tag: discoverTag},
+		Header: aoe.Header{Version: aoe.Version, Major: shelf, Minor: slot, Command: aoe.CommandQueryConfig, Tag: i.queryTag()},
 	}
 	if _, err := f.MarshalHeaderTo(buf[:]); err != nil {
 		return err
@@ -495,6 +519,31 @@ func (i *Initiator) sendQuery(l *link, dst aoe.MAC, shelf uint16, slot uint8) er
 		return fmt.Errorf("query config on %s: %w", l.name, err)
 	}
 	return nil
+}
+
+// queryTag numbers a new Query Config request and notes when it leaves.
+func (i *Initiator) queryTag() uint32 {
+	i.queryMu.Lock()
+	defer i.queryMu.Unlock()
+	i.querySeq = (i.querySeq + 1) &^ discoverTag
+	tag := discoverTag | i.querySeq
+	i.queries[i.querySeq%queryMemory] = sentQuery{tag: tag, at: i.now()}
+	return tag
+}
+
+// queryAge returns how long before now the Query Config request with the
+// given tag was sent, if it is one of the latest queryMemory.
+func (i *Initiator) queryAge(tag uint32, now time.Duration) (time.Duration, bool) {
+	if tag&discoverTag == 0 {
+		return 0, false
+	}
+	i.queryMu.Lock()
+	q := i.queries[(tag&^discoverTag)%queryMemory]
+	i.queryMu.Unlock()
+	if q.tag != tag || q.at > now {
+		return 0, false
+	}
+	return now - q.at, true
 }
 
 func (i *Initiator) discoverLoop(ctx context.Context) {

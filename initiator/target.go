@@ -88,6 +88,10 @@ type target struct {
 
 	rtt         rttEstimator
 	outstanding int
+	// queryRTT is the shortest round trip of the Query Config requests it
+	// answered (0 before any): the network's and the target's receive
+	// path's, without the storage time that its ATA round trips include.
+	queryRTT time.Duration
 	// dirty says the target acknowledged writes, not made durable by FUA,
 	// since the last flush it confirmed.
 	dirty     bool
