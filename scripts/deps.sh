@@ -6,13 +6,14 @@
 #
 # vblade is the reference target the tests and benchmarks compare with;
 # libnbd-bin (nbdinfo, nbdcopy, nbdfuse) and qemu-utils (qemu-img, qemu-io)
-# are the real NBD clients; nftables loses frames on purpose; strace proves
+# are the real NBD clients; nftables loses frames on purpose; ethtool turns
+# VLAN offload off for the raw link's VLAN test; strace proves
 # the order of writes and syncs; fuse3, mount (losetup) and e2fsprogs carry a
 # filesystem over NBD without the kernel nbd module; make runs it all and
 # ca-certificates lets Go fetch modules.
 set -euo pipefail
 
-packages=(vblade iproute2 libnbd-bin qemu-utils nftables strace fuse3 mount e2fsprogs
+packages=(vblade iproute2 libnbd-bin qemu-utils nftables strace fuse3 mount e2fsprogs ethtool
 	kmod procps util-linux make ca-certificates "$@")
 missing=()
 for p in "${packages[@]}"; do
