@@ -40,7 +40,7 @@ usage: scripts/demo.sh [options]
                       or auto: nbd where the nbd module loads (default)
   --out DIR           where the report goes (default out/demo)
   --bin DIR           the ironblade, ironaoe and ironbench binaries (default bin;
-                      built with make build when missing)
+                      built (or brought up to date) with make build)
   --keep              keep the work directory (/var/tmp/ironblade-demo.*)
   -h, --help          this help
 EOF
@@ -138,10 +138,10 @@ if [ "$CLIENT" = fuse ]; then
 else
 	modprobe -q nbd 2>/dev/null && [ -e /dev/nbd0 ] || fail "--client nbd: the nbd module does not load"
 fi
-if [ ! -x "$BIN/ironblade" ] || [ ! -x "$BIN/ironaoe" ] || [ ! -x "$BIN/ironbench" ]; then
-	say "building $BIN/ (make build)"
-	make build BIN="$BIN"
-fi
+# Always through make: Go's build cache makes it quick when nothing
+# changed, and a stale binary would show an old build's behaviour.
+say "building $BIN/ (make build)"
+make build BIN="$BIN"
 BIN=$(cd "$BIN" && pwd)
 case $OUT in /*) OUT_DIR=$OUT ;; *) OUT_DIR=$REPO/$OUT ;; esac
 
