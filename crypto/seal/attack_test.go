@@ -1163,18 +1163,7 @@ func TestSessionLimitsRekey(t *testing.T) {
 	}{
 		{"frames", seal.Limits{RekeyAfterFrames: 100, RejectAfterFrames: 200, HandshakeRate: 1000, HandshakeBurst: 1000},
 			func(t *testing.T, r *sealedRig, d aoetest.Device) {
-				ctx := context.Background()
-				data := aoetest.RandomBytes(1 << 20)
-				if err := r.client.WriteAt(ctx, d, data, 0, 16); err != nil {
-					t.Fatal(err)
-				}
-				got := make([]byte, len(data))
-				if err := r.client.ReadAt(ctx, d, got, 0, 16); err != nil {
-					t.Fatal(err)
-				}
-				if !bytes.Equal(got, data) {
-					t.Fatal("read back other data")
-				}
+				r.roundTrip(t, d, aoetest.RandomBytes(1<<20), 0)
 			}, 10},
 		{"time", seal.Limits{RekeyAfterTime: 100 * time.Millisecond, RejectAfterTime: 2 * time.Second, HandshakeRate: 1000, HandshakeBurst: 1000},
 			func(t *testing.T, r *sealedRig, d aoetest.Device) {

@@ -383,6 +383,27 @@ func addSeeds(f *testing.F, alterable func(p *sealedPair) [4][]byte) {
 	}
 }
 
+// fuzzFrame sets up the pair for a fuzz input: mode picks the frame to
+// start from (a raw one, or one of frames(p), held back by hold for
+// modeMessage) and whether the link reads in batches; the returned frame is
+// data itself (raw) or the genuine frame altered by data.
+func fuzzFrame(t *testing.T, mode uint8, data []byte, holdMessage holdAt, frames func(*sealedPair) [4][]byte) (p *sealedPair, genuine, frame []byte) {
+	h := holdNone
+	switch mode & 3 {
+	case modeMessage:
+		h = holdMessage
+	case modeEarly:
+		h = holdChallenge
+	}
+	p = newSealedPair(t, mode&modeBatch != 0, h)
+	genuine = frames(p)[mode&3]
+	frame = data
+	if mode&3 != modeRaw {
+		frame = alter(genuine, data)
+	}
+	return p, genuine, frame
+}
+
 // FuzzTargetInbound reads arbitrary frames through a TargetLink holding a
 // session: none makes it panic, and none is opened unless it is the
 // initiator's frame to the byte; a finish that makes a session is the
@@ -391,19 +412,7 @@ func FuzzTargetInbound(f *testing.F) {
 	frames := func(p *sealedPair) [4][]byte { return [4][]byte{nil, p.fresh, p.finish, p.hello} }
 	addSeeds(f, frames)
 	f.Fuzz(func(t *testing.T, mode uint8, data []byte) {
-		hold := holdNone
-		switch mode & 3 {
-		case modeMessage:
-			hold = holdFinish
-		case modeEarly:
-			hold = holdChallenge
-		}
-		p := newSealedPair(t, mode&modeBatch != 0, hold)
-		genuine := frames(p)[mode&3]
-		frame := data
-		if mode&3 != modeRaw {
-			frame = alter(genuine, data)
-		}
+		p, genuine, frame := fuzzFrame(t, mode, data, holdFinish, frames)
 		st0 := p.tl.Stats()
 		var up [][]byte
 		if mode&modeBatch != 0 {
@@ -467,19 +476,7 @@ func FuzzInitiatorInbound(f *testing.F) {
 	frames := func(p *sealedPair) [4][]byte { return [4][]byte{nil, p.response, p.accept, p.challenge} }
 	addSeeds(f, frames)
 	f.Fuzz(func(t *testing.T, mode uint8, data []byte) {
-		hold := holdNone
-		switch mode & 3 {
-		case modeMessage:
-			hold = holdAccept
-		case modeEarly:
-			hold = holdChallenge
-		}
-		p := newSealedPair(t, mode&modeBatch != 0, hold)
-		genuine := frames(p)[mode&3]
-		frame := data
-		if mode&3 != modeRaw {
-			frame = alter(genuine, data)
-		}
+		p, genuine, frame := fuzzFrame(t, mode, data, holdAccept, frames)
 		st0 := p.il.Stats()
 		p.ip.in = [][]byte{frame}
 		if mode&modeBatch != 0 {

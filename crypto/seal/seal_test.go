@@ -248,6 +248,24 @@ func newSealedRigConfig(t *testing.T, tcfg seal.TargetConfig, icfg seal.Initiato
 	return r
 }
 
+// roundTrip writes data at off through the sealed client at depth 16,
+// reads it back, and fails the test unless both the answer and the disk
+// hold it.
+func (r *sealedRig) roundTrip(t *testing.T, d aoetest.Device, data []byte, off int64) {
+	t.Helper()
+	ctx := context.Background()
+	if err := r.client.WriteAt(ctx, d, data, off, 16); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(data))
+	if err := r.client.ReadAt(ctx, d, got, off, 16); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) || !bytes.Equal(r.disk.Bytes()[off:off+int64(len(data))], data) {
+		t.Fatal("data read back differs from data written")
+	}
+}
+
 // barrier returns once the target has read every frame sent to it before
 // the call: it reads its frames in order, one at a time, and a plain Query
 // Config read (which a keyed target answers) from the attacker's port
@@ -312,18 +330,8 @@ func TestSealedIO(t *testing.T) {
 	if d.SectorsPerFrame != 2 {
 		t.Errorf("sectors per frame %d, want 2 at MTU 1500", d.SectorsPerFrame)
 	}
-	ctx := context.Background()
 	data := aoetest.RandomBytes(256 << 10)
-	if err := r.client.WriteAt(ctx, d, data, 4096, 16); err != nil {
-		t.Fatal(err)
-	}
-	got := make([]byte, len(data))
-	if err := r.client.ReadAt(ctx, d, got, 4096, 16); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, data) || !bytes.Equal(r.disk.Bytes()[4096:4096+len(data)], data) {
-		t.Fatal("data read back differs from data written")
-	}
+	r.roundTrip(t, d, data, 4096)
 	if n := len(r.rec.sealed(aoe.CommandATA, true)); n < len(data)/1024 {
 		t.Errorf("%d sealed writes seen on the wire, want %d", n, len(data)/1024)
 	}
