@@ -275,14 +275,19 @@ func TestParseSchedstat(t *testing.T) {
 			t.Errorf("parseSchedstat(%q) = %v, %v; want %v, ok %v", c.in, got, err, c.want, c.ok)
 		}
 	}
-	// Burn a little CPU: the process meter must see it.
+	// Burn CPU until the process meter sees 10 ms of it: on a loaded
+	// machine wall time is not CPU time, so the burn is bounded by 2 s of
+	// wall time rather than fixed.
 	m := meterProcess(os.Getpid())
-	deadline := time.Now().Add(30 * time.Millisecond)
-	for n := 0; time.Now().Before(deadline); n++ {
-		_ = n * n
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) && m.seconds() < 0.01 {
+		spin := time.Now().Add(5 * time.Millisecond)
+		for n := 0; time.Now().Before(spin); n++ {
+			_ = n * n
+		}
 	}
 	if s := m.seconds(); s < 0.01 {
-		t.Errorf("meterProcess(self) saw %.3f s of CPU after burning 30 ms", s)
+		t.Errorf("meterProcess(self) saw %.3f s of CPU after burning for 2 s", s)
 	}
 }
 
