@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/ironblade/ironblade/aoe/aoetest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -120,16 +120,7 @@ func TestCompareAuth(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("bench: CompareAuth needs root (network namespaces, raw sockets)")
 	}
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil || !strings.HasSuffix(strings.TrimSpace(string(out)), "go.mod") {
-		t.Skipf("bench: cannot find the module root to build ironblade: %v", err)
-	}
-	bin := filepath.Join(t.TempDir(), "ironblade")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/ironblade")
-	build.Dir = filepath.Dir(strings.TrimSpace(string(out)))
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build ironblade: %v\n%s", err, out)
-	}
+	bin := aoetest.BuildBinary(t, "./cmd/ironblade")
 	var progress bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

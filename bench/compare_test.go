@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/ironblade/ironblade/aoe/aoetest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -73,16 +73,7 @@ func TestCompare(t *testing.T) {
 		}
 		vblade = "/usr/sbin/vblade"
 	}
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil || !strings.HasSuffix(strings.TrimSpace(string(out)), "go.mod") {
-		t.Skipf("bench: cannot find the module root to build ironblade: %v", err)
-	}
-	bin := filepath.Join(t.TempDir(), "ironblade")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/ironblade")
-	build.Dir = filepath.Dir(strings.TrimSpace(string(out)))
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build ironblade: %v\n%s", err, out)
-	}
+	bin := aoetest.BuildBinary(t, "./cmd/ironblade")
 	var progress bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
