@@ -303,79 +303,73 @@ func (r *benchRig) initiatorRead() int {
 // recorded), so the side measured needs fresh ones from the other side.
 const benchBatchSize = 1024
 
+// benchPrepared runs b.N steps, each on the next of benchBatchSize frames
+// of size bytes that next (called with the timer stopped) makes: a sealed
+// frame is good once, so the side measured needs fresh ones.
+func benchPrepared(b *testing.B, sectors, size int, next func() []byte, step func(frame []byte)) {
+	frames := make([][]byte, benchBatchSize)
+	for i := range frames {
+		frames[i] = make([]byte, size)
+	}
+	b.SetBytes(int64(sectors * aoe.SectorSize))
+	b.ReportAllocs()
+	n := len(frames)
+	b.ResetTimer()
+	for range b.N {
+		if n == len(frames) {
+			b.StopTimer()
+			for i := range frames {
+				frames[i] = frames[i][:copy(frames[i][:cap(frames[i])], next())]
+			}
+			n = 0
+			b.StartTimer()
+		}
+		step(frames[n])
+		n++
+	}
+}
+
 // benchTarget measures the target layer: opening a sealed request
 // (ReadFrame) and sealing its response (WriteFrame).
 func benchTarget(b *testing.B, c benchCase, write, batch, encrypt bool) {
 	r := newBenchRig(b, c, write, batch, encrypt)
-	reqs := make([][]byte, benchBatchSize)
-	for i := range reqs {
-		reqs[i] = make([]byte, len(r.req)+seal.Overhead)
-	}
-	fill := func() {
-		for i := range reqs {
+	benchPrepared(b, c.sectors, len(r.req)+seal.Overhead,
+		func() []byte {
 			r.sendRequest()
-			reqs[i] = reqs[i][:copy(reqs[i][:cap(reqs[i])], r.ilink.last)]
-		}
-	}
-	b.SetBytes(int64(c.sectors * aoe.SectorSize))
-	b.ReportAllocs()
-	next := len(reqs)
-	b.ResetTimer()
-	for range b.N {
-		if next == len(reqs) {
-			b.StopTimer()
-			fill()
-			next = 0
-			b.StartTimer()
-		}
-		r.ilink.last = reqs[next]
-		next++
-		if r.targetRound() == 0 {
-			b.Fatalf("request refused: %+v", r.target.Stats())
-		}
-	}
+			return r.ilink.last
+		},
+		func(req []byte) {
+			r.ilink.last = req
+			if r.targetRound() == 0 {
+				b.Fatalf("request refused: %+v", r.target.Stats())
+			}
+		})
 }
 
 // benchInitiator measures the initiator layer: sealing a request
 // (WriteFrame) and opening a sealed response (ReadFrame).
 func benchInitiator(b *testing.B, c benchCase, write, batch, encrypt bool) {
 	r := newBenchRig(b, c, write, batch, encrypt)
-	resps := make([][]byte, benchBatchSize)
-	for i := range resps {
-		resps[i] = make([]byte, len(r.resp)+seal.Overhead)
-	}
-	fill := func() {
-		for i := range resps {
+	benchPrepared(b, c.sectors, len(r.resp)+seal.Overhead,
+		func() []byte {
 			r.sendRequest()
 			if r.targetRound() == 0 {
 				b.Fatalf("request refused: %+v", r.target.Stats())
 			}
-			resps[i] = resps[i][:copy(resps[i][:cap(resps[i])], r.tlink.last)]
-		}
-	}
-	b.SetBytes(int64(c.sectors * aoe.SectorSize))
-	b.ReportAllocs()
-	next := len(resps)
-	b.ResetTimer()
-	for range b.N {
-		if next == len(resps) {
-			b.StopTimer()
-			fill()
-			next = 0
-			b.StartTimer()
-		}
-		if batch {
-			r.batchOut[0] = r.req
-			_, _ = r.initiator.WriteFrames(r.batchOut)
-		} else {
-			r.sendRequest()
-		}
-		r.tlink.last = resps[next]
-		next++
-		if r.initiatorRead() == 0 {
-			b.Fatalf("response refused: %+v", r.initiator.Stats())
-		}
-	}
+			return r.tlink.last
+		},
+		func(resp []byte) {
+			if batch {
+				r.batchOut[0] = r.req
+				_, _ = r.initiator.WriteFrames(r.batchOut)
+			} else {
+				r.sendRequest()
+			}
+			r.tlink.last = resp
+			if r.initiatorRead() == 0 {
+				b.Fatalf("response refused: %+v", r.initiator.Stats())
+			}
+		})
 }
 
 func benchOps() []struct {
