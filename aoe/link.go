@@ -3,7 +3,7 @@ package aoe
 import "errors"
 
 // A Link sends and receives whole, untagged Ethernet frames that carry AoE.
-// RawLink is the real one (AF_PACKET on a network interface); aoetest.Hub
+// rawlink.Link is the real one (AF_PACKET on a network interface); aoetest.Hub
 // provides in-memory ones for tests.
 //
 // A Link is safe for concurrent use: several goroutines may read and
@@ -26,7 +26,7 @@ type Link interface {
 	Close() error
 }
 
-// A BatchLink moves several frames per call; RawLink uses recvmmsg and
+// A BatchLink moves several frames per call; rawlink.Link uses recvmmsg and
 // sendmmsg for it. Callers that serve many frames should prefer it when a
 // Link implements it.
 type BatchLink interface {

@@ -24,7 +24,7 @@ import (
 
 // Link is the link the generator drives: an aoe.Link whose reads can be
 // given a deadline, so that one goroutine can both wait for answers and
-// retransmit late requests. aoe.RawLink is one; when a Link is also an
+// retransmit late requests. rawlink.Link is one; when a Link is also an
 // aoe.BatchLink, frames are moved in batches.
 type Link interface {
 	aoe.Link

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ironblade/ironblade/aoe"
+	"github.com/ironblade/ironblade/aoe/rawlink"
 )
 
 // CompareConfig configures Compare. Zero fields get the defaults noted.
@@ -195,7 +196,7 @@ type compareEnv struct {
 	cfg  CompareConfig
 	tgt  *Netns
 	veth *Veth
-	link *aoe.RawLink
+	link *rawlink.Link
 	// targetCPU is the CPU the target is pinned to, or -1.
 	targetCPU int
 }
@@ -316,7 +317,7 @@ func (env *compareEnv) measureMTU(ctx context.Context, cli *Netns, mtu int, spec
 	// A link opened now starts with the new MTU; an older one might go on
 	// reporting the old one for a moment and size requests by it.
 	var err error
-	if env.link, err = cli.ListenRaw(env.veth.IfB, aoe.RawConfig{ReadBuffer: 16 << 20, WriteBuffer: 16 << 20}); err != nil {
+	if env.link, err = cli.ListenRaw(env.veth.IfB, rawlink.Config{ReadBuffer: 16 << 20, WriteBuffer: 16 << 20}); err != nil {
 		return fmt.Errorf("bench: compare: %w", err)
 	}
 	defer env.link.Close()

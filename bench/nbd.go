@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ironblade/ironblade/aoe"
+	"github.com/ironblade/ironblade/aoe/rawlink"
 )
 
 // Paths a byte can take in MeasureNBD.
@@ -407,7 +408,7 @@ func (c NBDCell) summary() string {
 func (env *nbdEnv) rawPass(ctx context.Context, target *process, op Op, c *NBDCell) error {
 	// The link is closed before any NBD pass: an open packet socket would
 	// be handed a copy of every frame ironaoe moves, at a cost to it.
-	link, err := env.cli.ListenRaw(env.veth.IfB, aoe.RawConfig{ReadBuffer: 16 << 20, WriteBuffer: 16 << 20})
+	link, err := env.cli.ListenRaw(env.veth.IfB, rawlink.Config{ReadBuffer: 16 << 20, WriteBuffer: 16 << 20})
 	if err != nil {
 		return err
 	}

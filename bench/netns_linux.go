@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ironblade/ironblade/aoe"
+	"github.com/ironblade/ironblade/aoe/rawlink"
 )
 
 // commandTimeout bounds each ip command, so a wedged one fails the run
@@ -110,12 +111,12 @@ func (n *Netns) Do(fn func() error) (err error) {
 	return fn()
 }
 
-// ListenRaw opens an aoe.RawLink on iface inside the namespace.
-func (n *Netns) ListenRaw(iface string, cfg aoe.RawConfig) (*aoe.RawLink, error) {
-	var l *aoe.RawLink
+// ListenRaw opens a rawlink.Link on iface inside the namespace.
+func (n *Netns) ListenRaw(iface string, cfg rawlink.Config) (*rawlink.Link, error) {
+	var l *rawlink.Link
 	err := n.Do(func() error {
 		var err error
-		l, err = aoe.ListenRaw(iface, cfg)
+		l, err = rawlink.Listen(iface, cfg)
 		return err
 	})
 	return l, err

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ironblade/ironblade/aoe"
+	"github.com/ironblade/ironblade/aoe/rawlink"
 )
 
 // errNoNetns is returned on systems without Linux network namespaces.
@@ -35,7 +36,7 @@ func (n *Netns) Command(ctx context.Context, name string, args ...string) *exec.
 func (n *Netns) Do(fn func() error) error { return errNoNetns }
 
 // ListenRaw fails.
-func (n *Netns) ListenRaw(iface string, cfg aoe.RawConfig) (*aoe.RawLink, error) {
+func (n *Netns) ListenRaw(iface string, cfg rawlink.Config) (*rawlink.Link, error) {
 	return nil, errNoNetns
 }
 

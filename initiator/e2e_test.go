@@ -13,6 +13,7 @@ import (
 
 	"github.com/ironblade/ironblade/aoe"
 	"github.com/ironblade/ironblade/aoe/aoetest"
+	"github.com/ironblade/ironblade/aoe/rawlink"
 )
 
 // e2eDiskSize is the size of the end-to-end tests' disks; the tests under
@@ -22,14 +23,14 @@ const e2eDiskSize = 16 << 20
 // socketBuffers sizes both raw links' socket buffers for a full window of
 // jumbo frames (64 x 9 KB); the kernel's default (about 200 KB) drops
 // frames under a burst.
-var socketBuffers = aoe.RawConfig{ReadBuffer: 4 << 20, WriteBuffer: 4 << 20}
+var socketBuffers = rawlink.Config{ReadBuffer: 4 << 20, WriteBuffer: 4 << 20}
 
 // e2eNet is an initiator namespace and a target namespace joined by a veth
 // pair, with the initiator's raw link open.
 type e2eNet struct {
 	ini, tgt *aoetest.Netns
 	veth     *aoetest.Veth
-	link     *aoe.RawLink
+	link     *rawlink.Link
 	diskSize int64
 }
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/ironblade/ironblade/aoe"
 	"github.com/ironblade/ironblade/aoe/aoetest"
+	"github.com/ironblade/ironblade/aoe/rawlink"
 	ironblade "github.com/ironblade/ironblade/target"
 )
 
@@ -94,7 +95,7 @@ type servedTarget interface {
 
 // inProcessTarget is the target package serving on a raw link in a node.
 type inProcessTarget struct {
-	link    *aoe.RawLink
+	link    *rawlink.Link
 	backend *ironblade.FileBackend
 	cancel  context.CancelFunc
 	done    chan error

@@ -265,7 +265,7 @@ func New(cfg Config) (*Initiator, error) {
 }
 
 // linkName names a link for logs and Stats: its interface name when it
-// tells one (as aoe.RawLink does), else its position in Config.Links.
+// tells one (as rawlink.Link does), else its position in Config.Links.
 func linkName(l aoe.Link, n int) string {
 	if named, ok := aoe.LinkAs[interface{ Interface() string }](l); ok {
 		return named.Interface()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ironblade/ironblade/aoe"
 	"github.com/ironblade/ironblade/aoe/aoetest"
+	"github.com/ironblade/ironblade/aoe/rawlink"
 )
 
 // secondClient adds a macvlan interface on the client's end of the veth
@@ -20,7 +21,7 @@ func (r *rig) secondClient(t *testing.T) (*aoetest.Client, aoe.MAC) {
 	r.cli.Run(t, "ip", "link", "add", iface, "link", r.veth.IfB, "type", "macvlan", "mode", "bridge")
 	r.cli.Run(t, "ip", "link", "set", iface, "up")
 	aoetest.WaitLinkReady(t, r.cli, iface)
-	link := aoetest.ListenRawIn(t, r.cli, iface, aoe.RawConfig{})
+	link := aoetest.ListenRawIn(t, r.cli, iface, rawlink.Config{})
 	c := aoetest.NewClient(link, aoetest.ClientOptions{Timeout: 300 * time.Millisecond, Retries: 5})
 	t.Cleanup(func() { c.Close() })
 	return c, link.HardwareAddr()

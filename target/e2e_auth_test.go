@@ -35,6 +35,7 @@ import (
 
 	"github.com/ironblade/ironblade/aoe"
 	"github.com/ironblade/ironblade/aoe/aoetest"
+	"github.com/ironblade/ironblade/aoe/rawlink"
 	"github.com/ironblade/ironblade/crypto/seal"
 )
 
@@ -121,9 +122,9 @@ func writeKeyFile(t *testing.T, path string) (string, seal.Key) {
 
 // rawLink opens another raw link on the client's end of the veth pair:
 // it sees every frame the target sends, as r.link does.
-func (r *authRig) rawLink(t *testing.T) *aoe.RawLink {
+func (r *authRig) rawLink(t *testing.T) *rawlink.Link {
 	t.Helper()
-	return aoetest.ListenRawIn(t, r.cli, r.veth.IfB, aoe.RawConfig{ReadBuffer: 4 << 20, WriteBuffer: 4 << 20})
+	return aoetest.ListenRawIn(t, r.cli, r.veth.IfB, rawlink.Config{ReadBuffer: 4 << 20, WriteBuffer: 4 << 20})
 }
 
 // sealedOpts are the sealed clients' options; their tags differ from the
@@ -221,7 +222,7 @@ func readFileAt(t *testing.T, path string, off, n int64) []byte {
 }
 
 // wireCapture keeps the frames a raw link in the target's namespace reads
-// off the target's veth end: the requests that reach ironblade (a RawLink
+// off the target's veth end: the requests that reach ironblade (a rawlink.Link
 // drops the host's own outgoing frames, so not its answers).
 type wireCapture struct {
 	mu     sync.Mutex
@@ -233,7 +234,7 @@ type wireCapture struct {
 // (nil keeps all).
 func captureIn(t *testing.T, ns *aoetest.Netns, iface string, keep func([]byte) bool) *wireCapture {
 	t.Helper()
-	link := aoetest.ListenRawIn(t, ns, iface, aoe.RawConfig{ReadBuffer: 16 << 20})
+	link := aoetest.ListenRawIn(t, ns, iface, rawlink.Config{ReadBuffer: 16 << 20})
 	c := &wireCapture{keep: keep}
 	done := make(chan struct{})
 	go func() {
@@ -593,7 +594,7 @@ func testE2EAuthReplayAfterRestart(t *testing.T, bin string) {
 // test has authentic sealed frames whose sequence numbers the target has
 // never seen.
 type holdBackLink struct {
-	link *aoe.RawLink
+	link *rawlink.Link
 	mu   sync.Mutex
 	held [][]byte
 }

@@ -40,7 +40,7 @@ func (o outcome) String() string {
 }
 
 // rawSender sends frames exactly as given, without the padding to 60
-// bytes that aoe.RawLink adds, so that truncated frames reach the target.
+// bytes that rawlink.Link adds, so that truncated frames reach the target.
 type rawSender struct {
 	conn *packet.Conn
 }

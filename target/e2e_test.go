@@ -2,7 +2,7 @@ package target_test
 
 // End-to-end tests of the ironblade command: the real binary serves a
 // sparse file in one network namespace, and an initiator built on aoe/
-// (aoetest.Client on a RawLink) talks to it over a veth pair from another.
+// (aoetest.Client on a rawlink.Link) talks to it over a veth pair from another.
 // They need root; without it they skip and say so.
 
 import (
@@ -20,6 +20,7 @@ import (
 
 	"github.com/ironblade/ironblade/aoe"
 	"github.com/ironblade/ironblade/aoe/aoetest"
+	"github.com/ironblade/ironblade/aoe/rawlink"
 )
 
 // TestE2E builds ironblade once and runs every end-to-end scenario against
@@ -45,7 +46,7 @@ type rig struct {
 	tgt    *aoetest.Netns
 	cli    *aoetest.Netns
 	veth   *aoetest.Veth
-	link   *aoe.RawLink
+	link   *rawlink.Link
 	client *aoetest.Client
 }
 
@@ -57,7 +58,7 @@ func newRig(t *testing.T, bin string, mtu int) *rig {
 	// NewVeth waits until both ends can send: a veth end drops what is
 	// sent on it until its carrier is seen up.
 	r.veth = aoetest.NewVeth(t, r.tgt, r.cli, mtu)
-	r.link = aoetest.ListenRawIn(t, r.cli, r.veth.IfB, aoe.RawConfig{ReadBuffer: 4 << 20, WriteBuffer: 4 << 20})
+	r.link = aoetest.ListenRawIn(t, r.cli, r.veth.IfB, rawlink.Config{ReadBuffer: 4 << 20, WriteBuffer: 4 << 20})
 	r.client = aoetest.NewClient(r.link, aoetest.ClientOptions{Timeout: 300 * time.Millisecond, Retries: 5})
 	t.Cleanup(func() { r.client.Close() })
 	return r

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ironblade/ironblade/aoe"
+	"github.com/ironblade/ironblade/aoe/rawlink"
 )
 
 // netnsCommandTimeout bounds every command the helpers run, so a wedged ip or
@@ -283,14 +284,14 @@ func (v *Veth) SetMTU(t testing.TB, mtu int) {
 	v.B.Run(t, "ip", "link", "set", v.IfB, "mtu", strconv.Itoa(mtu))
 }
 
-// ListenRawIn opens an aoe.RawLink on iface inside ns and closes it in
+// ListenRawIn opens a rawlink.Link on iface inside ns and closes it in
 // t.Cleanup. It fails the test if the link cannot be opened.
-func ListenRawIn(t testing.TB, ns *Netns, iface string, cfg aoe.RawConfig) *aoe.RawLink {
+func ListenRawIn(t testing.TB, ns *Netns, iface string, cfg rawlink.Config) *rawlink.Link {
 	t.Helper()
-	var l *aoe.RawLink
+	var l *rawlink.Link
 	err := ns.Do(func() error {
 		var err error
-		l, err = aoe.ListenRaw(iface, cfg)
+		l, err = rawlink.Listen(iface, cfg)
 		return err
 	})
 	if err != nil {
@@ -303,7 +304,7 @@ func ListenRawIn(t testing.TB, ns *Netns, iface string, cfg aoe.RawConfig) *aoe.
 // AddLoss makes iface in ns drop about percent of the frames it receives,
 // at random, with an nftables netdev ingress rule (the kernel here has no
 // netem). AF_PACKET sockets bound to the AoE EtherType, as an untagged
-// RawLink's is, see the frames after the rule; a VLAN RawLink's socket,
+// rawlink.Link's is, see the frames after the rule; a VLAN rawlink.Link's socket,
 // bound to every protocol, sees them before it, so the rule does not thin
 // out what such a link reads. It skips the test without nft; the rule is
 // removed in t.Cleanup.
@@ -391,8 +392,8 @@ func (b *Bridge) AttachVLAN(t testing.TB, ns *Netns, vids ...uint16) (iface stri
 	}
 	set := make([]string, len(vids))
 	for i, vid := range vids {
-		if vid == 0 || vid > aoe.MaxVLAN {
-			t.Fatalf("aoetest: AttachVLAN: VLAN %d is not 1 to %d", vid, aoe.MaxVLAN)
+		if vid == 0 || vid > rawlink.MaxVLAN {
+			t.Fatalf("aoetest: AttachVLAN: VLAN %d is not 1 to %d", vid, rawlink.MaxVLAN)
 		}
 		set[i] = strconv.Itoa(int(vid))
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ironblade/ironblade/aoe"
 	"github.com/ironblade/ironblade/aoe/aoetest"
+	"github.com/ironblade/ironblade/aoe/rawlink"
 )
 
 // nsLookup finds an interface inside ns.
@@ -68,8 +69,8 @@ func TestVeth(t *testing.T) {
 func TestVethSameNamespace(t *testing.T) {
 	ns := aoetest.NewNetns(t)
 	v := aoetest.NewVeth(t, ns, ns, 0)
-	la := aoetest.ListenRawIn(t, ns, v.IfA, aoe.RawConfig{})
-	lb := aoetest.ListenRawIn(t, ns, v.IfB, aoe.RawConfig{})
+	la := aoetest.ListenRawIn(t, ns, v.IfA, rawlink.Config{})
+	lb := aoetest.ListenRawIn(t, ns, v.IfB, rawlink.Config{})
 	if la.MTU() != 1500 {
 		t.Errorf("default MTU %d, want 1500", la.MTU())
 	}
@@ -149,8 +150,8 @@ func TestAddLoss(t *testing.T) {
 		t.Run(fmt.Sprintf("%d%%", percent), func(t *testing.T) {
 			a, b := aoetest.NewNetns(t), aoetest.NewNetns(t)
 			v := aoetest.NewVeth(t, a, b, 1500)
-			la := aoetest.ListenRawIn(t, a, v.IfA, aoe.RawConfig{})
-			lb := aoetest.ListenRawIn(t, b, v.IfB, aoe.RawConfig{ReadBuffer: 4 << 20})
+			la := aoetest.ListenRawIn(t, a, v.IfA, rawlink.Config{})
+			lb := aoetest.ListenRawIn(t, b, v.IfB, rawlink.Config{ReadBuffer: 4 << 20})
 			aoetest.AddLoss(t, b, v.IfB, percent)
 			frames := make([][]byte, count)
 			for i := range frames {
@@ -174,14 +175,14 @@ func TestBridge(t *testing.T) {
 	type station struct {
 		ns   *aoetest.Netns
 		mac  aoe.MAC
-		link *aoe.RawLink
+		link *rawlink.Link
 	}
 	var st [3]station
 	for i := range st {
 		st[i].ns = aoetest.NewNetns(t)
 		iface, mac := br.Attach(t, st[i].ns)
 		st[i].mac = mac
-		st[i].link = aoetest.ListenRawIn(t, st[i].ns, iface, aoe.RawConfig{})
+		st[i].link = aoetest.ListenRawIn(t, st[i].ns, iface, rawlink.Config{})
 		if got := st[i].link.MTU(); got != 9000 {
 			t.Errorf("station %d: MTU %d, want 9000", i, got)
 		}
@@ -215,7 +216,7 @@ func nsFrame(dst, src aoe.MAC, tag uint32) []byte {
 	return b
 }
 
-func nsSendAndExpect(t *testing.T, from, to *aoe.RawLink, dst aoe.MAC, tag uint32) {
+func nsSendAndExpect(t *testing.T, from, to *rawlink.Link, dst aoe.MAC, tag uint32) {
 	t.Helper()
 	if err := from.WriteFrame(nsFrame(dst, from.HardwareAddr(), tag)); err != nil {
 		t.Fatal(err)
@@ -223,7 +224,7 @@ func nsSendAndExpect(t *testing.T, from, to *aoe.RawLink, dst aoe.MAC, tag uint3
 	nsExpectTag(t, to, tag)
 }
 
-func nsExpectTag(t *testing.T, l *aoe.RawLink, tag uint32) {
+func nsExpectTag(t *testing.T, l *rawlink.Link, tag uint32) {
 	t.Helper()
 	if err := l.SetReadDeadline(time.Now().Add(2 * time.Second)); err != nil {
 		t.Fatal(err)
@@ -240,7 +241,7 @@ func nsExpectTag(t *testing.T, l *aoe.RawLink, tag uint32) {
 }
 
 // nsCountFrames reads frames until none comes for quiet.
-func nsCountFrames(l *aoe.RawLink, quiet time.Duration) int {
+func nsCountFrames(l *rawlink.Link, quiet time.Duration) int {
 	bufs := make([][]byte, 64)
 	for i := range bufs {
 		bufs[i] = make([]byte, 9014)

@@ -11,7 +11,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/ironblade/ironblade/aoe"
+	"github.com/ironblade/ironblade/aoe/rawlink"
 	"github.com/ironblade/ironblade/initiator"
 	"github.com/ironblade/ironblade/initiator/nbdkernel"
 	"github.com/ironblade/ironblade/internal/cliflag"
@@ -561,8 +561,8 @@ func engineOptionsFrom(c *cli.Context) (engineOptions, error) {
 		e.Interfaces = append(e.Interfaces, name)
 	}
 	vlan := c.Uint("vlan")
-	if vlan > aoe.MaxVLAN {
-		return e, fmt.Errorf("--vlan %d: want a VLAN ID from 1 to %d, or 0 for untagged: %w", vlan, aoe.MaxVLAN, aoe.ErrInvalidVLAN)
+	if vlan > rawlink.MaxVLAN {
+		return e, fmt.Errorf("--vlan %d: want a VLAN ID from 1 to %d, or 0 for untagged: %w", vlan, rawlink.MaxVLAN, rawlink.ErrInvalidVLAN)
 	}
 	e.VLAN = uint16(vlan)
 	keys, err := parseAuthKeys(c.StringSlice("auth-key"))

@@ -30,6 +30,7 @@ import (
 	"syscall"
 
 	"github.com/ironblade/ironblade/aoe"
+	"github.com/ironblade/ironblade/aoe/rawlink"
 	"github.com/ironblade/ironblade/initiator"
 	"github.com/ironblade/ironblade/internal/cliflag"
 )
@@ -65,7 +66,7 @@ type environment struct {
 // listenRaw opens an AF_PACKET link on iface with generous socket
 // buffers, on the given VLAN (0 for untagged).
 func listenRaw(iface string, vlan uint16) (aoe.Link, error) {
-	link, err := aoe.ListenRaw(iface, aoe.RawConfig{ReadBuffer: rawBufferSize, WriteBuffer: rawBufferSize, VLAN: vlan})
+	link, err := rawlink.Listen(iface, rawlink.Config{ReadBuffer: rawBufferSize, WriteBuffer: rawBufferSize, VLAN: vlan})
 	if err != nil {
 		return nil, err // not a typed nil in the interface
 	}

@@ -62,7 +62,7 @@ func hubEnvironment(t *testing.T, hub *aoetest.Hub, stdout io.Writer) *environme
 	}
 }
 
-// namedLink is a Link that tells its interface name, as aoe.RawLink does.
+// namedLink is a Link that tells its interface name, as rawlink.Link does.
 type namedLink struct {
 	aoe.Link
 	name string

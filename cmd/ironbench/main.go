@@ -48,6 +48,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ironblade/ironblade/aoe"
+	"github.com/ironblade/ironblade/aoe/rawlink"
 	"github.com/ironblade/ironblade/bench"
 	"github.com/ironblade/ironblade/internal/cliflag"
 )
@@ -351,7 +352,7 @@ func runVerify(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)
 	}
-	link, err := aoe.ListenRaw(iface, aoe.RawConfig{ReadBuffer: 4 << 20, WriteBuffer: 4 << 20})
+	link, err := rawlink.Listen(iface, rawlink.Config{ReadBuffer: 4 << 20, WriteBuffer: 4 << 20})
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ironblade/ironblade/aoe"
+	"github.com/ironblade/ironblade/aoe/rawlink"
 	"github.com/ironblade/ironblade/crypto/seal"
 	"github.com/ironblade/ironblade/target"
 )
@@ -301,8 +302,8 @@ func optionsFrom(c *cli.Context) (options, error) {
 	}
 	if c.IsSet("vlan") {
 		vid, err := parseDecimal(c.String("vlan"))
-		if err != nil || vid < 1 || vid > aoe.MaxVLAN {
-			return o, fmt.Errorf("--vlan %q: want a decimal VLAN ID from 1 to %d", c.String("vlan"), aoe.MaxVLAN)
+		if err != nil || vid < 1 || vid > rawlink.MaxVLAN {
+			return o, fmt.Errorf("--vlan %q: want a decimal VLAN ID from 1 to %d", c.String("vlan"), rawlink.MaxVLAN)
 		}
 		o.VLAN = uint16(vid)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ironblade/ironblade/aoe"
 	"github.com/ironblade/ironblade/aoe/aoetest"
+	"github.com/ironblade/ironblade/aoe/rawlink"
 )
 
 // TestMain builds the command once for the tests that run it, and removes
@@ -43,7 +44,7 @@ func TestBinaryOverVeth(t *testing.T) {
 	// events can lag up to a second), and the announcement at start would
 	// be lost.
 	veth := aoetest.NewVeth(t, nsTarget, nsClient, 0)
-	link := aoetest.ListenRawIn(t, nsClient, veth.IfB, aoe.RawConfig{})
+	link := aoetest.ListenRawIn(t, nsClient, veth.IfB, rawlink.Config{})
 	client := aoetest.NewClient(link, aoetest.ClientOptions{Timeout: 250 * time.Millisecond})
 	t.Cleanup(func() { client.Close() })
 

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ironblade/ironblade/aoe"
+	"github.com/ironblade/ironblade/aoe/rawlink"
 	"github.com/ironblade/ironblade/crypto/seal"
 	"github.com/ironblade/ironblade/target"
 )
@@ -37,7 +38,7 @@ const maxSocketBuffer = 256 << 20
 type serveEnv struct {
 	Logger *slog.Logger
 	// Listen opens the link on the network interface.
-	Listen func(netif string, cfg aoe.RawConfig) (aoe.Link, error)
+	Listen func(netif string, cfg rawlink.Config) (aoe.Link, error)
 	// InterfaceMTU reports the interface's MTU, to size socket buffers.
 	InterfaceMTU func(netif string) (int, error)
 	// Announce delivers SIGUSR1: each value triggers an announcement.
@@ -47,8 +48,8 @@ type serveEnv struct {
 }
 
 // listenRaw opens an AF_PACKET link on netif.
-func listenRaw(netif string, cfg aoe.RawConfig) (aoe.Link, error) {
-	link, err := aoe.ListenRaw(netif, cfg)
+func listenRaw(netif string, cfg rawlink.Config) (aoe.Link, error) {
+	link, err := rawlink.Listen(netif, cfg)
 	if err != nil {
 		return nil, err // not a typed nil in the interface
 	}
@@ -146,7 +147,7 @@ func serve(ctx context.Context, o options, env serveEnv) (err error) {
 		return err
 	}
 	bufSize := socketBufferSize(o.Buffers, mtu)
-	link, err := env.Listen(o.Netif, aoe.RawConfig{ReadBuffer: bufSize, WriteBuffer: bufSize, VLAN: o.VLAN})
+	link, err := env.Listen(o.Netif, rawlink.Config{ReadBuffer: bufSize, WriteBuffer: bufSize, VLAN: o.VLAN})
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", o.Netif, err)
 	}

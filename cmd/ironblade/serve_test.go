@@ -16,6 +16,7 @@ import (
 
 	"github.com/ironblade/ironblade/aoe"
 	"github.com/ironblade/ironblade/aoe/aoetest"
+	"github.com/ironblade/ironblade/aoe/rawlink"
 )
 
 // newDisk makes a zero-filled file of the given number of sectors.
@@ -63,10 +64,10 @@ func TestServeInMemory(t *testing.T) {
 	}
 	var logs aoetest.SyncBuffer
 	announce := make(chan os.Signal, 1)
-	var gotConfig aoe.RawConfig
+	var gotConfig rawlink.Config
 	env := serveEnv{
 		Logger: newLogger(&logs, slog.LevelDebug, "text"),
-		Listen: func(netif string, cfg aoe.RawConfig) (aoe.Link, error) {
+		Listen: func(netif string, cfg rawlink.Config) (aoe.Link, error) {
 			gotConfig = cfg
 			return hub.Port(targetMAC, 1500), nil
 		},

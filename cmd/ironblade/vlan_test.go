@@ -9,6 +9,7 @@ import (
 
 	"github.com/ironblade/ironblade/aoe"
 	"github.com/ironblade/ironblade/aoe/aoetest"
+	"github.com/ironblade/ironblade/aoe/rawlink"
 )
 
 // TestBinaryVLAN runs ironblade --vlan 42 on a trunk port of a bridge that
@@ -26,7 +27,7 @@ func TestBinaryVLAN(t *testing.T) {
 	ifClient, _ := br.AttachVLAN(t, nsClient, 42, 43)
 	ifPlain, _ := br.Attach(t, nsPlain)
 	newClient := func(ns *aoetest.Netns, iface string, vlan uint16) *aoetest.Client {
-		link := aoetest.ListenRawIn(t, ns, iface, aoe.RawConfig{VLAN: vlan})
+		link := aoetest.ListenRawIn(t, ns, iface, rawlink.Config{VLAN: vlan})
 		c := aoetest.NewClient(link, aoetest.ClientOptions{Timeout: 250 * time.Millisecond})
 		t.Cleanup(func() { c.Close() })
 		return c

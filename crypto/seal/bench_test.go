@@ -62,7 +62,7 @@ func (l *benchLink) HardwareAddr() aoe.MAC { return l.mac }
 func (l *benchLink) Close() error          { return nil }
 
 // benchBatchLink is a benchLink that moves frames in batches (of one), as
-// a RawLink does: a layer on it takes its batch paths, the ones ironblade
+// a rawlink.Link does: a layer on it takes its batch paths, the ones ironblade
 // serves on.
 type benchBatchLink struct{ *benchLink }
 
@@ -401,7 +401,7 @@ func BenchmarkTarget(b *testing.B) {
 }
 
 // BenchmarkTargetBatch is BenchmarkTarget through ReadFrames and
-// WriteFrames, the paths ironblade serves on with a RawLink beneath.
+// WriteFrames, the paths ironblade serves on with a rawlink.Link beneath.
 func BenchmarkTargetBatch(b *testing.B) {
 	benchAll(b, func(b *testing.B, c benchCase, write, encrypt bool) { benchTarget(b, c, write, true, encrypt) })
 }

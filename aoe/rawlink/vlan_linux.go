@@ -1,12 +1,14 @@
 //go:build linux
 
-package aoe
+package rawlink
 
 import (
 	"encoding/binary"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ironblade/ironblade/aoe"
 )
 
 // sizeofAuxdata is the size of struct tpacket_auxdata.
@@ -54,10 +56,10 @@ func auxVLAN(ctl []byte) (tci, tpid uint16, tagged bool) {
 func untagFrame(b, spill []byte, size int, ctl []byte, vid uint16) (int, bool) {
 	tci, tpid, tagged := auxVLAN(ctl)
 	if tagged && tci&vlanIDMask != 0 {
-		if tpid != vlanTPID || tci&vlanIDMask != vid || size < EthernetHeaderLen {
+		if tpid != vlanTPID || tci&vlanIDMask != vid || size < aoe.EthernetHeaderLen {
 			return 0, false
 		}
-		if len(b) >= EthernetHeaderLen && binary.BigEndian.Uint16(b[12:14]) != EtherType {
+		if len(b) >= aoe.EthernetHeaderLen && binary.BigEndian.Uint16(b[12:14]) != aoe.EtherType {
 			return 0, false
 		}
 		return size, true
@@ -78,7 +80,7 @@ func untagFrame(b, spill []byte, size int, ctl []byte, vid uint16) (int, bool) {
 	// filter's check.
 	if stored >= vlanInnerET+2 {
 		u16 := func(i int) uint16 { return uint16(at(i))<<8 | uint16(at(i+1)) }
-		if u16(vlanTagOff) != vlanTPID || u16(vlanTagOff+2)&vlanIDMask != vid || u16(vlanInnerET) != EtherType {
+		if u16(vlanTagOff) != vlanTPID || u16(vlanTagOff+2)&vlanIDMask != vid || u16(vlanInnerET) != aoe.EtherType {
 			return 0, false
 		}
 	}

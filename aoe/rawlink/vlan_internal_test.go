@@ -1,6 +1,6 @@
 //go:build linux
 
-package aoe
+package rawlink
 
 import (
 	"bytes"
@@ -9,6 +9,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ironblade/ironblade/aoe"
 )
 
 // testControl returns the control messages a packet socket with
@@ -40,7 +42,7 @@ func testAoEFrame(size int) []byte {
 	for i := range f {
 		f[i] = byte(i * 7)
 	}
-	binary.BigEndian.PutUint16(f[12:14], EtherType)
+	binary.BigEndian.PutUint16(f[12:14], aoe.EtherType)
 	return f
 }
 

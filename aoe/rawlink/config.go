@@ -1,12 +1,12 @@
-package aoe
+package rawlink
 
 import (
 	"errors"
 	"time"
 )
 
-// RawConfig configures a RawLink. The zero value is a usable default.
-type RawConfig struct {
+// Config configures a Link. The zero value is a usable default.
+type Config struct {
 	// ReadBuffer and WriteBuffer size the socket's receive and send
 	// buffers (SO_RCVBUF and SO_SNDBUF) in bytes; 0 keeps the kernel's
 	// default. When the process may (it is root), the sizes are forced past
@@ -22,8 +22,8 @@ type RawConfig struct {
 	VLAN uint16
 }
 
-// RawStats counts what a RawLink has moved since it was opened.
-type RawStats struct {
+// Stats counts what a Link has moved since it was opened.
+type Stats struct {
 	// FramesIn and BytesIn count the frames read and their bytes (as
 	// delivered to the caller, so at most the buffer's length).
 	FramesIn, BytesIn uint64
@@ -41,11 +41,11 @@ type RawStats struct {
 	Truncated uint64
 }
 
-// MaxVLAN is the largest 802.1Q VLAN ID a RawLink may use: 4095 is
+// MaxVLAN is the largest 802.1Q VLAN ID a Link may use: 4095 is
 // reserved, and 0 means untagged.
 const MaxVLAN = 4094
 
-// ErrInvalidVLAN is wrapped by ListenRaw's error for a RawConfig whose
+// ErrInvalidVLAN is wrapped by Listen's error for a Config whose
 // VLAN is above MaxVLAN.
 var ErrInvalidVLAN = errors.New("802.1Q VLAN ID out of range: want 1 to 4094, or 0 for untagged")
 
@@ -60,7 +60,7 @@ const (
 	vlanInnerET = vlanTagOff + vlanTagLen
 )
 
-// mtuRefreshInterval bounds how stale RawLink.MTU may be: the interface's
+// mtuRefreshInterval bounds how stale Link.MTU may be: the interface's
 // MTU is re-read at most this often (and at once after the kernel refuses a
 // frame as too large).
 const mtuRefreshInterval = 250 * time.Millisecond

@@ -1,6 +1,6 @@
 //go:build linux
 
-package aoe_test
+package rawlink_test
 
 import (
 	"bytes"
@@ -20,15 +20,16 @@ import (
 
 	"github.com/ironblade/ironblade/aoe"
 	"github.com/ironblade/ironblade/aoe/aoetest"
+	"github.com/ironblade/ironblade/aoe/rawlink"
 )
 
 // rawPair is two RawLinks joined by a veth pair between two namespaces.
 type rawPair struct {
 	veth *aoetest.Veth
-	a, b *aoe.RawLink
+	a, b *rawlink.Link
 }
 
-func newRawPair(t testing.TB, mtu int, cfg aoe.RawConfig) *rawPair {
+func newRawPair(t testing.TB, mtu int, cfg rawlink.Config) *rawPair {
 	t.Helper()
 	nsA, nsB := aoetest.NewNetns(t), aoetest.NewNetns(t)
 	v := aoetest.NewVeth(t, nsA, nsB, mtu)
@@ -70,7 +71,7 @@ func rawSameFrame(got, want []byte) bool {
 func rawFrameTag(b []byte) uint32 { return binary.BigEndian.Uint32(b[20:24]) }
 
 // rawReadFrame reads one frame, failing the test if none comes within 2 s.
-func rawReadFrame(t testing.TB, l *aoe.RawLink, buf []byte) []byte {
+func rawReadFrame(t testing.TB, l *rawlink.Link, buf []byte) []byte {
 	t.Helper()
 	if err := l.SetReadDeadline(time.Now().Add(2 * time.Second)); err != nil {
 		t.Fatal(err)
@@ -83,7 +84,7 @@ func rawReadFrame(t testing.TB, l *aoe.RawLink, buf []byte) []byte {
 }
 
 // rawExpectNoFrame fails the test if a frame arrives on l within d.
-func rawExpectNoFrame(t testing.TB, l *aoe.RawLink, d time.Duration) {
+func rawExpectNoFrame(t testing.TB, l *rawlink.Link, d time.Duration) {
 	t.Helper()
 	if err := l.SetReadDeadline(time.Now().Add(d)); err != nil {
 		t.Fatal(err)
@@ -102,24 +103,24 @@ func TestListenRawErrors(t *testing.T) {
 	tests := []struct {
 		name  string
 		iface string
-		cfg   aoe.RawConfig
+		cfg   rawlink.Config
 		want  error
 	}{
-		{"reserved VLAN", "lo", aoe.RawConfig{VLAN: 4095}, aoe.ErrInvalidVLAN},
-		{"VLAN out of range", "lo", aoe.RawConfig{VLAN: 0xffff}, aoe.ErrInvalidVLAN},
-		{"no such interface", "ib-nonexistent0", aoe.RawConfig{}, nil},
-		{"name too long", "an-interface-name-too-long", aoe.RawConfig{}, nil},
-		{"negative buffer", "lo", aoe.RawConfig{ReadBuffer: -1}, nil},
+		{"reserved VLAN", "lo", rawlink.Config{VLAN: 4095}, rawlink.ErrInvalidVLAN},
+		{"VLAN out of range", "lo", rawlink.Config{VLAN: 0xffff}, rawlink.ErrInvalidVLAN},
+		{"no such interface", "ib-nonexistent0", rawlink.Config{}, nil},
+		{"name too long", "an-interface-name-too-long", rawlink.Config{}, nil},
+		{"negative buffer", "lo", rawlink.Config{ReadBuffer: -1}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l, err := aoe.ListenRaw(tt.iface, tt.cfg)
+			l, err := rawlink.Listen(tt.iface, tt.cfg)
 			if err == nil {
 				l.Close()
-				t.Fatal("ListenRaw succeeded")
+				t.Fatal("Listen succeeded")
 			}
 			if tt.want != nil && !errors.Is(err, tt.want) {
-				t.Fatalf("ListenRaw: %v, want %v", err, tt.want)
+				t.Fatalf("Listen: %v, want %v", err, tt.want)
 			}
 			t.Log(err)
 		})
@@ -136,7 +137,7 @@ func TestRawLinkFrames(t *testing.T) {
 	for _, mode := range rawModes {
 		for _, mtu := range []int{1500, 9000} {
 			t.Run(mode.name+"/mtu"+strconv.Itoa(mtu), func(t *testing.T) {
-				p := newRawPair(t, mtu, aoe.RawConfig{VLAN: mode.vlan})
+				p := newRawPair(t, mtu, rawlink.Config{VLAN: mode.vlan})
 				if got := p.a.VLAN(); got != mode.vlan {
 					t.Errorf("VLAN = %d, want %d", got, mode.vlan)
 				}
@@ -153,7 +154,7 @@ func TestRawLinkFrames(t *testing.T) {
 				buf := make([]byte, mtu+aoe.EthernetHeaderLen)
 				tests := []struct {
 					name     string
-					from, to *aoe.RawLink
+					from, to *rawlink.Link
 					dst      aoe.MAC
 					size     int
 				}{
@@ -190,7 +191,7 @@ func TestRawLinkBatch(t *testing.T) {
 	const count = 500
 	for _, mode := range rawModes {
 		t.Run(mode.name, func(t *testing.T) {
-			p := newRawPair(t, 9000, aoe.RawConfig{VLAN: mode.vlan, ReadBuffer: 8 << 20, WriteBuffer: 8 << 20})
+			p := newRawPair(t, 9000, rawlink.Config{VLAN: mode.vlan, ReadBuffer: 8 << 20, WriteBuffer: 8 << 20})
 			bufs := make([][]byte, 64)
 			for i := range bufs {
 				bufs[i] = make([]byte, 9014)
@@ -198,7 +199,7 @@ func TestRawLinkBatch(t *testing.T) {
 			lens := make([]int, len(bufs))
 			for _, dir := range []struct {
 				name     string
-				from, to *aoe.RawLink
+				from, to *rawlink.Link
 			}{{"a to b", p.a, p.b}, {"b to a", p.b, p.a}} {
 				frames := make([][]byte, count)
 				for i := range frames {
@@ -252,7 +253,7 @@ func TestRawLinkBatch(t *testing.T) {
 }
 
 func TestRawLinkOversize(t *testing.T) {
-	p := newRawPair(t, 1500, aoe.RawConfig{})
+	p := newRawPair(t, 1500, rawlink.Config{})
 	buf := make([]byte, 2000)
 	big := rawTestFrame(p.veth.MACB, p.veth.MACA, 1, 1515)
 	err := p.a.WriteFrame(big)
@@ -286,7 +287,7 @@ func TestRawLinkOversize(t *testing.T) {
 }
 
 func TestRawLinkMTUChange(t *testing.T) {
-	p := newRawPair(t, 9000, aoe.RawConfig{})
+	p := newRawPair(t, 9000, rawlink.Config{})
 	buf := make([]byte, 9014)
 	jumbo := rawTestFrame(p.veth.MACB, p.veth.MACA, 1, 9014)
 	if err := p.a.WriteFrame(jumbo); err != nil {
@@ -330,7 +331,7 @@ func TestRawLinkMTUChange(t *testing.T) {
 func TestRawLinkTruncates(t *testing.T) {
 	for _, mode := range rawModes {
 		t.Run(mode.name, func(t *testing.T) {
-			p := newRawPair(t, 1500, aoe.RawConfig{VLAN: mode.vlan})
+			p := newRawPair(t, 1500, rawlink.Config{VLAN: mode.vlan})
 			for i := range 3 {
 				if err := p.a.WriteFrame(rawTestFrame(p.veth.MACB, p.veth.MACA, uint32(i), 1000)); err != nil {
 					t.Fatal(err)
@@ -366,9 +367,9 @@ func TestRawLinkTruncates(t *testing.T) {
 }
 
 func TestRawLinkIgnoresOutgoing(t *testing.T) {
-	p := newRawPair(t, 1500, aoe.RawConfig{})
+	p := newRawPair(t, 1500, rawlink.Config{})
 	// A second link on A's interface: it must not see what A sends either.
-	other := aoetest.ListenRawIn(t, p.veth.A, p.veth.IfA, aoe.RawConfig{})
+	other := aoetest.ListenRawIn(t, p.veth.A, p.veth.IfA, rawlink.Config{})
 	for i, dst := range []aoe.MAC{p.veth.MACB, aoe.BroadcastMAC} {
 		if err := p.a.WriteFrame(rawTestFrame(dst, p.veth.MACA, uint32(i), 100)); err != nil {
 			t.Fatal(err)
@@ -380,9 +381,9 @@ func TestRawLinkIgnoresOutgoing(t *testing.T) {
 }
 
 // TestRawLinkFilters sends, with a plain packet socket, frames an untagged
-// RawLink must not deliver, then ones it must.
+// Link must not deliver, then ones it must.
 func TestRawLinkFilters(t *testing.T) {
-	p := newRawPair(t, 1500, aoe.RawConfig{})
+	p := newRawPair(t, 1500, rawlink.Config{})
 	p.veth.B.Run(t, "ip", "link", "set", p.veth.IfB, "promisc", "on")
 	conn := rawSender(t, p.veth.A, p.veth.IfA)
 
@@ -432,11 +433,11 @@ func TestRawLinkFilters(t *testing.T) {
 
 func TestRawLinkCloseUnblocksRead(t *testing.T) {
 	for _, mode := range rawModes {
-		t.Run(mode.name, func(t *testing.T) { testRawLinkCloseUnblocksRead(t, aoe.RawConfig{VLAN: mode.vlan}) })
+		t.Run(mode.name, func(t *testing.T) { testRawLinkCloseUnblocksRead(t, rawlink.Config{VLAN: mode.vlan}) })
 	}
 }
 
-func testRawLinkCloseUnblocksRead(t *testing.T, cfg aoe.RawConfig) {
+func testRawLinkCloseUnblocksRead(t *testing.T, cfg rawlink.Config) {
 	p := newRawPair(t, 1500, cfg)
 	reads := map[string]func() error{
 		"ReadFrame": func() error {
@@ -483,7 +484,7 @@ func testRawLinkCloseUnblocksRead(t *testing.T, cfg aoe.RawConfig) {
 func TestRawLinkDeadlineEndsWait(t *testing.T) {
 	for _, mode := range rawModes {
 		t.Run(mode.name, func(t *testing.T) {
-			p := newRawPair(t, 1500, aoe.RawConfig{VLAN: mode.vlan})
+			p := newRawPair(t, 1500, rawlink.Config{VLAN: mode.vlan})
 			reads := map[string]func() error{
 				"ReadFrame": func() error {
 					_, err := p.b.ReadFrame(make([]byte, 1514))
@@ -532,7 +533,7 @@ func TestRawLinkDeadlineEndsWait(t *testing.T) {
 }
 
 func TestRawLinkKernelDrops(t *testing.T) {
-	p := newRawPair(t, 1500, aoe.RawConfig{ReadBuffer: 1})
+	p := newRawPair(t, 1500, rawlink.Config{ReadBuffer: 1})
 	frames := make([][]byte, 200)
 	for i := range frames {
 		frames[i] = rawTestFrame(p.veth.MACB, p.veth.MACA, uint32(i), 1514)
@@ -548,11 +549,11 @@ func TestRawLinkKernelDrops(t *testing.T) {
 
 func TestRawLinkAllocs(t *testing.T) {
 	for _, mode := range rawModes {
-		t.Run(mode.name, func(t *testing.T) { testRawLinkAllocs(t, aoe.RawConfig{VLAN: mode.vlan, ReadBuffer: 4 << 20}) })
+		t.Run(mode.name, func(t *testing.T) { testRawLinkAllocs(t, rawlink.Config{VLAN: mode.vlan, ReadBuffer: 4 << 20}) })
 	}
 }
 
-func testRawLinkAllocs(t *testing.T, cfg aoe.RawConfig) {
+func testRawLinkAllocs(t *testing.T, cfg rawlink.Config) {
 	p := newRawPair(t, 1500, cfg)
 	frame := rawTestFrame(p.veth.MACB, p.veth.MACA, 1, 1514)
 	short := rawTestFrame(p.veth.MACB, p.veth.MACA, 2, 40)
@@ -623,7 +624,7 @@ func testRawLinkAllocs(t *testing.T, cfg aoe.RawConfig) {
 
 // failLostFrames sets a distant read deadline on l, so that a lost frame
 // fails a test that reads without deadlines instead of hanging it.
-func failLostFrames(t testing.TB, l *aoe.RawLink) {
+func failLostFrames(t testing.TB, l *rawlink.Link) {
 	t.Helper()
 	if err := l.SetReadDeadline(time.Now().Add(time.Minute)); err != nil {
 		t.Fatal(err)
@@ -635,7 +636,7 @@ func failLostFrames(t testing.TB, l *aoe.RawLink) {
 func BenchmarkRawLinkWriteReadFrame(b *testing.B) {
 	for _, size := range []int{aoe.MinFrameLen, 1514} {
 		b.Run("size"+strconv.Itoa(size), func(b *testing.B) {
-			p := newRawPair(b, 1500, aoe.RawConfig{ReadBuffer: 4 << 20})
+			p := newRawPair(b, 1500, rawlink.Config{ReadBuffer: 4 << 20})
 			frame := rawTestFrame(p.veth.MACB, p.veth.MACA, 1, size)
 			buf := make([]byte, 1514)
 			b.SetBytes(int64(size))
@@ -662,7 +663,7 @@ func BenchmarkRawLinkBatch(b *testing.B) {
 	for _, mode := range rawModes {
 		for _, mtu := range []int{1500, 9000} {
 			b.Run(mode.name+"/mtu"+strconv.Itoa(mtu), func(b *testing.B) {
-				p := newRawPair(b, mtu, aoe.RawConfig{VLAN: mode.vlan, ReadBuffer: 16 << 20, WriteBuffer: 16 << 20})
+				p := newRawPair(b, mtu, rawlink.Config{VLAN: mode.vlan, ReadBuffer: 16 << 20, WriteBuffer: 16 << 20})
 				frames := make([][]byte, batch)
 				bufs := make([][]byte, batch)
 				for i := range frames {
@@ -699,7 +700,7 @@ func BenchmarkRawLinkBatch(b *testing.B) {
 // single frames and batches, while one reader reads.
 func TestRawLinkConcurrentWriters(t *testing.T) {
 	const writers, perWriter = 4, 200
-	p := newRawPair(t, 1500, aoe.RawConfig{ReadBuffer: 8 << 20})
+	p := newRawPair(t, 1500, rawlink.Config{ReadBuffer: 8 << 20})
 	var wg sync.WaitGroup
 	for w := range writers {
 		wg.Go(func() {
@@ -734,7 +735,7 @@ func TestRawLinkConcurrentReaders(t *testing.T) {
 	for _, mode := range rawModes {
 		t.Run(mode.name, func(t *testing.T) {
 			const readers, frames = 4, 2000
-			p := newRawPair(t, 1500, aoe.RawConfig{VLAN: mode.vlan, ReadBuffer: 8 << 20})
+			p := newRawPair(t, 1500, rawlink.Config{VLAN: mode.vlan, ReadBuffer: 8 << 20})
 			failLostFrames(t, p.b)
 			var mu sync.Mutex
 			seen := make(map[uint32]int)
@@ -842,11 +843,11 @@ func TestRawLinkVLANIsolation(t *testing.T) {
 	// Promiscuous, so that nothing is held back by its destination.
 	nsB.Run(t, "ip", "link", "set", v.IfB, "promisc", "on")
 	vlans := []uint16{0, 10, 20}
-	senders := make([]*aoe.RawLink, len(vlans))
-	receivers := make([]*aoe.RawLink, len(vlans))
+	senders := make([]*rawlink.Link, len(vlans))
+	receivers := make([]*rawlink.Link, len(vlans))
 	for i, vid := range vlans {
-		senders[i] = aoetest.ListenRawIn(t, nsA, v.IfA, aoe.RawConfig{VLAN: vid})
-		receivers[i] = aoetest.ListenRawIn(t, nsB, v.IfB, aoe.RawConfig{VLAN: vid})
+		senders[i] = aoetest.ListenRawIn(t, nsA, v.IfA, rawlink.Config{VLAN: vid})
+		receivers[i] = aoetest.ListenRawIn(t, nsB, v.IfB, rawlink.Config{VLAN: vid})
 	}
 	// Not to another station: an untagged link cannot tell a tagged frame
 	// addressed so from an untagged one (see rawFilter).
@@ -883,7 +884,7 @@ func TestRawLinkVLANKernelFrames(t *testing.T) {
 			name = "rxvlan off"
 		}
 		t.Run(name, func(t *testing.T) {
-			p := newRawPair(t, 1500, aoe.RawConfig{VLAN: 42})
+			p := newRawPair(t, 1500, rawlink.Config{VLAN: 42})
 			if !offload {
 				if _, err := exec.LookPath("ethtool"); err != nil {
 					t.Skipf("needs ethtool to turn VLAN reception offload off: %v", err)
@@ -974,8 +975,8 @@ func TestRawLinkVLANKernelFrames(t *testing.T) {
 // nothing from a VLAN link, nor from a VLAN link on another interface of
 // the same segment.
 func TestRawLinkVLANUntaggedIgnoresTags(t *testing.T) {
-	p := newRawPair(t, 1500, aoe.RawConfig{})
-	tagged := aoetest.ListenRawIn(t, p.veth.A, p.veth.IfA, aoe.RawConfig{VLAN: 5})
+	p := newRawPair(t, 1500, rawlink.Config{})
+	tagged := aoetest.ListenRawIn(t, p.veth.A, p.veth.IfA, rawlink.Config{VLAN: 5})
 	for i, dst := range []aoe.MAC{p.veth.MACB, aoe.BroadcastMAC} {
 		if err := tagged.WriteFrame(rawTestFrame(dst, p.veth.MACA, uint32(i), 100)); err != nil {
 			t.Fatal(err)
@@ -1002,12 +1003,12 @@ func TestRawLinkVLANBridge(t *testing.T) {
 	ifB, macB := br.AttachVLAN(t, nsB, 42, 43)
 	ifC, _ := br.AttachVLAN(t, nsC, 43) // outside VLAN 42
 	ifD, _ := br.Attach(t, nsD)         // hears every VLAN
-	a := aoetest.ListenRawIn(t, nsA, ifA, aoe.RawConfig{VLAN: 42})
-	b := aoetest.ListenRawIn(t, nsB, ifB, aoe.RawConfig{VLAN: 42})
-	b43 := aoetest.ListenRawIn(t, nsB, ifB, aoe.RawConfig{VLAN: 43})
-	c := aoetest.ListenRawIn(t, nsC, ifC, aoe.RawConfig{VLAN: 43})
-	d := aoetest.ListenRawIn(t, nsD, ifD, aoe.RawConfig{})
-	d42 := aoetest.ListenRawIn(t, nsD, ifD, aoe.RawConfig{VLAN: 42})
+	a := aoetest.ListenRawIn(t, nsA, ifA, rawlink.Config{VLAN: 42})
+	b := aoetest.ListenRawIn(t, nsB, ifB, rawlink.Config{VLAN: 42})
+	b43 := aoetest.ListenRawIn(t, nsB, ifB, rawlink.Config{VLAN: 43})
+	c := aoetest.ListenRawIn(t, nsC, ifC, rawlink.Config{VLAN: 43})
+	d := aoetest.ListenRawIn(t, nsD, ifD, rawlink.Config{})
+	d42 := aoetest.ListenRawIn(t, nsD, ifD, rawlink.Config{VLAN: 42})
 	buf := make([]byte, 1514)
 	// B speaks first, so that the bridge does not flood frames to it: an
 	// untagged link would take a tagged one addressed to another station
@@ -1016,13 +1017,13 @@ func TestRawLinkVLANBridge(t *testing.T) {
 	if err := b.WriteFrame(broadcast); err != nil {
 		t.Fatal(err)
 	}
-	for _, l := range []*aoe.RawLink{a, d42} {
+	for _, l := range []*rawlink.Link{a, d42} {
 		if got := rawReadFrame(t, l, buf); !rawSameFrame(got, broadcast) {
 			t.Fatalf("broadcast on %s: got %d bytes, tag %d", l.Interface(), len(got), rawFrameTag(got))
 		}
 	}
 	for i, dir := range []struct {
-		from, to *aoe.RawLink
+		from, to *rawlink.Link
 		dst, src aoe.MAC
 	}{{a, b, macB, macA}, {b, a, macA, macB}} {
 		unicast := rawTestFrame(dir.dst, dir.src, uint32(2+i), 1514)
@@ -1044,7 +1045,7 @@ func TestRawLinkVLANBridge(t *testing.T) {
 	if err := d.WriteFrame(rawTestFrame(aoe.BroadcastMAC, d.HardwareAddr(), 5, 60)); err != nil {
 		t.Fatal(err)
 	}
-	for _, l := range []*aoe.RawLink{a, b, b43, c, d, d42} {
+	for _, l := range []*rawlink.Link{a, b, b43, c, d, d42} {
 		rawExpectNoFrame(t, l, 50*time.Millisecond)
 	}
 }
