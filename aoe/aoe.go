@@ -5,7 +5,8 @@
 // Decoders never allocate: a decoded value's byte slices alias the buffer it
 // was decoded from, so a caller that keeps them past the buffer's reuse must
 // copy them. Encoders write into a caller's buffer with MarshalTo, or
-// allocate one with MarshalBinary.
+// allocate one with MarshalBinary. A target builds a response in place, in
+// the request's buffer, with the MarshalResponseHeaderTo methods.
 package aoe
 
 import (
@@ -173,13 +174,20 @@ func (h *Header) MarshalTo(b []byte) (int, error) {
 	if h.Version > 0x0f || h.Flags > 0x0f {
 		return 0, fmt.Errorf("aoe: marshal header: version %d or flags %#x beyond a nibble: %w", h.Version, h.Flags, ErrTooLong)
 	}
-	b[0] = h.Version<<4 | uint8(h.Flags)
-	b[1] = uint8(h.Error)
-	binary.BigEndian.PutUint16(b[2:4], h.Major)
-	b[4] = h.Minor
-	b[5] = uint8(h.Command)
-	binary.BigEndian.PutUint32(b[6:10], h.Tag)
+	putHeader(b, h.Version<<4|uint8(h.Flags), h.Error, h.Major, h.Minor, h.Command, h.Tag)
 	return HeaderLen, nil
+}
+
+// putHeader encodes a header's fields into b, which holds at least
+// HeaderLen bytes.
+func putHeader(b []byte, verFlags uint8, code Error, major uint16, minor uint8, cmd Command, tag uint32) {
+	_ = b[HeaderLen-1]
+	b[0] = verFlags
+	b[1] = uint8(code)
+	binary.BigEndian.PutUint16(b[2:4], major)
+	b[4] = minor
+	b[5] = uint8(cmd)
+	binary.BigEndian.PutUint32(b[6:10], tag)
 }
 
 // MarshalBinary encodes h into a new buffer.
@@ -194,6 +202,13 @@ func (h *Header) UnmarshalBinary(b []byte) error {
 	if len(b) < HeaderLen {
 		return fmt.Errorf("aoe: unmarshal header: %d bytes: %w", len(b), ErrShort)
 	}
+	h.decode(b)
+	return nil
+}
+
+// decode decodes h from b, which holds at least HeaderLen bytes.
+func (h *Header) decode(b []byte) {
+	_ = b[HeaderLen-1]
 	h.Version = b[0] >> 4
 	h.Flags = Flags(b[0] & 0x0f)
 	h.Error = Error(b[1])
@@ -201,7 +216,6 @@ func (h *Header) UnmarshalBinary(b []byte) error {
 	h.Minor = b[4]
 	h.Command = Command(b[5])
 	h.Tag = binary.BigEndian.Uint32(b[6:10])
-	return nil
 }
 
 // Frame is an AoE message in an untagged Ethernet frame: addresses, the
@@ -254,6 +268,31 @@ func (f *Frame) MarshalHeaderTo(b []byte) (int, error) {
 	return FrameHeaderLen, nil
 }
 
+// MarshalResponseHeaderTo encodes into the first FrameHeaderLen bytes of b
+// the headers of a target's response to the request f: addressed back to
+// f's sender from self, with FlagResponse, this package's Version, and
+// f's command and tag. major and minor are the target's own address, since
+// f may have used the broadcast ones. A code other than 0 is an AoE error:
+// the headers carry it and FlagError. b may be the buffer f was decoded
+// from, so that a target builds a response in place around the argument
+// it put at b[FrameHeaderLen:]. It writes what MarshalHeaderTo would for
+// a Frame of those values, without building one: on a target's hot path,
+// copying that Frame costs more than encoding it.
+func (f *Frame) MarshalResponseHeaderTo(b []byte, self MAC, major uint16, minor uint8, code Error) (int, error) {
+	if len(b) < FrameHeaderLen {
+		return 0, fmt.Errorf("aoe: marshal response header: %w", ErrBufferTooSmall)
+	}
+	flags := FlagResponse
+	if code != 0 {
+		flags |= FlagError
+	}
+	copy(b[0:6], f.Src[:])
+	copy(b[6:12], self[:])
+	binary.BigEndian.PutUint16(b[12:14], EtherType)
+	putHeader(b[EthernetHeaderLen:], Version<<4|uint8(flags), code, major, minor, f.Command, f.Tag)
+	return FrameHeaderLen, nil
+}
+
 // MarshalBinary encodes f into a new buffer.
 func (f *Frame) MarshalBinary() ([]byte, error) {
 	b := make([]byte, max(f.Len(), MinFrameLen))
@@ -269,11 +308,9 @@ func (f *Frame) UnmarshalBinary(b []byte) error {
 	if et := binary.BigEndian.Uint16(b[12:14]); et != EtherType {
 		return fmt.Errorf("aoe: unmarshal frame: ethertype %#04x: %w", et, ErrNotAoE)
 	}
-	copy(f.Dst[:], b[0:6])
-	copy(f.Src[:], b[6:12])
-	if err := f.Header.UnmarshalBinary(b[EthernetHeaderLen:]); err != nil {
-		return err
-	}
+	f.Dst = MAC(b[0:6])
+	f.Src = MAC(b[6:12])
+	f.Header.decode(b[EthernetHeaderLen:])
 	f.Arg = b[FrameHeaderLen:]
 	return nil
 }

@@ -99,6 +99,16 @@ func (a *ATA) LBA28() (lba uint64, ok bool) {
 	return a.LBA & MaxLBA28, a.LBA>>32 == 0
 }
 
+// MarshalResponseHeaderTo encodes into the first ATAHeaderLen bytes of b
+// the registers of a target's response to the request a: a's flags, sector
+// count and LBA, with status in the status register and errReg in the
+// error register. A target puts any data the response returns at
+// b[ATAHeaderLen:] first. b may be the buffer a was decoded from, and must
+// be at least ATAHeaderLen long.
+func (a *ATA) MarshalResponseHeaderTo(b []byte, status, errReg uint8) {
+	putATAHeader(b, a.Flags, errReg, a.SectorCount, status, a.LBA)
+}
+
 // Len reports the encoded length of a.
 func (a *ATA) Len() int { return ATAHeaderLen + len(a.Data) }
 
@@ -119,16 +129,19 @@ func (a *ATA) MarshalTo(b []byte) (int, error) {
 // bytes of b, leaving the data to the caller (so a target can read sectors
 // straight into the frame). b must be at least ATAHeaderLen long.
 func (a *ATA) MarshalHeaderTo(b []byte) {
+	putATAHeader(b, a.Flags, a.FeatureError, a.SectorCount, a.CmdStatus, a.LBA)
+}
+
+// putATAHeader encodes the registers of an ATA argument into b, which
+// holds at least ATAHeaderLen bytes.
+func putATAHeader(b []byte, flags ATAFlags, featureError, count, cmdStatus uint8, lba uint64) {
 	_ = b[ATAHeaderLen-1]
-	b[0] = uint8(a.Flags)
-	b[1] = a.FeatureError
-	b[2] = a.SectorCount
-	b[3] = a.CmdStatus
-	lba := a.LBA
-	for i := 0; i < 6; i++ {
-		b[4+i] = byte(lba)
-		lba >>= 8
-	}
+	b[0] = uint8(flags)
+	b[1] = featureError
+	b[2] = count
+	b[3] = cmdStatus
+	binary.LittleEndian.PutUint32(b[4:8], uint32(lba))
+	binary.LittleEndian.PutUint16(b[8:10], uint16(lba>>32))
 	b[10], b[11] = 0, 0
 }
 
@@ -148,9 +161,9 @@ func (a *ATA) UnmarshalBinary(b []byte) error {
 	a.FeatureError = b[1]
 	a.SectorCount = b[2]
 	a.CmdStatus = b[3]
-	var lba [8]byte
-	copy(lba[:6], b[4:10])
-	a.LBA = binary.LittleEndian.Uint64(lba[:])
+	// Two loads rather than a copy into an 8-byte array: reading the
+	// array back whole stalls on the narrower stores that filled it.
+	a.LBA = uint64(binary.LittleEndian.Uint32(b[4:8])) | uint64(binary.LittleEndian.Uint16(b[8:10]))<<32
 	a.Data = b[ATAHeaderLen:]
 	return nil
 }

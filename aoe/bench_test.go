@@ -17,15 +17,12 @@ func decodeRequest(b []byte, f *aoe.Frame, a *aoe.ATA) error {
 }
 
 func buildReadResponse(req *aoe.Frame, a *aoe.ATA, self aoe.MAC, out []byte) int {
-	resp := aoe.Frame{Dst: req.Src, Src: self, Header: req.Header}
-	resp.Flags |= aoe.FlagResponse
 	n := a.DataLen()
 	// A real target would pread into out[36:36+n] here.
-	r := aoe.ATA{Flags: a.Flags, SectorCount: 0, CmdStatus: aoe.ATAStatusDRDY, LBA: a.LBA}
-	if _, err := resp.MarshalHeaderTo(out); err != nil {
+	a.MarshalResponseHeaderTo(out[aoe.FrameHeaderLen:], aoe.ATAStatusDRDY, 0)
+	if _, err := req.MarshalResponseHeaderTo(out, self, req.Major, req.Minor, 0); err != nil {
 		panic(err)
 	}
-	r.MarshalHeaderTo(out[aoe.FrameHeaderLen:])
 	return aoe.FrameHeaderLen + aoe.ATAHeaderLen + n
 }
 

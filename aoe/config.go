@@ -98,7 +98,8 @@ func (c *Config) MarshalBinary() ([]byte, error) {
 
 // UnmarshalBinary decodes a Query Config argument. c.String aliases b.
 // A string length beyond MaxConfigStringLen or beyond the input is an
-// error: a target answers it with ErrorBadArgument.
+// error: a target answers it with ErrorBadArgument (UnmarshalHeader still
+// reads the command to answer).
 func (c *Config) UnmarshalBinary(b []byte) error {
 	if len(b) < ConfigHeaderLen {
 		return fmt.Errorf("aoe: unmarshal config: %d bytes: %w", len(b), ErrShort)
@@ -110,11 +111,30 @@ func (c *Config) UnmarshalBinary(b []byte) error {
 	if len(b) < ConfigHeaderLen+n {
 		return fmt.Errorf("aoe: unmarshal config: %d-byte string in %d bytes: %w", n, len(b)-ConfigHeaderLen, ErrShort)
 	}
+	c.decodeHeader(b)
+	c.String = b[ConfigHeaderLen : ConfigHeaderLen+n]
+	return nil
+}
+
+// UnmarshalHeader decodes the fixed part of a Query Config argument: every
+// field but String, which it sets to nil, without looking at the string's
+// length. It fails only on input shorter than ConfigHeaderLen, so a target
+// can read the command of a request whose string UnmarshalBinary refuses.
+func (c *Config) UnmarshalHeader(b []byte) error {
+	if len(b) < ConfigHeaderLen {
+		return fmt.Errorf("aoe: unmarshal config header: %d bytes: %w", len(b), ErrShort)
+	}
+	c.decodeHeader(b)
+	c.String = nil
+	return nil
+}
+
+// decodeHeader decodes the fixed fields from b, which holds at least
+// ConfigHeaderLen bytes.
+func (c *Config) decodeHeader(b []byte) {
 	c.BufferCount = binary.BigEndian.Uint16(b[0:2])
 	c.FirmwareVersion = binary.BigEndian.Uint16(b[2:4])
 	c.SectorCount = b[4]
 	c.Version = b[5] >> 4
 	c.Command = ConfigCommand(b[5] & 0x0f)
-	c.String = b[ConfigHeaderLen : ConfigHeaderLen+n]
-	return nil
 }

@@ -101,3 +101,69 @@ func FuzzParseMAC(f *testing.F) {
 		}
 	})
 }
+
+// fuzzHeader checks an argument type's UnmarshalHeader: it never panics,
+// refuses only what UnmarshalBinary refuses too, and decodes what
+// UnmarshalBinary does but for the variable part, which strip empties.
+func fuzzHeader[T any, P headerCodec[T]](f *testing.F, strip func(P)) {
+	seedArgs(f)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var h, v T
+		herr := P(&h).UnmarshalHeader(b)
+		verr := P(&v).UnmarshalBinary(b)
+		switch {
+		case herr != nil && verr == nil:
+			t.Fatalf("UnmarshalHeader refused what UnmarshalBinary decoded: %v", herr)
+		case herr != nil || verr != nil:
+			return
+		}
+		strip(&v)
+		if !reflect.DeepEqual(h, v) {
+			t.Fatalf("UnmarshalHeader decoded %+v, UnmarshalBinary %+v", h, v)
+		}
+	})
+}
+
+func FuzzConfigHeader(f *testing.F) {
+	fuzzHeader(f, func(c *aoe.Config) { c.String = nil })
+}
+
+func FuzzMACMaskHeader(f *testing.F) {
+	fuzzHeader(f, func(m *aoe.MACMask) { m.Directives = nil })
+}
+
+func FuzzReserveReleaseHeader(f *testing.F) {
+	fuzzHeader(f, func(r *aoe.ReserveRelease) { r.MACs = nil })
+}
+
+// FuzzResponseHeader answers arbitrary request frames in place: the
+// response decodes, goes back to the sender with the request's command
+// and tag, and leaves the argument alone.
+func FuzzResponseHeader(f *testing.F) {
+	for _, b := range goldenFrames(f) {
+		f.Add(b, uint8(0))
+	}
+	f.Add(make([]byte, aoe.FrameHeaderLen), uint8(aoe.ErrorBadArgument))
+	f.Fuzz(func(t *testing.T, b []byte, code uint8) {
+		var req aoe.Frame
+		if err := req.UnmarshalBinary(b); err != nil {
+			return
+		}
+		arg := bytes.Clone(req.Arg)
+		if _, err := req.MarshalResponseHeaderTo(b, macA, 7, 8, aoe.Error(code)); err != nil {
+			t.Fatalf("MarshalResponseHeaderTo: %v", err)
+		}
+		var resp aoe.Frame
+		if err := resp.UnmarshalBinary(b); err != nil {
+			t.Fatalf("response does not decode: %v", err)
+		}
+		wantFlags := aoe.FlagResponse
+		if code != 0 {
+			wantFlags |= aoe.FlagError
+		}
+		want := aoe.Header{Version: aoe.Version, Flags: wantFlags, Error: aoe.Error(code), Major: 7, Minor: 8, Command: req.Command, Tag: req.Tag}
+		if resp.Dst != req.Src || resp.Src != macA || resp.Header != want || !bytes.Equal(resp.Arg, arg) {
+			t.Fatalf("response %+v to %+v", resp, req)
+		}
+	})
+}

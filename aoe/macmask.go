@@ -110,14 +110,40 @@ func (m *MACMask) UnmarshalBinary(b []byte) error {
 	if len(b) < MACMaskHeaderLen+DirectiveLen*n {
 		return fmt.Errorf("aoe: unmarshal MAC mask: %d directives in %d bytes: %w", n, len(b)-MACMaskHeaderLen, ErrShort)
 	}
-	m.Command = MACMaskCommand(b[1])
-	m.Error = MACMaskError(b[2])
-	m.Directives = m.Directives[:0]
-	for i := 0; i < n; i++ {
+	m.decodeHeader(b)
+	if cap(m.Directives) < n {
+		m.Directives = make([]Directive, 0, n)
+	}
+	// Reslicing rather than appending lets the compiler see that the
+	// directives stay where they were: a caller may keep them on its
+	// stack.
+	m.Directives = m.Directives[:n]
+	for i := range m.Directives {
 		p := b[MACMaskHeaderLen+DirectiveLen*i:]
 		d := Directive{Command: DirectiveCommand(p[1])}
 		copy(d.MAC[:], p[2:8])
-		m.Directives = append(m.Directives, d)
+		m.Directives[i] = d
 	}
 	return nil
+}
+
+// UnmarshalHeader decodes the fixed part of a MAC Mask List argument
+// (Command and Error) and empties m.Directives, keeping its capacity,
+// without looking at the directive count. It fails only on input shorter
+// than MACMaskHeaderLen, so a target can read the command of a request
+// whose directives UnmarshalBinary refuses, or that needs none.
+func (m *MACMask) UnmarshalHeader(b []byte) error {
+	if len(b) < MACMaskHeaderLen {
+		return fmt.Errorf("aoe: unmarshal MAC mask header: %d bytes: %w", len(b), ErrShort)
+	}
+	m.decodeHeader(b)
+	return nil
+}
+
+// decodeHeader decodes the fixed fields from b, which holds at least
+// MACMaskHeaderLen bytes, and empties the directives.
+func (m *MACMask) decodeHeader(b []byte) {
+	m.Command = MACMaskCommand(b[1])
+	m.Error = MACMaskError(b[2])
+	m.Directives = m.Directives[:0]
 }

@@ -65,12 +65,36 @@ func (r *ReserveRelease) UnmarshalBinary(b []byte) error {
 	if len(b) < ReserveReleaseHeaderLen+6*n {
 		return fmt.Errorf("aoe: unmarshal reserve/release: %d addresses in %d bytes: %w", n, len(b)-ReserveReleaseHeaderLen, ErrShort)
 	}
-	r.Command = ReserveCommand(b[0])
-	r.MACs = r.MACs[:0]
-	for i := 0; i < n; i++ {
-		var m MAC
-		copy(m[:], b[ReserveReleaseHeaderLen+6*i:])
-		r.MACs = append(r.MACs, m)
+	r.decodeHeader(b)
+	if cap(r.MACs) < n {
+		r.MACs = make([]MAC, 0, n)
+	}
+	// Reslicing rather than appending lets the compiler see that the
+	// addresses stay where they were: a caller may keep them on its
+	// stack.
+	r.MACs = r.MACs[:n]
+	for i := range r.MACs {
+		copy(r.MACs[i][:], b[ReserveReleaseHeaderLen+6*i:])
 	}
 	return nil
+}
+
+// UnmarshalHeader decodes the fixed part of a Reserve/Release argument
+// (Command) and empties r.MACs, keeping its capacity, without looking at
+// the address count. It fails only on input shorter than
+// ReserveReleaseHeaderLen, so a target can read the command of a request
+// whose addresses UnmarshalBinary refuses, or that needs none.
+func (r *ReserveRelease) UnmarshalHeader(b []byte) error {
+	if len(b) < ReserveReleaseHeaderLen {
+		return fmt.Errorf("aoe: unmarshal reserve/release header: %d bytes: %w", len(b), ErrShort)
+	}
+	r.decodeHeader(b)
+	return nil
+}
+
+// decodeHeader decodes the fixed fields from b, which holds at least
+// ReserveReleaseHeaderLen bytes, and empties the addresses.
+func (r *ReserveRelease) decodeHeader(b []byte) {
+	r.Command = ReserveCommand(b[0])
+	r.MACs = r.MACs[:0]
 }

@@ -51,9 +51,7 @@ type SealCounts struct {
 // AES-256-GCM with cfg.Encrypt). cfg.Vblade is not used; cfg.SyncModes
 // defaults to without -s only. It needs root.
 func CompareAuth(ctx context.Context, cfg CompareConfig) (*Report, error) {
-	if cfg.SyncModes == nil {
-		cfg.SyncModes = []bool{false}
-	}
+	cfg.SyncModes = orDefault(cfg.SyncModes, []bool{false})
 	cfg = cfg.withDefaults()
 	if os.Geteuid() != 0 {
 		return nil, errors.New("bench: auth: needs root (network namespaces, raw sockets)")
@@ -74,6 +72,22 @@ func CompareAuth(ctx context.Context, cfg CompareConfig) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: auth: %w", err)
 	}
+	sealed, suite := sealedSpec(cfg, keyFile, key)
+	specs := []targetSpec{ironbladeSpec(TargetPlain, cfg.Ironblade), sealed}
+
+	rep := newReport(cfg)
+	rep.Kind, rep.AuthKey, rep.AuthSuite = KindAuth, fmt.Sprintf("a fresh 32-byte key, id %08x", key.ID), suite.String()
+	defer func() { rep.LoadAfter = loadAverage() }()
+	if err := measureCeilings(cfg, rep); err != nil {
+		return nil, err
+	}
+	return rep, runCells(ctx, cfg, specs, rep)
+}
+
+// sealedSpec is ironblade with the key in keyFile, driven through a
+// seal.InitiatorLink holding the same key; suite is the suite both use.
+// The cell fails unless the layer's counters show it was sealed.
+func sealedSpec(cfg CompareConfig, keyFile string, key seal.Key) (targetSpec, seal.Suite) {
 	progress := cfg.Progress
 	if progress == nil {
 		progress = io.Discard
@@ -110,15 +124,7 @@ func CompareAuth(ctx context.Context, cfg CompareConfig) (*Report, error) {
 		}
 		return nil
 	}
-	specs := []targetSpec{ironbladeSpec(TargetPlain, cfg.Ironblade), sealed}
-
-	rep := newReport(cfg)
-	rep.Kind, rep.AuthKey, rep.AuthSuite = KindAuth, fmt.Sprintf("a fresh 32-byte key, id %08x", key.ID), suite.String()
-	defer func() { rep.LoadAfter = loadAverage() }()
-	if err := measureCeilings(cfg, rep); err != nil {
-		return nil, err
-	}
-	return rep, runCells(ctx, cfg, specs, rep)
+	return sealed, suite
 }
 
 // newKeyFile writes 32 random bytes to a new file at path, readable by its
@@ -143,12 +149,9 @@ func newKeyFile(path string) (seal.Key, error) {
 // AuthRow pairs the plain and sealed cells of one MTU, mode, operation
 // and queue depth.
 type AuthRow struct {
-	MTU        int    `json:"mtu"`
-	Sync       bool   `json:"sync"`
-	Op         string `json:"op"`
-	QueueDepth int    `json:"queue_depth"`
-	Plain      *Cell  `json:"plain,omitempty"`
-	Sealed     *Cell  `json:"sealed,omitempty"`
+	CellKey
+	Plain  *Cell `json:"plain,omitempty"`
+	Sealed *Cell `json:"sealed,omitempty"`
 	// IOPSRatio is sealed IOPS over plain IOPS; TargetCPURatio and
 	// GeneratorCPURatio are sealed CPU time per request over plain. Each
 	// is 0 when either cell failed or lacks the figure.
@@ -162,7 +165,7 @@ type AuthRow struct {
 func (r *Report) AuthRows() []AuthRow {
 	var rows []AuthRow
 	for _, p := range pairCells(r.Cells, TargetPlain, TargetSealed) {
-		row := AuthRow{MTU: p.mtu, Sync: p.sync, Op: p.op, QueueDepth: p.qd, Plain: p.a, Sealed: p.b}
+		row := AuthRow{CellKey: p.CellKey, Plain: p.a, Sealed: p.b}
 		if pl, se := p.a, p.b; pl != nil && se != nil && pl.Error == "" && se.Error == "" {
 			row.IOPSRatio = ratio(se.IOPS, pl.IOPS)
 			row.TargetCPURatio = ratio(ratio(se.TargetCPU, se.IOPS), ratio(pl.TargetCPU, pl.IOPS))
@@ -242,12 +245,7 @@ func (r *Report) writeAuthMarkdown(w io.Writer) error {
 			cpuDelta(pl, se, (*Cell).GeneratorCPUPerOp, row.GeneratorCPURatio))
 	}
 	writeSealAim(&b, rows)
-	if failures := r.failures(TargetPlain, TargetSealed); len(failures) > 0 {
-		b.WriteString("\nFailures:\n")
-		for _, f := range failures {
-			fmt.Fprintf(&b, "- %s\n", f)
-		}
-	}
+	writeFailures(&b, r.failures(TargetPlain, TargetSealed))
 	_, err := io.WriteString(w, b.String())
 	return err
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"github.com/ironblade/ironblade/aoe/aoetest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,12 +11,13 @@ import (
 	"time"
 
 	"github.com/ironblade/ironblade/crypto/seal"
+	"github.com/ironblade/ironblade/internal/testenv"
 )
 
-// TestAuthReport formats hand-made cells of a sealed-against-plain run:
-// medians of rounds, ratios, the aim, failures.
-func TestAuthReport(t *testing.T) {
-	rep := &Report{Kind: KindAuth, CellTime: "3s", Warmup: "300ms", MinTimeout: "10ms", Repeat: 3, Dir: "/var/tmp",
+// authReport is a hand-made report of a sealed-against-plain run, with
+// rounds whose medians make the rows, and failures.
+func authReport() *Report {
+	return &Report{Kind: KindAuth, CellTime: "3s", Warmup: "300ms", MinTimeout: "10ms", Repeat: 3, Dir: "/var/tmp",
 		FileSystem: "ext4", FileSize: 256 << 20, Kernel: "6.1", CPUs: 2, Ironblade: "ironblade version v1",
 		Pinning: "target on CPU 1, generator on CPU 0", AuthKey: "a fresh 32-byte key, id 01020304",
 		Cells: []Cell{
@@ -39,7 +39,11 @@ func TestAuthReport(t *testing.T) {
 			{Target: TargetSealed, MTU: 9000, Op: "read", QueueDepth: 1, IOPS: 5000, MBps: 43.5},
 		},
 	}
-	rows := rep.AuthRows()
+}
+
+// TestAuthRows pairs the hand-made cells: medians of rounds, ratios.
+func TestAuthRows(t *testing.T) {
+	rows := authReport().AuthRows()
 	if len(rows) != 3 {
 		t.Fatalf("%d rows, want 3: %+v", len(rows), rows)
 	}
@@ -57,6 +61,12 @@ func TestAuthReport(t *testing.T) {
 	if rows[1].IOPSRatio != 0.8 || rows[2].IOPSRatio != 0 || rows[2].Plain == nil || rows[2].Plain.Error == "" {
 		t.Errorf("rows 1 and 2: %+v, %+v", rows[1], rows[2])
 	}
+}
+
+// TestAuthReport formats the hand-made cells: the table, the aim,
+// failures, and JSON that reads back to the same table.
+func TestAuthReport(t *testing.T) {
+	rep := authReport()
 	var md bytes.Buffer
 	if err := rep.WriteMarkdown(&md); err != nil {
 		t.Fatal(err)
@@ -120,7 +130,7 @@ func TestCompareAuth(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("bench: CompareAuth needs root (network namespaces, raw sockets)")
 	}
-	bin := aoetest.BuildBinary(t, "./cmd/ironblade")
+	bin := testenv.BuildBinary(t, "./cmd/ironblade")
 	var progress bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

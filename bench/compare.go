@@ -1,7 +1,7 @@
 package bench
 
 import (
-	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -12,14 +12,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/ironblade/ironblade/aoe"
 	"github.com/ironblade/ironblade/aoe/rawlink"
+	"github.com/ironblade/ironblade/internal/netlab"
 )
 
 // CompareConfig configures Compare. Zero fields get the defaults noted.
@@ -64,39 +63,17 @@ type CompareConfig struct {
 
 // withDefaults returns c with its zero fields set to the defaults.
 func (c CompareConfig) withDefaults() CompareConfig {
-	if c.Vblade == "" {
-		c.Vblade = "/usr/sbin/vblade"
-	}
-	if c.Dir == "" {
-		c.Dir = "/var/tmp"
-	}
-	if c.Size == 0 {
-		c.Size = 256 << 20
-	}
-	if c.Duration == 0 {
-		c.Duration = 3 * time.Second
-	}
-	if c.Warmup == 0 {
-		c.Warmup = 300 * time.Millisecond
-	}
-	if c.QueueDepths == nil {
-		c.QueueDepths = []int{1, 16, 64}
-	}
-	if c.MTUs == nil {
-		c.MTUs = []int{1500, 9000}
-	}
-	if c.Ops == nil {
-		c.Ops = []Op{Read, Write}
-	}
-	if c.SyncModes == nil {
-		c.SyncModes = []bool{false, true}
-	}
-	if c.MinTimeout == 0 {
-		c.MinTimeout = DefaultMinTimeout
-	}
-	if c.Repeat < 1 {
-		c.Repeat = 1
-	}
+	c.Vblade = cmp.Or(c.Vblade, DefaultVblade)
+	c.Dir = cmp.Or(c.Dir, DefaultDir)
+	c.Size = cmp.Or(c.Size, defaultFileSize)
+	c.Duration = cmp.Or(c.Duration, 3*time.Second)
+	c.Warmup = cmp.Or(c.Warmup, 300*time.Millisecond)
+	c.QueueDepths = orDefault(c.QueueDepths, []int{1, 16, 64})
+	c.MTUs = orDefault(c.MTUs, defaultMTUs())
+	c.Ops = orDefault(c.Ops, []Op{Read, Write})
+	c.SyncModes = orDefault(c.SyncModes, []bool{false, true})
+	c.MinTimeout = cmp.Or(c.MinTimeout, DefaultMinTimeout)
+	c.Repeat = max(c.Repeat, 1)
 	return c
 }
 
@@ -191,11 +168,17 @@ func ironbladeSpec(name, path string, extra ...string) targetSpec {
 	}}
 }
 
+// generatorLink configures the load generator's link on a bench's veth
+// pair: socket buffers large enough that no burst of answers overflows.
+func generatorLink() rawlink.Config {
+	return rawlink.Config{ReadBuffer: 16 << 20, WriteBuffer: 16 << 20}
+}
+
 // compareEnv is what every cell of a Compare shares.
 type compareEnv struct {
 	cfg  CompareConfig
-	tgt  *Netns
-	veth *Veth
+	tgt  *netlab.Netns
+	veth *netlab.Veth
 	link *rawlink.Link
 	// targetCPU is the CPU the target is pinned to, or -1.
 	targetCPU int
@@ -262,16 +245,16 @@ func runCells(ctx context.Context, cfg CompareConfig, specs []targetSpec, rep *R
 		rep.Pinning = fmt.Sprintf("target on CPU %d, generator on CPU %s", cpu, gen)
 	}
 	var err error
-	if env.tgt, err = NewNetns("ibb-tgt"); err != nil {
+	if env.tgt, err = netlab.New("ibb-tgt"); err != nil {
 		return err
 	}
 	defer env.tgt.Close()
-	cli, err := NewNetns("ibb-cli")
+	cli, err := netlab.New("ibb-cli")
 	if err != nil {
 		return err
 	}
 	defer cli.Close()
-	if env.veth, err = NewVeth(env.tgt, cli); err != nil {
+	if env.veth, err = netlab.NewVeth(env.tgt, cli, 0); err != nil {
 		return err
 	}
 	for _, mtu := range cfg.MTUs {
@@ -306,18 +289,18 @@ func measureCeilings(cfg CompareConfig, rep *Report) error {
 }
 
 // measureMTU sets the veth pair's MTU and measures every cell at it.
-func (env *compareEnv) measureMTU(ctx context.Context, cli *Netns, mtu int, specs []targetSpec, rep *Report) error {
+func (env *compareEnv) measureMTU(ctx context.Context, cli *netlab.Netns, mtu int, specs []targetSpec, rep *Report) error {
 	cfg := env.cfg
 	if err := env.veth.SetMTU(mtu); err != nil {
 		return err
 	}
-	if err := env.veth.WaitUp(5 * time.Second); err != nil {
+	if err := env.veth.WaitReady(5 * time.Second); err != nil {
 		return err
 	}
 	// A link opened now starts with the new MTU; an older one might go on
 	// reporting the old one for a moment and size requests by it.
 	var err error
-	if env.link, err = cli.ListenRaw(env.veth.IfB, rawlink.Config{ReadBuffer: 16 << 20, WriteBuffer: 16 << 20}); err != nil {
+	if env.link, err = cli.Listen(env.veth.IfB, generatorLink()); err != nil {
 		return fmt.Errorf("bench: compare: %w", err)
 	}
 	defer env.link.Close()
@@ -384,64 +367,64 @@ func (env *compareEnv) runCell(ctx context.Context, spec targetSpec, mtu int, sy
 
 // measure does runCell's work; the figures go into cell.
 func (env *compareEnv) measure(ctx context.Context, spec targetSpec, cell *Cell, op Op) error {
-	cfg := env.cfg
-	f, err := os.CreateTemp(cfg.Dir, "ironbench-*.img")
+	file, err := sparseFile(env.cfg.Dir, env.cfg.Size)
 	if err != nil {
 		return err
 	}
-	file := f.Name()
 	defer os.Remove(file)
-	err = f.Truncate(cfg.Size)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	target, err := env.startTarget(spec, cell.Sync, file)
 	if err != nil {
 		return err
 	}
-
-	var out tailBuffer
-	name, args := spec.path, spec.args(cell.Sync, env.veth.IfA, file)
-	if env.targetCPU >= 0 {
-		// taskset runs the target in its place: the pid stays the target's.
-		name, args = "taskset", append([]string{"--cpu-list", strconv.Itoa(env.targetCPU), spec.path}, args...)
-	}
-	cmd := env.tgt.Command(context.Background(), name, args...)
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", spec.name, err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	stopped := false
-	stop := func() error {
-		if stopped {
-			return nil
-		}
-		stopped = true
-		return stopTarget(cmd, exited, spec.name, &out)
-	}
-	defer stop()
-
+	defer target.stop()
 	link := Link(env.link)
 	if spec.wrap != nil {
 		if link, err = spec.wrap(env.link); err != nil {
 			return err
 		}
 	}
+	if err := env.drive(ctx, link, target, cell, op); err != nil {
+		return target.said(err)
+	}
+	if spec.done != nil {
+		if err := spec.done(link, cell); err != nil {
+			return target.said(err)
+		}
+	}
+	if err := target.stop(); err != nil {
+		return err
+	}
+	// Start the next cell with the page cache written back.
+	return syncFS(env.cfg.Dir)
+}
+
+// startTarget starts spec's program on file, pinned to env.targetCPU if
+// set.
+func (env *compareEnv) startTarget(spec targetSpec, sync bool, file string) (*process, error) {
+	path, args := spec.path, spec.args(sync, env.veth.IfA, file)
+	if env.targetCPU >= 0 {
+		// taskset runs the target in its place: the pid stays the target's.
+		path, args = "taskset", append([]string{"--cpu-list", strconv.Itoa(env.targetCPU), spec.path}, args...)
+	}
+	return startIn(env.tgt, spec.name, path, args...)
+}
+
+// drive finds the target through link and runs the cell's workload on
+// it, metering the CPU that target and generator use; the figures go into
+// cell.
+func (env *compareEnv) drive(ctx context.Context, link Link, target *process, cell *Cell, op Op) error {
+	cfg := env.cfg
 	// Through a sealing layer, discovery's first answer starts a
 	// handshake and the authenticated answer comes a few milliseconds
 	// later: WaitFor asks again until it does.
-	dev, err := WaitFor(ctx, link, 1, 0, 5*time.Second)
-	if err == nil {
-		err = Identify(ctx, link, &dev)
-	}
+	dev, err := identifyTarget(ctx, link)
 	if err != nil {
-		return fmt.Errorf("%w; %s said: %s", err, spec.name, out.String())
+		return err
 	}
 	cell.SectorsPerFrame, cell.BufferCount = dev.SectorsPerFrame, dev.BufferCount
 	stopMeter := make(chan struct{})
 	defer close(stopMeter)
-	window := meterWindow(cmd.Process.Pid, cfg.Warmup, cfg.Duration, stopMeter)
+	window := meterWindow(target.cmd.Process.Pid, cfg.Warmup, cfg.Duration, stopMeter)
 	res, err := Run(ctx, link, dev, Workload{Op: op, QueueDepth: cell.QueueDepth, Duration: cfg.Duration,
 		Warmup: cfg.Warmup, Seed: uint64(cell.QueueDepth), MinTimeout: cfg.MinTimeout})
 	if res != nil {
@@ -450,40 +433,22 @@ func (env *compareEnv) measure(ctx context.Context, spec targetSpec, cell *Cell,
 		cell.P99us = float64(res.Percentile(99).Microseconds())
 		cell.Retransmits, cell.Abandoned = res.Retransmits, res.Abandoned
 	}
-	if err == nil {
-		w := <-window
-		cell.TargetCPU, cell.GeneratorCPU, cell.MachineBusy = w.Target, w.Generator, w.Machine
-	}
-	if err == nil && spec.done != nil {
-		err = spec.done(link, cell)
-	}
 	if err != nil {
-		return fmt.Errorf("%w; %s said: %s", err, spec.name, out.String())
-	}
-	if err := stop(); err != nil {
 		return err
 	}
-	// Start the next cell with the page cache written back.
-	return syncFS(cfg.Dir)
+	w := <-window
+	cell.TargetCPU, cell.GeneratorCPU, cell.MachineBusy = w.Target, w.Generator, w.Machine
+	return nil
 }
 
-// stopTarget sends SIGTERM and waits for the target to exit: ironblade
-// writes its file back first, which can take a while after a write run.
-// vblade has no SIGTERM handler and is killed by it.
-func stopTarget(cmd *exec.Cmd, exited <-chan error, name string, out *tailBuffer) error {
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-exited:
-		var exit *exec.ExitError
-		if err != nil && !(errors.As(err, &exit) && exit.Sys().(syscall.WaitStatus).Signal() == syscall.SIGTERM) {
-			return fmt.Errorf("%s exited: %w; it said: %s", name, err, out.String())
-		}
-		return nil
-	case <-time.After(2 * time.Minute):
-		_ = cmd.Process.Kill()
-		<-exited
-		return fmt.Errorf("%s still running 2 min after SIGTERM; killed", name)
+// identifyTarget waits up to 5 s for the target at shelf 1 slot 0, the
+// one every bench starts, to answer discovery on link, then identifies it.
+func identifyTarget(ctx context.Context, link Link) (Device, error) {
+	dev, err := WaitFor(ctx, link, 1, 0, 5*time.Second)
+	if err == nil {
+		err = Identify(ctx, link, &dev)
 	}
+	return dev, err
 }
 
 // syncFS writes back the filesystem holding dir.
@@ -559,36 +524,4 @@ func debianVersion(pkg, path string) string {
 		return path
 	}
 	return fmt.Sprintf("%s %s (%s)", pkg, out, path)
-}
-
-// tailBuffer keeps the last 2 KiB written to it: enough of a target's
-// output to say why it failed. It is safe for the process's two streams.
-type tailBuffer struct {
-	mu  sync.Mutex
-	buf []byte
-}
-
-// tailLen is how much output a tailBuffer keeps.
-const tailLen = 2 << 10
-
-// Write implements io.Writer.
-func (b *tailBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf = append(b.buf, p...)
-	if len(b.buf) > tailLen {
-		b.buf = b.buf[len(b.buf)-tailLen:]
-	}
-	return len(p), nil
-}
-
-// String returns the kept output on one line.
-func (b *tailBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s := string(bytes.TrimSpace(b.buf))
-	if s == "" {
-		return "nothing"
-	}
-	return strings.ReplaceAll(s, "\n", " | ")
 }

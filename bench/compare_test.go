@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"github.com/ironblade/ironblade/aoe/aoetest"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ironblade/ironblade/internal/testenv"
 )
 
 // TestReport formats hand-made cells: pairs, ratio, failures.
@@ -68,12 +69,12 @@ func TestCompare(t *testing.T) {
 	}
 	vblade, err := exec.LookPath("vblade")
 	if err != nil {
-		if _, serr := os.Stat("/usr/sbin/vblade"); serr != nil {
+		if _, serr := os.Stat(DefaultVblade); serr != nil {
 			t.Skip("bench: needs vblade (Debian package vblade) to compare with")
 		}
-		vblade = "/usr/sbin/vblade"
+		vblade = DefaultVblade
 	}
-	bin := aoetest.BuildBinary(t, "./cmd/ironblade")
+	bin := testenv.BuildBinary(t, "./cmd/ironblade")
 	var progress bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -7,30 +7,33 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/ironblade/ironblade/initiator"
 )
 
 // This file holds the failover demo's timeline: a series of snapshots of
 // one device as `ironaoe stat --json` reports it, taken at a fixed
 // interval while files are copied onto the device and its target is
 // migrated or fenced. demo_report.go turns a timeline into stall and
-// throughput figures, demo_plot.go into a plot.
+// throughput figures, package bench/demoplot into a plot.
 
 // TimelineSample is one snapshot of a device of a running ironaoe serve or
-// attach process.
+// attach process: the figures of its initiator.DeviceStats that a
+// timeline follows, stamped with the time and the process.
 type TimelineSample struct {
 	// Time is when the snapshot was taken (the middle of the query).
 	Time time.Time `json:"time"`
 	// PID is the ironaoe process that answered; counters restart when it
 	// changes.
-	PID          int    `json:"pid"`
-	Device       string `json:"device"`
-	State        string `json:"state"`
-	BytesWritten uint64 `json:"bytes_written"`
-	BytesRead    uint64 `json:"bytes_read"`
-	Writes       uint64 `json:"writes"`
-	Reads        uint64 `json:"reads"`
-	Flushes      uint64 `json:"flushes"`
-	IOErrors     uint64 `json:"io_errors"`
+	PID          int                   `json:"pid"`
+	Device       string                `json:"device"`
+	State        initiator.DeviceState `json:"state"`
+	BytesWritten uint64                `json:"bytes_written"`
+	BytesRead    uint64                `json:"bytes_read"`
+	Writes       uint64                `json:"writes"`
+	Reads        uint64                `json:"reads"`
+	Flushes      uint64                `json:"flushes"`
+	IOErrors     uint64                `json:"io_errors"`
 	// LateWrites counts writes a target executed after the fence that
 	// guarded them expired; it should stay 0.
 	LateWrites uint64 `json:"late_writes"`
@@ -38,54 +41,18 @@ type TimelineSample struct {
 	Active  []string         `json:"active"`
 	Targets []TimelineTarget `json:"targets"`
 	// Events are the device's failover events first seen in this sample.
-	Events []TimelineEvent `json:"events,omitempty"`
+	Events []initiator.Event `json:"events,omitempty"`
 }
 
-// TimelineTarget is one target of a device in a TimelineSample.
+// TimelineTarget is what a timeline keeps of one target of the device (of
+// its initiator.TargetStats): enough to follow I/O moving between targets,
+// without the rest of its figures in every sample.
 type TimelineTarget struct {
-	MAC         string `json:"mac"`
-	State       string `json:"state"`
-	Frames      uint64 `json:"frames"`
-	Retransmits uint64 `json:"retransmits"`
-	Outstanding int    `json:"outstanding"`
-}
-
-// TimelineEvent is an entry of the initiator's failover log (see
-// initiator.Event): Kind is "announce", "scorned", "switched", "resumed"
-// and so on.
-type TimelineEvent struct {
-	Time     time.Time     `json:"time"`
-	Kind     string        `json:"kind"`
-	Target   string        `json:"target,omitempty"`
-	Previous string        `json:"previous,omitempty"`
-	Detail   string        `json:"detail,omitempty"`
-	Stall    time.Duration `json:"stall,omitempty"`
-}
-
-// statDocument is the part of `ironaoe stat --json` a timeline reads.
-type statDocument struct {
-	Processes []struct {
-		PID   int `json:"pid"`
-		Stats struct {
-			Devices []statDevice `json:"devices"`
-		} `json:"stats"`
-	} `json:"processes"`
-}
-
-// statDevice is one device of a statDocument.
-type statDevice struct {
-	Name         string           `json:"name"`
-	State        string           `json:"state"`
-	BytesWritten uint64           `json:"bytes_written"`
-	BytesRead    uint64           `json:"bytes_read"`
-	Writes       uint64           `json:"writes"`
-	Reads        uint64           `json:"reads"`
-	Flushes      uint64           `json:"flushes"`
-	IOErrors     uint64           `json:"io_errors"`
-	LateWrites   uint64           `json:"late_writes"`
-	Active       []string         `json:"active"`
-	Targets      []TimelineTarget `json:"targets"`
-	Events       []TimelineEvent  `json:"events"`
+	MAC         string                `json:"mac"`
+	State       initiator.TargetState `json:"state"`
+	Frames      uint64                `json:"frames"`
+	Retransmits uint64                `json:"retransmits"`
+	Outstanding int                   `json:"outstanding"`
 }
 
 // errNoDevice is returned by ParseStatSample when no process reports the
@@ -96,24 +63,36 @@ var errNoDevice = errors.New("no ironaoe process reports the device")
 // the named device of the first process that reports it, with all of its
 // logged events, stamped with at.
 func ParseStatSample(data []byte, device string, at time.Time) (TimelineSample, error) {
-	var doc statDocument
-	if err := json.Unmarshal(data, &doc); err != nil {
-		return TimelineSample{}, fmt.Errorf("timeline: decode ironaoe stat: %w", err)
+	doc, err := parseStat(data)
+	if err != nil {
+		return TimelineSample{}, fmt.Errorf("timeline: %w", err)
 	}
 	for _, p := range doc.Processes {
 		for _, d := range p.Stats.Devices {
-			if d.Name != device {
-				continue
+			if d.Name == device {
+				return newTimelineSample(at, p.PID, &d), nil
 			}
-			return TimelineSample{
-				Time: at, PID: p.PID, Device: d.Name, State: d.State,
-				BytesWritten: d.BytesWritten, BytesRead: d.BytesRead, Writes: d.Writes, Reads: d.Reads,
-				Flushes: d.Flushes, IOErrors: d.IOErrors, LateWrites: d.LateWrites,
-				Active: d.Active, Targets: d.Targets, Events: d.Events,
-			}, nil
 		}
 	}
 	return TimelineSample{}, fmt.Errorf("timeline: %s: %w", device, errNoDevice)
+}
+
+// newTimelineSample takes a timeline's figures of d, reported by process
+// pid at time at.
+func newTimelineSample(at time.Time, pid int, d *initiator.DeviceStats) TimelineSample {
+	s := TimelineSample{
+		Time: at, PID: pid, Device: d.Name, State: d.State,
+		BytesWritten: d.BytesWritten, BytesRead: d.BytesRead, Writes: d.Writes, Reads: d.Reads,
+		Flushes: d.Flushes, IOErrors: d.IOErrors, LateWrites: d.LateWrites,
+		Active: d.Active, Events: d.Events,
+	}
+	if d.Targets != nil {
+		s.Targets = make([]TimelineTarget, len(d.Targets))
+	}
+	for i, t := range d.Targets {
+		s.Targets[i] = TimelineTarget{MAC: t.MAC, State: t.State, Frames: t.Frames, Retransmits: t.Retransmits, Outstanding: t.Outstanding}
+	}
+	return s
 }
 
 // TimelineConfig configures SampleTimeline.
@@ -194,11 +173,12 @@ func takeSample(ctx context.Context, cfg TimelineConfig, enc *json.Encoder, seen
 // eventKey identifies an event across samples; time.Time itself is no
 // good map key, since equal instants may differ in location.
 type eventKey struct {
-	at                             int64
-	kind, target, previous, detail string
+	at                       int64
+	kind                     initiator.EventKind
+	target, previous, detail string
 }
 
-func keyOf(e TimelineEvent) eventKey {
+func keyOf(e initiator.Event) eventKey {
 	return eventKey{e.Time.UnixNano(), e.Kind, e.Target, e.Previous, e.Detail}
 }
 

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -11,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ironblade/ironblade/initiator"
 )
 
 // This file reads the failover demo's rounds (scripts/demo.sh writes one
@@ -249,23 +250,41 @@ func AnalyzeRound(d DemoRound, window time.Duration) RoundResult {
 		res.Notes = append(res.Notes, "no event happened")
 		return res
 	}
+	res.checkActiveAtEvent()
+	res.findResumption()
+	res.measureRates(window)
+	if res.LateWrites > 0 {
+		res.Notes = append(res.Notes, fmt.Sprintf("%d late writes: a target executed writes after their fence expired", res.LateWrites))
+	}
+	if res.IOErrors > 0 {
+		res.Notes = append(res.Notes, fmt.Sprintf("%d I/O errors", res.IOErrors))
+	}
+	return res
+}
 
-	// The event only tests a failover if A carried the I/O when it came.
-	for i := len(samples) - 1; i >= 0; i-- {
-		if s := samples[i]; !s.Time.After(d.EventTime) {
+// checkActiveAtEvent notes when A was not the active target at the event:
+// the event only tests a failover if A carried the I/O when it came.
+func (res *RoundResult) checkActiveAtEvent() {
+	d := &res.Round
+	for i := len(d.Samples) - 1; i >= 0; i-- {
+		if s := d.Samples[i]; !s.Time.After(d.EventTime) {
 			if d.Failed != "" && !contains(s.Active, d.Failed) {
 				res.Notes = append(res.Notes, fmt.Sprintf("A was not the active target when the event came (active: %s):"+
 					" the initiator had failed over before, see the events in the timeline", strings.Join(s.Active, ", ")))
 			}
-			break
+			return
 		}
 	}
+}
 
-	// The initiator's log: the first resumption on the survivor after the
-	// event.
-	for _, s := range samples {
+// findResumption finds when I/O resumed on the survivor after the event:
+// the initiator's first "resumed" event on it, else the first sample that
+// shows more written through it.
+func (res *RoundResult) findResumption() {
+	d := &res.Round
+	for _, s := range d.Samples {
 		for _, e := range s.Events {
-			if e.Kind != "resumed" || e.Time.Before(d.EventTime) || !res.Resumed.IsZero() {
+			if e.Kind != initiator.EventResumed || e.Time.Before(d.EventTime) || !res.Resumed.IsZero() {
 				continue
 			}
 			if d.Survivor != "" && !strings.EqualFold(e.Target, d.Survivor) {
@@ -275,16 +294,23 @@ func AnalyzeRound(d DemoRound, window time.Duration) RoundResult {
 			res.InitiatorStall = e.Stall
 		}
 	}
-	if res.Resumed.IsZero() {
-		if t, ok := firstGrowthOn(samples, d.EventTime, d.Survivor); ok {
-			res.Resumed, res.Stall, res.StallSource = t, t.Sub(d.EventTime), "sampled"
-			res.Notes = append(res.Notes, "stall from 100 ms samples (no request was waiting when the target failed over)")
-		} else {
-			res.Notes = append(res.Notes, "I/O never resumed on the survivor during the copy")
-		}
+	if !res.Resumed.IsZero() {
+		return
 	}
+	if t, ok := firstGrowthOn(d.Samples, d.EventTime, d.Survivor); ok {
+		res.Resumed, res.Stall, res.StallSource = t, t.Sub(d.EventTime), "sampled"
+		res.Notes = append(res.Notes, "stall from 100 ms samples (no request was waiting when the target failed over)")
+	} else {
+		res.Notes = append(res.Notes, "I/O never resumed on the survivor during the copy")
+	}
+}
 
-	series := seriesOf(samples, d.EventTime)
+// measureRates averages the write throughput over window before the
+// event (from the copy's start at the earliest) and after the resumption
+// (to the last growth at the latest).
+func (res *RoundResult) measureRates(window time.Duration) {
+	d := &res.Round
+	series := seriesOf(d.Samples, d.EventTime)
 	from := d.EventTime.Add(-window)
 	if !d.CopyStart.IsZero() && from.Before(d.CopyStart) {
 		from = d.CopyStart
@@ -297,13 +323,6 @@ func AnalyzeRound(d DemoRound, window time.Duration) RoundResult {
 		}
 		res.AfterMBps = series.rate(res.Resumed, end)
 	}
-	if res.LateWrites > 0 {
-		res.Notes = append(res.Notes, fmt.Sprintf("%d late writes: a target executed writes after their fence expired", res.LateWrites))
-	}
-	if res.IOErrors > 0 {
-		res.Notes = append(res.Notes, fmt.Sprintf("%d I/O errors", res.IOErrors))
-	}
-	return res
 }
 
 // firstGrowthOn finds the first sample after t, taken with survivor active
@@ -448,11 +467,7 @@ type DemoReport struct {
 }
 
 // WriteJSON writes the report as indented JSON.
-func (r *DemoReport) WriteJSON(w io.Writer) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(r)
-}
+func (r *DemoReport) WriteJSON(w io.Writer) error { return writeJSON(w, r) }
 
 // Intact reports whether every file of every round was intact.
 func (r *DemoReport) Intact() bool {
@@ -514,6 +529,26 @@ func (r *DemoReport) WriteMarkdown(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// Summary sums the round up in one line: files, event, mode, stall,
+// throughput before and after, files intact (the title of its panel in
+// the demo's plot).
+func (x *RoundResult) Summary() string {
+	d := &x.Round
+	acks := "async acks"
+	if d.Sync {
+		acks = "-s"
+	}
+	s := fmt.Sprintf("%d x %s, %s (%s, %s)", d.Files, d.Set, d.Event, d.Mode, acks)
+	if x.StallSource != "" {
+		s += ": stall " + formatStall(x.Stall, x.StallSource)
+	}
+	s += fmt.Sprintf(", %s -> %s MB/s, %d/%d intact", formatRate(x.BeforeMBps), formatRate(x.AfterMBps), d.Intact, d.Files)
+	if d.Corrupt > 0 {
+		s += fmt.Sprintf(", %d CORRUPT", d.Corrupt)
+	}
+	return s
 }
 
 // sinceEvent prints how long after the round's event t was, or "-".

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ironblade/ironblade/aoe"
+	"github.com/ironblade/ironblade/initiator/rtt"
 )
 
 // Limits of the generator.
@@ -19,9 +20,6 @@ const (
 	// request's slot number takes the low 12 bits of its tag.
 	MaxQueueDepth = 1 << slotBits
 	slotBits      = 12
-	// tagUserland is set in every tag: the Linux aoe driver ignores
-	// answers with it, so the generator can share a segment with one.
-	tagUserland = 1 << 31
 	// maxTries is how many times a request is sent before the target is
 	// declared dead.
 	maxTries = 12
@@ -40,44 +38,25 @@ const (
 	pollInterval = 100 * time.Millisecond
 )
 
-// ErrNoResponse is wrapped by the error of a run in which a request got no
-// answer after all its transmissions.
-var ErrNoResponse = errors.New("no response")
-
-// rttEstimator tracks the round-trip time the way the Linux aoe driver
-// does: moving averages of the time and of its deviation, and a
-// retransmission timeout of twice the one plus eight times the other.
-type rttEstimator struct {
-	avg, dev time.Duration
-	sampled  bool
-	floor    time.Duration // the least timeout; DefaultMinTimeout if 0
+// retransmitTimer is the generator's retransmission timeout: the
+// initiator's round-trip estimator, with a floor a benchmark may set.
+type retransmitTimer struct {
+	est   rtt.Estimator
+	floor time.Duration // the least timeout; DefaultMinTimeout if 0
 }
 
 // sample adds the round trip of a request sent once (Karn's rule: a
-// retransmitted request's answer may be to either transmission).
-func (r *rttEstimator) sample(d time.Duration) {
-	if !r.sampled {
-		r.avg, r.dev, r.sampled = d, d/2, true
-		return
-	}
-	diff := d - r.avg
-	r.avg += diff / 4
-	if diff < 0 {
-		diff = -diff
-	}
-	r.dev += (diff - r.dev) / 4
-}
+// retransmitted request keeps its tag, so its answer may be to either
+// transmission).
+func (r *retransmitTimer) sample(d time.Duration) { r.est.Observe(d) }
 
 // timeout returns the current retransmission timeout.
-func (r *rttEstimator) timeout() time.Duration {
+func (r *retransmitTimer) timeout() time.Duration {
 	floor := r.floor
 	if floor <= 0 {
 		floor = DefaultMinTimeout
 	}
-	if !r.sampled {
-		return max(initialRTO, floor)
-	}
-	return min(max(2*r.avg+8*r.dev, floor), max(maxRTO, floor))
+	return r.est.RTO(initialRTO, floor, max(maxRTO, floor))
 }
 
 // slot is one request in flight. Its frame buffer is built once and
@@ -106,7 +85,7 @@ type engine struct {
 	write bool
 	slots []slot
 	gen   uint32 // tag generation, bumped per request
-	rtt   rttEstimator
+	rtt   retransmitTimer
 
 	inflight int
 	rbufs    [][]byte
@@ -168,10 +147,12 @@ func newEngine(link Link, dev Device, qd int, write bool) (*engine, error) {
 	return e, nil
 }
 
-// issue sends the request fill prepared in s.
+// issue sends the request fill prepared in s. Its tag has aoe.TagUserland
+// set, so that the generator can share a segment with the Linux driver, a
+// generation above and the slot's index below.
 func (e *engine) issue(s *slot, now time.Time) {
 	e.gen++
-	s.tag = tagUserland | (e.gen<<slotBits)&(tagUserland-1) | s.index
+	s.tag = aoe.TagUserland | (e.gen<<slotBits)&(aoe.TagUserland-1) | s.index
 	f := s.frame
 	binary.BigEndian.PutUint32(f[aoe.EthernetHeaderLen+6:], s.tag)
 	arg := f[aoe.FrameHeaderLen:]
@@ -296,7 +277,7 @@ func (e *engine) retransmit(now time.Time) error {
 			continue
 		}
 		if s.tries >= maxTries {
-			return fmt.Errorf("LBA %d (tag %#x): %w after %d tries", s.lba, s.tag, ErrNoResponse, s.tries)
+			return fmt.Errorf("LBA %d (tag %#x): %w after %d tries", s.lba, s.tag, aoe.ErrNoResponse, s.tries)
 		}
 		s.tries++
 		s.sent = now

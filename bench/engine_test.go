@@ -208,8 +208,10 @@ func TestRunRejects(t *testing.T) {
 	}
 }
 
-func TestRTTEstimator(t *testing.T) {
-	var r rttEstimator
+// TestRetransmitTimer checks the generator's bounds around the shared
+// estimator (initiator/rtt tests the estimator itself).
+func TestRetransmitTimer(t *testing.T) {
+	var r retransmitTimer
 	if r.timeout() != initialRTO {
 		t.Errorf("timeout before samples %v, want %v", r.timeout(), initialRTO)
 	}
@@ -234,6 +236,10 @@ func TestRTTEstimator(t *testing.T) {
 	}
 	if r.timeout() != maxRTO {
 		t.Errorf("huge round trips: timeout %v, want the ceiling %v", r.timeout(), maxRTO)
+	}
+	r.floor = 2 * maxRTO
+	if r.timeout() != 2*maxRTO {
+		t.Errorf("floor above the ceiling: timeout %v, want the floor %v", r.timeout(), 2*maxRTO)
 	}
 }
 

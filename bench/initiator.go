@@ -17,7 +17,7 @@ import (
 )
 
 // newTag returns a random tag in the userland half.
-func newTag() uint32 { return tagUserland | rand.Uint32()&(tagUserland-1) }
+func newTag() uint32 { return aoe.TagUserland | rand.Uint32()&(aoe.TagUserland-1) }
 
 // Discover broadcasts a Query Config read to every shelf and slot and
 // returns the targets that answer within wait, sorted by shelf, slot and
@@ -161,7 +161,7 @@ func Identify(ctx context.Context, link Link, d *Device) error {
 	case failure != nil:
 		return fmt.Errorf("bench: identify %v: %w", d, failure)
 	case id == nil:
-		return fmt.Errorf("bench: identify %v: %w", d, ErrNoResponse)
+		return fmt.Errorf("bench: identify %v: %w", d, aoe.ErrNoResponse)
 	}
 	word := func(i int) uint16 { return binary.LittleEndian.Uint16(id[2*i:]) }
 	if (word(83)|word(86))&(1<<10) != 0 {

@@ -3,8 +3,8 @@ package bench
 import (
 	"testing"
 
-	"github.com/ironblade/ironblade/aoe/aoetest"
+	"github.com/ironblade/ironblade/internal/testenv"
 )
 
 // TestMain builds the commands the tests run once for all of them.
-func TestMain(m *testing.M) { aoetest.RunTests(m) }
+func TestMain(m *testing.M) { testenv.RunTests(m) }

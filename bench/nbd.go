@@ -1,12 +1,11 @@
 package bench
 
 import (
+	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,7 +16,7 @@ import (
 	"time"
 
 	"github.com/ironblade/ironblade/aoe"
-	"github.com/ironblade/ironblade/aoe/rawlink"
+	"github.com/ironblade/ironblade/internal/netlab"
 )
 
 // Paths a byte can take in MeasureNBD.
@@ -75,39 +74,18 @@ type NBDConfig struct {
 
 // withDefaults returns c with its zero fields set to the defaults.
 func (c NBDConfig) withDefaults() NBDConfig {
-	if c.Vblade == "" {
-		c.Vblade = "/usr/sbin/vblade"
-	}
-	if c.Nbdcopy == "" {
-		c.Nbdcopy = "nbdcopy"
-	}
-	if c.Nbdinfo == "" {
-		c.Nbdinfo = "nbdinfo"
-	}
-	if c.Targets == nil {
-		c.Targets = []string{"ironblade"}
-	}
-	if c.MTUs == nil {
-		c.MTUs = []int{1500, 9000}
-	}
-	if c.QueueDepths == nil {
-		c.QueueDepths = []int{16, 64}
-	}
-	if c.Size == 0 {
-		c.Size = 256 << 20
-	}
-	if c.Repeat == 0 {
-		c.Repeat = 1
-	}
-	if c.Dir == "" {
-		c.Dir = "/var/tmp"
-	}
-	if c.SourceDir == "" {
-		c.SourceDir = "/dev/shm"
-	}
-	if c.MinTimeout == 0 {
-		c.MinTimeout = DefaultMinTimeout
-	}
+	c.Vblade = cmp.Or(c.Vblade, DefaultVblade)
+	c.Nbdcopy = cmp.Or(c.Nbdcopy, "nbdcopy")
+	c.Nbdinfo = cmp.Or(c.Nbdinfo, "nbdinfo")
+	c.Targets = orDefault(c.Targets, []string{"ironblade"})
+	c.MTUs = orDefault(c.MTUs, defaultMTUs())
+	c.QueueDepths = orDefault(c.QueueDepths, []int{16, 64})
+	c.Size = cmp.Or(c.Size, defaultFileSize)
+	// Only 0 means the default: a negative Repeat is an error.
+	c.Repeat = cmp.Or(c.Repeat, 1)
+	c.Dir = cmp.Or(c.Dir, DefaultDir)
+	c.SourceDir = cmp.Or(c.SourceDir, "/dev/shm")
+	c.MinTimeout = cmp.Or(c.MinTimeout, DefaultMinTimeout)
 	return c
 }
 
@@ -176,9 +154,9 @@ type nbdTarget struct {
 type nbdEnv struct {
 	cfg     NBDConfig
 	rep     *NBDReport
-	tgt     *Netns
-	cli     *Netns
-	veth    *Veth
+	tgt     *netlab.Netns
+	cli     *netlab.Netns
+	veth    *netlab.Veth
 	source  string // the random file nbdcopy copies in
 	sockDir string // where ironaoe serve's socket goes
 }
@@ -192,32 +170,51 @@ type nbdEnv struct {
 // for every pass. It needs root. A pass that fails keeps its error and the
 // run goes on; MeasureNBD fails only if it cannot set up or ctx ends.
 func MeasureNBD(ctx context.Context, cfg NBDConfig) (*NBDReport, error) {
-	cfg = cfg.withDefaults()
+	cfg, targets, err := checkNBD(cfg.withDefaults())
+	if err != nil {
+		return nil, err
+	}
+	rep := newNBDReport(cfg, targets)
+	defer func() { rep.LoadAfter = loadAverage() }()
+	env := &nbdEnv{cfg: cfg, rep: rep}
+	return env.run(ctx, targets)
+}
+
+// checkNBD checks cfg, with its defaults, before anything is set up: the
+// limits, the programs (it returns cfg with the tools' full paths, and
+// how to start the targets) and the directories (which it creates).
+func checkNBD(cfg NBDConfig) (NBDConfig, []nbdTarget, error) {
 	if os.Geteuid() != 0 {
-		return nil, errors.New("bench: nbd: needs root (network namespaces, raw sockets, drop_caches)")
+		return cfg, nil, errors.New("bench: nbd: needs root (network namespaces, raw sockets, drop_caches)")
 	}
 	if cfg.Size < 1<<20 || cfg.Size%aoe.SectorSize != 0 {
-		return nil, fmt.Errorf("bench: nbd: size %d: want at least 1 MiB of whole sectors", cfg.Size)
+		return cfg, nil, fmt.Errorf("bench: nbd: size %d: want at least 1 MiB of whole sectors", cfg.Size)
 	}
 	if cfg.Repeat < 1 {
-		return nil, fmt.Errorf("bench: nbd: repeat %d: want at least 1", cfg.Repeat)
+		return cfg, nil, fmt.Errorf("bench: nbd: repeat %d: want at least 1", cfg.Repeat)
 	}
 	targets, err := nbdTargets(cfg)
 	if err != nil {
-		return nil, err
+		return cfg, nil, err
 	}
 	for _, tool := range []*string{&cfg.Nbdcopy, &cfg.Nbdinfo, &cfg.Ironaoe} {
 		p, err := exec.LookPath(*tool)
 		if err != nil {
-			return nil, fmt.Errorf("bench: nbd: %w", err)
+			return cfg, nil, fmt.Errorf("bench: nbd: %w", err)
 		}
 		*tool = p
 	}
 	for _, d := range []string{cfg.Dir, cfg.SourceDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, fmt.Errorf("bench: nbd: %w", err)
+			return cfg, nil, fmt.Errorf("bench: nbd: %w", err)
 		}
 	}
+	return cfg, targets, nil
+}
+
+// newNBDReport starts the report of a MeasureNBD run: the conditions and
+// the programs' versions.
+func newNBDReport(cfg NBDConfig, targets []nbdTarget) *NBDReport {
 	rep := &NBDReport{Started: time.Now().UTC(), Size: cfg.Size, Repeat: cfg.Repeat, Dir: cfg.Dir, FileSystem: fileSystem(cfg.Dir),
 		SourceDir: cfg.SourceDir, Cache: "cold", Kernel: kernel(), CPUs: runtime.NumCPU(),
 		Ironaoe: programVersion(cfg.Ironaoe, "--version"), Nbdcopy: programVersion(cfg.Nbdcopy, "--version"),
@@ -233,9 +230,15 @@ func MeasureNBD(ctx context.Context, cfg NBDConfig) (*NBDReport, error) {
 			rep.Vblade = debianVersion("vblade", t.path)
 		}
 	}
-	defer func() { rep.LoadAfter = loadAverage() }()
+	return rep
+}
 
-	env := &nbdEnv{cfg: cfg, rep: rep}
+// run sets up the source file, the namespaces and the veth pair, then
+// measures every target at every MTU into env.rep; it returns the report
+// once the measuring has begun.
+func (env *nbdEnv) run(ctx context.Context, targets []nbdTarget) (*NBDReport, error) {
+	cfg := env.cfg
+	var err error
 	if env.source, err = randomFile(cfg.SourceDir, cfg.Size); err != nil {
 		return nil, fmt.Errorf("bench: nbd: source file: %w", err)
 	}
@@ -244,32 +247,32 @@ func MeasureNBD(ctx context.Context, cfg NBDConfig) (*NBDReport, error) {
 		return nil, fmt.Errorf("bench: nbd: %w", err)
 	}
 	defer os.RemoveAll(env.sockDir)
-	if env.tgt, err = NewNetns("ibn-tgt"); err != nil {
+	if env.tgt, err = netlab.New("ibn-tgt"); err != nil {
 		return nil, err
 	}
 	defer env.tgt.Close()
-	if env.cli, err = NewNetns("ibn-cli"); err != nil {
+	if env.cli, err = netlab.New("ibn-cli"); err != nil {
 		return nil, err
 	}
 	defer env.cli.Close()
-	if env.veth, err = NewVeth(env.tgt, env.cli); err != nil {
+	if env.veth, err = netlab.NewVeth(env.tgt, env.cli, 0); err != nil {
 		return nil, err
 	}
 	for _, mtu := range cfg.MTUs {
 		if err := env.veth.SetMTU(mtu); err != nil {
-			return rep, err
+			return env.rep, err
 		}
-		if err := env.veth.WaitUp(5 * time.Second); err != nil {
-			return rep, err
+		if err := env.veth.WaitReady(5 * time.Second); err != nil {
+			return env.rep, err
 		}
 		for _, t := range targets {
 			env.measureTarget(ctx, t, mtu)
 			if err := ctx.Err(); err != nil {
-				return rep, fmt.Errorf("bench: nbd: %w", err)
+				return env.rep, fmt.Errorf("bench: nbd: %w", err)
 			}
 		}
 	}
-	return rep, nil
+	return env.rep, nil
 }
 
 // nbdTargets checks cfg.Targets and returns how to start each.
@@ -408,17 +411,14 @@ func (c NBDCell) summary() string {
 func (env *nbdEnv) rawPass(ctx context.Context, target *process, op Op, c *NBDCell) error {
 	// The link is closed before any NBD pass: an open packet socket would
 	// be handed a copy of every frame ironaoe moves, at a cost to it.
-	link, err := env.cli.ListenRaw(env.veth.IfB, rawlink.Config{ReadBuffer: 16 << 20, WriteBuffer: 16 << 20})
+	link, err := env.cli.Listen(env.veth.IfB, generatorLink())
 	if err != nil {
 		return err
 	}
 	defer link.Close()
-	dev, err := WaitFor(ctx, link, 1, 0, 5*time.Second)
-	if err == nil {
-		err = Identify(ctx, link, &dev)
-	}
+	dev, err := identifyTarget(ctx, link)
 	if err != nil {
-		return fmt.Errorf("%w; %s said: %s", err, target.name, target.out.String())
+		return target.said(err)
 	}
 	tcpu, icpu := meterProcess(target.cmd.Process.Pid), meterSelf()
 	res, err := Stream(ctx, link, dev, StreamOptions{Op: op, QueueDepth: c.QueueDepth, Bytes: env.cfg.Size,
@@ -429,7 +429,7 @@ func (env *nbdEnv) rawPass(ctx context.Context, target *process, op Op, c *NBDCe
 		c.FlushSeconds, c.Retransmits = res.FlushTime.Seconds(), res.Retransmits
 	}
 	if err != nil {
-		return fmt.Errorf("%w; %s said: %s", err, target.name, target.out.String())
+		return target.said(err)
 	}
 	return nil
 }
@@ -493,37 +493,6 @@ func (env *nbdEnv) initiatorRetransmits(ctx context.Context, control string) (ui
 	return parseRetransmits(out)
 }
 
-// parseRetransmits sums the retransmissions to every target in the output
-// of `ironaoe stat --json`.
-func parseRetransmits(b []byte) (uint64, error) {
-	var st struct {
-		Processes []struct {
-			Stats struct {
-				Devices []struct {
-					Targets []struct {
-						Retransmits uint64 `json:"retransmits"`
-					} `json:"targets"`
-				} `json:"devices"`
-			} `json:"stats"`
-		} `json:"processes"`
-	}
-	if err := json.Unmarshal(b, &st); err != nil {
-		return 0, fmt.Errorf("ironaoe stat: %w", err)
-	}
-	if len(st.Processes) == 0 {
-		return 0, errors.New("ironaoe stat: no process answered")
-	}
-	var n uint64
-	for _, p := range st.Processes {
-		for _, d := range p.Stats.Devices {
-			for _, t := range d.Targets {
-				n += t.Retransmits
-			}
-		}
-	}
-	return n, nil
-}
-
 // exportWait bounds the wait for ironaoe serve to export the device.
 const exportWait = 20 * time.Second
 
@@ -568,77 +537,4 @@ func (env *nbdEnv) prepare() error {
 		return fmt.Errorf("drop caches: %w", err)
 	}
 	return nil
-}
-
-// process is a program started by MeasureNBD.
-type process struct {
-	name    string
-	cmd     *exec.Cmd
-	out     tailBuffer
-	exited  chan error
-	stopped bool
-	stopErr error
-}
-
-// startIn starts a program in ns.
-func startIn(ns *Netns, name, path string, args ...string) (*process, error) {
-	p := &process{name: name, exited: make(chan error, 1)}
-	p.cmd = ns.Command(context.Background(), path, args...)
-	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
-	if err := p.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	go func() { p.exited <- p.cmd.Wait() }()
-	return p, nil
-}
-
-// stop ends the program with SIGTERM and waits for it; later calls return
-// the first one's result.
-func (p *process) stop() error {
-	if !p.stopped {
-		p.stopped = true
-		p.stopErr = stopTarget(p.cmd, p.exited, p.name, &p.out)
-	}
-	return p.stopErr
-}
-
-// filledFile creates a file of size bytes in dir and writes it out in
-// full: every pass then overwrites blocks already allocated, rather than
-// the first one paying for the allocation.
-func filledFile(dir string, size int64) (string, error) {
-	return writeFile(dir, "ironbench-nbd-*.img", size, nil)
-}
-
-// randomFile creates a file of size random bytes in dir.
-func randomFile(dir string, size int64) (string, error) {
-	return writeFile(dir, "ironbench-nbd-*.src", size, rand.NewChaCha8([32]byte{7, 8, 9}))
-}
-
-// writeFile creates a file named by pattern in dir holding size bytes from
-// src (zeros if src is nil), synced to its device.
-func writeFile(dir, pattern string, size int64, src io.Reader) (string, error) {
-	f, err := os.CreateTemp(dir, pattern)
-	if err != nil {
-		return "", err
-	}
-	buf := make([]byte, 1<<20)
-	for left := size; left > 0 && err == nil; {
-		n := min(left, int64(len(buf)))
-		if src != nil {
-			_, _ = io.ReadFull(src, buf[:n])
-		}
-		_, err = f.Write(buf[:n])
-		left -= n
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return "", err
-	}
-	return f.Name(), nil
 }

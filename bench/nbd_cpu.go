@@ -176,21 +176,13 @@ type WindowCPU struct {
 func meterWindow(pid int, warmup, duration time.Duration, stop <-chan struct{}) <-chan WindowCPU {
 	out := make(chan WindowCPU, 1)
 	go func() {
-		begin := time.NewTimer(warmup)
-		defer begin.Stop()
-		select {
-		case <-begin.C:
-		case <-stop:
+		if !sleepUnless(warmup, stop) {
 			return
 		}
 		target, gen := meterProcess(pid), meterSelf()
 		busy0, total0, err := machineTimes()
 		start := time.Now()
-		end := time.NewTimer(duration)
-		defer end.Stop()
-		select {
-		case <-end.C:
-		case <-stop:
+		if !sleepUnless(duration, stop) {
 			return
 		}
 		secs := time.Since(start).Seconds()
@@ -201,4 +193,17 @@ func meterWindow(pid int, warmup, duration time.Duration, stop <-chan struct{}) 
 		out <- w
 	}()
 	return out
+}
+
+// sleepUnless waits for d to pass and reports true, or for stop to close
+// first and reports false.
+func sleepUnless(d time.Duration, stop <-chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-stop:
+		return false
+	}
 }

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
@@ -99,9 +98,7 @@ func median(v []float64) float64 {
 
 // WriteJSON writes the report and its rows as indented JSON.
 func (r *NBDReport) WriteJSON(w io.Writer) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(struct {
+	return writeJSON(w, struct {
 		*NBDReport
 		Rows []NBDRow `json:"rows"`
 	}{r, r.Rows()})
@@ -111,15 +108,25 @@ func (r *NBDReport) WriteJSON(w io.Writer) error {
 // against NBDAim, every pass in detail and any failures.
 func (r *NBDReport) WriteMarkdown(w io.Writer) error {
 	var b strings.Builder
+	r.writeConditions(&b)
+	r.writeRows(&b)
+	writeFailures(&b, r.writePasses(&b))
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// writeConditions writes the bullets that say how the passes were made
+// and on what.
+func (r *NBDReport) writeConditions(b *strings.Builder) {
 	b.WriteString("nbdcopy through `ironaoe serve --unix` against the raw AoE load generator, same target, " +
 		"one veth pair between two network namespaces.\n\n")
-	fmt.Fprintf(&b, "- Each pass moves the whole %d MiB export in address order. Raw: the generator writes "+
+	fmt.Fprintf(b, "- Each pass moves the whole %d MiB export in address order. Raw: the generator writes "+
 		"(ending with FLUSH CACHE) then reads it, one full frame per request, at each queue depth; the "+
 		"fastest is the reference. Via NBD: `nbdcopy --flush SOURCE URI` in, `nbdcopy URI null:` out, "+
 		"each through a fresh `ironaoe serve`, timed from nbdcopy's start to its exit; SOURCE is a random "+
 		"file in %s. %d round(s), raw and NBD passes taking turns; figures are medians.\n",
 		r.Size>>20, r.SourceDir, max(r.Repeat, 1))
-	fmt.Fprintf(&b, "- The target serves a file in %s (%s), written in full before the passes, and is started "+
+	fmt.Fprintf(b, "- The target serves a file in %s (%s), written in full before the passes, and is started "+
 		"afresh for each pass (the kernel keeps readahead state per open file). ", r.Dir, r.FileSystem)
 	if r.Cache == "warm" {
 		b.WriteString("Caches kept (warm): reads are served from the target's page cache, so they measure " +
@@ -129,7 +136,7 @@ func (r *NBDReport) WriteMarkdown(w io.Writer) error {
 			"come from the disk, and a write of less than a page (MTU 1500: 1 KiB frames) reads the page first. " +
 			"The target's page cache decides read speeds: run with --warm to see the network path alone.\n")
 	}
-	fmt.Fprintf(&b, "- Kernel %s, %d CPUs shared by target, initiator and nbdcopy; load average %s at the start, %s at the end.\n",
+	fmt.Fprintf(b, "- Kernel %s, %d CPUs shared by target, initiator and nbdcopy; load average %s at the start, %s at the end.\n",
 		r.Kernel, r.CPUs, r.LoadBefore, r.LoadAfter)
 	var progs []string
 	for _, p := range []string{r.Ironaoe, r.Ironblade, r.Vblade, r.Nbdcopy} {
@@ -137,19 +144,23 @@ func (r *NBDReport) WriteMarkdown(w io.Writer) error {
 			progs = append(progs, p)
 		}
 	}
-	fmt.Fprintf(&b, "- %s. MB/s is 10^6 bytes/s. Aim: via NBD at least %.0f%% of raw.\n\n", strings.Join(progs, "; "), NBDAim*100)
+	fmt.Fprintf(b, "- %s. MB/s is 10^6 bytes/s. Aim: via NBD at least %.0f%% of raw.\n\n", strings.Join(progs, "; "), NBDAim*100)
+}
 
+// writeRows writes the table of rows: raw against via NBD, and the ratio
+// against NBDAim.
+func (r *NBDReport) writeRows(b *strings.Builder) {
 	b.WriteString("| MTU | target | op | raw MB/s | raw QD | via NBD MB/s | ratio |\n")
 	b.WriteString("|---:|:--|:--|---:|---:|---:|---:|\n")
 	for _, row := range r.Rows() {
-		fmt.Fprintf(&b, "| %d | %s | %s |", row.MTU, row.Target, row.Op)
+		fmt.Fprintf(b, "| %d | %s | %s |", row.MTU, row.Target, row.Op)
 		if row.RawMBps > 0 {
-			fmt.Fprintf(&b, " %.1f | %d |", row.RawMBps, row.RawQueueDepth)
+			fmt.Fprintf(b, " %.1f | %d |", row.RawMBps, row.RawQueueDepth)
 		} else {
 			b.WriteString(" failed | |")
 		}
 		if row.NBDMBps > 0 {
-			fmt.Fprintf(&b, " %.1f |", row.NBDMBps)
+			fmt.Fprintf(b, " %.1f |", row.NBDMBps)
 		} else {
 			b.WriteString(" failed |")
 		}
@@ -157,46 +168,43 @@ func (r *NBDReport) WriteMarkdown(w io.Writer) error {
 		case row.Ratio == 0:
 			b.WriteString(" n/a |\n")
 		case row.MeetsAim():
-			fmt.Fprintf(&b, " %.0f%% |\n", row.Ratio*100)
+			fmt.Fprintf(b, " %.0f%% |\n", row.Ratio*100)
 		default:
-			fmt.Fprintf(&b, " %.0f%% (below %.0f%%) |\n", row.Ratio*100, NBDAim*100)
+			fmt.Fprintf(b, " %.0f%% (below %.0f%%) |\n", row.Ratio*100, NBDAim*100)
 		}
 	}
+}
+
+// writePasses writes the table of every pass and returns the progress
+// lines of those that failed.
+func (r *NBDReport) writePasses(b *strings.Builder) (failures []string) {
 	b.WriteString("\nEvery pass, with the CPU seconds it cost each program (approximate: the kernel charges the " +
 		"veth pair's work to whichever runs):\n\n" +
 		"| MTU | target | run | op | path | QD | s | MB/s | flush s | retx | CPU s target | initiator | nbdcopy |\n")
 	b.WriteString("|---:|:--|---:|:--|:--|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	var failures []string
 	for _, c := range r.Cells {
 		qd := ""
 		if c.Path == PathRaw {
 			qd = fmt.Sprint(c.QueueDepth)
 		}
-		fmt.Fprintf(&b, "| %d | %s | %d | %s | %s | %s |", c.MTU, c.Target, c.Run+1, c.Op, c.Path, qd)
+		fmt.Fprintf(b, "| %d | %s | %d | %s | %s | %s |", c.MTU, c.Target, c.Run+1, c.Op, c.Path, qd)
 		if c.Error != "" {
 			b.WriteString(" failed | | | | | | |\n")
 			failures = append(failures, c.summary())
 			continue
 		}
-		fmt.Fprintf(&b, " %.2f | %.1f |", c.Seconds, c.MBps)
+		fmt.Fprintf(b, " %.2f | %.1f |", c.Seconds, c.MBps)
 		if c.FlushSeconds > 0 {
-			fmt.Fprintf(&b, " %.2f |", c.FlushSeconds)
+			fmt.Fprintf(b, " %.2f |", c.FlushSeconds)
 		} else {
 			b.WriteString(" |")
 		}
-		fmt.Fprintf(&b, " %d | %.2f | %.2f |", c.Retransmits, c.TargetCPU, c.InitiatorCPU)
+		fmt.Fprintf(b, " %d | %.2f | %.2f |", c.Retransmits, c.TargetCPU, c.InitiatorCPU)
 		if c.Path == PathNBD {
-			fmt.Fprintf(&b, " %.2f |\n", c.NbdcopyCPU)
+			fmt.Fprintf(b, " %.2f |\n", c.NbdcopyCPU)
 		} else {
 			b.WriteString(" |\n")
 		}
 	}
-	if len(failures) > 0 {
-		b.WriteString("\nFailures:\n")
-		for _, f := range failures {
-			fmt.Fprintf(&b, "- %s\n", f)
-		}
-	}
-	_, err := io.WriteString(w, b.String())
-	return err
+	return failures
 }

@@ -45,15 +45,6 @@ type StreamResult struct {
 // MBps reports the data moved, in megabytes (10^6 bytes) per second.
 func (r *StreamResult) MBps() float64 { return megabytesPerSecond(r.Bytes, r.Elapsed) }
 
-// megabytesPerSecond is n bytes over d in 10^6 bytes per second; 0 if d is
-// not positive.
-func megabytesPerSecond(n int64, d time.Duration) float64 {
-	if d <= 0 {
-		return 0
-	}
-	return float64(n) / 1e6 / d.Seconds()
-}
-
 // flushTimeout bounds the wait for a FLUSH CACHE answer: the target may
 // have a whole export's worth of dirty pages to write back first.
 const flushTimeout = 2 * time.Minute
@@ -160,7 +151,7 @@ func flushCache(ctx context.Context, link Link, dev Device) error {
 	case failure != nil:
 		return fmt.Errorf("flush: %w", failure)
 	case !answered:
-		return fmt.Errorf("flush: %w within %v", ErrNoResponse, flushTimeout)
+		return fmt.Errorf("flush: %w within %v", aoe.ErrNoResponse, flushTimeout)
 	}
 	return nil
 }

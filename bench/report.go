@@ -9,15 +9,26 @@ import (
 	"strings"
 )
 
-// Row pairs ironblade's and vblade's cells for one MTU, mode, operation
-// and queue depth.
-type Row struct {
+// CellKey is what a cell measured, apart from the target: the cells of
+// two targets under the same key make a row of a report.
+type CellKey struct {
 	MTU        int    `json:"mtu"`
 	Sync       bool   `json:"sync"`
 	Op         string `json:"op"`
 	QueueDepth int    `json:"queue_depth"`
-	Ironblade  *Cell  `json:"ironblade,omitempty"`
-	Vblade     *Cell  `json:"vblade,omitempty"`
+}
+
+// key returns the cell's CellKey.
+func (c *Cell) key() CellKey {
+	return CellKey{MTU: c.MTU, Sync: c.Sync, Op: c.Op, QueueDepth: c.QueueDepth}
+}
+
+// Row pairs ironblade's and vblade's cells for one MTU, mode, operation
+// and queue depth.
+type Row struct {
+	CellKey
+	Ironblade *Cell `json:"ironblade,omitempty"`
+	Vblade    *Cell `json:"vblade,omitempty"`
 	// Ratio is ironblade's throughput over vblade's; 0 when either
 	// failed or vblade moved nothing.
 	Ratio float64 `json:"ratio"`
@@ -27,7 +38,7 @@ type Row struct {
 func (r *Report) Rows() []Row {
 	var rows []Row
 	for _, p := range pairCells(r.Cells, "ironblade", "vblade") {
-		row := Row{MTU: p.mtu, Sync: p.sync, Op: p.op, QueueDepth: p.qd, Ironblade: p.a, Vblade: p.b}
+		row := Row{CellKey: p.CellKey, Ironblade: p.a, Vblade: p.b}
 		if ib, vb := p.a, p.b; ib != nil && vb != nil && ib.Error == "" && vb.Error == "" && vb.MBps > 0 {
 			row.Ratio = ib.MBps / vb.MBps
 		}
@@ -36,13 +47,10 @@ func (r *Report) Rows() []Row {
 	return rows
 }
 
-// cellPair is the cells of two targets, a and b, for one MTU, mode,
-// operation and queue depth; either may be missing.
+// cellPair is the cells of two targets, a and b, under one key; either
+// may be missing.
 type cellPair struct {
-	mtu  int
-	sync bool
-	op   string
-	qd   int
+	CellKey
 	a, b *Cell
 }
 
@@ -51,26 +59,20 @@ type cellPair struct {
 // a cell, the median by IOPS stands for it (the upper one of an even
 // number), among those that did not fail if any.
 func pairCells(cells []Cell, a, b string) []cellPair {
-	type key struct {
-		mtu  int
-		sync bool
-		op   string
-		qd   int
-	}
 	var pairs []cellPair
 	var rounds [][2][]*Cell
-	index := make(map[key]int)
+	index := make(map[CellKey]int)
 	for i := range cells {
 		c := &cells[i]
 		if c.Target != a && c.Target != b {
 			continue
 		}
-		k := key{c.MTU, c.Sync, c.Op, c.QueueDepth}
+		k := c.key()
 		j, ok := index[k]
 		if !ok {
 			j = len(pairs)
 			index[k] = j
-			pairs = append(pairs, cellPair{mtu: c.MTU, sync: c.Sync, op: c.Op, qd: c.QueueDepth})
+			pairs = append(pairs, cellPair{CellKey: k})
 			rounds = append(rounds, [2][]*Cell{})
 		}
 		t := 0
@@ -106,18 +108,38 @@ func medianCell(cells []*Cell) *Cell {
 
 // WriteJSON writes the report and its rows as indented JSON.
 func (r *Report) WriteJSON(w io.Writer) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
 	if r.Kind == KindAuth {
-		return enc.Encode(struct {
+		return writeJSON(w, struct {
 			*Report
 			Rows []AuthRow `json:"auth_rows"`
 		}{r, r.AuthRows()})
 	}
-	return enc.Encode(struct {
+	return writeJSON(w, struct {
 		*Report
 		Rows []Row `json:"rows"`
 	}{r, r.Rows()})
+}
+
+// writeJSON writes v as indented JSON, as every report's WriteJSON does.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return fmt.Errorf("bench: write JSON: %w", err)
+	}
+	return nil
+}
+
+// writeFailures lists the progress lines of the cells that failed, if
+// any, under a heading: the end of every report's markdown.
+func writeFailures(b *strings.Builder, failures []string) {
+	if len(failures) == 0 {
+		return
+	}
+	b.WriteString("\nFailures:\n")
+	for _, f := range failures {
+		fmt.Fprintf(b, "- %s\n", f)
+	}
 }
 
 // WriteMarkdown writes the conditions and a table of the rows, with the
@@ -158,13 +180,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		}
 	}
 	writeCeilings(&b, r)
-	failures := r.failures("ironblade", "vblade")
-	if len(failures) > 0 {
-		b.WriteString("\nFailures:\n")
-		for _, f := range failures {
-			fmt.Fprintf(&b, "- %s\n", f)
-		}
-	}
+	writeFailures(&b, r.failures("ironblade", "vblade"))
 	_, err := io.WriteString(w, b.String())
 	return err
 }

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -20,6 +21,13 @@ type VerifyOptions struct {
 	QueueDepth int
 }
 
+// withDefaults returns o with its zero fields set to the defaults.
+func (o VerifyOptions) withDefaults() VerifyOptions {
+	o.Size = cmp.Or(o.Size, 8<<20)
+	o.QueueDepth = cmp.Or(o.QueueDepth, 16)
+	return o
+}
+
 // VerifyResult reports a Verify run.
 type VerifyResult struct {
 	Bytes int64
@@ -30,18 +38,19 @@ type VerifyResult struct {
 	Retransmits uint64
 }
 
+// WriteMBps reports the write's throughput, in 10^6 bytes per second.
+func (r *VerifyResult) WriteMBps() float64 { return megabytesPerSecond(r.Bytes, r.WriteTime) }
+
+// ReadMBps reports the read back's throughput, in 10^6 bytes per second.
+func (r *VerifyResult) ReadMBps() float64 { return megabytesPerSecond(r.Bytes, r.ReadTime) }
+
 // ErrMismatch is wrapped by Verify's error when the data read back is not
 // the data written.
 var ErrMismatch = errors.New("data read back differs from data written")
 
 // Verify writes random data to a region of dev, reads it back and compares.
 func Verify(ctx context.Context, link Link, dev Device, opts VerifyOptions) (*VerifyResult, error) {
-	if opts.Size == 0 {
-		opts.Size = 8 << 20
-	}
-	if opts.QueueDepth == 0 {
-		opts.QueueDepth = 16
-	}
+	opts = opts.withDefaults()
 	switch {
 	case opts.Offset < 0 || opts.Size < 0 || opts.Offset%aoe.SectorSize != 0 || opts.Size%aoe.SectorSize != 0:
 		return nil, fmt.Errorf("bench: verify: offset %d, size %d: want whole sectors", opts.Offset, opts.Size)

@@ -59,11 +59,15 @@ func (r *Result) IOPS() float64 {
 }
 
 // MBps reports the data moved, in megabytes (10^6 bytes) per second.
-func (r *Result) MBps() float64 {
-	if r.Elapsed <= 0 {
+func (r *Result) MBps() float64 { return megabytesPerSecond(int64(r.Bytes), r.Elapsed) }
+
+// megabytesPerSecond is n bytes over d in 10^6 bytes per second; 0 if d is
+// not positive.
+func megabytesPerSecond(n int64, d time.Duration) float64 {
+	if d <= 0 {
 		return 0
 	}
-	return float64(r.Bytes) / 1e6 / r.Elapsed.Seconds()
+	return float64(n) / 1e6 / d.Seconds()
 }
 
 // Percentile reports the latency at percentile p (0 to 100).

@@ -47,75 +47,44 @@ func (s *DeviceState) UnmarshalText(b []byte) error {
 // at once, up to the targets' windows. Its methods match the Backend an NBD
 // server needs.
 type Device struct {
-	ini   *Initiator
-	shelf uint16
-	slot  uint8
-	name  string
+	addr
+	ini *Initiator
 	// ready is closed once IDENTIFY has succeeded.
 	ready chan struct{}
 
+	// mu guards the rest, the engine and the failover policy included.
 	mu          sync.Mutex
 	state       DeviceState
 	since       time.Duration
 	closed      bool
-	targets     []*target
-	policy      policy
-	policyName  Policy
 	id          identity
 	identified  bool
 	identifying bool
-	// flushCmd is FLUSH CACHE EXT when IDENTIFY says the device has it,
-	// else FLUSH CACHE.
-	flushCmd uint8
 
-	// frames is the table that a tag's low 16 bits index; free lists the
-	// unused entries. lingering counts completed writes whose every copy
-	// is not yet accounted for (see frameLingering).
-	frames    []*frame
-	free      []uint16
-	lingering int
-	// head and tail are the queue of requests waiting to send frames.
-	head, tail *request
-	spare      []*request
-
-	counters deviceCounters
-
-	// Failover state (see failover.go). lastActive is the failover
-	// policy's latest active target. announceBy, when set, announced
-	// itself at announceAt while other targets were active: those that
-	// stay silent are scorned. stallTarget, when set, is the target I/O
-	// moved away from at stallFrom, until a read or write completes.
-	events                  eventLog
-	lastActive, announceBy  *target
-	announceAt              time.Duration
-	stallTarget             *target
-	stallFrom, lastStall    time.Duration
-	failovers               uint64
-	searchEvery, nextSearch time.Duration
-	expired                 [128]expiredCopy
-	expiredNext             int
+	// The Device is the block device: it checks requests, tracks the
+	// device's state and identity, and hands requests to its engine,
+	// which carries them in frames to the targets its failover policy
+	// picks. Each sees the other through a small interface: paths for
+	// the engine, inflight for the failover policy.
+	engine   engine
+	failover failover
+	// events is the failover log, which all three write to.
+	events eventLog
 }
 
-// deviceCounters are a device's figures since it was found.
-type deviceCounters struct {
-	reads, writes, flushes  uint64
-	bytesRead, bytesWritten uint64
-	ioErrors                uint64
-	// stale answers match no transmission awaited; duplicates repeat an
-	// answer already taken; wrongSource ones carry a right tag from a
-	// MAC or link the frame was not sent to.
-	stale, duplicates, wrongSource uint64
-	// fenced counts writes that waited for an overlapping write's
-	// retransmitted copies; lateWrites counts write copies answered after
-	// their fence expired.
-	fenced, lateWrites uint64
+// addr is a device's AoE address and name, which its parts use in frames
+// and logs.
+type addr struct {
+	shelf uint16
+	slot  uint8
+	name  string
 }
 
 func deviceName(shelf uint16, slot uint8) string { return fmt.Sprintf("e%d.%d", shelf, slot) }
 
 func newDevice(i *Initiator, shelf uint16, slot uint8) *Device {
-	name := deviceName(shelf, slot)
-	pn, ok := i.cfg.DevicePolicies[name]
+	a := addr{shelf: shelf, slot: slot, name: deviceName(shelf, slot)}
+	pn, ok := i.cfg.DevicePolicies[a.name]
 	if !ok {
 		pn = i.cfg.Policy
 	}
@@ -123,18 +92,18 @@ func newDevice(i *Initiator, shelf uint16, slot uint8) *Device {
 		pn = PolicyFailover
 	}
 	p, _ := newPolicy(pn) // checked by New
-	return &Device{
-		ini: i, shelf: shelf, slot: slot, name: name,
-		ready: make(chan struct{}), policy: p, policyName: pn, since: i.now(),
-		flushCmd: aoe.ATAFlushCache,
-	}
+	d := &Device{addr: a, ini: i, ready: make(chan struct{}), since: i.now()}
+	d.engine = engine{addr: a, ini: i, events: &d.events, flushCmd: aoe.ATAFlushCache}
+	d.failover = failover{addr: a, ini: i, events: &d.events, policy: p, policyName: pn}
+	d.engine.paths, d.failover.frames = &d.failover, &d.engine
+	return d
 }
 
 // Policy returns how the device uses its targets.
 func (d *Device) Policy() Policy {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.policyName
+	return d.failover.policyName
 }
 
 // SetPolicy changes how the device uses its targets, at once: frames in
@@ -149,31 +118,9 @@ func (d *Device) SetPolicy(p Policy) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if p == d.policyName {
-		return nil
-	}
 	now := d.ini.now()
-	d.policy, d.policyName = np, p
-	// Roles are assigned afresh: under failover, the first active one
-	// of the multipath set stays active.
-	keep := d.firstActiveLocked()
-	for _, t := range d.targets {
-		if t.healthy() && !(p == PolicyFailover && t == keep) {
-			t.setState(TargetStandby, now)
-		}
-	}
-	d.arrangeLocked(now, nil)
-	d.eventLocked(now, EventPolicy, nil, fmt.Sprintf("policy %s", p))
-	d.pumpLocked(now)
-	return nil
-}
-
-// firstActiveLocked returns the first active target, or nil.
-func (d *Device) firstActiveLocked() *target {
-	for _, t := range d.targets {
-		if t.state == TargetActive {
-			return t
-		}
+	if d.failover.setPolicy(np, p, now) {
+		d.engine.pump(now)
 	}
 	return nil
 }
@@ -259,7 +206,7 @@ func (d *Device) Flush(ctx context.Context) error {
 	return d.do(ctx, opFlush, nil, 0, 0, false)
 }
 
-// do queues a request, lets frames go, and waits for it to finish.
+// do hands a request to the engine and waits for it to finish.
 func (d *Device) do(ctx context.Context, op opcode, buf []byte, lba uint64, sectors int, fua bool) error {
 	d.mu.Lock()
 	if err := d.admitLocked(op, lba, sectors); err != nil {
@@ -269,24 +216,17 @@ func (d *Device) do(ctx context.Context, op opcode, buf []byte, lba uint64, sect
 		}
 		return err
 	}
-	r := d.getRequestLocked()
-	r.op, r.buf, r.lba, r.total, r.fua = op, buf, lba, sectors, fua
+	r := d.engine.newRequest(op, buf, lba, sectors, fua)
 	if op == opFlush {
-		for _, t := range d.targets {
-			if t.dirty {
-				t.dirty = false
-				r.flushTo = append(r.flushTo, t)
-			}
-		}
+		r.flushTo = d.failover.takeDirty(r.flushTo)
 		r.total = len(r.flushTo)
 		if r.total == 0 {
-			d.putRequestLocked(r)
+			d.engine.putRequest(r)
 			d.mu.Unlock()
 			return nil
 		}
 	}
-	d.enqueueLocked(r)
-	d.pumpLocked(d.ini.now())
+	d.engine.submit(r, d.ini.now())
 	d.mu.Unlock()
 	return d.wait(ctx, r)
 }
@@ -315,9 +255,7 @@ func (d *Device) wait(ctx context.Context, r *request) error {
 	case <-ctx.Done():
 		d.mu.Lock()
 		if !r.complete {
-			r.abandoned = true
-			r.buf = nil // answers still to come must not touch the caller's buffer
-			d.stopRequestLocked(r, ctx.Err())
+			d.engine.abandon(r, ctx.Err())
 			d.mu.Unlock()
 			return ctx.Err()
 		}
@@ -325,91 +263,58 @@ func (d *Device) wait(ctx context.Context, r *request) error {
 		<-r.done
 	}
 	d.mu.Lock()
-	err := r.err
-	d.putRequestLocked(r)
+	err := d.engine.collect(r)
 	d.mu.Unlock()
 	return err
+}
+
+// handleATA takes an ATA response for this device. It runs once per frame
+// and allocates nothing unless the answer is an error.
+func (d *Device) handleATA(l *link, fr *aoe.Frame) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := d.ini.now()
+	if t := d.engine.receive(l, fr, now); t != nil {
+		d.backLocked(t, now)
+	}
 }
 
 // configResponse adds or refreshes the target that sent a Query Config
 // response for this device; announce says it was unsolicited (tag 0), as a
 // target sends when it starts. rtt, unless negative, is how long the
-// target took to answer our request.
+// target took to answer our request. The first healthy target starts
+// IDENTIFY.
 func (d *Device) configResponse(l *link, mac aoe.MAC, c *aoe.Config, announce bool, rtt time.Duration) {
-	i := d.ini
 	d.mu.Lock()
-	now := i.now()
-	var t *target
-	for _, x := range d.targets {
-		if x.mac == mac && x.link == l {
-			t = x
-			break
-		}
-	}
-	isNew := t == nil
-	if isNew {
-		t = &target{dev: d, link: l, mac: mac, state: TargetStandby, since: now}
-		d.targets = append(d.targets, t)
-	}
-	t.bufferCount, t.firmware = c.BufferCount, c.FirmwareVersion
-	if t.configString != string(c.String) {
-		t.configString = string(c.String)
-	}
-	t.window = min(max(int(c.BufferCount), 1), i.cfg.MaxWindow)
-	// A scorned target that announces itself has started again: the
-	// window it advertises is free. The timeouts that cut it were those
-	// of the frames sent to it while it was down, not congestion; kept,
-	// they would throttle the I/O it takes over for many round trips.
-	if isNew || (announce && t.state == TargetScorned) || t.cwnd > t.window {
-		t.cwnd, t.acks = t.window, 0
-	}
-	if rtt >= 0 && !announce && (t.queryRTT == 0 || rtt < t.queryRTT) {
-		t.queryRTT = max(rtt, 1) // (0 means none yet)
-	}
-	linkSectors := aoe.SectorsPerFrame(l.MTU())
-	sectors := int(c.SectorCount)
-	if sectors == 0 {
-		sectors = linkSectors
-	}
-	t.maxSectors = min(sectors, linkSectors)
+	now := d.ini.now()
+	t, isNew := d.failover.learn(l, mac, c, announce, rtt, now)
+	d.engine.frameSectors = d.failover.maxSectors()
 	how := "Query Config"
 	if announce {
 		how = "an announce"
-		t.announcedAt = now
-		t.announces++
-		d.eventLocked(now, EventAnnounce, t, "")
-		if t.queryRTT == 0 {
-			// Learn how fast it answers Query Config, for when it is
-			// active and another target announces itself (see
-			// announceGrace).
-			_ = i.sendQuery(l, mac, d.shelf, d.slot)
-		}
 	}
-	if isNew {
-		d.eventLocked(now, EventTargetAdded, t, fmt.Sprintf("window %d, %d sectors per frame", t.window, t.maxSectors))
-		d.arrangeLocked(now, nil)
-	}
-	d.heardLocked(t, now, how)
+	d.failover.heard(t, now, how)
+	d.backLocked(t, now)
 	if announce {
-		d.announcedLocked(t, now)
+		d.failover.announced(t, now)
 	}
 	identify := !d.identified && !d.identifying && t.healthy()
 	if identify {
 		d.identifying = true
 	}
 	state, maxSectors, window := t.state, t.maxSectors, t.window
-	d.pumpLocked(now)
+	d.engine.pump(now)
 	d.mu.Unlock()
 
 	if isNew {
-		i.log.Info("initiator: found target", "device", d.name, "target", mac, "link", l.name,
+		d.ini.log.Info("initiator: found target", "device", d.name, "target", mac, "link", l.name,
 			"state", state, "window", window, "sectors_per_frame", maxSectors, "firmware", c.FirmwareVersion)
 		if maxSectors == 0 {
-			i.log.Warn("initiator: target unusable: link MTU too small for one sector", "device", d.name, "target", mac, "link", l.name, "mtu", l.MTU())
+			d.ini.log.Warn("initiator: target unusable: link MTU too small for one sector", "device", d.name, "target", mac, "link", l.name, "mtu", l.MTU())
 		}
 	}
 	if identify {
-		ctx := i.runContext()
+		ctx := d.ini.runContext()
 		if ctx == nil {
 			ctx = context.Background()
 		}
@@ -417,10 +322,46 @@ func (d *Device) configResponse(l *link, mac aoe.MAC, c *aoe.Config, announce bo
 	}
 }
 
+// backLocked brings a down device back, as target t answered.
+func (d *Device) backLocked(t *target, now time.Duration) {
+	if d.state != DeviceDown {
+		return
+	}
+	d.setStateLocked(DeviceFound, now)
+	if d.identified {
+		d.setStateLocked(DeviceUp, now)
+	}
+	d.events.note(now, EventDeviceUp, t, "")
+	d.ini.log.Info("initiator: device back", "device", d.name, "target", t.mac)
+}
+
+// downLocked marks the device down after DeadTimeout and fails all its
+// I/O; it comes back when a target answers.
+func (d *Device) downLocked(now time.Duration) {
+	if d.state != DeviceDown {
+		d.ini.log.Error("initiator: device down: no target answered", "device", d.name, "for", d.ini.cfg.DeadTimeout)
+		d.events.note(now, EventDeviceDown, nil, fmt.Sprintf("no target answered for %v", d.ini.cfg.DeadTimeout))
+	}
+	d.setStateLocked(DeviceDown, now)
+	d.engine.failAll(ErrTimeout)
+}
+
 func (d *Device) setStateLocked(s DeviceState, now time.Duration) {
 	if d.state != s {
 		d.state, d.since = s, now
 	}
+}
+
+// scan runs the device's timers: the engine's retransmissions and fences,
+// then the failover policy's, then sends what they made room for.
+func (d *Device) scan(now time.Duration) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for d.engine.scan(now) { // (once down, the device has no frame left to stop at)
+		d.downLocked(now)
+	}
+	d.failover.scan(now)
+	d.engine.pump(now)
 }
 
 // identify sends IDENTIFY DEVICE until it succeeds or ctx ends, then marks
@@ -435,19 +376,7 @@ func (d *Device) identify(ctx context.Context) {
 			id, err = parseIdentify(buf)
 		}
 		if err == nil {
-			d.mu.Lock()
-			d.id, d.identified, d.identifying = id, true, false
-			if id.flushExt {
-				d.flushCmd = aoe.ATAFlushCacheExt
-			}
-			if d.state == DeviceFound {
-				d.setStateLocked(DeviceUp, d.ini.now())
-			}
-			d.mu.Unlock()
-			close(d.ready)
-			d.ini.notify()
-			d.ini.log.Info("initiator: device identified", "device", d.name, "bytes", int64(id.sectors)*aoe.SectorSize,
-				"model", id.model, "serial", id.serial, "lba48", id.lba48, "fua", id.fua, "flush_ext", id.flushExt)
+			d.identifyDone(id)
 			return
 		}
 		if ctx.Err() != nil {
@@ -465,15 +394,36 @@ func (d *Device) identify(ctx context.Context) {
 	}
 }
 
+// identifyDone records what IDENTIFY said and makes the device ready.
+func (d *Device) identifyDone(id identity) {
+	d.mu.Lock()
+	d.setIdentityLocked(id)
+	d.identifying = false
+	if d.state == DeviceFound {
+		d.setStateLocked(DeviceUp, d.ini.now())
+	}
+	d.mu.Unlock()
+	close(d.ready)
+	d.ini.notify()
+	d.ini.log.Info("initiator: device identified", "device", d.name, "bytes", int64(id.sectors)*aoe.SectorSize,
+		"model", id.model, "serial", id.serial, "lba48", id.lba48, "fua", id.fua, "flush_ext", id.flushExt)
+}
+
+// setIdentityLocked records the device's identity, which also says how
+// the engine encodes its commands.
+func (d *Device) setIdentityLocked(id identity) {
+	d.id, d.identified = id, true
+	d.engine.lba48 = id.lba48
+	if id.flushExt {
+		d.engine.flushCmd = aoe.ATAFlushCacheExt
+	}
+}
+
 // shutdown fails everything in progress once Run has ended.
 func (d *Device) shutdown() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.closed = true
-	d.failAllLocked(ErrClosed)
-	for _, f := range d.frames {
-		if f.state == frameLingering {
-			d.releaseFrameLocked(f)
-		}
-	}
+	d.engine.failAll(ErrClosed)
+	d.engine.releaseLingering()
 }

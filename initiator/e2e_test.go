@@ -14,6 +14,8 @@ import (
 	"github.com/ironblade/ironblade/aoe"
 	"github.com/ironblade/ironblade/aoe/aoetest"
 	"github.com/ironblade/ironblade/aoe/rawlink"
+	"github.com/ironblade/ironblade/internal/netlab"
+	"github.com/ironblade/ironblade/internal/testenv"
 )
 
 // e2eDiskSize is the size of the end-to-end tests' disks; the tests under
@@ -28,17 +30,17 @@ var socketBuffers = rawlink.Config{ReadBuffer: 4 << 20, WriteBuffer: 4 << 20}
 // e2eNet is an initiator namespace and a target namespace joined by a veth
 // pair, with the initiator's raw link open.
 type e2eNet struct {
-	ini, tgt *aoetest.Netns
-	veth     *aoetest.Veth
+	ini, tgt *netlab.Netns
+	veth     *netlab.Veth
 	link     *rawlink.Link
 	diskSize int64
 }
 
 func newE2ENet(t testing.TB, mtu int) *e2eNet {
 	t.Helper()
-	n := &e2eNet{ini: aoetest.NewNetns(t), tgt: aoetest.NewNetns(t), diskSize: e2eDiskSize}
-	n.veth = aoetest.NewVeth(t, n.ini, n.tgt, mtu)
-	n.link = aoetest.ListenRawIn(t, n.ini, n.veth.IfA, socketBuffers)
+	n := &e2eNet{ini: testenv.NewNetns(t), tgt: testenv.NewNetns(t), diskSize: e2eDiskSize}
+	n.veth = testenv.NewVeth(t, n.ini, n.tgt, mtu)
+	n.link = testenv.ListenRawIn(t, n.ini, n.veth.IfA, socketBuffers)
 	return n
 }
 
@@ -58,9 +60,9 @@ func (n *e2eNet) startInitiator(t testing.TB) (*Initiator, *Device) {
 // and returns the file's path.
 func (n *e2eNet) startVblade(t testing.TB) string {
 	t.Helper()
-	bin := aoetest.RequireCommand(t, "vblade")
+	bin := testenv.RequireCommand(t, "vblade")
 	file := aoetest.SparseFile(t, filepath.Join(t.TempDir(), "disk.img"), n.diskSize)
-	aoetest.StartProcess(t, "vblade", n.tgt.Command(context.Background(), bin, "1", "0", n.veth.IfB, file))
+	testenv.StartProcess(t, "vblade", n.tgt.Command(context.Background(), bin, "1", "0", n.veth.IfB, file))
 	return file
 }
 
@@ -69,7 +71,7 @@ func (n *e2eNet) startVblade(t testing.TB) string {
 func (n *e2eNet) startIronblade(t testing.TB) *aoetest.MemDisk {
 	t.Helper()
 	disk := aoetest.NewMemDisk(int(n.diskSize))
-	serveIronblade(t, aoetest.ListenRawIn(t, n.tgt, n.veth.IfB, socketBuffers), disk)
+	serveIronblade(t, testenv.ListenRawIn(t, n.tgt, n.veth.IfB, socketBuffers), disk)
 	return disk
 }
 
@@ -78,7 +80,7 @@ func (n *e2eNet) startIronblade(t testing.TB) *aoetest.MemDisk {
 // queue depths checked with SHA-512, flush, and the same under 5% frame
 // loss each way.
 func TestE2E(t *testing.T) {
-	aoetest.RequireRoot(t)
+	testenv.RequireRoot(t)
 	for _, tc := range []struct {
 		name   string
 		target string
@@ -107,8 +109,8 @@ func TestE2E(t *testing.T) {
 			}
 			_, d := n.startInitiator(t)
 			if tc.loss > 0 {
-				aoetest.AddLoss(t, n.tgt, n.veth.IfB, tc.loss)
-				aoetest.AddLoss(t, n.ini, n.veth.IfA, tc.loss)
+				testenv.AddLoss(t, n.tgt, n.veth.IfB, tc.loss)
+				testenv.AddLoss(t, n.ini, n.veth.IfA, tc.loss)
 			}
 			// Under loss, a rewrite of sectors whose write was
 			// retransmitted waits for the stray copy (see the package
@@ -138,7 +140,7 @@ func TestE2E(t *testing.T) {
 // BenchmarkE2E measures sequential 1 MiB reads and writes, 16 at once,
 // over a veth pair against vblade and ironblade.
 func BenchmarkE2E(b *testing.B) {
-	aoetest.RequireRoot(b)
+	testenv.RequireRoot(b)
 	for _, tgt := range []string{"vblade", "ironblade"} {
 		for _, mtu := range []int{1500, 9000} {
 			n := newE2ENet(b, mtu)

@@ -10,11 +10,11 @@ import (
 	"github.com/ironblade/ironblade/aoe"
 )
 
-// Tags: bit 31 marks ours (the Linux driver ignores such answers), bits
-// 16-30 count the transmissions of a frame-table entry, and bits 0-15 index
-// the table. A tag thus names one transmission of one frame.
+// Tags: aoe.TagUserland (bit 31) marks ours, so that the Linux driver
+// ignores the answers; bits 16-30 count the transmissions of a frame-table
+// entry, and bits 0-15 index the table. A tag thus names one transmission
+// of one frame.
 const (
-	tagOurs   = 1 << 31
 	tagGenMax = 1<<15 - 1
 	maxFrames = 1 << 16
 	// maxCopies is how many transmissions of a frame are remembered, so
@@ -22,7 +22,7 @@ const (
 	maxCopies = 4
 )
 
-func makeTag(gen, index uint16) uint32 { return tagOurs | uint32(gen)<<16 | uint32(index) }
+func makeTag(gen, index uint16) uint32 { return aoe.TagUserland | uint32(gen)<<16 | uint32(index) }
 
 // opcode is what a request does.
 type opcode uint8
@@ -113,58 +113,179 @@ type frame struct {
 	rto, lingerUntil                   time.Duration
 }
 
-// getRequestLocked takes a request from the pool.
-func (d *Device) getRequestLocked() *request {
-	if n := len(d.spare); n > 0 {
-		r := d.spare[n-1]
-		d.spare = d.spare[:n-1]
-		return r
-	}
-	return &request{done: make(chan struct{}, 1)}
+// expiredCopy is a transmission of a write that was still unanswered when
+// the fence guarding its sectors expired; an answer to it afterwards means
+// the target executed it late, maybe over newer data.
+type expiredCopy struct {
+	tag     uint32
+	target  *target
+	lba     uint64
+	sectors int
+	sent    time.Duration
 }
 
-// putRequestLocked returns a finished request to the pool.
-func (d *Device) putRequestLocked(r *request) {
+// paths is the engine's view of a device's targets, which the failover
+// policy implements: where a frame goes, how long to wait for its answer,
+// and what the engine learns of each target on the way. Its methods run
+// under the device's mutex.
+type paths interface {
+	// pick returns the target for a new frame of the given size, other
+	// than avoid, that has room for it now; nil when none has.
+	pick(sectors int, avoid *target) *target
+	// flushTarget returns where a FLUSH meant for t goes now; nil to
+	// wait for room.
+	flushTarget(t *target) *target
+	// rto returns the retransmission timeout for a new frame to t.
+	rto(t *target) time.Duration
+	// heard tells that t answered; how says with what.
+	heard(t *target, now time.Duration, how string)
+	// waited tells that a frame has waited on t, which is not scorned,
+	// for wait across its retransmissions; t may be scorned for it, and
+	// its frames moved.
+	waited(t *target, wait, now time.Duration)
+	// progressed tells that a read or write completed well on t.
+	progressed(t *target, now time.Duration)
+}
+
+// engine carries a device's I/O: it cuts requests into frames, gives each
+// transmission its own tag, sends frames where its paths say, retransmits
+// them, matches answers to transmissions and completes requests, and
+// fences the sectors of writes whose stray copies may still land. The
+// device's mutex guards it: its methods run with it held.
+type engine struct {
+	addr
+	ini    *Initiator
+	paths  paths
+	events *eventLog
+
+	// lba48 and flushCmd say how commands are encoded, as IDENTIFY tells:
+	// EXT (48-bit) reads and writes, and FLUSH CACHE EXT or FLUSH CACHE.
+	lba48    bool
+	flushCmd uint8
+	// frameSectors is the most data sectors a frame to any target
+	// carries: packets are sized for it, to be reused rather than
+	// regrown.
+	frameSectors int
+
+	// frames is the table that a tag's low 16 bits index; free lists the
+	// unused entries. lingering counts completed writes whose every copy
+	// is not yet accounted for (see frameLingering).
+	frames    []*frame
+	free      []uint16
+	lingering int
+	// head and tail are the queue of requests waiting to send frames;
+	// spare pools finished requests.
+	head, tail *request
+	spare      []*request
+
+	counters ioCounters
+	// expired remembers the latest write copies whose fence expired
+	// unanswered, to recognise a late answer (see lateAnswer).
+	expired     [128]expiredCopy
+	expiredNext int
+}
+
+// ioCounters are a device's figures since it was found.
+type ioCounters struct {
+	reads, writes, flushes  uint64
+	bytesRead, bytesWritten uint64
+	ioErrors                uint64
+	// stale answers match no transmission awaited; duplicates repeat an
+	// answer already taken; wrongSource ones carry a right tag from a
+	// MAC or link the frame was not sent to.
+	stale, duplicates, wrongSource uint64
+	// fenced counts writes that waited for an overlapping write's
+	// retransmitted copies; lateWrites counts write copies answered after
+	// their fence expired.
+	fenced, lateWrites uint64
+}
+
+// newRequest takes a request from the pool and fills it in.
+func (e *engine) newRequest(op opcode, buf []byte, lba uint64, sectors int, fua bool) *request {
+	var r *request
+	if n := len(e.spare); n > 0 {
+		r = e.spare[n-1]
+		e.spare = e.spare[:n-1]
+	} else {
+		r = &request{done: make(chan struct{}, 1)}
+	}
+	r.op, r.buf, r.lba, r.total, r.fua = op, buf, lba, sectors, fua
+	return r
+}
+
+// putRequest returns a finished request to the pool.
+func (e *engine) putRequest(r *request) {
 	clear(r.flushTo)
 	*r = request{done: r.done, flushTo: r.flushTo[:0]}
-	d.spare = append(d.spare, r)
+	e.spare = append(e.spare, r)
 }
 
-func (d *Device) enqueueLocked(r *request) {
+// submit queues r and lets frames go.
+func (e *engine) submit(r *request, now time.Duration) {
+	e.enqueue(r)
+	e.pump(now)
+}
+
+// abandon stops r for a caller that no longer waits: answers still to
+// come must not touch its buffer.
+func (e *engine) abandon(r *request, err error) {
+	r.abandoned = true
+	r.buf = nil
+	e.stopRequest(r, err)
+}
+
+// collect returns a completed request's outcome and the request to the
+// pool.
+func (e *engine) collect(r *request) error {
+	err := r.err
+	e.putRequest(r)
+	return err
+}
+
+func (e *engine) enqueue(r *request) {
 	r.queued = true
-	if d.tail == nil {
-		d.head = r
+	if e.tail == nil {
+		e.head = r
 	} else {
-		d.tail.next = r
+		e.tail.next = r
 	}
-	d.tail = r
+	e.tail = r
 }
 
-// dequeueLocked takes r out of the queue, wherever it is.
-func (d *Device) dequeueLocked(r *request) {
+// dequeue takes r out of the queue, wherever it is.
+func (e *engine) dequeue(r *request) {
 	if !r.queued {
 		return
 	}
 	var prev *request
-	for q := d.head; q != nil; prev, q = q, q.next {
+	for q := e.head; q != nil; prev, q = q, q.next {
 		if q != r {
 			continue
 		}
 		if prev == nil {
-			d.head = q.next
+			e.head = q.next
 		} else {
 			prev.next = q.next
 		}
-		if d.tail == q {
-			d.tail = prev
+		if e.tail == q {
+			e.tail = prev
 		}
 		break
 	}
 	r.next, r.queued = nil, false
 }
 
-// stopRequestLocked records err on r and cuts no more frames from it.
-func (d *Device) stopRequestLocked(r *request, err error) {
+// queued counts the requests waiting to send frames.
+func (e *engine) queued() int {
+	n := 0
+	for r := e.head; r != nil; r = r.next {
+		n++
+	}
+	return n
+}
+
+// stopRequest records err on r and cuts no more frames from it.
+func (e *engine) stopRequest(r *request, err error) {
 	if r.err == nil {
 		r.err = err
 	}
@@ -175,19 +296,19 @@ func (d *Device) stopRequestLocked(r *request, err error) {
 			}
 		}
 		r.carved = r.total
-		d.dequeueLocked(r)
+		e.dequeue(r)
 	}
-	d.maybeCompleteLocked(r)
+	e.maybeComplete(r)
 }
 
-// maybeCompleteLocked completes r once it has no frames left.
-func (d *Device) maybeCompleteLocked(r *request) {
+// maybeComplete completes r once it has no frames left.
+func (e *engine) maybeComplete(r *request) {
 	if r.complete || r.inflight > 0 || r.carved < r.total {
 		return
 	}
 	r.complete = true
 	if r.err == nil {
-		c := &d.counters
+		c := &e.counters
 		switch r.op {
 		case opRead:
 			c.reads++
@@ -199,71 +320,76 @@ func (d *Device) maybeCompleteLocked(r *request) {
 			c.flushes++
 		}
 	} else if r.op != opIdentify {
-		d.counters.ioErrors++
+		e.counters.ioErrors++
 	}
 	if r.abandoned {
-		d.putRequestLocked(r)
+		e.putRequest(r)
 		return
 	}
 	r.done <- struct{}{}
 }
 
-// allocFrameLocked takes a free frame-table entry whose packet holds the
-// given data sectors, or returns nil when the table is full.
-func (d *Device) allocFrameLocked(sectors int) *frame {
+// allocFrame takes a free frame-table entry whose packet holds the given
+// data sectors, or returns nil when the table is full.
+func (e *engine) allocFrame(sectors int) *frame {
 	var f *frame
-	if n := len(d.free); n > 0 {
-		f = d.frames[d.free[n-1]]
-		d.free = d.free[:n-1]
+	if n := len(e.free); n > 0 {
+		f = e.frames[e.free[n-1]]
+		e.free = e.free[:n-1]
 	} else {
-		if len(d.frames) >= maxFrames {
+		if len(e.frames) >= maxFrames {
 			return nil
 		}
-		f = &frame{index: uint16(len(d.frames))}
-		d.frames = append(d.frames, f)
+		f = &frame{index: uint16(len(e.frames))}
+		e.frames = append(e.frames, f)
 	}
 	if need := max(aoe.FrameHeaderLen+aoe.ATAHeaderLen+sectors*aoe.SectorSize, aoe.MinFrameLen); cap(f.pkt) < need {
 		// Sized for the largest frame any target takes, so that it is
 		// reused rather than regrown.
-		size := need
-		for _, t := range d.targets {
-			size = max(size, aoe.FrameHeaderLen+aoe.ATAHeaderLen+t.maxSectors*aoe.SectorSize)
-		}
-		f.pkt = make([]byte, size)
+		f.pkt = make([]byte, max(need, aoe.FrameHeaderLen+aoe.ATAHeaderLen+e.frameSectors*aoe.SectorSize))
 	}
 	f.state = frameActive
 	f.tx = [maxCopies]transmission{}
 	f.sends, f.unanswered = 0, 0
 	f.target, f.bound = nil, nil
-	d.ini.frameActivated()
+	e.ini.frameActivated()
 	return f
 }
 
-// releaseFrameLocked returns a frame-table entry to the free list.
-func (d *Device) releaseFrameLocked(f *frame) {
+// releaseFrame returns a frame-table entry to the free list.
+func (e *engine) releaseFrame(f *frame) {
 	if f.state == frameLingering {
-		d.lingering--
+		e.lingering--
 	}
 	f.state = frameFree
 	f.req = nil
 	f.tx = [maxCopies]transmission{}
-	d.free = append(d.free, f.index)
-	d.ini.frameReleased()
+	e.free = append(e.free, f.index)
+	e.ini.frameReleased()
 }
 
-// pumpLocked cuts frames from queued requests and sends them while targets
-// have room. Requests are served in order, except that one which must wait
-// (a write fenced by a lingering one, a flush whose target is busy) lets
+// releaseLingering ends every fence, once nothing more is sent.
+func (e *engine) releaseLingering() {
+	for _, f := range e.frames {
+		if f.state == frameLingering {
+			e.releaseFrame(f)
+		}
+	}
+}
+
+// pump cuts frames from queued requests and sends them while targets have
+// room. Requests are served in order, except that one which must wait (a
+// write fenced by a lingering one, a flush whose target is busy) lets
 // those behind it pass: concurrent requests have no order to keep.
-func (d *Device) pumpLocked(now time.Duration) {
-	for r := d.head; r != nil; {
+func (e *engine) pump(now time.Duration) {
+	for r := e.head; r != nil; {
 		var t *target
 		if r.op == opFlush {
-			if t = d.flushTargetLocked(r.flushTo[r.carved]); t == nil {
+			if t = e.paths.flushTarget(r.flushTo[r.carved]); t == nil {
 				r = r.next
 				continue
 			}
-		} else if t = d.policy.pick(d.targets, 1, nil); t == nil {
+		} else if t = e.paths.pick(1, nil); t == nil {
 			return
 		}
 		lba, sectors := r.lba+uint64(r.carved), 0
@@ -273,55 +399,53 @@ func (d *Device) pumpLocked(now time.Duration) {
 		case opIdentify:
 			sectors = 1
 		}
-		if r.op == opWrite && d.lingering > 0 && d.fencedLocked(lba, sectors) {
+		if r.op == opWrite && e.lingering > 0 && e.fenced(lba, sectors) {
 			if !r.fenced {
 				r.fenced = true
-				d.counters.fenced++
+				e.counters.fenced++
 			}
 			r = r.next
 			continue
 		}
-		f := d.allocFrameLocked(sectors)
+		f := e.cut(r, t, lba, sectors)
 		if f == nil {
 			return
 		}
-		f.req, f.op, f.lba, f.sectors = r, r.op, lba, sectors
-		f.off = r.carved * aoe.SectorSize
-		d.setCommandLocked(f, t)
-		if r.op == opFlush {
-			f.bound = r.flushTo[r.carved]
-			r.carved++
-		} else {
-			r.carved += sectors
-		}
-		r.inflight++
 		next, done := r.next, r.carved == r.total
 		if done {
-			d.dequeueLocked(r)
+			e.dequeue(r)
 		}
-		d.sendLocked(f, t, now, false)
-		if done || !r.queued { // (sendLocked may fail the frame and stop r)
+		e.send(f, t, now, false)
+		if done || !r.queued { // (send may fail the frame and stop r)
 			r = next
 		}
 	}
 }
 
-// flushTargetLocked returns where a flush for t goes now: t itself, or a
-// healthy target when t is scorned; nil to wait for room.
-func (d *Device) flushTargetLocked(t *target) *target {
-	if t.state == TargetScorned && anyHealthy(d.targets) {
-		return d.policy.pick(d.targets, 0, nil)
+// cut makes the next frame of r, for target t: sectors at lba, or the
+// next target to flush. It returns nil when the frame table is full.
+func (e *engine) cut(r *request, t *target, lba uint64, sectors int) *frame {
+	f := e.allocFrame(sectors)
+	if f == nil {
+		return nil
 	}
-	if t.window > 0 && t.hasRoom() {
-		return t
+	f.req, f.op, f.lba, f.sectors = r, r.op, lba, sectors
+	f.off = r.carved * aoe.SectorSize
+	e.setCommand(f, t)
+	if r.op == opFlush {
+		f.bound = r.flushTo[r.carved]
+		r.carved++
+	} else {
+		r.carved += sectors
 	}
-	return nil
+	r.inflight++
+	return f
 }
 
-// fencedLocked reports whether sectors at lba overlap a lingering write.
-func (d *Device) fencedLocked(lba uint64, sectors int) bool {
+// fenced reports whether sectors at lba overlap a lingering write.
+func (e *engine) fenced(lba uint64, sectors int) bool {
 	end := lba + uint64(sectors)
-	for _, f := range d.frames {
+	for _, f := range e.frames {
 		if f.state == frameLingering && f.lba < end && lba < f.lba+uint64(f.sectors) {
 			return true
 		}
@@ -329,9 +453,9 @@ func (d *Device) fencedLocked(lba uint64, sectors int) bool {
 	return false
 }
 
-// setCommandLocked fills in a new frame's ATA command and packet data.
-func (d *Device) setCommandLocked(f *frame, t *target) {
-	ext := d.id.lba48
+// setCommand fills in a new frame's ATA command and packet data.
+func (e *engine) setCommand(f *frame, t *target) {
+	ext := e.lba48
 	f.flags = 0
 	f.pktLen = aoe.FrameHeaderLen + aoe.ATAHeaderLen
 	switch f.op {
@@ -354,7 +478,7 @@ func (d *Device) setCommandLocked(f *frame, t *target) {
 		copy(f.pkt[f.pktLen:f.pktLen+n], f.req.buf[f.off:f.off+n])
 		f.pktLen += n
 	case opFlush:
-		f.cmd = d.flushCmd
+		f.cmd = e.flushCmd
 		if t.flushCmd != 0 {
 			f.cmd = t.flushCmd
 		}
@@ -366,10 +490,19 @@ func (d *Device) setCommandLocked(f *frame, t *target) {
 	}
 }
 
-// sendLocked sends a transmission of f to t, moving f there if it was
+// send sends a transmission of f to t, moving f there if it was
 // elsewhere. A retransmission doubles the frame's timeout.
-func (d *Device) sendLocked(f *frame, t *target, now time.Duration, retransmit bool) {
-	cfg := &d.ini.cfg
+func (e *engine) send(f *frame, t *target, now time.Duration, retransmit bool) {
+	e.record(f, t, now, retransmit)
+	e.encode(f, t)
+	if err := t.link.WriteFrame(f.pkt[:f.pktLen]); err != nil {
+		e.sendFailed(f, t, err, now)
+	}
+}
+
+// record notes a new transmission of f to t: its tag, its target and its
+// retransmission timeout.
+func (e *engine) record(f *frame, t *target, now time.Duration, retransmit bool) {
 	moved := f.target != nil && f.target != t
 	if f.target != t {
 		if f.target != nil {
@@ -390,17 +523,21 @@ func (d *Device) sendLocked(f *frame, t *target, now time.Duration, retransmit b
 		t.retransmits++
 	}
 	if retransmit && !moved {
-		f.rto = min(2*f.rto, cfg.RTOMax)
+		f.rto = min(2*f.rto, e.ini.cfg.RTOMax)
 	} else {
 		// A frame moved to another target starts from that target's
 		// timeout: the backoff it earned on a dead one says nothing of
 		// the new path.
-		f.rto = d.rtoLocked(t)
+		f.rto = e.paths.rto(t)
 	}
 	t.framesSent++
+}
 
+// encode writes f's AoE and ATA headers, for its latest transmission to
+// t, into its packet.
+func (e *engine) encode(f *frame, t *target) {
 	h := aoe.Frame{Dst: t.mac, Src: t.link.mac, Header: aoe.Header{
-		Version: aoe.Version, Major: d.shelf, Minor: d.slot, Command: aoe.CommandATA, Tag: makeTag(f.gen, f.index),
+		Version: aoe.Version, Major: e.shelf, Minor: e.slot, Command: aoe.CommandATA, Tag: makeTag(f.gen, f.index),
 	}}
 	_, _ = h.MarshalHeaderTo(f.pkt) // cannot fail: pkt is large enough, fields are in range
 	lba := f.lba
@@ -411,41 +548,43 @@ func (d *Device) sendLocked(f *frame, t *target, now time.Duration, retransmit b
 	}
 	a := aoe.ATA{Flags: f.flags, SectorCount: uint8(f.sectors), CmdStatus: f.cmd, LBA: lba}
 	a.MarshalHeaderTo(f.pkt[aoe.FrameHeaderLen:])
-	if err := t.link.WriteFrame(f.pkt[:f.pktLen]); err != nil {
-		t.errors++
-		if errors.Is(err, aoe.ErrFrameTooLarge) {
-			// The link's MTU dropped: carry less from now on and fail
-			// this frame rather than resend what cannot pass.
-			t.maxSectors = min(t.maxSectors, aoe.SectorsPerFrame(t.link.MTU()))
-			d.finishFrameLocked(f, d.ioErrorLocked(f, t, errFrameTooLarge), now)
-			return
-		}
-		// Otherwise (no buffer space, interface down) the retransmission
-		// timer tries again.
-		if d.ini.log.Enabled(context.Background(), slog.LevelDebug) {
-			d.ini.log.Debug("initiator: send failed", "device", d.name, "target", t.mac, "link", t.link.name, "err", err)
-		}
+}
+
+// sendFailed handles a link's refusal of f. Only a frame too large for
+// the link fails at once; otherwise (no buffer space, interface down) the
+// retransmission timer tries again.
+func (e *engine) sendFailed(f *frame, t *target, err error, now time.Duration) {
+	t.errors++
+	if errors.Is(err, aoe.ErrFrameTooLarge) {
+		// The link's MTU dropped: carry less from now on and fail this
+		// frame rather than resend what cannot pass.
+		t.maxSectors = min(t.maxSectors, aoe.SectorsPerFrame(t.link.MTU()))
+		e.finishFrame(f, e.ioError(f, t, errFrameTooLarge), now)
+		return
+	}
+	if e.ini.log.Enabled(context.Background(), slog.LevelDebug) {
+		e.ini.log.Debug("initiator: send failed", "device", e.name, "target", t.mac, "link", t.link.name, "err", err)
 	}
 }
 
-// ioErrorLocked describes a failure of frame f on target t.
-func (d *Device) ioErrorLocked(f *frame, t *target, err error) *IOError {
-	return &IOError{Device: d.name, Target: t.mac, Op: f.op.String(), LBA: f.lba, Sectors: f.sectors, Err: err}
+// ioError describes a failure of frame f on target t.
+func (e *engine) ioError(f *frame, t *target, err error) *IOError {
+	return &IOError{Device: e.name, Target: t.mac, Op: f.op.String(), LBA: f.lba, Sectors: f.sectors, Err: err}
 }
 
-// finishFrameLocked ends an active frame: it counts toward its request, and
+// finishFrame ends an active frame: it counts toward its request, and
 // either leaves the table or, for a good write with copies still out,
 // lingers as a fence.
-func (d *Device) finishFrameLocked(f *frame, err error, now time.Duration) {
+func (e *engine) finishFrame(f *frame, err error, now time.Duration) {
 	r := f.req
 	f.target.outstanding--
 	if err == nil && f.op == opWrite && f.unanswered > 0 {
 		f.state = frameLingering
-		f.lingerUntil = d.lingerUntilLocked(f)
+		f.lingerUntil = e.lingerUntil(f)
 		f.req = nil
-		d.lingering++
+		e.lingering++
 	} else {
-		d.releaseFrameLocked(f)
+		e.releaseFrame(f)
 	}
 	if f.op == opFlush && err != nil {
 		f.bound.dirty = true
@@ -453,39 +592,78 @@ func (d *Device) finishFrameLocked(f *frame, err error, now time.Duration) {
 	r.inflight--
 	if err != nil {
 		if r.err == nil && !r.abandoned {
-			d.ini.log.Warn("initiator: I/O error", "device", d.name, "err", err)
+			e.ini.log.Warn("initiator: I/O error", "device", e.name, "err", err)
 		}
-		d.stopRequestLocked(r, err)
+		e.stopRequest(r, err)
 		return
 	}
-	d.maybeCompleteLocked(r)
+	e.maybeComplete(r)
 }
 
-// lingerUntilLocked is when a completed write's unanswered copies stop
-// fencing its sectors: ScornTimeout after the frame's latest transmission.
-// The engine's contract with targets is that a target executes a frame
-// within ScornTimeout of its sending or never (one that holds a frame
-// longer is scorned); a shorter guess would let a target that reorders
-// work, such as one with parallel workers and a stalled disk, apply a
-// stray copy late. Counting from the latest transmission rather than from
-// each unanswered copy's own gives a margin to targets that bend the
-// contract, such as one that was scorned but is alive.
-func (d *Device) lingerUntilLocked(f *frame) time.Duration {
-	return f.lastSent + d.ini.cfg.ScornTimeout
+// lingerUntil is when a completed write's unanswered copies stop fencing
+// its sectors: ScornTimeout after the frame's latest transmission. The
+// engine's contract with targets is that a target executes a frame within
+// ScornTimeout of its sending or never (one that holds a frame longer is
+// scorned); a shorter guess would let a target that reorders work, such
+// as one with parallel workers and a stalled disk, apply a stray copy
+// late. Counting from the latest transmission rather than from each
+// unanswered copy's own gives a margin to targets that bend the contract,
+// such as one that was scorned but is alive.
+func (e *engine) lingerUntil(f *frame) time.Duration {
+	return f.lastSent + e.ini.cfg.ScornTimeout
 }
 
-// handleATA takes an ATA response for this device. It runs once per frame
-// and allocates nothing unless the answer is an error.
-func (d *Device) handleATA(l *link, fr *aoe.Frame) {
+// receive takes an ATA response for this device and returns the target
+// it came from, or nil when it answers no transmission awaited. It runs
+// once per frame and allocates nothing unless the answer is an error.
+func (e *engine) receive(l *link, fr *aoe.Frame, now time.Duration) *target {
+	f, tx := e.match(l, fr, now)
+	if tx == nil {
+		return nil
+	}
+	t := tx.target
+	tx.answered = true
+	f.unanswered--
+	t.rtt.Observe(now - tx.sent)
+	e.paths.heard(t, now, "ATA")
+	if f.state == frameLingering {
+		if f.unanswered == 0 {
+			e.releaseFrame(f)
+			e.pump(now)
+		}
+		return t
+	}
+
+	err, retry := e.checkAnswer(f, tx, t, fr)
+	if retry {
+		e.send(f, t, now, false)
+		return t
+	}
+	if err != nil {
+		t.errors++
+	} else {
+		t.answered()
+		t.lastATA = now
+		if f.op == opRead || f.op == opWrite {
+			e.paths.progressed(t, now)
+		}
+	}
+	e.finishFrame(f, err, now)
+	e.pump(now)
+	return t
+}
+
+// match finds the frame and transmission an answer is to, by its tag, its
+// source MAC and the link it came in on. It counts the answers that match
+// none: stale ones (reporting a write executed after its fence expired),
+// those from the wrong source and duplicates.
+func (e *engine) match(l *link, fr *aoe.Frame, now time.Duration) (*frame, *transmission) {
 	index, gen := uint16(fr.Tag), uint16(fr.Tag>>16)&tagGenMax
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	now := d.ini.now()
-	if int(index) >= len(d.frames) {
-		d.counters.stale++
-		return
+	if int(index) >= len(e.frames) {
+		e.counters.stale++
+		return nil, nil
 	}
-	f := d.frames[index]
+	f := e.frames[index]
 	var tx *transmission
 	if f.state != frameFree {
 		for k := range f.tx {
@@ -497,58 +675,30 @@ func (d *Device) handleATA(l *link, fr *aoe.Frame) {
 	}
 	switch {
 	case tx == nil:
-		d.counters.stale++
-		d.lateAnswerLocked(fr.Tag, fr.Src, now)
-		return
+		e.counters.stale++
+		e.lateAnswer(fr.Tag, fr.Src, now)
+		return nil, nil
 	case tx.target.mac != fr.Src || tx.target.link != l:
-		d.counters.wrongSource++
-		return
+		e.counters.wrongSource++
+		return nil, nil
 	case tx.answered:
-		d.counters.duplicates++
-		return
+		e.counters.duplicates++
+		return nil, nil
 	}
-	t := tx.target
-	tx.answered = true
-	f.unanswered--
-	t.rtt.observe(now - tx.sent)
-	d.heardLocked(t, now, "ATA")
-	if f.state == frameLingering {
-		if f.unanswered == 0 {
-			d.releaseFrameLocked(f)
-			d.pumpLocked(now)
-		}
-		return
-	}
-
-	err, retry := d.checkAnswerLocked(f, tx, t, fr)
-	if retry {
-		d.sendLocked(f, t, now, false)
-		return
-	}
-	if err != nil {
-		t.errors++
-	} else {
-		t.answered()
-		t.lastATA = now
-		if d.stallTarget != nil && (f.op == opRead || f.op == opWrite) {
-			d.endStallLocked(t, now)
-		}
-	}
-	d.finishFrameLocked(f, err, now)
-	d.pumpLocked(now)
+	return f, tx
 }
 
-// checkAnswerLocked takes what an answer to f says: data for a read, an
-// error, or (retry) that f must go again with another command.
-func (d *Device) checkAnswerLocked(f *frame, tx *transmission, t *target, fr *aoe.Frame) (err error, retry bool) {
+// checkAnswer takes what an answer to f says: data for a read, an error,
+// or (retry) that f must go again with another command.
+func (e *engine) checkAnswer(f *frame, tx *transmission, t *target, fr *aoe.Frame) (err error, retry bool) {
 	if fr.Flags&aoe.FlagError != 0 {
-		e := d.ioErrorLocked(f, t, nil)
-		e.AoE = fr.Error
-		return e, false
+		ioe := e.ioError(f, t, nil)
+		ioe.AoE = fr.Error
+		return ioe, false
 	}
 	var a aoe.ATA
 	if a.UnmarshalBinary(fr.Arg) != nil {
-		return d.ioErrorLocked(f, t, errShortResponse), false
+		return e.ioError(f, t, errShortResponse), false
 	}
 	if a.CmdStatus&(aoe.ATAStatusError|aoe.ATAStatusDF) != 0 {
 		if f.op == opFlush && tx.cmd == aoe.ATAFlushCacheExt && a.FeatureError&aoe.ATAErrorABRT != 0 {
@@ -561,15 +711,15 @@ func (d *Device) checkAnswerLocked(f *frame, tx *transmission, t *target, fr *ao
 			}
 			return nil, false // a later copy already asks the right way
 		}
-		e := d.ioErrorLocked(f, t, nil)
-		e.Status, e.ATAError = a.CmdStatus, a.FeatureError
-		return e, false
+		ioe := e.ioError(f, t, nil)
+		ioe.Status, ioe.ATAError = a.CmdStatus, a.FeatureError
+		return ioe, false
 	}
 	switch f.op {
 	case opRead, opIdentify:
 		n := f.sectors * aoe.SectorSize
 		if len(a.Data) < n {
-			return d.ioErrorLocked(f, t, errShortResponse), false
+			return e.ioError(f, t, errShortResponse), false
 		}
 		if f.req.buf != nil { // nil once the caller gave up
 			copy(f.req.buf[f.off:f.off+n], a.Data[:n])
@@ -582,87 +732,143 @@ func (d *Device) checkAnswerLocked(f *frame, tx *transmission, t *target, fr *ao
 	return nil, false
 }
 
-// scan retransmits frames whose timeout passed, scorns targets that left a
-// frame waiting too long and moves their frames, expires fences, fails
-// frames nobody answered for DeadTimeout, and looks after scorned targets:
-// probing them, readmitting them when a hold-off ends, and searching for
-// others while none is healthy.
-func (d *Device) scan(now time.Duration) {
-	cfg := &d.ini.cfg
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for _, f := range d.frames {
+// scan expires fences and retransmits or moves the frames whose timeout
+// passed. It stops at a frame that no target answered for DeadTimeout and
+// reports it (dead): the device then goes down, failing every frame, and
+// scans again for the fences.
+func (e *engine) scan(now time.Duration) (dead bool) {
+	deadTimeout := e.ini.cfg.DeadTimeout
+	for _, f := range e.frames {
 		switch f.state {
 		case frameLingering:
 			if now >= f.lingerUntil {
-				d.expireLocked(f)
+				e.expire(f)
 			}
 		case frameActive:
-			if cfg.DeadTimeout > 0 && now-f.firstSent > cfg.DeadTimeout {
-				d.downLocked(now)
-				continue
+			if deadTimeout > 0 && now-f.firstSent > deadTimeout {
+				return true
 			}
-			t := f.target
-			if t.state != TargetScorned && now-f.onTargetSince > d.scornAfterLocked(t) {
-				d.scornLocked(t, now, fmt.Sprintf("a frame went unanswered for %v", d.scornAfterLocked(t)), nil)
-				if f.target != t {
-					continue // moved already
-				}
-			}
-			if t.state == TargetScorned {
-				if nt := d.policy.pick(d.targets, f.sectors, t); nt != nil && nt.healthy() {
-					d.sendLocked(f, nt, now, true)
-					continue
-				}
-			}
-			if now-f.lastSent >= f.rto {
-				t.timedOut(now, f.rto)
-				d.sendLocked(f, t, now, true)
-			}
+			e.retransmit(f, now)
 		}
 	}
-	d.checkAnnounceLocked(now)
-	probe := d.probeInterval()
-	for _, t := range d.targets {
-		if t.state != TargetScorned {
-			continue
-		}
-		// Held off, it kept answering probes: readmit it now.
-		if now >= t.holdUntil && t.lastHeard > t.scornedAt && now-t.lastHeard <= 2*probe && t.usable(1) {
-			d.readmitLocked(t, now, "probes during its hold-off")
-			continue
-		}
-		if now-t.lastProbe >= probe {
-			t.lastProbe = now
-			_ = d.ini.sendQuery(t.link, t.mac, d.shelf, d.slot)
+	return false
+}
+
+// retransmit sends an active frame again if it must: to a healthy target
+// if its own is scorned (told how long the frame waited, the paths may
+// scorn it now), else to the same target once its timeout passed.
+func (e *engine) retransmit(f *frame, now time.Duration) {
+	t := f.target
+	if t.state != TargetScorned {
+		e.paths.waited(t, now-f.onTargetSince, now)
+		if f.target != t {
+			return // moved already
 		}
 	}
-	d.searchLocked(now)
-	if d.head != nil {
-		d.pumpLocked(now)
+	if t.state == TargetScorned {
+		if nt := e.paths.pick(f.sectors, t); nt != nil && nt.healthy() {
+			e.send(f, nt, now, true)
+			return
+		}
+	}
+	if now-f.lastSent >= f.rto {
+		t.timedOut(now, f.rto)
+		e.send(f, t, now, true)
 	}
 }
 
-// downLocked marks the device down after DeadTimeout and fails all its
-// I/O; it comes back when a target answers.
-func (d *Device) downLocked(now time.Duration) {
-	if d.state != DeviceDown {
-		d.ini.log.Error("initiator: device down: no target answered", "device", d.name, "for", d.ini.cfg.DeadTimeout)
-		d.eventLocked(now, EventDeviceDown, nil, fmt.Sprintf("no target answered for %v", d.ini.cfg.DeadTimeout))
-	}
-	d.setStateLocked(DeviceDown, now)
-	d.failAllLocked(ErrTimeout)
-}
-
-// failAllLocked fails every active frame and queued request with err.
-func (d *Device) failAllLocked(err error) {
-	now := d.ini.now()
-	for _, f := range d.frames {
+// failAll fails every active frame and queued request with err.
+func (e *engine) failAll(err error) {
+	now := e.ini.now()
+	for _, f := range e.frames {
 		if f.state == frameActive {
-			d.finishFrameLocked(f, err, now)
+			e.finishFrame(f, err, now)
 		}
 	}
-	for d.head != nil {
-		d.stopRequestLocked(d.head, err)
+	for e.head != nil {
+		e.stopRequest(e.head, err)
+	}
+}
+
+// expire ends a lingering write's fence, remembering its unanswered
+// copies to recognise a late answer.
+func (e *engine) expire(f *frame) {
+	for k := range f.tx {
+		tx := &f.tx[k]
+		if tx.target == nil || tx.answered {
+			continue
+		}
+		e.expired[e.expiredNext] = expiredCopy{tag: makeTag(tx.gen, f.index), target: tx.target, lba: f.lba, sectors: f.sectors, sent: tx.sent}
+		e.expiredNext = (e.expiredNext + 1) % len(e.expired)
+	}
+	e.releaseFrame(f)
+}
+
+// lateAnswer checks whether an answer that matches no awaited
+// transmission is from a write copy whose fence expired, and reports it.
+func (e *engine) lateAnswer(tag uint32, src aoe.MAC, now time.Duration) {
+	for k := range e.expired {
+		c := &e.expired[k]
+		if c.target == nil || c.tag != tag || c.target.mac != src {
+			continue
+		}
+		e.counters.lateWrites++
+		detail := fmt.Sprintf("write of %d sectors at LBA %d answered %v after it was sent", c.sectors, c.lba, (now - c.sent).Round(time.Millisecond))
+		e.events.note(now, EventLateWrite, c.target, detail)
+		e.ini.log.Error("initiator: a target executed a write after its fence expired; newer data at those sectors may be overwritten",
+			"device", e.name, "target", c.target.mac, "lba", c.lba, "sectors", c.sectors, "age", now-c.sent)
+		*c = expiredCopy{}
+		return
+	}
+}
+
+// The engine's side of inflight, for the failover policy.
+
+// oldestOn returns when the frame waiting longest on t arrived there; ok
+// is false when no frame waits on t.
+func (e *engine) oldestOn(t *target) (since time.Duration, ok bool) {
+	from := time.Duration(-1)
+	for _, f := range e.frames {
+		if f.state == frameActive && f.target == t && (from < 0 || f.onTargetSince < from) {
+			from = f.onTargetSince
+		}
+	}
+	return from, from >= 0
+}
+
+// moveOff sends the frames waiting on t to the healthy targets the paths
+// pick for them where there is room; the others stay, with a fresh wait.
+func (e *engine) moveOff(t *target, now time.Duration) (moved, kept int) {
+	for _, f := range e.frames {
+		if f.state != frameActive || f.target != t {
+			continue
+		}
+		if nt := e.paths.pick(f.sectors, t); nt != nil && nt.healthy() {
+			e.send(f, nt, now, true)
+			moved++
+		} else {
+			f.onTargetSince = now
+			kept++
+		}
+	}
+	return moved, kept
+}
+
+// restartWaits gives the frames waiting on t a fresh scorn timeout.
+func (e *engine) restartWaits(t *target, now time.Duration) {
+	for _, f := range e.frames {
+		if f.state == frameActive && f.target == t {
+			f.onTargetSince = now
+		}
+	}
+}
+
+// resendOverdue sends again at once the frames on t last sent at least
+// after ago.
+func (e *engine) resendOverdue(t *target, after, now time.Duration) {
+	for _, f := range e.frames {
+		if f.state == frameActive && f.target == t && now-f.lastSent >= after {
+			e.send(f, t, now, true)
+		}
 	}
 }

@@ -77,7 +77,8 @@ type event struct {
 	stall        time.Duration
 }
 
-// eventLog is a ring of the latest EventLogSize events.
+// eventLog is a ring of the latest EventLogSize events. A device keeps
+// one, which its failover policy, engine and state changes write to.
 type eventLog struct {
 	ring [EventLogSize]event
 	next int
@@ -88,6 +89,11 @@ func (l *eventLog) add(e event) {
 	l.ring[l.next] = e
 	l.next = (l.next + 1) % len(l.ring)
 	l.n = min(l.n+1, len(l.ring))
+}
+
+// note adds an event about target t (or none).
+func (l *eventLog) note(at time.Duration, kind EventKind, t *target, detail string) {
+	l.add(event{at: at, kind: kind, target: t, detail: detail})
 }
 
 // events returns the log, oldest first, as Stats shows it.
@@ -107,8 +113,144 @@ func (l *eventLog) events(i *Initiator) []Event {
 	return out
 }
 
-func (d *Device) eventLocked(now time.Duration, kind EventKind, t *target, detail string) {
-	d.events.add(event{at: now, kind: kind, target: t, detail: detail})
+// inflight is the failover policy's view of the engine: the frames
+// waiting on a target. Its methods run under the device's mutex.
+type inflight interface {
+	// oldestOn returns when the frame waiting longest on t arrived there;
+	// ok is false when no frame waits on t.
+	oldestOn(t *target) (since time.Duration, ok bool)
+	// moveOff sends the frames waiting on t, just scorned, to the healthy
+	// targets with room; the others stay, with a fresh wait.
+	moveOff(t *target, now time.Duration) (moved, kept int)
+	// restartWaits gives the frames waiting on t a fresh scorn timeout.
+	restartWaits(t *target, now time.Duration)
+	// resendOverdue sends again at once the frames on t last sent at
+	// least after ago.
+	resendOverdue(t *target, after, now time.Duration)
+}
+
+// failover decides which of a device's targets carry its I/O. It keeps the
+// targets and lets the policy assign their roles; it scorns a target that
+// stops answering and moves its frames, readmits it (holding off one that
+// flaps), switches to a target that announces itself while the active one
+// is silent, measures the stall, and searches for targets while none is
+// healthy. It is the engine's paths, and reaches the engine's frames
+// through inflight. The device's mutex guards it: its methods run with it
+// held.
+type failover struct {
+	addr
+	ini    *Initiator
+	frames inflight
+	events *eventLog
+
+	targets    []*target
+	policy     policy
+	policyName Policy
+
+	// lastActive is the failover policy's latest active target.
+	// announceBy, when set, announced itself at announceAt while other
+	// targets were active: those that stay silent are scorned.
+	// stallTarget, when set, is the target I/O moved away from at
+	// stallFrom, until a read or write completes.
+	lastActive, announceBy  *target
+	announceAt              time.Duration
+	stallTarget             *target
+	stallFrom, lastStall    time.Duration
+	failovers               uint64
+	searchEvery, nextSearch time.Duration
+}
+
+// setPolicy makes p, named name, the device's policy at once, and reports
+// whether that changed it. Frames in flight stay where they are.
+func (f *failover) setPolicy(p policy, name Policy, now time.Duration) bool {
+	if name == f.policyName {
+		return false
+	}
+	f.policy, f.policyName = p, name
+	// Roles are assigned afresh: under failover, the first active one
+	// of the multipath set stays active.
+	keep := f.firstActive()
+	for _, t := range f.targets {
+		if t.healthy() && !(name == PolicyFailover && t == keep) {
+			t.setState(TargetStandby, now)
+		}
+	}
+	f.arrange(now, nil)
+	f.events.note(now, EventPolicy, nil, fmt.Sprintf("policy %s", name))
+	return true
+}
+
+// firstActive returns the first active target, or nil.
+func (f *failover) firstActive() *target {
+	for _, t := range f.targets {
+		if t.state == TargetActive {
+			return t
+		}
+	}
+	return nil
+}
+
+// learn adds or refreshes the target at mac on l that sent a Query Config
+// response; announce says it was unsolicited (tag 0), as a target sends
+// when it starts. rtt, unless negative, is how long the target took to
+// answer our request. It returns the target and whether it is new.
+func (f *failover) learn(l *link, mac aoe.MAC, c *aoe.Config, announce bool, rtt, now time.Duration) (t *target, isNew bool) {
+	for _, x := range f.targets {
+		if x.mac == mac && x.link == l {
+			t = x
+			break
+		}
+	}
+	isNew = t == nil
+	if isNew {
+		t = &target{link: l, mac: mac, state: TargetStandby, since: now}
+		f.targets = append(f.targets, t)
+	}
+	// A scorned target that announces itself has started again: the
+	// window it advertises is free. The timeouts that cut it were those
+	// of the frames sent to it while it was down, not congestion; kept,
+	// they would throttle the I/O it takes over for many round trips.
+	t.configure(c, f.ini.cfg.MaxWindow, isNew || (announce && t.state == TargetScorned))
+	if rtt >= 0 && !announce && (t.queryRTT == 0 || rtt < t.queryRTT) {
+		t.queryRTT = max(rtt, 1) // (0 means none yet)
+	}
+	if announce {
+		t.announcedAt = now
+		t.announces++
+		f.events.note(now, EventAnnounce, t, "")
+		if t.queryRTT == 0 {
+			// Learn how fast it answers Query Config, for when it is
+			// active and another target announces itself (see
+			// announceGrace).
+			_ = f.ini.sendQuery(l, mac, f.shelf, f.slot)
+		}
+	}
+	if isNew {
+		f.events.note(now, EventTargetAdded, t, fmt.Sprintf("window %d, %d sectors per frame", t.window, t.maxSectors))
+		f.arrange(now, nil)
+	}
+	return t, isNew
+}
+
+// maxSectors returns the most data sectors a frame to any target carries.
+func (f *failover) maxSectors() int {
+	n := 0
+	for _, t := range f.targets {
+		n = max(n, t.maxSectors)
+	}
+	return n
+}
+
+// takeDirty appends to into the targets that acknowledged writes since
+// their last flush, and marks them clean: a FLUSH is to go to each.
+func (f *failover) takeDirty(into []*target) []*target {
+	for _, t := range f.targets {
+		if t.dirty {
+			t.dirty = false
+			into = append(into, t)
+		}
+	}
+	return into
 }
 
 // Flap control. A target scorned again soon after it was readmitted is
@@ -121,18 +263,18 @@ const maxStrikes = 7 // hold-off at most 64 scorn timeouts
 // holdOff is how long after its scorn a target with the given strikes
 // waits before an answer readmits it: none for a first scorn, then the
 // scorn timeout doubled for each scorn in a row.
-func (d *Device) holdOff(strikes int) time.Duration {
+func (f *failover) holdOff(strikes int) time.Duration {
 	if strikes <= 1 {
 		return 0
 	}
-	return d.ini.cfg.ScornTimeout << (strikes - 1)
+	return f.ini.cfg.ScornTimeout << (strikes - 1)
 }
 
-// scornAfterLocked is how long a frame may wait on t before t is scorned:
+// scornAfter is how long a frame may wait on t before t is scorned:
 // ScornTimeout, halved while t is on probation (readmitted after flapping
 // and not yet shown to answer ATA).
-func (d *Device) scornAfterLocked(t *target) time.Duration {
-	s := d.ini.cfg.ScornTimeout
+func (f *failover) scornAfter(t *target) time.Duration {
+	s := f.ini.cfg.ScornTimeout
 	if t.strikes >= 2 && t.lastATA < t.readmittedAt {
 		return s / 2
 	}
@@ -140,189 +282,199 @@ func (d *Device) scornAfterLocked(t *target) time.Duration {
 }
 
 // probeInterval is how often a scorned target is probed with Query Config.
-func (d *Device) probeInterval() time.Duration {
-	cfg := &d.ini.cfg
+func (f *failover) probeInterval() time.Duration {
+	cfg := &f.ini.cfg
 	return max(min(cfg.ScornTimeout/2, 500*time.Millisecond), cfg.RTOMin, time.Millisecond)
 }
 
-// rtoLocked is the retransmission timeout for a new frame to t. A target
-// never used yet (a standby) borrows the estimate of one that was: they
-// share the network, and the standard initial 250 ms would slow down a
-// failover whose first frame is lost.
-func (d *Device) rtoLocked(t *target) time.Duration {
-	cfg := &d.ini.cfg
-	if t.rtt.samples == 0 {
-		for _, o := range d.targets {
-			if o.rtt.samples > 0 {
-				return o.rtt.rto(cfg.RTOMin, cfg.RTOMax)
+// The failover policy's side of paths, for the engine.
+
+// pick returns the target the policy picks for a new frame.
+func (f *failover) pick(sectors int, avoid *target) *target {
+	return f.policy.pick(f.targets, sectors, avoid)
+}
+
+// flushTarget returns where a flush for t goes now: t itself, or a
+// healthy target when t is scorned; nil to wait for room.
+func (f *failover) flushTarget(t *target) *target {
+	if t.state == TargetScorned && anyHealthy(f.targets) {
+		return f.policy.pick(f.targets, 0, nil)
+	}
+	if t.window > 0 && t.hasRoom() {
+		return t
+	}
+	return nil
+}
+
+// rto is the retransmission timeout for a new frame to t. A target never
+// used yet (a standby) borrows the estimate of one that was: they share
+// the network, and the standard initial 250 ms would slow down a failover
+// whose first frame is lost.
+func (f *failover) rto(t *target) time.Duration {
+	cfg := &f.ini.cfg
+	if t.rtt.Samples() == 0 {
+		for _, o := range f.targets {
+			if o.rtt.Samples() > 0 {
+				return o.rtt.RTO(initialRTO, cfg.RTOMin, cfg.RTOMax)
 			}
 		}
 	}
-	return t.rtt.rto(cfg.RTOMin, cfg.RTOMax)
+	return t.rtt.RTO(initialRTO, cfg.RTOMin, cfg.RTOMax)
 }
 
-// arrangeLocked lets the policy assign roles after a change and logs a
-// switch of the failover policy's active target.
-func (d *Device) arrangeLocked(now time.Duration, prefer *target) {
-	d.policy.arrange(d.targets, now, prefer)
-	if _, ok := d.policy.(failoverPolicy); !ok {
-		d.lastActive = nil
+// heard notes that t answered (how says with what): a scorned target is
+// healthy again unless it is held off. A held-off target is readmitted
+// anyway when no target is healthy: then it cannot take I/O from a better
+// one. (One that announces itself while the active targets are silent
+// takes over too: see announced.)
+func (f *failover) heard(t *target, now time.Duration, how string) {
+	t.lastHeard = now
+	if t.state != TargetScorned || !t.usable(1) {
 		return
 	}
-	active := d.firstActiveLocked()
-	if active == nil || active == d.lastActive {
+	switch {
+	case now >= t.holdUntil || !anyHealthy(f.targets):
+		f.readmit(t, now, how)
+	case !t.heldNoted:
+		t.heldNoted = true
+		f.events.note(now, EventHeldOff, t, fmt.Sprintf("answered %s; flapping (strike %d): held off for %v more",
+			how, t.strikes, (t.holdUntil-now).Round(time.Millisecond)))
+	}
+}
+
+// waited scorns t when a frame has waited on it too long (see scornAfter).
+func (f *failover) waited(t *target, wait, now time.Duration) {
+	if limit := f.scornAfter(t); wait > limit {
+		f.scorn(t, now, fmt.Sprintf("a frame went unanswered for %v", limit), nil)
+	}
+}
+
+// progressed ends a stall being measured, as a read or write completes
+// on t.
+func (f *failover) progressed(t *target, now time.Duration) {
+	if f.stallTarget != nil {
+		f.endStall(t, now)
+	}
+}
+
+// arrange lets the policy assign roles after a change and logs a switch
+// of the failover policy's active target.
+func (f *failover) arrange(now time.Duration, prefer *target) {
+	f.policy.arrange(f.targets, now, prefer)
+	if _, ok := f.policy.(failoverPolicy); !ok {
+		f.lastActive = nil
 		return
 	}
-	prev := d.lastActive
-	d.lastActive = active
+	active := f.firstActive()
+	if active == nil || active == f.lastActive {
+		return
+	}
+	prev := f.lastActive
+	f.lastActive = active
 	if prev == nil {
 		return // the first choice is no switch
 	}
-	d.events.add(event{at: now, kind: EventSwitched, target: active, prev: prev})
-	d.ini.log.Warn("initiator: active target switched", "device", d.name, "from", prev.mac, "to", active.mac, "link", active.link.name)
+	f.events.add(event{at: now, kind: EventSwitched, target: active, prev: prev})
+	f.ini.log.Warn("initiator: active target switched", "device", f.name, "from", prev.mac, "to", active.mac, "link", active.link.name)
 }
 
-// scornLocked scorns t, moves its frames to healthy targets where there is
-// room (the scanner moves the rest as room frees up), and broadcasts Query
+// scorn scorns t, moves its frames to healthy targets where there is room
+// (the scanner moves the rest as room frees up), and broadcasts Query
 // Config to find targets that survive. A new active target is prefer if
 // it is healthy. why says what happened, for the log.
-func (d *Device) scornLocked(t *target, now time.Duration, why string, prefer *target) {
-	cfg := &d.ini.cfg
-	d.beginStallLocked(t, now)
-	// A target that was healthy for long since its last readmission
-	// starts over; one scorned again soon flaps, and is held off longer.
-	if t.strikes > 0 && now-t.readmittedAt > max(4*cfg.ScornTimeout, 2*d.holdOff(t.strikes)) && t.readmittedAt >= t.scornedAt {
+func (f *failover) scorn(t *target, now time.Duration, why string, prefer *target) {
+	f.beginStall(t, now)
+	f.strike(t, now)
+	if !anyHealthy(f.targets) {
+		// A held-off target that answered since its scorn is alive:
+		// better than none.
+		for _, x := range f.targets {
+			if x != t && x.state == TargetScorned && x.lastHeard > x.scornedAt && x.usable(1) {
+				f.readmit(x, now, "probes; no other target is healthy")
+			}
+		}
+	}
+	f.arrange(now, prefer)
+	moved, kept := f.frames.moveOff(t, now)
+	detail := fmt.Sprintf("%s; %d frames moved, %d waiting; strike %d", why, moved, kept, t.strikes)
+	if hold := f.holdOff(t.strikes); hold > 0 {
+		detail += fmt.Sprintf(", held off %v", hold)
+	}
+	f.events.note(now, EventScorned, t, detail)
+	f.ini.log.Warn("initiator: target scorned", "device", f.name, "target", t.mac, "link", t.link.name,
+		"why", why, "frames_moved", moved, "frames_waiting", kept, "strikes", t.strikes, "held_off", f.holdOff(t.strikes))
+	// Look for survivors, and for targets started elsewhere.
+	if err := f.ini.broadcast(f.shelf, f.slot); err != nil {
+		f.ini.log.Warn("initiator: search for targets", "device", f.name, "err", err)
+	}
+	f.searchEvery = 0
+}
+
+// strike marks t scorned and counts the strike: a target that was healthy
+// for long since its last readmission starts over; one scorned again soon
+// flaps, and is held off longer.
+func (f *failover) strike(t *target, now time.Duration) {
+	if t.strikes > 0 && now-t.readmittedAt > max(4*f.ini.cfg.ScornTimeout, 2*f.holdOff(t.strikes)) && t.readmittedAt >= t.scornedAt {
 		t.strikes = 0
 	}
 	t.strikes = min(t.strikes+1, maxStrikes)
-	t.holdUntil = now + d.holdOff(t.strikes)
+	t.holdUntil = now + f.holdOff(t.strikes)
 	t.heldNoted = false
 	t.setState(TargetScorned, now)
 	t.scornedAt, t.lastProbe = now, now
 	t.scorns++
-	if !anyHealthy(d.targets) {
-		// A held-off target that answered since its scorn is alive:
-		// better than none.
-		for _, x := range d.targets {
-			if x != t && x.state == TargetScorned && x.lastHeard > x.scornedAt && x.usable(1) {
-				d.readmitLocked(x, now, "probes; no other target is healthy")
-			}
-		}
-	}
-	d.arrangeLocked(now, prefer)
-	moved, kept := 0, 0
-	for _, f := range d.frames {
-		if f.state != frameActive || f.target != t {
-			continue
-		}
-		if nt := d.policy.pick(d.targets, f.sectors, t); nt != nil && nt.healthy() {
-			d.sendLocked(f, nt, now, true)
-			moved++
-		} else {
-			f.onTargetSince = now
-			kept++
-		}
-	}
-	detail := fmt.Sprintf("%s; %d frames moved, %d waiting; strike %d", why, moved, kept, t.strikes)
-	if hold := d.holdOff(t.strikes); hold > 0 {
-		detail += fmt.Sprintf(", held off %v", hold)
-	}
-	d.eventLocked(now, EventScorned, t, detail)
-	d.ini.log.Warn("initiator: target scorned", "device", d.name, "target", t.mac, "link", t.link.name,
-		"why", why, "frames_moved", moved, "frames_waiting", kept, "strikes", t.strikes, "held_off", d.holdOff(t.strikes))
-	// Look for survivors, and for targets started elsewhere.
-	if err := d.ini.broadcast(d.shelf, d.slot); err != nil {
-		d.ini.log.Warn("initiator: search for targets", "device", d.name, "err", err)
-	}
-	d.searchEvery = 0
 }
 
-// heardLocked notes that t answered (how says with what): a scorned target
-// is healthy again unless it is held off, and a down device comes back. A
-// held-off target is readmitted anyway when no target is healthy: then it
-// cannot take I/O from a better one. (One that announces itself while
-// the active targets are silent takes over too: see announcedLocked.)
-func (d *Device) heardLocked(t *target, now time.Duration, how string) {
-	t.lastHeard = now
-	if t.state == TargetScorned && t.usable(1) {
-		switch {
-		case now >= t.holdUntil || !anyHealthy(d.targets):
-			d.readmitLocked(t, now, how)
-		case !t.heldNoted:
-			t.heldNoted = true
-			d.eventLocked(now, EventHeldOff, t, fmt.Sprintf("answered %s; flapping (strike %d): held off for %v more",
-				how, t.strikes, (t.holdUntil-now).Round(time.Millisecond)))
-		}
-	}
-	if d.state == DeviceDown {
-		d.setStateLocked(DeviceFound, now)
-		if d.identified {
-			d.setStateLocked(DeviceUp, now)
-		}
-		d.eventLocked(now, EventDeviceUp, t, "")
-		d.ini.log.Info("initiator: device back", "device", d.name, "target", t.mac)
-	}
-}
-
-// readmitLocked makes a scorned target healthy again.
-func (d *Device) readmitLocked(t *target, now time.Duration, how string) {
+// readmit makes a scorned target healthy again.
+func (f *failover) readmit(t *target, now time.Duration, how string) {
 	t.setState(TargetStandby, now)
 	t.readmittedAt = now
-	d.arrangeLocked(now, nil)
-	for _, f := range d.frames {
-		if f.state == frameActive && f.target == t {
-			f.onTargetSince = now // give them a fresh scorn timeout
-		}
-	}
-	d.eventLocked(now, EventReadmitted, t, fmt.Sprintf("answered %s; strike %d", how, t.strikes))
-	d.ini.log.Info("initiator: target answers again", "device", d.name, "target", t.mac, "link", t.link.name,
+	f.arrange(now, nil)
+	f.frames.restartWaits(t, now)
+	f.events.note(now, EventReadmitted, t, fmt.Sprintf("answered %s; strike %d", how, t.strikes))
+	f.ini.log.Info("initiator: target answers again", "device", f.name, "target", t.mac, "link", t.link.name,
 		"how", how, "state", t.state, "strikes", t.strikes)
 }
 
-// announcedLocked acts on an announce from x. Frames overdue on x are
-// resent to it at once (it may have just restarted). A target starting
-// elsewhere often means the active one was stopped or fenced (a cluster
-// manager moving the target): every other active target is probed with
-// Query Config, and scorned if it stays silent for announceGrace (see
-// checkAnnounceLocked), x taking over. The probe decides, not how long the
+// announced acts on an announce from x. Frames overdue on x are resent to
+// it at once (it may have just restarted). A target starting elsewhere
+// often means the active one was stopped or fenced (a cluster manager
+// moving the target): every other active target is probed with Query
+// Config, and scorned if it stays silent for announceGrace (see
+// checkAnnounce), x taking over. The probe decides, not how long the
 // active target has been silent: a live one in sync mode on a slow disk
 // may say nothing for longer than its ATA round trips suggest, while it
 // answers Query Config at once. An x that is held off (it flapped) takes
-// over that way too, when the active targets are silent: scornLocked
-// then readmits it, as better than none.
-func (d *Device) announcedLocked(x *target, now time.Duration) {
-	if !d.announcerAliveLocked(x) {
+// over that way too, when the active targets are silent: scorn then
+// readmits it, as better than none.
+func (f *failover) announced(x *target, now time.Duration) {
+	if !f.announcerAlive(x) {
 		return
 	}
 	// Frames overdue on x itself were lost if it just restarted: resend
 	// them now rather than after their backed-off timeout.
-	rto := d.rtoLocked(x)
-	for _, f := range d.frames {
-		if f.state == frameActive && f.target == x && now-f.lastSent >= rto {
-			d.sendLocked(f, x, now, true)
-		}
-	}
-	for _, t := range d.targets {
+	f.frames.resendOverdue(x, f.rto(x), now)
+	for _, t := range f.targets {
 		if t == x || t.state != TargetActive {
 			continue
 		}
 		t.lastProbe = now
-		_ = d.ini.sendQuery(t.link, t.mac, d.shelf, d.slot)
-		if d.announceBy == nil {
-			d.ini.checks.Add(1)
-			d.ini.rouse()
+		_ = f.ini.sendQuery(t.link, t.mac, f.shelf, f.slot)
+		if f.announceBy == nil {
+			f.ini.checks.Add(1)
+			f.ini.rouse()
 		}
-		d.announceBy, d.announceAt = x, now
+		f.announceBy, f.announceAt = x, now
 	}
-	if !anyActive(d.targets) {
-		d.arrangeLocked(now, x)
+	if !anyActive(f.targets) {
+		f.arrange(now, x)
 	}
 }
 
-// announcerAliveLocked reports whether x, which announced itself, may take
-// over from silent active targets: it is healthy, or held off but has
-// answered since its scorn (the announce itself counts).
-func (d *Device) announcerAliveLocked(x *target) bool {
+// announcerAlive reports whether x, which announced itself, may take over
+// from silent active targets: it is healthy, or held off but has answered
+// since its scorn (the announce itself counts).
+func (f *failover) announcerAlive(x *target) bool {
 	return x.healthy() || (x.state == TargetScorned && x.lastHeard > x.scornedAt && x.usable(1))
 }
 
@@ -344,34 +496,34 @@ const minAnnounceGrace = 20 * time.Millisecond
 // probe waits behind it, a live target is scorned: the announcer, a live
 // path to the same storage, takes the I/O, and the other one comes back
 // as a standby when it answers.)
-func (d *Device) announceGrace(t *target) time.Duration {
-	cfg := &d.ini.cfg
+func (f *failover) announceGrace(t *target) time.Duration {
+	cfg := &f.ini.cfg
 	return min(max(4*max(t.queryRTT, cfg.RTOMin), minAnnounceGrace), cfg.ScornTimeout/2)
 }
 
-// checkAnnounceLocked scorns the active targets that stayed silent since
+// checkAnnounce scorns the active targets that stayed silent since
 // another target announced itself, once they had time to answer a probe.
-func (d *Device) checkAnnounceLocked(now time.Duration) {
-	x := d.announceBy
+func (f *failover) checkAnnounce(now time.Duration) {
+	x := f.announceBy
 	if x == nil {
 		return
 	}
 	done := true
-	for _, t := range d.targets {
-		if t == x || t.state != TargetActive || t.lastHeard >= d.announceAt {
+	for _, t := range f.targets {
+		if t == x || t.state != TargetActive || t.lastHeard >= f.announceAt {
 			continue
 		}
-		if now-d.announceAt < d.announceGrace(t) {
+		if now-f.announceAt < f.announceGrace(t) {
 			done = false
 			continue
 		}
-		if d.announcerAliveLocked(x) {
-			d.scornLocked(t, now, fmt.Sprintf("silent after %s announced itself", x.mac), x)
+		if f.announcerAlive(x) {
+			f.scorn(t, now, fmt.Sprintf("silent after %s announced itself", x.mac), x)
 		}
 	}
 	if done {
-		d.announceBy = nil
-		d.ini.checks.Add(-1)
+		f.announceBy = nil
+		f.ini.checks.Add(-1)
 	}
 }
 
@@ -384,102 +536,76 @@ func anyActive(ts []*target) bool {
 	return false
 }
 
-// beginStallLocked starts measuring a stall when t, about to be scorned,
-// holds frames: from when I/O on it stopped progressing (its last answer,
-// or the oldest frame's arrival on it if later) to the next read or write
-// completed (see endStallLocked).
-func (d *Device) beginStallLocked(t *target, now time.Duration) {
-	from := time.Duration(-1)
-	for _, f := range d.frames {
-		if f.state == frameActive && f.target == t && (from < 0 || f.onTargetSince < from) {
-			from = f.onTargetSince
-		}
-	}
-	if from < 0 {
+// beginStall starts measuring a stall when t, about to be scorned, holds
+// frames: from when I/O on it stopped progressing (its last answer, or the
+// oldest frame's arrival on it if later) to the next read or write
+// completed (see endStall).
+func (f *failover) beginStall(t *target, now time.Duration) {
+	from, ok := f.frames.oldestOn(t)
+	if !ok {
 		return // nothing waited on it
 	}
 	from = max(from, t.lastHeard)
-	d.failovers++
-	if d.stallTarget == nil || from < d.stallFrom {
-		d.stallFrom = from
+	f.failovers++
+	if f.stallTarget == nil || from < f.stallFrom {
+		f.stallFrom = from
 	}
-	d.stallTarget = t
+	f.stallTarget = t
 }
 
-// endStallLocked ends a stall being measured, as a read or write completes
-// on t.
-func (d *Device) endStallLocked(t *target, now time.Duration) {
-	stall := now - d.stallFrom
-	d.lastStall = stall
-	d.stallTarget = nil
-	d.events.add(event{at: now, kind: EventResumed, target: t, stall: stall,
+// endStall ends a stall being measured, as a read or write completes on t.
+func (f *failover) endStall(t *target, now time.Duration) {
+	stall := now - f.stallFrom
+	f.lastStall = stall
+	f.stallTarget = nil
+	f.events.add(event{at: now, kind: EventResumed, target: t, stall: stall,
 		detail: fmt.Sprintf("I/O stalled %v", stall.Round(time.Millisecond))})
-	d.ini.log.Info("initiator: I/O resumed after failover", "device", d.name, "target", t.mac, "stall", stall)
+	f.ini.log.Info("initiator: I/O resumed after failover", "device", f.name, "target", t.mac, "stall", stall)
 }
 
-// expiredCopy is a transmission of a write that was still unanswered when
-// the fence guarding its sectors expired; an answer to it afterwards means
-// the target executed it late, maybe over newer data.
-type expiredCopy struct {
-	tag     uint32
-	target  *target
-	lba     uint64
-	sectors int
-	sent    time.Duration
-}
-
-// expireLocked ends a lingering write's fence, remembering its unanswered
-// copies to recognise a late answer.
-func (d *Device) expireLocked(f *frame) {
-	for k := range f.tx {
-		tx := &f.tx[k]
-		if tx.target == nil || tx.answered {
+// scan runs the failover policy's timers: the check of an announce, the
+// probes of scorned targets (readmitting one whose hold-off ended while it
+// kept answering them), and the search for targets while none is healthy.
+func (f *failover) scan(now time.Duration) {
+	f.checkAnnounce(now)
+	probe := f.probeInterval()
+	for _, t := range f.targets {
+		if t.state != TargetScorned {
 			continue
 		}
-		d.expired[d.expiredNext] = expiredCopy{tag: makeTag(tx.gen, f.index), target: tx.target, lba: f.lba, sectors: f.sectors, sent: tx.sent}
-		d.expiredNext = (d.expiredNext + 1) % len(d.expired)
-	}
-	d.releaseFrameLocked(f)
-}
-
-// lateAnswerLocked checks whether an answer that matches no awaited
-// transmission is from a write copy whose fence expired, and reports it.
-func (d *Device) lateAnswerLocked(tag uint32, src aoe.MAC, now time.Duration) {
-	for k := range d.expired {
-		c := &d.expired[k]
-		if c.target == nil || c.tag != tag || c.target.mac != src {
+		// Held off, it kept answering probes: readmit it now.
+		if now >= t.holdUntil && t.lastHeard > t.scornedAt && now-t.lastHeard <= 2*probe && t.usable(1) {
+			f.readmit(t, now, "probes during its hold-off")
 			continue
 		}
-		d.counters.lateWrites++
-		detail := fmt.Sprintf("write of %d sectors at LBA %d answered %v after it was sent", c.sectors, c.lba, (now - c.sent).Round(time.Millisecond))
-		d.eventLocked(now, EventLateWrite, c.target, detail)
-		d.ini.log.Error("initiator: a target executed a write after its fence expired; newer data at those sectors may be overwritten",
-			"device", d.name, "target", c.target.mac, "lba", c.lba, "sectors", c.sectors, "age", now-c.sent)
-		*c = expiredCopy{}
-		return
+		if now-t.lastProbe >= probe {
+			t.lastProbe = now
+			_ = f.ini.sendQuery(t.link, t.mac, f.shelf, f.slot)
+		}
 	}
+	f.search(now)
 }
 
-// searchLocked broadcasts Query Config for the device while no target is
+// search broadcasts Query Config for the device while no target is
 // healthy, at intervals growing from the scorn timeout to the discovery
 // interval, so that a target started elsewhere without announcing (or
 // whose announce was lost) is found.
-func (d *Device) searchLocked(now time.Duration) {
-	cfg := &d.ini.cfg
-	if len(d.targets) == 0 || anyHealthy(d.targets) {
-		d.searchEvery = 0
+func (f *failover) search(now time.Duration) {
+	cfg := &f.ini.cfg
+	if len(f.targets) == 0 || anyHealthy(f.targets) {
+		f.searchEvery = 0
 		return
 	}
-	if d.searchEvery == 0 {
-		d.searchEvery, d.nextSearch = cfg.ScornTimeout, now+cfg.ScornTimeout
+	if f.searchEvery == 0 {
+		f.searchEvery, f.nextSearch = cfg.ScornTimeout, now+cfg.ScornTimeout
 		return
 	}
-	if now < d.nextSearch {
+	if now < f.nextSearch {
 		return
 	}
-	if err := d.ini.broadcast(d.shelf, d.slot); err != nil {
-		d.ini.log.Debug("initiator: search for targets", "device", d.name, "err", err)
+	if err := f.ini.broadcast(f.shelf, f.slot); err != nil {
+		f.ini.log.Debug("initiator: search for targets", "device", f.name, "err", err)
 	}
-	d.searchEvery = min(2*d.searchEvery, max(cfg.DiscoverInterval, cfg.ScornTimeout))
-	d.nextSearch = now + d.searchEvery
+	f.searchEvery = min(2*f.searchEvery, max(cfg.DiscoverInterval, cfg.ScornTimeout))
+	f.nextSearch = now + f.searchEvery
 }

@@ -20,6 +20,8 @@ import (
 	"github.com/ironblade/ironblade/aoe"
 	"github.com/ironblade/ironblade/aoe/aoetest"
 	"github.com/ironblade/ironblade/aoe/rawlink"
+	"github.com/ironblade/ironblade/internal/netlab"
+	"github.com/ironblade/ironblade/internal/testenv"
 	ironblade "github.com/ironblade/ironblade/target"
 )
 
@@ -36,7 +38,7 @@ const clusterDiskSize = 2 << 20
 
 // cluster is a bridge with a client namespace and two node namespaces.
 type cluster struct {
-	client   *aoetest.Netns
+	client   *netlab.Netns
 	clientIf string
 	nodes    [2]*clusterNode
 	file     string
@@ -45,20 +47,20 @@ type cluster struct {
 // clusterNode is a namespace that can serve the shared file.
 type clusterNode struct {
 	name  string
-	ns    *aoetest.Netns
+	ns    *netlab.Netns
 	iface string
 	mac   aoe.MAC
 }
 
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
-	aoetest.RequireRoot(t)
-	br := aoetest.NewBridge(t, 1500)
-	c := &cluster{client: aoetest.NewNetns(t), file: filepath.Join(t.TempDir(), "shared.img")}
-	c.clientIf, _ = br.Attach(t, c.client)
+	testenv.RequireRoot(t)
+	br := testenv.NewBridge(t, 1500)
+	c := &cluster{client: testenv.NewNetns(t), file: filepath.Join(t.TempDir(), "shared.img")}
+	c.clientIf, _ = testenv.Attach(t, br, c.client)
 	for k, name := range []string{"node-a", "node-b"} {
-		n := &clusterNode{name: name, ns: aoetest.NewNetns(t)}
-		n.iface, n.mac = br.Attach(t, n.ns)
+		n := &clusterNode{name: name, ns: testenv.NewNetns(t)}
+		n.iface, n.mac = testenv.Attach(t, br, n.ns)
 		c.nodes[k] = n
 	}
 	aoetest.SparseFile(t, c.file, clusterDiskSize)
@@ -114,7 +116,7 @@ func (c *cluster) serve(t *testing.T, n *clusterNode) *inProcessTarget {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &inProcessTarget{link: aoetest.ListenRawIn(t, n.ns, n.iface, socketBuffers), backend: backend, done: make(chan error, 1)}
+	p := &inProcessTarget{link: testenv.ListenRawIn(t, n.ns, n.iface, socketBuffers), backend: backend, done: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	p.cancel = cancel
 	go func() { p.done <- srv.Serve(ctx, p.link) }()
@@ -144,19 +146,19 @@ func (p *inProcessTarget) stop() {
 
 // processTarget is an ironblade process serving in a node.
 type processTarget struct {
-	proc *aoetest.Process
+	proc *testenv.Process
 	once sync.Once
 }
 
 // TestMain builds ironblade once for the tests that run it, and removes it
 // at the end.
-func TestMain(m *testing.M) { aoetest.RunTests(m) }
+func TestMain(m *testing.M) { testenv.RunTests(m) }
 
 // run starts `ironblade -s 1 0 iface file` in node n.
 func (c *cluster) run(t *testing.T, bin string, n *clusterNode) *processTarget {
 	t.Helper()
 	cmd := n.ns.Command(context.Background(), bin, "-s", "--log-level", "warn", "1", "0", n.iface, c.file)
-	return &processTarget{proc: aoetest.StartProcess(t, "ironblade in "+n.name, cmd)}
+	return &processTarget{proc: testenv.StartProcess(t, "ironblade in "+n.name, cmd)}
 }
 
 // signal sends sig, the first time only, and waits for the process to
@@ -178,7 +180,7 @@ func (p *processTarget) stop()   { p.signal(syscall.SIGTERM) }
 // startClient runs an initiator with cfg in the client namespace.
 func (c *cluster) startClient(t *testing.T, cfg Config) *rig {
 	t.Helper()
-	cfg.Links = []aoe.Link{aoetest.ListenRawIn(t, c.client, c.clientIf, socketBuffers)}
+	cfg.Links = []aoe.Link{testenv.ListenRawIn(t, c.client, c.clientIf, socketBuffers)}
 	return startRig(t, cfg)
 }
 
@@ -288,7 +290,7 @@ func (l *writeLoad) writes() int {
 func (l *writeLoad) waitWrites(t *testing.T, n int, timeout time.Duration) {
 	t.Helper()
 	want := l.writes() + n
-	aoetest.WaitFor(t, timeout, "writes", func() bool { return l.writes() >= want })
+	testenv.WaitFor(t, timeout, "writes", func() bool { return l.writes() >= want })
 }
 
 // stall measures the I/O stall after an event: from the event to the
@@ -396,7 +398,7 @@ func TestFailoverE2EFence(t *testing.T) {
 			targets := map[*clusterNode]servedTarget{}
 			var bin string
 			if tc.process {
-				bin = aoetest.BuildBinary(t, "./cmd/ironblade")
+				bin = testenv.BuildBinary(t, "./cmd/ironblade")
 			}
 			r := c.startClient(t, Config{}) // listening before the targets announce
 			for _, n := range c.nodes {
@@ -409,14 +411,14 @@ func TestFailoverE2EFence(t *testing.T) {
 			d := r.device(t, 1, 0)
 			waitTargets(t, d, 2)
 			if tc.loss > 0 {
-				aoetest.AddLoss(t, c.client, c.clientIf, tc.loss)
+				testenv.AddLoss(t, c.client, c.clientIf, tc.loss)
 			}
 			l := startLoad(t, d, 8, 1)
 			l.waitWrites(t, 200, 10*time.Second)
 			victim := c.node(t, d.Stats().Active[0])
 			ev := time.Now()
 			targets[victim].fence()
-			aoetest.WaitFor(t, 10*time.Second, "I/O on the survivor", func() bool {
+			testenv.WaitFor(t, 10*time.Second, "I/O on the survivor", func() bool {
 				st := d.Stats()
 				return len(st.Active) == 1 && st.Active[0] == c.other(victim).mac.String() && st.LastStall > 0
 			})
@@ -442,9 +444,9 @@ func TestFailoverE2EMigrate(t *testing.T) {
 		l.waitWrites(t, 200, 10*time.Second)
 		ev := time.Now()
 		from.stop()
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond) // the cluster manager's gap between stop and start: the subject
 		from = c.serve(t, hop.to)
-		aoetest.WaitFor(t, 10*time.Second, "I/O on "+hop.to.name, func() bool {
+		testenv.WaitFor(t, 10*time.Second, "I/O on "+hop.to.name, func() bool {
 			st := d.Stats()
 			return len(st.Active) == 1 && st.Active[0] == hop.to.mac.String()
 		})
@@ -471,9 +473,9 @@ func TestFailoverE2EAnnounce(t *testing.T) {
 	l.waitWrites(t, 200, 10*time.Second)
 	ev := time.Now()
 	silence(t, a.ns, a.iface)
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // the silence before the new target starts: the subject
 	c.serve(t, b)
-	aoetest.WaitFor(t, scorn/2, "the switch to the announcing target", func() bool {
+	testenv.WaitFor(t, scorn/2, "the switch to the announcing target", func() bool {
 		st := d.Stats()
 		return len(st.Active) == 1 && st.Active[0] == b.mac.String() && st.LastStall > 0
 	})
@@ -509,12 +511,13 @@ func TestFailoverE2EFlap(t *testing.T) {
 		victim := c.node(t, d.Stats().Active[0])
 		ev := time.Now()
 		targets[victim].fence()
+		// How long the target stays down is the subject.
 		time.Sleep(after)
 		targets[victim] = c.serve(t, victim) // restarted: announces itself
 		l.waitWrites(t, 100, 10*time.Second)
 		logStall(t, l, d, fmt.Sprintf("flap %d: %s restarted after %v", k+1, victim.name, after), ev)
 		if after > DefaultScornTimeout {
-			aoetest.WaitFor(t, 5*time.Second, "the restarted target to rejoin", func() bool {
+			testenv.WaitFor(t, 5*time.Second, "the restarted target to rejoin", func() bool {
 				return targetStats(t, d, victim.mac).State == TargetStandby
 			})
 		}
@@ -526,20 +529,20 @@ func TestFailoverE2EFlap(t *testing.T) {
 }
 
 // silence drops every frame iface in ns receives, until the test ends.
-func silence(t *testing.T, ns *aoetest.Netns, iface string) {
+func silence(t *testing.T, ns *netlab.Netns, iface string) {
 	t.Helper()
 	if _, err := exec.LookPath("nft"); err != nil {
 		t.Skipf("needs the nft command of nftables: %v", err)
 	}
 	table := fmt.Sprintf("ibsilence_%08x", rand.Uint32())
-	ns.Run(t, "nft", "add", "table", "netdev", table)
+	testenv.Run(t, ns, "nft", "add", "table", "netdev", table)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = ns.Command(ctx, "nft", "delete", "table", "netdev", table).Run()
 	})
-	ns.Run(t, "nft", "add", "chain", "netdev", table, "c", "{ type filter hook ingress device "+strconv.Quote(iface)+" priority 0 ; }")
-	ns.Run(t, "nft", "add", "rule", "netdev", table, "c", "drop")
+	testenv.Run(t, ns, "nft", "add", "chain", "netdev", table, "c", "{ type filter hook ingress device "+strconv.Quote(iface)+" priority 0 ; }")
+	testenv.Run(t, ns, "nft", "add", "rule", "netdev", table, "c", "drop")
 }
 
 // TestFailoverE2EPausedTarget documents the one case the write fence
@@ -554,7 +557,7 @@ func TestFailoverE2EPausedTarget(t *testing.T) {
 		t.Skip("-short: skipping the paused-target demonstration")
 	}
 	c := newCluster(t)
-	bin := aoetest.BuildBinary(t, "./cmd/ironblade")
+	bin := testenv.BuildBinary(t, "./cmd/ironblade")
 	r := c.startClient(t, Config{})
 	procs := map[*clusterNode]*processTarget{}
 	for _, n := range c.nodes {
@@ -567,11 +570,17 @@ func TestFailoverE2EPausedTarget(t *testing.T) {
 	victim := c.node(t, d.Stats().Active[0])
 	ev := time.Now()
 	procs[victim].pause()
-	// The failover, then the fences of the writes moved off it expire.
-	time.Sleep(2*DefaultScornTimeout + 500*time.Millisecond)
+	// The failover, then the fences of the writes moved off it expire:
+	// writes completed through the survivor linger while their copies on
+	// the paused target are unanswered, then stop fencing.
+	testenv.WaitFor(t, 10*time.Second, "the failover", func() bool {
+		st := d.Stats()
+		return len(st.Active) == 1 && st.Active[0] != victim.mac.String() && st.LastStall > 0 && st.Lingering > 0
+	})
+	testenv.WaitFor(t, 10*time.Second, "the fences to expire", func() bool { return d.Stats().Lingering == 0 })
 	logStall(t, l, d, "pause "+victim.name, ev)
 	procs[victim].resume()
-	aoetest.WaitFor(t, 5*time.Second, "the late writes to be reported", func() bool { return d.Stats().LateWrites > 0 })
+	testenv.WaitFor(t, 5*time.Second, "the late writes to be reported", func() bool { return d.Stats().LateWrites > 0 })
 	l.stop()
 	st := d.Stats()
 	t.Logf("resumed target answered %d write copies after their fences expired (%d reads then saw old data); first event: %+v",

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ironblade/ironblade/aoe"
 	"github.com/ironblade/ironblade/aoe/aoetest"
+	"github.com/ironblade/ironblade/internal/testenv"
 )
 
 // targetStats returns the stats of the target with the given MAC.
@@ -77,7 +78,7 @@ func keepWriting(t *testing.T, d *Device, qd int, stop <-chan struct{}) (slowest
 		wg.Go(func() {
 			p := bytes.Repeat([]byte{byte(w)}, 4096)
 			for k := 0; ; k++ {
-				time.Sleep(time.Millisecond)
+				time.Sleep(time.Millisecond) // the pace of the load: it is the subject
 				select {
 				case <-stop:
 					return
@@ -119,7 +120,7 @@ func TestFlappingTargetHeldOff(t *testing.T) {
 	dropATA.Store(true)
 	stop := make(chan struct{})
 	slowest, wait := keepWriting(t, d, 4, stop)
-	time.Sleep(2 * time.Second)
+	time.Sleep(2 * time.Second) // the span the scorns are counted over: the subject
 	close(stop)
 	wait()
 	ts := targetStats(t, d, targetMAC(1))
@@ -141,7 +142,7 @@ func TestFlappingTargetHeldOff(t *testing.T) {
 	// Once it answers ATA again and stays healthy, it is readmitted (when
 	// its hold-off ends) and used.
 	dropATA.Store(false)
-	aoetest.WaitFor(t, 15*time.Second, "readmission", func() bool { return targetStats(t, d, targetMAC(1)).State == TargetActive })
+	testenv.WaitFor(t, 15*time.Second, "readmission", func() bool { return targetStats(t, d, targetMAC(1)).State == TargetActive })
 }
 
 // TestReadmittedTargetStaysStandby checks that under the failover policy
@@ -152,11 +153,11 @@ func TestReadmittedTargetStaysStandby(t *testing.T) {
 	a.silent.Store(true)
 	stop := make(chan struct{})
 	_, wait := keepWriting(t, d, 4, stop)
-	aoetest.WaitFor(t, 3*time.Second, "scorn", func() bool { return targetStats(t, d, a.mac).State == TargetScorned })
+	testenv.WaitFor(t, 3*time.Second, "scorn", func() bool { return targetStats(t, d, a.mac).State == TargetScorned })
 	a.silent.Store(false)
-	aoetest.WaitFor(t, 3*time.Second, "readmission", func() bool { return targetStats(t, d, a.mac).State == TargetStandby })
+	testenv.WaitFor(t, 3*time.Second, "readmission", func() bool { return targetStats(t, d, a.mac).State == TargetStandby })
 	before := a.writes.Load()
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // the standby must take no write meanwhile: the subject
 	close(stop)
 	wait()
 	if n := a.writes.Load() - before; n != 0 {
@@ -196,42 +197,29 @@ func TestAnnounceSwitches(t *testing.T) {
 		{"idle-standby", false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			hub := aoetest.NewHub()
-			disk := aoetest.NewMemDisk(testDiskSize)
-			a := newFakeTarget(t, hub, targetMAC(1), 1500, disk, 1, 0)
-			var b *fakeTarget
-			if !tc.newcomer {
-				b = newFakeTarget(t, hub, targetMAC(2), 1500, disk, 1, 0)
-			}
-			cfg := fastConfig()
-			cfg.ScornTimeout = 10 * time.Second // so that only the announce can explain a quick switch
-			r := newRig(t, hub, 1500, cfg, nil)
-			d := r.device(t, 1, 0)
-			if !tc.newcomer {
-				waitTargets(t, d, 2)
-				a, b = activeFake(t, d, a, b)
-			}
+			d, a, other := announceSetup(t, tc.newcomer)
+			retransmits := targetStats(t, d, a.mac).Retransmits
 			a.silent.Store(true)
 			stop := make(chan struct{})
 			var wait func()
 			if tc.busy {
 				_, wait = keepWriting(t, d, 4, stop)
+				testenv.WaitFor(t, 2*time.Second, "frames overdue on the silent target", func() bool {
+					return targetStats(t, d, a.mac).Retransmits > retransmits
+				})
 			}
-			time.Sleep(100 * time.Millisecond)
 			start := time.Now()
-			if tc.newcomer {
-				b = newFakeTarget(t, hub, targetMAC(2), 1500, disk, 1, 0)
-			}
+			b := other()
 			b.announce()
 			if !tc.busy {
 				// The silent active target gets a probe and its grace.
-				aoetest.WaitFor(t, 2*time.Second, "scorn of the silent target", func() bool { return targetStats(t, d, a.mac).State == TargetScorned })
+				testenv.WaitFor(t, 2*time.Second, "scorn of the silent target", func() bool { return targetStats(t, d, a.mac).State == TargetScorned })
 				if err := d.WriteAt(context.Background(), make([]byte, 4096), 0, false); err != nil {
 					t.Fatal(err)
 				}
 			} else {
 				n := b.writes.Load()
-				aoetest.WaitFor(t, 2*time.Second, "writes on the announcing target", func() bool { return b.writes.Load() > n+10 })
+				testenv.WaitFor(t, 2*time.Second, "writes on the announcing target", func() bool { return b.writes.Load() > n+10 })
 			}
 			el := time.Since(start)
 			if tc.busy {
@@ -253,15 +241,48 @@ func TestAnnounceSwitches(t *testing.T) {
 	}
 }
 
+// announceSetup serves one disk through a fake target and, unless
+// newcomer, a second one, to an initiator whose scorn timeout (10 s) is so
+// long that only an announce can explain a quick switch. It returns the
+// device, the fake target it uses and a function that returns the other,
+// making it at the first call when newcomer.
+func announceSetup(t *testing.T, newcomer bool) (d *Device, active *fakeTarget, other func() *fakeTarget) {
+	t.Helper()
+	hub := aoetest.NewHub()
+	disk := aoetest.NewMemDisk(testDiskSize)
+	a := newFakeTarget(t, hub, targetMAC(1), 1500, disk, 1, 0)
+	var b *fakeTarget
+	if !newcomer {
+		b = newFakeTarget(t, hub, targetMAC(2), 1500, disk, 1, 0)
+	}
+	cfg := fastConfig()
+	cfg.ScornTimeout = 10 * time.Second
+	d = newRig(t, hub, 1500, cfg, nil).device(t, 1, 0)
+	if !newcomer {
+		waitTargets(t, d, 2)
+		a, b = activeFake(t, d, a, b)
+	}
+	return d, a, func() *fakeTarget {
+		if b == nil {
+			b = newFakeTarget(t, hub, targetMAC(2), 1500, disk, 1, 0)
+		}
+		return b
+	}
+}
+
 // TestAnnounceFromStandbyKeepsHealthyActive checks that a standby's
 // announce does not move the I/O of an active target that answers.
 func TestAnnounceFromStandbyKeepsHealthyActive(t *testing.T) {
 	d, a, b := pairOfTargets(t)
 	stop := make(chan struct{})
 	_, wait := keepWriting(t, d, 4, stop)
-	for range 5 {
+	for k := range 5 {
 		b.announce()
-		time.Sleep(60 * time.Millisecond)
+		// Each announce's probe of the active target ends, answered,
+		// before the next.
+		testenv.WaitFor(t, 2*time.Second, "the announce check", func() bool {
+			return len(eventsOf(d, EventAnnounce)) > k && d.ini.checks.Load() == 0
+		})
 	}
 	close(stop)
 	wait()
@@ -274,6 +295,7 @@ func TestAnnounceFromStandbyKeepsHealthyActive(t *testing.T) {
 // expired is reported: a target broke the contract the fence relies on.
 func TestLateWriteDetected(t *testing.T) {
 	var held atomic.Bool
+	release := make(chan struct{})
 	hold := func(ft *fakeTarget, req []byte) bool {
 		var f aoe.Frame
 		var a aoe.ATA
@@ -282,8 +304,8 @@ func TestLateWriteDetected(t *testing.T) {
 		if !a.IsWrite() || a.LBA != 8 || !held.CompareAndSwap(false, true) {
 			return true
 		}
-		go func() { // answer long after the fence, without writing
-			time.Sleep(700 * time.Millisecond)
+		go func() { // answer once the fence expired, without writing
+			<-release
 			resp := aoe.Frame{Dst: f.Src, Src: ft.mac, Header: f.Header}
 			resp.Flags |= aoe.FlagResponse
 			resp.Arg, _ = (&aoe.ATA{Flags: a.Flags, CmdStatus: aoe.ATAStatusDRDY, LBA: a.LBA}).MarshalBinary()
@@ -296,7 +318,11 @@ func TestLateWriteDetected(t *testing.T) {
 	if err := d.WriteAt(context.Background(), make([]byte, 1024), 8*aoe.SectorSize, false); err != nil {
 		t.Fatal(err)
 	}
-	aoetest.WaitFor(t, 3*time.Second, "late write report", func() bool { return d.Stats().LateWrites == 1 })
+	// The write completed through its retransmission, and its fence
+	// guards the held copy until it expires.
+	testenv.WaitFor(t, 3*time.Second, "the fence to expire", func() bool { return d.Stats().Lingering == 0 })
+	close(release)
+	testenv.WaitFor(t, 3*time.Second, "late write report", func() bool { return d.Stats().LateWrites == 1 })
 	if ev := eventsOf(d, EventLateWrite); len(ev) != 1 {
 		t.Errorf("late_write events %+v", ev)
 	}

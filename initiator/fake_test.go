@@ -15,6 +15,7 @@ import (
 
 	"github.com/ironblade/ironblade/aoe"
 	"github.com/ironblade/ironblade/aoe/aoetest"
+	"github.com/ironblade/ironblade/internal/testenv"
 )
 
 // fakeTarget is a small AoE target on an aoetest.Hub port, with knobs to
@@ -300,15 +301,11 @@ func startRig(tb testing.TB, cfg Config) *rig {
 		}
 	}()
 	tb.Cleanup(r.stop)
-	for { // until Run is under way
+	testenv.WaitFor(tb, 10*time.Second, "Run to start", func() bool {
 		ini.mu.Lock()
-		running := ini.running
-		ini.mu.Unlock()
-		if running {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+		defer ini.mu.Unlock()
+		return ini.running
+	})
 	return r
 }
 

@@ -75,17 +75,18 @@ func FuzzHandleFrame(f *testing.F) {
 			d.configResponse(l, targetMAC(n), &aoe.Config{BufferCount: 8, SectorCount: 2}, false, -1)
 		}
 		d.mu.Lock()
-		d.id, d.identified, d.state = identity{sectors: 1024, lba48: true, fua: true}, true, DeviceUp
-		d.targets[0].dirty = true
+		d.setIdentityLocked(identity{sectors: 1024, lba48: true, fua: true})
+		d.state = DeviceUp
+		first := d.failover.targets[0]
+		first.dirty = true
 		for _, op := range []opcode{opRead, opWrite, opFlush} {
-			r := d.getRequestLocked()
-			r.op, r.buf, r.lba, r.total = op, make([]byte, 8*aoe.SectorSize), 16, 8
+			r := d.engine.newRequest(op, make([]byte, 8*aoe.SectorSize), 16, 8, false)
 			if op == opFlush {
-				r.buf, r.lba, r.total, r.flushTo = nil, 0, 1, append(r.flushTo, d.targets[0])
+				r.buf, r.lba, r.total, r.flushTo = nil, 0, 1, append(r.flushTo, first)
 			}
-			d.enqueueLocked(r)
+			d.engine.enqueue(r)
 		}
-		d.pumpLocked(ini.now())
+		d.engine.pump(ini.now())
 		d.mu.Unlock()
 		return ini, l, rl
 	}

@@ -149,12 +149,6 @@ const (
 	DefaultMaxWindow        = 64
 )
 
-// discoverTag marks the tags of our Query Config requests: its bit 31
-// keeps the Linux driver from taking the answers for its own. Bits 0-30
-// number the requests, so that an answer says which one it answers and
-// so how long the target took (see queryAge).
-const discoverTag = 1 << 31
-
 // queryMemory is how many of the latest Query Config requests the
 // Initiator remembers the sending time of.
 const queryMemory = 64
@@ -184,13 +178,13 @@ type Initiator struct {
 	closed  bool
 
 	// active counts frames outstanding or lingering, over all devices,
-	// and checks the announce checks pending (see Device.announcedLocked);
+	// and checks the announce checks pending (see failover.announced);
 	// the scanner sleeps while both are zero and wake rouses it.
 	active, checks atomic.Int64
 	wake           chan struct{}
 
 	// queries are the latest Query Config requests sent, indexed by
-	// their number (see discoverTag) modulo queryMemory.
+	// their number (a tag's bits 0-30) modulo queryMemory.
 	queryMu  sync.Mutex
 	querySeq uint32
 	queries  [queryMemory]sentQuery
@@ -384,7 +378,7 @@ func (i *Initiator) handleFrame(l *link, b []byte) {
 	}
 	switch f.Command {
 	case aoe.CommandATA:
-		if f.Tag&tagOurs == 0 {
+		if f.Tag&aoe.TagUserland == 0 {
 			return // a kernel initiator's, or a stray
 		}
 		if d := i.lookup(f.Major, f.Minor); d != nil {
@@ -522,11 +516,15 @@ func (i *Initiator) sendQuery(l *link, dst aoe.MAC, shelf uint16, slot uint8) er
 }
 
 // queryTag numbers a new Query Config request and notes when it leaves.
+// The tag has aoe.TagUserland set, which keeps the Linux driver from
+// taking the answers for its own, and the number in bits 0-30, so that an
+// answer says which request it answers and so how long the target took
+// (see queryAge).
 func (i *Initiator) queryTag() uint32 {
 	i.queryMu.Lock()
 	defer i.queryMu.Unlock()
-	i.querySeq = (i.querySeq + 1) &^ discoverTag
-	tag := discoverTag | i.querySeq
+	i.querySeq = (i.querySeq + 1) &^ aoe.TagUserland
+	tag := aoe.TagUserland | i.querySeq
 	i.queries[i.querySeq%queryMemory] = sentQuery{tag: tag, at: i.now()}
 	return tag
 }
@@ -534,11 +532,11 @@ func (i *Initiator) queryTag() uint32 {
 // queryAge returns how long before now the Query Config request with the
 // given tag was sent, if it is one of the latest queryMemory.
 func (i *Initiator) queryAge(tag uint32, now time.Duration) (time.Duration, bool) {
-	if tag&discoverTag == 0 {
+	if tag&aoe.TagUserland == 0 {
 		return 0, false
 	}
 	i.queryMu.Lock()
-	q := i.queries[(tag&^discoverTag)%queryMemory]
+	q := i.queries[(tag&^aoe.TagUserland)%queryMemory]
 	i.queryMu.Unlock()
 	if q.tag != tag || q.at > now {
 		return 0, false

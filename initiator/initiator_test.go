@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"syscall"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/ironblade/ironblade/aoe"
 	"github.com/ironblade/ironblade/aoe/aoetest"
+	"github.com/ironblade/ironblade/internal/testenv"
 )
 
 const testDiskSize = 4 << 20
@@ -211,13 +213,7 @@ func TestFlushReachesEveryTargetWithWrites(t *testing.T) {
 // waitTargets waits until d knows n targets.
 func waitTargets(t *testing.T, d *Device, n int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for len(d.Stats().Targets) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s has %d targets, want %d", d.Name(), len(d.Stats().Targets), n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 5*time.Second, fmt.Sprintf("%s to know %d targets", d.Name(), n), func() bool { return len(d.Stats().Targets) >= n })
 }
 
 func TestRetransmitOnLoss(t *testing.T) {
@@ -392,13 +388,7 @@ func TestFailoverWhenTargetGoesSilent(t *testing.T) {
 			// When it answers again (the initiator probes it), it is
 			// healthy: standby under failover, active under multipath.
 			fakes[dead].silent.Store(false)
-			deadline := time.Now().Add(3 * time.Second)
-			for byMAC(dead, true).State == TargetScorned {
-				if time.Now().After(deadline) {
-					t.Fatal("scorned target not probed back to health")
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
+			testenv.WaitFor(t, 3*time.Second, "the scorned target to be probed back to health", func() bool { return byMAC(dead, true).State != TargetScorned })
 			wantState := TargetStandby
 			if policy == PolicyMultipath {
 				wantState = TargetActive
@@ -455,13 +445,7 @@ func TestDeadTimeoutAndRecovery(t *testing.T) {
 	}
 	ft.silent.Store(false)
 	ft.announce()
-	deadline := time.Now().Add(3 * time.Second)
-	for d.State() != DeviceUp {
-		if time.Now().After(deadline) {
-			t.Fatal("device did not come back")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 3*time.Second, "the device to come back", func() bool { return d.State() == DeviceUp })
 	if err := d.ReadAt(ctx, make([]byte, 512), 0); err != nil {
 		t.Fatal(err)
 	}
@@ -477,12 +461,13 @@ func TestContextCancel(t *testing.T) {
 		t.Fatalf("ReadAt: %v", err)
 	}
 	ft.silent.Store(false)
-	// Nothing more is written into p, and the device carries on.
+	// Nothing more is written into p, and the device carries on: the
+	// abandoned read's frames are retransmitted and answered.
 	q := make([]byte, 4096)
 	if err := d.ReadAt(context.Background(), q, 0); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond)
+	testenv.WaitFor(t, 3*time.Second, "the abandoned frames to be answered", func() bool { return d.Stats().Targets[0].Outstanding == 0 })
 	for _, c := range p {
 		if c != 0 {
 			t.Fatal("an abandoned read wrote into the caller's buffer")
@@ -498,8 +483,11 @@ func TestContextCancel(t *testing.T) {
 func TestRetransmittedWriteFences(t *testing.T) {
 	ctx := context.Background()
 	// Hold back the first copy of the first write to LBA 8 for 200 ms,
-	// then carry it out (stale data by then) and answer.
+	// then carry it out (stale data by then) and answer. The delay is the
+	// subject: the copy is a stray that lands after its retransmission
+	// was answered.
 	var held bool
+	landed := make(chan struct{})
 	hold := func(ft *fakeTarget, req []byte) bool {
 		var f aoe.Frame
 		var a aoe.ATA
@@ -510,8 +498,9 @@ func TestRetransmittedWriteFences(t *testing.T) {
 		}
 		held = true
 		go func() {
-			time.Sleep(200 * time.Millisecond)
+			time.Sleep(200 * time.Millisecond) // the hold: see above
 			ft.send(ft.answerATA(&f))
+			close(landed)
 		}()
 		return false
 	}
@@ -524,7 +513,11 @@ func TestRetransmittedWriteFences(t *testing.T) {
 	if err := d.WriteAt(ctx, newer, 8*aoe.SectorSize, false); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // let the held copy land
+	select { // let the held copy land
+	case <-landed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the held copy was never sent")
+	}
 	got := make([]byte, 1024)
 	if err := d.ReadAt(ctx, got, 8*aoe.SectorSize); err != nil {
 		t.Fatal(err)
@@ -542,7 +535,7 @@ func TestRunEndsIO(t *testing.T) {
 	ft.silent.Store(true)
 	errc := make(chan error, 1)
 	go func() { errc <- d.ReadAt(context.Background(), make([]byte, 4096), 0) }()
-	time.Sleep(20 * time.Millisecond)
+	testenv.WaitFor(t, 3*time.Second, "the read to be in flight", func() bool { return d.Stats().Targets[0].Outstanding > 0 })
 	r.stop()
 	if err := <-errc; !errors.Is(err, ErrClosed) {
 		t.Errorf("I/O in progress at the end of Run: %v", err)

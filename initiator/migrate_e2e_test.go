@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ironblade/ironblade/aoe/aoetest"
+	"github.com/ironblade/ironblade/internal/testenv"
 )
 
 // TestFailoverE2EMigrateRepeated is TestMigrateStall with the real
@@ -38,7 +39,7 @@ func TestFailoverE2EMigrateRepeated(t *testing.T) {
 				t.Cleanup(func() { os.RemoveAll(dir) })
 				c.file = aoetest.SparseFile(t, filepath.Join(dir, "shared.img"), clusterDiskSize)
 			}
-			bin := aoetest.BuildBinary(t, "./cmd/ironblade")
+			bin := testenv.BuildBinary(t, "./cmd/ironblade")
 			r := c.startClient(t, Config{})
 			var procs [2]*processTarget
 			procs[0] = c.run(t, bin, c.nodes[0])

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ironblade/ironblade/aoe"
 	"github.com/ironblade/ironblade/aoe/aoetest"
+	"github.com/ironblade/ironblade/internal/testenv"
 	ironblade "github.com/ironblade/ironblade/target"
 )
 
@@ -36,7 +37,7 @@ type slowSyncDisk struct {
 }
 
 func (d *slowSyncDisk) Sync() error {
-	time.Sleep(d.min + rand.N(d.spread))
+	time.Sleep(d.min + rand.N(d.spread)) // the storage's latency: the subject
 	return d.MemDisk.Sync()
 }
 
@@ -74,7 +75,7 @@ func (n *hubNode) stop(t *testing.T) {
 		return
 	}
 	n.cancel()
-	aoetest.WaitReturn(t, "Serve of "+n.mac.String(), n.done, 10*time.Second)
+	testenv.WaitReturn(t, "Serve of "+n.mac.String(), n.done, 10*time.Second)
 	n.port.Close()
 	n.srv = nil
 }
@@ -142,7 +143,7 @@ func (l *ackLoad) count() int {
 func (l *ackLoad) waitAcks(t *testing.T, n int, timeout time.Duration) {
 	t.Helper()
 	want := l.count() + n
-	aoetest.WaitFor(t, timeout, "acknowledged writes", func() bool { return l.count() >= want })
+	testenv.WaitFor(t, timeout, "acknowledged writes", func() bool { return l.count() >= want })
 }
 
 // gap returns the longest time after ev, up to the last write
@@ -240,23 +241,25 @@ func TestMigrateStall(t *testing.T) {
 // before ev on and the targets' state, if that takes 10 s.
 func waitSwitch(t *testing.T, d *Device, to aoe.MAC, failovers uint64, ev time.Time) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		st := d.Stats()
-		if len(st.Active) == 1 && st.Active[0] == to.String() && st.Failovers > failovers {
+	var st DeviceStats
+	switched := false
+	defer func() { // WaitFor fails the test: say why
+		if switched {
 			return
 		}
-		if time.Now().After(deadline) {
-			for _, e := range eventsSince(d, ev.Add(-3*time.Second)) {
-				t.Logf("  %+v %s %s %s", e.Time.Sub(ev).Round(time.Millisecond), e.Kind, e.Target, e.Detail)
-			}
-			for _, ts := range st.Targets {
-				t.Logf("  target %s: %s, strikes %d, outstanding %d, cwnd %d", ts.MAC, ts.State, ts.Strikes, ts.Outstanding, ts.Cwnd)
-			}
-			t.Fatalf("I/O not on %s after 10 s (active %v, failovers %d)", to, st.Active, st.Failovers)
+		for _, e := range eventsSince(d, ev.Add(-3*time.Second)) {
+			t.Logf("  %+v %s %s %s", e.Time.Sub(ev).Round(time.Millisecond), e.Kind, e.Target, e.Detail)
 		}
-		time.Sleep(2 * time.Millisecond)
-	}
+		for _, ts := range st.Targets {
+			t.Logf("  target %s: %s, strikes %d, outstanding %d, cwnd %d", ts.MAC, ts.State, ts.Strikes, ts.Outstanding, ts.Cwnd)
+		}
+		t.Logf("I/O not on %s (active %v, failovers %d)", to, st.Active, st.Failovers)
+	}()
+	testenv.WaitFor(t, 10*time.Second, "I/O on "+to.String(), func() bool {
+		st = d.Stats()
+		switched = len(st.Active) == 1 && st.Active[0] == to.String() && st.Failovers > failovers
+		return switched
+	})
 }
 
 // eventsSince returns the device's events after ev.

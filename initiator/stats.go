@@ -155,37 +155,40 @@ func (d *Device) Stats() DeviceStats {
 	i := d.ini
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	c := &d.counters
+	e, fo := &d.engine, &d.failover
+	c := &e.counters
 	s := DeviceStats{
 		Name: d.name, Shelf: d.shelf, Slot: d.slot, State: d.state, Since: i.wallTime(d.since),
 		Size: int64(d.id.sectors) * 512, Model: d.id.model, Serial: d.id.serial, Firmware: d.id.firmware,
-		LBA48: d.id.lba48, FUA: d.id.fua, Policy: d.policyName, Active: []string{}, Lingering: d.lingering,
+		LBA48: d.id.lba48, FUA: d.id.fua, Policy: fo.policyName, Active: []string{}, Queued: e.queued(), Lingering: e.lingering,
 		Reads: c.reads, Writes: c.writes, Flushes: c.flushes, BytesRead: c.bytesRead, BytesWritten: c.bytesWritten,
 		IOErrors: c.ioErrors, Stale: c.stale, Duplicate: c.duplicates, WrongSource: c.wrongSource, Fenced: c.fenced,
-		LateWrites: c.lateWrites, Failovers: d.failovers, LastStall: d.lastStall,
-		Targets: make([]TargetStats, 0, len(d.targets)), Events: d.events.events(i),
-	}
-	for r := d.head; r != nil; r = r.next {
-		s.Queued++
+		LateWrites: c.lateWrites, Failovers: fo.failovers, LastStall: fo.lastStall,
+		Targets: make([]TargetStats, 0, len(fo.targets)), Events: d.events.events(i),
 	}
 	now := i.now()
-	for _, t := range d.targets {
+	for _, t := range fo.targets {
 		if t.state == TargetActive {
 			s.Active = append(s.Active, t.mac.String())
 		}
-		var held time.Time
-		if t.state == TargetScorned && t.holdUntil > now {
-			held = i.wallTime(t.holdUntil)
-		}
-		s.Targets = append(s.Targets, TargetStats{
-			MAC: t.mac.String(), Interface: t.link.name, State: t.state, Since: i.wallTime(t.since),
-			BufferCount: t.bufferCount, Firmware: t.firmware, ConfigString: t.configString,
-			Window: t.window, Cwnd: t.cwnd, SectorsPerFrame: t.maxSectors, Outstanding: t.outstanding,
-			RTT: t.rtt.avg, RTTDev: t.rtt.dev, RTO: d.rtoLocked(t),
-			Frames: t.framesSent, Retransmits: t.retransmits, Errors: t.errors, Scorns: t.scorns,
-			LastHeard: i.wallTime(t.lastHeard), Dirty: t.dirty,
-			Announces: t.announces, Strikes: t.strikes, HeldUntil: held, LastScorned: i.wallTime(t.scornedAt),
-		})
+		s.Targets = append(s.Targets, t.stats(i, now, fo.rto(t)))
 	}
 	return s
+}
+
+// stats describes the target; rto is the timeout a new frame to it gets.
+func (t *target) stats(i *Initiator, now, rto time.Duration) TargetStats {
+	var held time.Time
+	if t.state == TargetScorned && t.holdUntil > now {
+		held = i.wallTime(t.holdUntil)
+	}
+	return TargetStats{
+		MAC: t.mac.String(), Interface: t.link.name, State: t.state, Since: i.wallTime(t.since),
+		BufferCount: t.bufferCount, Firmware: t.firmware, ConfigString: t.configString,
+		Window: t.window, Cwnd: t.cwnd, SectorsPerFrame: t.maxSectors, Outstanding: t.outstanding,
+		RTT: t.rtt.Smoothed(), RTTDev: t.rtt.Deviation(), RTO: rto,
+		Frames: t.framesSent, Retransmits: t.retransmits, Errors: t.errors, Scorns: t.scorns,
+		LastHeard: i.wallTime(t.lastHeard), Dirty: t.dirty,
+		Announces: t.announces, Strikes: t.strikes, HeldUntil: held, LastScorned: i.wallTime(t.scornedAt),
+	}
 }

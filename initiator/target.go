@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/ironblade/ironblade/aoe"
+	"github.com/ironblade/ironblade/initiator/rtt"
 )
 
 // TargetState is a target's role in carrying its device's I/O.
@@ -61,7 +62,6 @@ func unmarshalState(b []byte, names []string, what string, v *uint8) error {
 // device's shelf.slot, reached through one link. The device's mutex guards
 // every field.
 type target struct {
-	dev  *Device
 	link *link
 	mac  aoe.MAC
 
@@ -86,7 +86,9 @@ type target struct {
 	// FLUSH CACHE EXT is aborted.
 	flushCmd uint8
 
-	rtt         rttEstimator
+	// rtt estimates its round trips: every transmission has its own tag,
+	// so every answer is an unambiguous sample.
+	rtt         rtt.Estimator
 	outstanding int
 	// queryRTT is the shortest round trip of the Query Config requests it
 	// answered (0 before any): the network's and the target's receive
@@ -101,9 +103,9 @@ type target struct {
 	lastATA time.Duration
 
 	// Failover bookkeeping. strikes counts the scorns in a row that the
-	// target did not recover from for long (see scornLocked); holdUntil is
-	// the earliest an answer readmits it after the latest one, and
-	// heldNoted says a held-off answer has been logged since.
+	// target did not recover from for long (see failover.strike);
+	// holdUntil is the earliest an answer readmits it after the latest
+	// one, and heldNoted says a held-off answer has been logged since.
 	scornedAt, readmittedAt time.Duration
 	strikes                 int
 	holdUntil               time.Duration
@@ -111,6 +113,27 @@ type target struct {
 	announcedAt             time.Duration
 
 	framesSent, retransmits, errors, scorns, announces uint64
+}
+
+// configure takes the target's Query Config response: its buffer count,
+// capped by maxWindow, is the window, and its sector count, lowered to
+// what the link's MTU allows, the frame size. fresh gives it its whole
+// window at once.
+func (t *target) configure(c *aoe.Config, maxWindow int, fresh bool) {
+	t.bufferCount, t.firmware = c.BufferCount, c.FirmwareVersion
+	if t.configString != string(c.String) {
+		t.configString = string(c.String)
+	}
+	t.window = min(max(int(c.BufferCount), 1), maxWindow)
+	if fresh || t.cwnd > t.window {
+		t.cwnd, t.acks = t.window, 0
+	}
+	linkSectors := aoe.SectorsPerFrame(t.link.MTU())
+	sectors := int(c.SectorCount)
+	if sectors == 0 {
+		sectors = linkSectors
+	}
+	t.maxSectors = min(sectors, linkSectors)
 }
 
 // healthy reports whether the target may carry I/O in normal operation.
@@ -158,41 +181,10 @@ func (t *target) answered() {
 	}
 }
 
-// rttEstimator keeps a smoothed round-trip time and its mean deviation, as
-// TCP and the Linux aoe driver do, and derives the retransmission timeout.
-type rttEstimator struct {
-	avg, dev time.Duration
-	samples  uint64
-}
-
-// observe folds in one round-trip sample. Every transmission of a frame
-// has its own tag, so samples are never ambiguous (no Karn's rule needed).
-func (e *rttEstimator) observe(s time.Duration) {
-	if e.samples == 0 {
-		e.avg, e.dev = s, s/2
-	} else {
-		diff := s - e.avg
-		e.avg += diff / 8
-		if diff < 0 {
-			diff = -diff
-		}
-		e.dev += (diff - e.dev) / 4
-	}
-	e.samples++
-}
-
-// initialRTO is the retransmission timeout before any sample, the Linux
-// driver's starting figure; the IDENTIFY exchange gives a sample at once.
+// initialRTO is the retransmission timeout before any round trip was
+// measured, the Linux driver's starting figure; the IDENTIFY exchange
+// gives a sample at once.
 const initialRTO = 250 * time.Millisecond
-
-// rto is 2*avg + 8*dev, clamped to [lo, hi].
-func (e *rttEstimator) rto(lo, hi time.Duration) time.Duration {
-	r := initialRTO
-	if e.samples > 0 {
-		r = 2*e.avg + 8*e.dev
-	}
-	return min(max(r, lo), hi)
-}
 
 // Policy names how a device with several targets spreads its I/O.
 type Policy string

@@ -6,7 +6,6 @@ import (
 	"os"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/ironblade/ironblade/aoe"
 )
@@ -23,19 +22,20 @@ type benchLink struct {
 	closed chan struct{}
 	sent   atomic.Int64
 	done   chan struct{}
+	// announced is closed by the first frame sent, the announcement.
+	announced chan struct{}
 }
 
 func newBenchLink(frame []byte, mtu int) *benchLink {
-	return &benchLink{frame: frame, mtu: mtu, kick: make(chan struct{}, 1), closed: make(chan struct{}), done: make(chan struct{}, 1)}
+	return &benchLink{frame: frame, mtu: mtu, kick: make(chan struct{}, 1), closed: make(chan struct{}),
+		done: make(chan struct{}, 1), announced: make(chan struct{})}
 }
 
 // deliver makes the link hand out n more frames and returns once they
 // have all been answered. The first call waits for the announcement, so
 // that it is not counted as an answer.
 func (l *benchLink) deliver(n int64) {
-	for l.sent.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	<-l.announced
 	l.want.Store(l.sent.Load() + n)
 	l.left.Add(n)
 	select {
@@ -84,6 +84,9 @@ func (l *benchLink) ReadFrame(b []byte) (int, error) {
 // count adds n responses and signals deliver when they reach its goal.
 func (l *benchLink) count(n int64) {
 	sent := l.sent.Add(n)
+	if sent-n == 0 && n > 0 {
+		close(l.announced)
+	}
 	if want := l.want.Load(); sent >= want && sent-n < want {
 		l.done <- struct{}{}
 	}
@@ -267,5 +270,26 @@ func TestServeAllocs(t *testing.T) {
 		if perFrame := allocs / frames; perFrame > 0.01 {
 			t.Errorf("sync %v, %T: %.3f allocations per frame", sync, tc.backend, perFrame)
 		}
+	}
+}
+
+// BenchmarkHandle measures the handler alone on the common requests:
+// decoding a request and encoding its response in place, and the backend
+// call (a memDisk), without the loop, the link or other goroutines.
+func BenchmarkHandle(b *testing.B) {
+	reqs := benchRequests(b)
+	for _, name := range []string{"read2", "write2", "identify", "config"} {
+		b.Run(name, func(b *testing.B) {
+			c, _ := newTestSession(b, Config{})
+			r := <-c.free
+			frame := reqs[name]
+			b.ReportAllocs()
+			for b.Loop() {
+				r.n = copy(r.buf, frame)
+				if d := c.handle(r); d != replyNow {
+					b.Fatalf("disposition %d", d)
+				}
+			}
+		})
 	}
 }

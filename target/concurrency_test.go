@@ -11,6 +11,7 @@ import (
 
 	"github.com/ironblade/ironblade/aoe"
 	"github.com/ironblade/ironblade/aoe/aoetest"
+	"github.com/ironblade/ironblade/internal/testenv"
 )
 
 // TestConcurrentReadWrite runs 64 clients at once, each reading and
@@ -108,29 +109,9 @@ func TestShutdownUnderLoad(t *testing.T) {
 			}
 			h := newHarness(t, opts...)
 			var acked atomic.Int64
-			stop := make(chan struct{})
-			var wg sync.WaitGroup
-			for w := range 64 {
-				wg.Go(func() {
-					for i := 0; ; i++ {
-						select {
-						case <-stop:
-							return
-						default:
-						}
-						f := writeReq(h.client, t, uint64(w*16+i%16), pattern(512, byte(i)))
-						select {
-						case b := <-h.client.send(t, f):
-							if b[27] == aoe.ATAStatusDRDY {
-								acked.Add(1)
-							}
-						case <-stop:
-							return
-						}
-					}
-				})
-			}
-			time.Sleep(200 * time.Millisecond)
+			stopWriters := keepWriting(t, h.client, 64, &acked)
+			// Shut down with the writers in full swing.
+			testenv.WaitFor(t, 10*time.Second, "writes to be acknowledged under load", func() bool { return acked.Load() >= 256 })
 			syncsBefore := disk.syncs.Load()
 			start := time.Now()
 			h.cancel()
@@ -146,8 +127,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 			t.Logf("Serve returned %v after cancellation; %d writes acked", time.Since(start), acked.Load())
 			// Let the last answers reach the clients.
 			waitFor(t, "every executed write to be acked", func() bool { return acked.Load() == counting.writes.Load() })
-			close(stop)
-			wg.Wait()
+			stopWriters()
 			if acked.Load() == 0 {
 				t.Error("no write was acked")
 			}
@@ -155,6 +135,39 @@ func TestShutdownUnderLoad(t *testing.T) {
 				t.Error("no sync at shutdown")
 			}
 		})
+	}
+}
+
+// keepWriting starts writers goroutines that write 16 sectors of their
+// own over and over, each write waiting for its answer, and count the
+// successful answers in acked. The function it returns stops them and
+// waits for them.
+func keepWriting(t *testing.T, c *client, writers int, acked *atomic.Int64) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				f := writeReq(c, t, uint64(w*16+i%16), pattern(512, byte(i)))
+				select {
+				case b := <-c.send(t, f):
+					if ataStatus(b) == aoe.ATAStatusDRDY {
+						acked.Add(1)
+					}
+				case <-done:
+					return
+				}
+			}
+		})
+	}
+	return func() {
+		close(done)
+		wg.Wait()
 	}
 }
 

@@ -1,7 +1,6 @@
 package target
 
 import (
-	"encoding/binary"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -77,13 +76,13 @@ type recordingLink struct {
 func (l *recordingLink) ReadFrame(b []byte) (int, error) {
 	n, err := l.Link.ReadFrame(b)
 	if err == nil && n >= aoe.FrameHeaderLen {
-		l.rec.add(event{op: "recv", tag: binary.BigEndian.Uint32(b[20:24]), start: l.rec.seq.Add(1)})
+		l.rec.add(event{op: "recv", tag: frameTag(b[:n]), start: l.rec.seq.Add(1)})
 	}
 	return n, err
 }
 
 func (l *recordingLink) WriteFrame(b []byte) error {
-	l.rec.add(event{op: "send", tag: binary.BigEndian.Uint32(b[20:24]), start: l.rec.seq.Add(1)})
+	l.rec.add(event{op: "send", tag: frameTag(b), start: l.rec.seq.Add(1)})
 	return l.Link.WriteFrame(b)
 }
 
@@ -137,6 +136,51 @@ func testDurability(t *testing.T, inline, syncWrites bool) {
 	c := h.client
 
 	const writers, perWriter = 16, 20
+	writeTag := writeFromMany(t, c, writers, perWriter)
+	syncsBeforeFlush := disk.syncs.Load()
+	flush := c.request(aoe.CommandATA, ataArg(t, aoe.ATA{CmdStatus: aoe.ATAFlushCacheExt}))
+	checkResponse(t, c.roundTrip(t, flush), 0)
+
+	tr := sortEvents(t, rec.snapshot())
+	if len(tr.writes) != writers*perWriter {
+		t.Fatalf("%d writes recorded", len(tr.writes))
+	}
+	if syncWrites {
+		tr.checkSyncedAcks(t, writeTag)
+		if n := int64(len(tr.syncs)); n >= writers*perWriter {
+			t.Errorf("%d syncs for %d writes: no group commit", n, writers*perWriter)
+		}
+		t.Logf("%d writes, %d syncs before the flush", writers*perWriter, syncsBeforeFlush)
+	} else {
+		if syncsBeforeFlush != 0 {
+			t.Errorf("%d syncs for writes without SyncWrites", syncsBeforeFlush)
+		}
+		// Every write was acked before the FLUSH was sent, so
+		// the FLUSH's sync must cover all of them.
+		for off, w := range tr.writes {
+			if !tr.coveredBy(w.end, tr.sent[flush.Tag].start) {
+				t.Errorf("write at %d not covered by the flush's sync", off)
+			}
+		}
+	}
+	r, ok1 := tr.recv[flush.Tag]
+	a, ok2 := tr.sent[flush.Tag]
+	if !ok1 || !ok2 {
+		t.Fatal("flush not recorded")
+	}
+	if !tr.coveredBy(r.start, a.start) {
+		t.Errorf("FLUSH received at %d answered at %d without a sync in between", r.start, a.start)
+	}
+	st := h.srv.Stats()
+	if syncWrites && st.SyncedWrites != writers*perWriter {
+		t.Errorf("SyncedWrites = %d", st.SyncedWrites)
+	}
+}
+
+// writeFromMany runs writers goroutines that each write perWriter sectors
+// of their own, each write waiting for its successful answer, and returns
+// the write offset of every tag.
+func writeFromMany(t *testing.T, c *client, writers, perWriter int) map[uint32]int64 {
 	writeTag := map[uint32]int64{} // tag -> write offset
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -156,80 +200,60 @@ func testDurability(t *testing.T, inline, syncWrites bool) {
 		})
 	}
 	wg.Wait()
-	syncsBeforeFlush := disk.syncs.Load()
-	flush := c.request(aoe.CommandATA, ataArg(t, aoe.ATA{CmdStatus: aoe.ATAFlushCacheExt}))
-	checkResponse(t, c.roundTrip(t, flush), 0)
+	return writeTag
+}
 
-	events := rec.snapshot()
-	writes := map[int64]event{}
-	var syncs []event
-	recv := map[uint32]event{}
-	sent := map[uint32]event{}
+// trace is a recording's events by kind.
+type trace struct {
+	writes     map[int64]event // by offset
+	syncs      []event
+	recv, sent map[uint32]event // by tag
+}
+
+// sortEvents sorts events by kind. A tag answered twice is an error.
+func sortEvents(t *testing.T, events []event) *trace {
+	tr := &trace{writes: map[int64]event{}, recv: map[uint32]event{}, sent: map[uint32]event{}}
 	for _, e := range events {
 		switch e.op {
 		case "write":
-			writes[e.off] = e
+			tr.writes[e.off] = e
 		case "sync":
-			syncs = append(syncs, e)
+			tr.syncs = append(tr.syncs, e)
 		case "recv":
-			recv[e.tag] = e
+			tr.recv[e.tag] = e
 		case "send":
-			if _, dup := sent[e.tag]; dup {
+			if _, dup := tr.sent[e.tag]; dup {
 				t.Errorf("tag %#x answered twice", e.tag)
 				continue
 			}
-			sent[e.tag] = e
+			tr.sent[e.tag] = e
 		}
 	}
-	// coveredBy reports whether a sync started after `after`
-	// and ended before `before`.
-	coveredBy := func(after, before int64) bool {
-		for _, s := range syncs {
-			if s.start > after && s.end < before {
-				return true
-			}
-		}
-		return false
-	}
-	if len(writes) != writers*perWriter {
-		t.Fatalf("%d writes recorded", len(writes))
-	}
-	if syncWrites {
-		for tag, off := range writeTag {
-			ack, ok := sent[tag]
-			if !ok {
-				t.Fatalf("write at %d: no ack recorded", off)
-			}
-			if w := writes[off]; !coveredBy(w.end, ack.start) {
-				t.Errorf("write at %d (ended %d) acked at %d without a sync in between", off, w.end, ack.start)
-			}
-		}
-		if n := int64(len(syncs)); n >= writers*perWriter {
-			t.Errorf("%d syncs for %d writes: no group commit", n, writers*perWriter)
-		}
-		t.Logf("%d writes, %d syncs before the flush", writers*perWriter, syncsBeforeFlush)
-	} else {
-		if syncsBeforeFlush != 0 {
-			t.Errorf("%d syncs for writes without SyncWrites", syncsBeforeFlush)
-		}
-		// Every write was acked before the FLUSH was sent, so
-		// the FLUSH's sync must cover all of them.
-		for off, w := range writes {
-			if !coveredBy(w.end, sent[flush.Tag].start) {
-				t.Errorf("write at %d not covered by the flush's sync", off)
-			}
+	return tr
+}
+
+// coveredBy reports whether a sync started after `after` and ended before
+// `before`.
+func (tr *trace) coveredBy(after, before int64) bool {
+	for _, s := range tr.syncs {
+		if s.start > after && s.end < before {
+			return true
 		}
 	}
-	r, ok1 := recv[flush.Tag]
-	a, ok2 := sent[flush.Tag]
-	if !ok1 || !ok2 {
-		t.Fatal("flush not recorded")
-	}
-	if !coveredBy(r.start, a.start) {
-		t.Errorf("FLUSH received at %d answered at %d without a sync in between", r.start, a.start)
-	}
-	st := h.srv.Stats()
-	if syncWrites && st.SyncedWrites != writers*perWriter {
-		t.Errorf("SyncedWrites = %d", st.SyncedWrites)
+	return false
+}
+
+// checkSyncedAcks checks that every write (by tag, as writeFromMany
+// returns them) was acknowledged after a sync that followed it.
+func (tr *trace) checkSyncedAcks(t *testing.T, writeTag map[uint32]int64) {
+	t.Helper()
+	for tag, off := range writeTag {
+		ack, ok := tr.sent[tag]
+		if !ok {
+			t.Fatalf("write at %d: no ack recorded", off)
+		}
+		if w := tr.writes[off]; !tr.coveredBy(w.end, ack.start) {
+			t.Errorf("write at %d (ended %d) acked at %d without a sync in between", off, w.end, ack.start)
+		}
 	}
 }

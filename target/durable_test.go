@@ -24,7 +24,8 @@ func (d *durableDisk) WriteAtDurable(p []byte, off int64) (int, error) {
 	if d.unsupported {
 		return 0, ErrDurableUnsupported
 	}
-	// As long as a sync: the device round trip it stands for.
+	// As long as a sync: the device round trip it stands for (a
+	// simulated latency, so the sleep stays).
 	time.Sleep(d.syncDelay)
 	n, err := d.WriteAt(p, off)
 	if err == nil {

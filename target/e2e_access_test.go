@@ -10,6 +10,7 @@ import (
 	"github.com/ironblade/ironblade/aoe"
 	"github.com/ironblade/ironblade/aoe/aoetest"
 	"github.com/ironblade/ironblade/aoe/rawlink"
+	"github.com/ironblade/ironblade/internal/testenv"
 )
 
 // secondClient adds a macvlan interface on the client's end of the veth
@@ -18,10 +19,10 @@ import (
 func (r *rig) secondClient(t *testing.T) (*aoetest.Client, aoe.MAC) {
 	t.Helper()
 	const iface = "ibmv0"
-	r.cli.Run(t, "ip", "link", "add", iface, "link", r.veth.IfB, "type", "macvlan", "mode", "bridge")
-	r.cli.Run(t, "ip", "link", "set", iface, "up")
-	aoetest.WaitLinkReady(t, r.cli, iface)
-	link := aoetest.ListenRawIn(t, r.cli, iface, rawlink.Config{})
+	testenv.Run(t, r.cli, "ip", "link", "add", iface, "link", r.veth.IfB, "type", "macvlan", "mode", "bridge")
+	testenv.Run(t, r.cli, "ip", "link", "set", iface, "up")
+	testenv.WaitLinkReady(t, r.cli, iface)
+	link := testenv.ListenRawIn(t, r.cli, iface, rawlink.Config{})
 	c := aoetest.NewClient(link, aoetest.ClientOptions{Timeout: 300 * time.Millisecond, Retries: 5})
 	t.Cleanup(func() { c.Close() })
 	return c, link.HardwareAddr()
@@ -81,16 +82,16 @@ func testE2EConfigString(t *testing.T, bin string) {
 		{"set", aoe.ConfigSet, "ib-e2e", "ib-e2e", nil, answer},
 		{"set over a string", aoe.ConfigSet, "other", "ib-e2e", aoe.ErrorConfigStringPresent, answer},
 		{"test match", aoe.ConfigTest, "ib-e2e", "ib-e2e", nil, answer},
-		{"test mismatch", aoe.ConfigTest, "ib-", "", aoetest.ErrNoResponse, silence},
+		{"test mismatch", aoe.ConfigTest, "ib-", "", aoe.ErrNoResponse, silence},
 		{"test prefix match", aoe.ConfigTestPrefix, "ib-", "ib-e2e", nil, answer},
-		{"test prefix mismatch", aoe.ConfigTestPrefix, "xx", "", aoetest.ErrNoResponse, silence},
+		{"test prefix mismatch", aoe.ConfigTestPrefix, "xx", "", aoe.ErrNoResponse, silence},
 		{"force set", aoe.ConfigForceSet, "forced", "forced", nil, answer},
 		{"read", aoe.ConfigRead, "", "forced", nil, answer},
 	}
 	for _, s := range steps {
 		got, err := configRequest(t, c, dev, s.ccmd, s.arg, s.wait)
 		switch {
-		case errors.Is(s.wantErr, aoetest.ErrNoResponse):
+		case errors.Is(s.wantErr, aoe.ErrNoResponse):
 			if !errNoAnswer(err) {
 				t.Errorf("%s: %q, %v; want no answer", s.name, got, err)
 			}

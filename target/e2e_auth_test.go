@@ -37,13 +37,15 @@ import (
 	"github.com/ironblade/ironblade/aoe/aoetest"
 	"github.com/ironblade/ironblade/aoe/rawlink"
 	"github.com/ironblade/ironblade/crypto/seal"
+	"github.com/ironblade/ironblade/internal/netlab"
+	"github.com/ironblade/ironblade/internal/testenv"
 )
 
 // TestE2EAuth builds ironblade once and runs the sealed-AoE scenarios
 // against it, each in namespaces of its own.
 func TestE2EAuth(t *testing.T) {
-	aoetest.RequireRoot(t)
-	bin := aoetest.BuildBinary(t, "./cmd/ironblade")
+	testenv.RequireRoot(t)
+	bin := testenv.BuildBinary(t, "./cmd/ironblade")
 	t.Run("SealedIO", func(t *testing.T) { testE2EAuthSealedIO(t, bin) })
 	t.Run("ReplayedWrite", func(t *testing.T) { testE2EAuthReplay(t, bin) })
 	t.Run("ReplayAfterRestart", func(t *testing.T) { testE2EAuthReplayAfterRestart(t, bin) })
@@ -68,7 +70,7 @@ type authRig struct {
 	sectors int64
 	keyFile string
 	key     seal.Key
-	blade   *aoetest.Process
+	blade   *testenv.Process
 	// encrypt makes sealedClient ask for the AES-256-GCM suite.
 	encrypt bool
 }
@@ -89,11 +91,11 @@ func (r *authRig) startBlade(t *testing.T, extra ...string) {
 	t.Helper()
 	args := append([]string{"--metrics", authMetricsAddr, "--auth-key", r.keyFile}, extra...)
 	r.blade = r.start(t, append(args, "1", "0", r.veth.IfA, r.disk)...)
-	aoetest.WaitFor(t, 5*time.Second, "ironblade's metrics", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "ironblade's metrics", func() bool {
 		if !r.blade.Running() {
 			t.Fatalf("ironblade exited: %v\n%s", r.blade.Err(), r.blade.Output())
 		}
-		_, err := aoetest.ScrapeMetrics(r.tgt, authMetricsAddr)
+		_, err := testenv.ScrapeMetrics(r.tgt, authMetricsAddr)
 		return err == nil
 	})
 }
@@ -124,7 +126,7 @@ func writeKeyFile(t *testing.T, path string) (string, seal.Key) {
 // it sees every frame the target sends, as r.link does.
 func (r *authRig) rawLink(t *testing.T) *rawlink.Link {
 	t.Helper()
-	return aoetest.ListenRawIn(t, r.cli, r.veth.IfB, rawlink.Config{ReadBuffer: 4 << 20, WriteBuffer: 4 << 20})
+	return testenv.ListenRawIn(t, r.cli, r.veth.IfB, rawlink.Config{ReadBuffer: 4 << 20, WriteBuffer: 4 << 20})
 }
 
 // sealedOpts are the sealed clients' options; their tags differ from the
@@ -170,7 +172,7 @@ func discoverWith(t *testing.T, c *aoetest.Client, shelf uint16, slot uint8) aoe
 // metrics scrapes ironblade's metrics, failing the test if it cannot.
 func (r *authRig) metrics(t *testing.T) map[string]*dto.MetricFamily {
 	t.Helper()
-	fams, err := aoetest.ScrapeMetrics(r.tgt, authMetricsAddr)
+	fams, err := testenv.ScrapeMetrics(r.tgt, authMetricsAddr)
 	if err != nil {
 		t.Fatalf("scrape ironblade's metrics: %v", err)
 	}
@@ -180,7 +182,7 @@ func (r *authRig) metrics(t *testing.T) map[string]*dto.MetricFamily {
 // metric scrapes one value.
 func (r *authRig) metric(t *testing.T, name string, labels ...string) float64 {
 	t.Helper()
-	return aoetest.MetricValue(r.metrics(t), name, labels...)
+	return testenv.MetricValue(r.metrics(t), name, labels...)
 }
 
 // handled is the count of sealed frames ironblade opened plus those it
@@ -189,7 +191,7 @@ func (r *authRig) metric(t *testing.T, name string, labels ...string) float64 {
 func (r *authRig) handled(t *testing.T, reason string) float64 {
 	t.Helper()
 	fams := r.metrics(t)
-	return aoetest.MetricValue(fams, "ironblade_auth_frames_opened_total") + aoetest.MetricValue(fams, "ironblade_auth_rejected_total", "reason", reason)
+	return testenv.MetricValue(fams, "ironblade_auth_frames_opened_total") + testenv.MetricValue(fams, "ironblade_auth_rejected_total", "reason", reason)
 }
 
 // rejections returns ironblade_auth_rejected_total by reason.
@@ -204,6 +206,20 @@ func (r *authRig) rejections(t *testing.T) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// logRejectionsOnFailure logs, if the test fails, what the sealing layer
+// refused and why, while ironblade still runs (the rig's own cleanup,
+// registered before, stops it after).
+func (r *authRig) logRejectionsOnFailure(t *testing.T) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		if fams, err := testenv.ScrapeMetrics(r.tgt, authMetricsAddr); err == nil {
+			t.Logf("rejections: %v", fams["ironblade_auth_rejected_total"].GetMetric())
+		}
+	})
 }
 
 // readFileAt reads n bytes at off of the backing file.
@@ -232,9 +248,9 @@ type wireCapture struct {
 
 // captureIn starts a capture on iface in ns; keep picks the frames kept
 // (nil keeps all).
-func captureIn(t *testing.T, ns *aoetest.Netns, iface string, keep func([]byte) bool) *wireCapture {
+func captureIn(t *testing.T, ns *netlab.Netns, iface string, keep func([]byte) bool) *wireCapture {
 	t.Helper()
-	link := aoetest.ListenRawIn(t, ns, iface, rawlink.Config{ReadBuffer: 16 << 20})
+	link := testenv.ListenRawIn(t, ns, iface, rawlink.Config{ReadBuffer: 16 << 20})
 	c := &wireCapture{keep: keep}
 	done := make(chan struct{})
 	go func() {
@@ -246,6 +262,8 @@ func captureIn(t *testing.T, ns *aoetest.Netns, iface string, keep func([]byte) 
 				if errors.Is(err, net.ErrClosed) {
 					return
 				}
+				// A transient read failure: retry, but not in a tight
+				// loop. Nothing is awaited here, so the pause stays.
 				time.Sleep(time.Millisecond)
 				continue
 			}
@@ -263,16 +281,29 @@ func captureIn(t *testing.T, ns *aoetest.Netns, iface string, keep func([]byte) 
 	return c
 }
 
+// isRequestFrame reports whether f is an AoE request.
+func isRequestFrame(f []byte) bool {
+	hdr, ok := frameHeaders(f)
+	return ok && !hdr.IsResponse()
+}
+
+// isATAFrame reports whether f is an AoE ATA message.
+func isATAFrame(f []byte) bool {
+	hdr, ok := frameHeaders(f)
+	return ok && hdr.Command == aoe.CommandATA
+}
+
 // isSealedRequest reports whether f is a sealed request (command 0xF0).
 func isSealedRequest(f []byte) bool {
-	return len(f) >= aoe.FrameHeaderLen+seal.HeaderLen+seal.TagLen && aoe.Command(f[19]) == seal.CommandSealed &&
-		f[14]&uint8(aoe.FlagResponse) == 0
+	hdr, ok := frameHeaders(f)
+	return ok && len(hdr.Arg) >= seal.HeaderLen+seal.TagLen && hdr.Command == seal.CommandSealed && !hdr.IsResponse()
 }
 
 // isHandshakeRequest reports whether f is a handshake message (command
 // 0xF1) from an initiator.
 func isHandshakeRequest(f []byte) bool {
-	return len(f) > aoe.FrameHeaderLen+1 && aoe.Command(f[19]) == seal.CommandHandshake && f[14]&uint8(aoe.FlagResponse) == 0
+	hdr, ok := frameHeaders(f)
+	return ok && len(hdr.Arg) > 1 && hdr.Command == seal.CommandHandshake && !hdr.IsResponse()
 }
 
 // sealedArgOff is the offset of a sealed frame's wrapped argument.
@@ -290,7 +321,7 @@ func (c *wireCapture) matching(src aoe.MAC, match func([]byte) bool) [][]byte {
 	defer c.mu.Unlock()
 	var out [][]byte
 	for _, f := range c.frames {
-		if aoe.MAC(f[6:12]) == src && match(f) {
+		if hdr, ok := frameHeaders(f); ok && hdr.Src == src && match(f) {
 			out = append(out, bytes.Clone(f))
 		}
 	}
@@ -323,7 +354,7 @@ func testE2EAuthSealedIO(t *testing.T, bin string) {
 			}
 			r := newAuthRig(t, bin, tc.mtu, sectors, extra...)
 			r.encrypt = tc.encrypt
-			capture := captureIn(t, r.tgt, r.veth.IfA, func(f []byte) bool { return f[14]&uint8(aoe.FlagResponse) == 0 })
+			capture := captureIn(t, r.tgt, r.veth.IfA, isRequestFrame)
 			_, c, dev := r.sealedClient(t, r.rawLink(t), sealedOpts)
 			want := aoe.SectorsPerFrame(tc.mtu)
 			if dev.SectorsPerFrame != want || int(dev.Config.SectorCount) != want {
@@ -362,10 +393,10 @@ func testE2EAuthSealedIO(t *testing.T, bin string) {
 						len(f) >= sealedArgOff+aoe.ATAHeaderLen+aoe.SectorSize
 				}
 			}
-			aoetest.WaitFor(t, 2*time.Second, "the capture to see the sealed writes", func() bool {
+			testenv.WaitFor(t, 2*time.Second, "the capture to see the sealed writes", func() bool {
 				return len(capture.matching(r.veth.MACB, isWrite)) >= frames
 			})
-			plain := capture.matching(r.veth.MACB, func(f []byte) bool { return aoe.Command(f[19]) == aoe.CommandATA })
+			plain := capture.matching(r.veth.MACB, isATAFrame)
 			if len(plain) > 0 {
 				t.Errorf("%d plain ATA requests on the wire from the sealed client", len(plain))
 			}
@@ -389,10 +420,10 @@ func testE2EAuthSealedIO(t *testing.T, bin string) {
 			t.Logf("MTU %d: %d sectors per frame, wrote 4 MiB in %v (%.0f MiB/s) in %d+ sealed frames; %d of %d sampled sectors readable on the wire",
 				tc.mtu, want, wrote.Round(time.Millisecond), 4/wrote.Seconds(), frames, seen, samples)
 			fams := r.metrics(t)
-			if s := aoetest.MetricValue(fams, "ironblade_auth_sessions"); s != 1 {
+			if s := testenv.MetricValue(fams, "ironblade_auth_sessions"); s != 1 {
 				t.Errorf("ironblade_auth_sessions %v, want 1", s)
 			}
-			if n := aoetest.MetricValue(fams, "ironblade_auth_frames_opened_total"); n < float64(2*frames) {
+			if n := testenv.MetricValue(fams, "ironblade_auth_frames_opened_total"); n < float64(2*frames) {
 				t.Errorf("ironblade_auth_frames_opened_total %v, want at least %d", n, 2*frames)
 			}
 			if tc.encrypt {
@@ -436,7 +467,7 @@ func replaySetup(t *testing.T, r *authRig, c *aoetest.Client, dev aoetest.Device
 		t.Fatal(err)
 	}
 	frames := len(old) / (dev.SectorsPerFrame * aoe.SectorSize)
-	aoetest.WaitFor(t, 2*time.Second, "the capture of the sealed writes", func() bool {
+	testenv.WaitFor(t, 2*time.Second, "the capture of the sealed writes", func() bool {
 		return len(capture.matching(r.veth.MACB, isSealedWrite)) >= frames
 	})
 	captured := capture.matching(r.veth.MACB, isSealedWrite)
@@ -465,13 +496,13 @@ func testE2EAuthReplay(t *testing.T, bin string) {
 			t.Fatal(err)
 		}
 	}
-	aoetest.WaitFor(t, 5*time.Second, "ironblade to take the replayed frames", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "ironblade to take the replayed frames", func() bool {
 		return r.handled(t, "replay") >= handled+float64(len(captured))
 	})
 	if got := readFileAt(t, r.disk, off, int64(len(fresh))); !bytes.Equal(got, fresh) {
 		t.Fatal("replayed sealed writes changed the file")
 	}
-	aoetest.WaitFor(t, 2*time.Second, "ironblade to count every injected frame as a replay", func() bool {
+	testenv.WaitFor(t, 2*time.Second, "ironblade to count every injected frame as a replay", func() bool {
 		return r.metric(t, "ironblade_auth_rejected_total", "reason", "replay") >= before+float64(len(captured))
 	})
 
@@ -490,11 +521,11 @@ func testE2EAuthReplay(t *testing.T, bin string) {
 	}
 	// The target answers the Hello with a Challenge, which the client's
 	// layer (no handshake under way) refuses: then all was taken.
-	aoetest.WaitFor(t, 2*time.Second, "the target to answer the replayed Hello", func() bool {
+	testenv.WaitFor(t, 2*time.Second, "the target to answer the replayed Hello", func() bool {
 		return sl.Stats().Rejected["handshake_failed"] > answered
 	})
 	fams := r.metrics(t)
-	if s, h := aoetest.MetricValue(fams, "ironblade_auth_sessions"), aoetest.MetricValue(fams, "ironblade_auth_handshakes_total"); s != 1 || h != 1 {
+	if s, h := testenv.MetricValue(fams, "ironblade_auth_sessions"), testenv.MetricValue(fams, "ironblade_auth_handshakes_total"); s != 1 || h != 1 {
 		t.Errorf("after the replayed handshake: %v sessions, %v handshakes; want 1 and 1", s, h)
 	}
 
@@ -535,7 +566,7 @@ func testE2EAuthReplayAfterRestart(t *testing.T, bin string) {
 		t.Fatalf("sealed read after the restart: %v (equal %v)", err, bytes.Equal(back, fresh))
 	}
 	fams := r.metrics(t)
-	if s, h := aoetest.MetricValue(fams, "ironblade_auth_sessions"), aoetest.MetricValue(fams, "ironblade_auth_handshakes_total"); s != 1 || h != 1 {
+	if s, h := testenv.MetricValue(fams, "ironblade_auth_sessions"), testenv.MetricValue(fams, "ironblade_auth_handshakes_total"); s != 1 || h != 1 {
 		t.Fatalf("after the restart: %v sessions, %v handshakes; want 1 and 1", s, h)
 	}
 	var newSession uint32
@@ -548,20 +579,20 @@ func testE2EAuthReplayAfterRestart(t *testing.T, bin string) {
 		t.Fatalf("session %08x after the restart, %08x before", newSession, oldSession)
 	}
 
-	before := aoetest.MetricValue(fams, "ironblade_auth_rejected_total", "reason", "no_session")
+	before := testenv.MetricValue(fams, "ironblade_auth_rejected_total", "reason", "no_session")
 	handled := r.handled(t, "no_session")
 	for _, f := range captured {
 		if err := r.link.WriteFrame(f); err != nil {
 			t.Fatal(err)
 		}
 	}
-	aoetest.WaitFor(t, 5*time.Second, "the restarted ironblade to take the old frames", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "the restarted ironblade to take the old frames", func() bool {
 		return r.handled(t, "no_session") >= handled+float64(len(captured))
 	})
 	if got := readFileAt(t, r.disk, off, int64(len(fresh))); !bytes.Equal(got, fresh) {
 		t.Fatal("writes of the session before the restart, replayed after it, changed the file")
 	}
-	aoetest.WaitFor(t, 2*time.Second, "the restarted ironblade to refuse every old frame as of no session", func() bool {
+	testenv.WaitFor(t, 2*time.Second, "the restarted ironblade to refuse every old frame as of no session", func() bool {
 		return r.metric(t, "ironblade_auth_rejected_total", "reason", "no_session") >= before+float64(len(captured))
 	})
 	if n := r.metric(t, "ironblade_auth_frames_opened_total"); n == 0 {
@@ -573,16 +604,16 @@ func testE2EAuthReplayAfterRestart(t *testing.T, bin string) {
 	// just sent for the old frames drew on the same per-MAC budget.)
 	refusedHandshakes := func() float64 {
 		fams := r.metrics(t)
-		return aoetest.MetricValue(fams, "ironblade_auth_rejected_total", "reason", "handshake_failed") +
-			aoetest.MetricValue(fams, "ironblade_auth_rejected_total", "reason", "rate_limited")
+		return testenv.MetricValue(fams, "ironblade_auth_rejected_total", "reason", "handshake_failed") +
+			testenv.MetricValue(fams, "ironblade_auth_rejected_total", "reason", "rate_limited")
 	}
 	failed := refusedHandshakes()
 	if err := r.link.WriteFrame(finishes[0]); err != nil {
 		t.Fatal(err)
 	}
-	aoetest.WaitFor(t, 2*time.Second, "the restarted ironblade to refuse the old Finish", func() bool { return refusedHandshakes() > failed })
+	testenv.WaitFor(t, 2*time.Second, "the restarted ironblade to refuse the old Finish", func() bool { return refusedHandshakes() > failed })
 	fams = r.metrics(t)
-	if s, h := aoetest.MetricValue(fams, "ironblade_auth_sessions"), aoetest.MetricValue(fams, "ironblade_auth_handshakes_total"); s != 1 || h != 1 {
+	if s, h := testenv.MetricValue(fams, "ironblade_auth_sessions"), testenv.MetricValue(fams, "ironblade_auth_handshakes_total"); s != 1 || h != 1 {
 		t.Errorf("after the old Finish: %v sessions, %v handshakes; want 1 and 1", s, h)
 	}
 	t.Logf("session %08x before the restart, %08x after; %d old frames refused; rejections %v",
@@ -627,7 +658,7 @@ func testE2EAuthTamper(t *testing.T, bin string) {
 	data := aoetest.RandomBytes(aoe.SectorSize)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := c.WriteAt(ctx, dev, data, off, 1); !errors.Is(err, aoetest.ErrNoResponse) {
+	if err := c.WriteAt(ctx, dev, data, off, 1); !errors.Is(err, aoe.ErrNoResponse) {
 		t.Fatalf("held-back write: %v, want no response", err)
 	}
 	hb.mu.Lock()
@@ -659,11 +690,12 @@ func testE2EAuthTamper(t *testing.T, bin string) {
 	// station's, by the target beneath it, which drops those.
 	counts := func() (opened, refused float64) {
 		fams := r.metrics(t)
-		return aoetest.MetricValue(fams, "ironblade_auth_frames_opened_total"),
-			aoetest.MetricValue(fams, "ironblade_auth_rejected_total") +
-				aoetest.MetricValue(fams, "ironblade_target_frames_dropped_total", "reason", "other_host")
+		return testenv.MetricValue(fams, "ironblade_auth_frames_opened_total"),
+			testenv.MetricValue(fams, "ironblade_auth_rejected_total") +
+				testenv.MetricValue(fams, "ironblade_target_frames_dropped_total", "reason", "other_host")
 	}
 	opened0, refused0 := counts()
+	r.logRejectionsOnFailure(t)
 	for i, p := range positions {
 		f := bytes.Clone(orig)
 		f[p] ^= 0x01
@@ -671,14 +703,11 @@ func testE2EAuthTamper(t *testing.T, bin string) {
 			t.Fatal(err)
 		}
 		// Each injected frame is either opened or refused, once.
-		deadline := time.Now().Add(2 * time.Second)
-		opened, refused := counts()
-		for ; opened+refused < opened0+refused0+float64(i+1); opened, refused = counts() {
-			if time.Now().After(deadline) {
-				t.Fatalf("byte %d flipped: ironblade neither opened nor refused the frame (rejections %v)", p, r.rejections(t))
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
+		var opened, refused float64
+		testenv.WaitFor(t, 2*time.Second, fmt.Sprintf("byte %d flipped: ironblade to open or refuse the frame", p), func() bool {
+			opened, refused = counts()
+			return opened+refused >= opened0+refused0+float64(i+1)
+		})
 		switch {
 		case opened != opened0:
 			t.Fatalf("byte %d flipped: ironblade accepted the tampered frame", p)
@@ -696,7 +725,7 @@ func testE2EAuthTamper(t *testing.T, bin string) {
 	if err := r.link.WriteFrame(orig); err != nil {
 		t.Fatal(err)
 	}
-	aoetest.WaitFor(t, 5*time.Second, "the untampered frame to be written", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "the untampered frame to be written", func() bool {
 		return bytes.Equal(readFileAt(t, r.disk, off, aoe.SectorSize), data)
 	})
 	if got := r.metric(t, "ironblade_auth_frames_opened_total"); got != opened+1 {
@@ -836,16 +865,17 @@ func randomUnicastMAC(rng *rand.Rand) aoe.MAC {
 	return m
 }
 
-// craftFrame builds a frame byte by byte: the AoE header as given, then arg.
+// craftFrame builds a frame with the AoE header as given (any version and
+// flags, whatever they mean), then arg, unpadded.
 func craftFrame(dst, src aoe.MAC, verFlags, errCode uint8, shelf uint16, slot uint8, cmd uint8, tag uint32, arg []byte) []byte {
+	f := aoe.Frame{Dst: dst, Src: src, Header: aoe.Header{
+		Version: verFlags >> 4, Flags: aoe.Flags(verFlags & 0x0f), Error: aoe.Error(errCode),
+		Major: shelf, Minor: slot, Command: aoe.Command(cmd), Tag: tag,
+	}}
 	b := make([]byte, aoe.FrameHeaderLen, aoe.FrameHeaderLen+len(arg))
-	copy(b[0:6], dst[:])
-	copy(b[6:12], src[:])
-	binary.BigEndian.PutUint16(b[12:14], aoe.EtherType)
-	b[14], b[15] = verFlags, errCode
-	binary.BigEndian.PutUint16(b[16:18], shelf)
-	b[18], b[19] = slot, cmd
-	binary.BigEndian.PutUint32(b[20:24], tag)
+	if _, err := f.MarshalHeaderTo(b); err != nil {
+		panic(err) // cannot happen: the version and flags are nibbles
+	}
 	return append(b, arg...)
 }
 
@@ -1017,7 +1047,7 @@ func (w *sealedWorkload) waitOps(t *testing.T, k int, timeout time.Duration) {
 	w.mu.Lock()
 	want := len(w.times) + k
 	w.mu.Unlock()
-	aoetest.WaitFor(t, timeout, "sealed I/O", func() bool {
+	testenv.WaitFor(t, timeout, "sealed I/O", func() bool {
 		select {
 		case <-w.done:
 			t.Fatalf("sealed I/O stopped: %v", w.err)
@@ -1041,7 +1071,8 @@ func floodFor(link aoe.Link, d time.Duration, rate int, next func() []byte) int 
 				sent++
 			}
 		}
-		// Pace the batches to the rate.
+		// Pace the batches to the rate: a load generator's pause, not a
+		// wait for anything, so it stays.
 		if ahead := time.Duration(sent)*time.Second/time.Duration(rate) - time.Since(start); ahead > 0 {
 			time.Sleep(ahead)
 		}
@@ -1199,7 +1230,7 @@ func testE2EAuthHandshakeFlood(t *testing.T, bin string) {
 		t.Fatal(err)
 	}
 	rekeyAt := time.Now()
-	aoetest.WaitFor(t, 3*time.Second, "the sealed client's rekey during the flood", func() bool { return rekeys() >= 1 })
+	testenv.WaitFor(t, 3*time.Second, "the sealed client's rekey during the flood", func() bool { return rekeys() >= 1 })
 	rekeyed := time.Since(rekeyAt)
 	sent := <-flooded
 	end := time.Now()
@@ -1218,9 +1249,9 @@ func testE2EAuthHandshakeFlood(t *testing.T, bin string) {
 	t.Logf("%d Hellos from random MACs in %v: RSS %d KiB before, peak %d KiB (+%d KiB), %d KiB after; "+
 		"sealed I/O meanwhile %d operations, longest gap %v; rekeyed in %v; sessions %v, handshakes %v, rate-limited %v, failed %v",
 		sent, end.Sub(start).Round(time.Millisecond), baseline, peak.Load(), peak.Load()-baseline, after, ops, gap.Round(time.Millisecond), rekeyed.Round(time.Millisecond),
-		aoetest.MetricValue(fams, "ironblade_auth_sessions"), aoetest.MetricValue(fams, "ironblade_auth_handshakes_total"),
-		aoetest.MetricValue(fams, "ironblade_auth_rejected_total", "reason", "rate_limited"),
-		aoetest.MetricValue(fams, "ironblade_auth_rejected_total", "reason", "handshake_failed"))
+		testenv.MetricValue(fams, "ironblade_auth_sessions"), testenv.MetricValue(fams, "ironblade_auth_handshakes_total"),
+		testenv.MetricValue(fams, "ironblade_auth_rejected_total", "reason", "rate_limited"),
+		testenv.MetricValue(fams, "ironblade_auth_rejected_total", "reason", "handshake_failed"))
 	if sent < 5000 {
 		t.Errorf("only %d Hellos sent", sent)
 	}
@@ -1232,10 +1263,10 @@ func testE2EAuthHandshakeFlood(t *testing.T, bin string) {
 	}
 	// The sealed client's sessions: the first and the rekey's (the
 	// previous one lingers while its requests drain).
-	if s := aoetest.MetricValue(fams, "ironblade_auth_sessions"); s < 1 || s > 2 {
+	if s := testenv.MetricValue(fams, "ironblade_auth_sessions"); s < 1 || s > 2 {
 		t.Errorf("ironblade_auth_sessions %v after the flood, want the sealed client's 1 or 2", s)
 	}
-	if h := aoetest.MetricValue(fams, "ironblade_auth_handshakes_total"); h != 2 {
+	if h := testenv.MetricValue(fams, "ironblade_auth_handshakes_total"); h != 2 {
 		t.Errorf("ironblade_auth_handshakes_total %v after the flood, want 2 (the sealed client's, and its rekey)", h)
 	}
 	if !r.blade.Running() {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ironblade/ironblade/aoe"
 	"github.com/ironblade/ironblade/aoe/aoetest"
+	"github.com/ironblade/ironblade/internal/netlab"
 )
 
 // outcome is what a target must do with a frame.
@@ -46,7 +47,7 @@ type rawSender struct {
 }
 
 // newRawSender opens an AF_PACKET socket on iface in ns.
-func newRawSender(t *testing.T, ns *aoetest.Netns, iface string) *rawSender {
+func newRawSender(t *testing.T, ns *netlab.Netns, iface string) *rawSender {
 	t.Helper()
 	var s rawSender
 	err := ns.Do(func() error {
@@ -190,7 +191,7 @@ func testE2EBadInput(t *testing.T, bin string) {
 			// An answer to a frame cut before its tag would carry some
 			// other tag: catch any answer to a tag not the client's.
 			f, err := r.client.Expect(step, func(f *aoe.Frame) bool {
-				return f.IsResponse() && (f.Tag == tag || c.cut > 0 && f.Tag&(1<<31) == 0)
+				return f.IsResponse() && (f.Tag == tag || c.cut > 0 && f.Tag&aoe.TagUserland == 0)
 			})
 			switch {
 			case c.want.drop && err == nil:
@@ -264,5 +265,5 @@ func checkOutcome(t *testing.T, f *aoe.Frame, want outcome) {
 // errNoAnswer is how the access tests recognise a request that got no
 // answer: the client gave up or the step's context ended.
 func errNoAnswer(err error) bool {
-	return errors.Is(err, aoetest.ErrNoResponse) || errors.Is(err, context.DeadlineExceeded)
+	return errors.Is(err, aoe.ErrNoResponse) || errors.Is(err, context.DeadlineExceeded)
 }

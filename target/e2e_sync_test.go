@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/ironblade/ironblade/aoe"
 	"github.com/ironblade/ironblade/aoe/aoetest"
+	"github.com/ironblade/ironblade/internal/testenv"
 )
 
 // The durability tests watch the real process with strace: every write
@@ -34,7 +34,7 @@ const straceSyscalls = "trace=pwrite64,pwritev2,fdatasync,fsync,sendmmsg,sendmsg
 type tracer struct {
 	cmd    *exec.Cmd
 	out    string
-	stderr *aoetest.SyncBuffer
+	stderr *testenv.SyncBuffer
 	done   chan struct{} // closed once strace has exited
 }
 
@@ -48,7 +48,7 @@ func startStrace(t *testing.T, pid int, poke func()) *tracer {
 	if err != nil {
 		t.Skipf("e2e: needs strace to watch the process's system calls: %v", err)
 	}
-	tr := &tracer{out: filepath.Join(t.TempDir(), "strace.out"), stderr: new(aoetest.SyncBuffer), done: make(chan struct{})}
+	tr := &tracer{out: filepath.Join(t.TempDir(), "strace.out"), stderr: new(testenv.SyncBuffer), done: make(chan struct{})}
 	// -ttt: timestamps; -xx -s 64: frames as hex, enough for the AoE and
 	// ATA headers; -f with -p: all threads.
 	tr.cmd = exec.Command(path, "-f", "-ttt", "-xx", "-s", "64", "-e", straceSyscalls, "-o", tr.out, "-p", strconv.Itoa(pid))
@@ -66,17 +66,19 @@ func startStrace(t *testing.T, pid int, poke func()) *tracer {
 			<-tr.done
 		}
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testenv.WaitFor(t, 10*time.Second, "strace to trace something", func() bool {
 		poke()
 		if fi, err := os.Stat(tr.out); err == nil && fi.Size() > 0 {
-			return tr
+			return true
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("e2e: strace traced nothing in 10 s:\n%s", tr.stderr.String())
+		select {
+		case <-tr.done:
+			t.Fatalf("e2e: strace exited without tracing anything:\n%s", tr.stderr.String())
+		default:
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return false
+	})
+	return tr
 }
 
 // stop waits until the trace shows a request and an answer with each of
@@ -86,6 +88,8 @@ func startStrace(t *testing.T, pid int, poke func()) *tracer {
 func (tr *tracer) stop(t *testing.T, tags ...uint32) []traceCall {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
+	// The pause between reads is the subject, not a wait: strace has gone
+	// quiet when the trace did not grow for that long. So it stays.
 	for lastSize := int64(-1); ; time.Sleep(100 * time.Millisecond) {
 		b, err := os.ReadFile(tr.out)
 		if err != nil {
@@ -233,7 +237,7 @@ func decodeFrames(args string) [][]byte {
 	var frames [][]byte
 	for _, m := range re.FindAllStringSubmatch(args, -1) {
 		b, err := hex.DecodeString(strings.ReplaceAll(m[1], `\x`, ""))
-		if err != nil || len(b) < aoe.FrameHeaderLen || binary.BigEndian.Uint16(b[12:14]) != aoe.EtherType {
+		if _, ok := frameHeaders(b); err != nil || !ok {
 			continue
 		}
 		frames = append(frames, b)
@@ -264,8 +268,17 @@ func (c *traceCall) isSync() bool {
 	return (c.name == "fdatasync" || c.name == "fsync") && c.finished() && c.ret == "0"
 }
 
-// frameTag returns an AoE frame's tag.
-func frameTag(f []byte) uint32 { return binary.BigEndian.Uint32(f[aoe.EthernetHeaderLen+6:]) }
+// frameHeaders decodes an AoE frame's headers; ok is false if f is not
+// an AoE frame.
+func frameHeaders(f []byte) (hdr aoe.Frame, ok bool) {
+	return hdr, hdr.UnmarshalBinary(f) == nil
+}
+
+// frameTag returns an AoE frame's tag, or 0 if f is not an AoE frame.
+func frameTag(f []byte) uint32 {
+	hdr, _ := frameHeaders(f)
+	return hdr.Tag
+}
 
 // syncBetween returns the first successful sync that started after event
 // after and returned before event before, or nil.
@@ -408,7 +421,8 @@ func proveFlushSyncs(t *testing.T, calls []traceCall, tags []uint32) {
 				if frameTag(f) != tag {
 					continue
 				}
-				isResp := f[aoe.EthernetHeaderLen]&uint8(aoe.FlagResponse) != 0
+				hdr, _ := frameHeaders(f)
+				isResp := hdr.IsResponse()
 				switch {
 				case c.receives() && !isResp && recv < 0 && c.finished():
 					recv = c.end

@@ -21,13 +21,15 @@ import (
 	"github.com/ironblade/ironblade/aoe"
 	"github.com/ironblade/ironblade/aoe/aoetest"
 	"github.com/ironblade/ironblade/aoe/rawlink"
+	"github.com/ironblade/ironblade/internal/netlab"
+	"github.com/ironblade/ironblade/internal/testenv"
 )
 
 // TestE2E builds ironblade once and runs every end-to-end scenario against
 // it, each in namespaces of its own.
 func TestE2E(t *testing.T) {
-	aoetest.RequireRoot(t)
-	bin := aoetest.BuildBinary(t, "./cmd/ironblade")
+	testenv.RequireRoot(t)
+	bin := testenv.BuildBinary(t, "./cmd/ironblade")
 	t.Run("IO", func(t *testing.T) { testE2EIO(t, bin) })
 	t.Run("BadInput", func(t *testing.T) { testE2EBadInput(t, bin) })
 	t.Run("ConfigString", func(t *testing.T) { testE2EConfigString(t, bin) })
@@ -43,9 +45,9 @@ func TestE2E(t *testing.T) {
 // joined by a veth pair, with a test initiator on the client's end.
 type rig struct {
 	bin    string
-	tgt    *aoetest.Netns
-	cli    *aoetest.Netns
-	veth   *aoetest.Veth
+	tgt    *netlab.Netns
+	cli    *netlab.Netns
+	veth   *netlab.Veth
 	link   *rawlink.Link
 	client *aoetest.Client
 }
@@ -54,11 +56,11 @@ type rig struct {
 // and opens the client. Everything is removed in t.Cleanup.
 func newRig(t *testing.T, bin string, mtu int) *rig {
 	t.Helper()
-	r := &rig{bin: bin, tgt: aoetest.NewNetns(t), cli: aoetest.NewNetns(t)}
+	r := &rig{bin: bin, tgt: testenv.NewNetns(t), cli: testenv.NewNetns(t)}
 	// NewVeth waits until both ends can send: a veth end drops what is
 	// sent on it until its carrier is seen up.
-	r.veth = aoetest.NewVeth(t, r.tgt, r.cli, mtu)
-	r.link = aoetest.ListenRawIn(t, r.cli, r.veth.IfB, rawlink.Config{ReadBuffer: 4 << 20, WriteBuffer: 4 << 20})
+	r.veth = testenv.NewVeth(t, r.tgt, r.cli, mtu)
+	r.link = testenv.ListenRawIn(t, r.cli, r.veth.IfB, rawlink.Config{ReadBuffer: 4 << 20, WriteBuffer: 4 << 20})
 	r.client = aoetest.NewClient(r.link, aoetest.ClientOptions{Timeout: 300 * time.Millisecond, Retries: 5})
 	t.Cleanup(func() { r.client.Close() })
 	return r
@@ -72,15 +74,15 @@ func newDisk(t *testing.T, sectors int64) string {
 
 // start runs ironblade with args in the target namespace. The process is
 // killed in t.Cleanup if the test has not stopped it.
-func (r *rig) start(t *testing.T, args ...string) *aoetest.Process {
+func (r *rig) start(t *testing.T, args ...string) *testenv.Process {
 	t.Helper()
 	// ip netns exec replaces itself with ironblade: the pid is ironblade's.
-	return aoetest.StartProcess(t, "ironblade "+strings.Join(args, " "), r.tgt.Command(context.Background(), r.bin, args...))
+	return testenv.StartProcess(t, "ironblade "+strings.Join(args, " "), r.tgt.Command(context.Background(), r.bin, args...))
 }
 
 // stopBlade sends SIGTERM and fails the test unless ironblade exits 0
 // within 2 s. It returns how long the exit took.
-func stopBlade(t *testing.T, b *aoetest.Process) time.Duration {
+func stopBlade(t *testing.T, b *testenv.Process) time.Duration {
 	t.Helper()
 	return b.StopClean(t, syscall.SIGTERM, 2*time.Second)
 }
@@ -261,17 +263,17 @@ func testE2EMTUChange(t *testing.T, bin string) {
 	// waitSPF polls Query Config until it reports want sectors per frame.
 	waitSPF := func(want int) aoetest.Device {
 		t.Helper()
-		deadline := time.Now().Add(3 * time.Second)
-		for {
-			d := r.discover(t, 1, 0)
-			if int(d.Config.SectorCount) == want {
-				return d
+		var d aoetest.Device
+		last := -1
+		testenv.WaitFor(t, 3*time.Second, fmt.Sprintf("Query Config to report %d sectors per frame", want), func() bool {
+			d = r.discover(t, 1, 0)
+			if got := int(d.Config.SectorCount); got != want && got != last {
+				t.Logf("Query Config reports %d sectors per frame, want %d", got, want)
+				last = got
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("Query Config reports %d sectors per frame, want %d", d.Config.SectorCount, want)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			return int(d.Config.SectorCount) == want
+		})
+		return d
 	}
 	rw := func(d aoetest.Device, off int64) {
 		t.Helper()
@@ -289,11 +291,11 @@ func testE2EMTUChange(t *testing.T, bin string) {
 	}
 
 	rw(waitSPF(2), 0)
-	r.veth.SetMTU(t, 9000)
+	testenv.SetMTU(t, r.veth, 9000)
 	jumbo := waitSPF(17)
 	rw(jumbo, 1<<20)
 
-	r.veth.SetMTU(t, 1500)
+	testenv.SetMTU(t, r.veth, 1500)
 	// At once, before the target may have noticed: a 17-sector read (a
 	// small request asking for a jumbo answer).
 	big := aoe.ATA{Flags: aoe.ATAFlagExtended, SectorCount: 17, CmdStatus: aoe.ATAReadSectorsExt}

@@ -1,7 +1,6 @@
 package target
 
 import (
-	"encoding/binary"
 	"os"
 	"path/filepath"
 	"testing"
@@ -55,10 +54,15 @@ func FuzzHandle(f *testing.F) {
 		if err := out.UnmarshalBinary(resp); err != nil {
 			t.Fatalf("response does not decode: %v", err)
 		}
-		if !out.IsResponse() || out.Src != targetMAC || out.Dst != aoe.MAC(frame[6:12]) || out.Version != aoe.Version {
+		// Answered, the request decodes.
+		in, ok := decodeHeaders(frame)
+		if !ok {
+			t.Fatalf("answered a frame that does not decode: %x", frame)
+		}
+		if !out.IsResponse() || out.Src != targetMAC || out.Dst != in.Src || out.Version != aoe.Version {
 			t.Fatalf("bad response header %+v from %s to %s", out.Header, out.Src, out.Dst)
 		}
-		if out.Major != testShelf || out.Minor != testSlot || out.Tag != binary.BigEndian.Uint32(frame[20:24]) {
+		if out.Major != testShelf || out.Minor != testSlot || out.Tag != in.Tag {
 			t.Fatalf("response %d.%d tag %#x", out.Major, out.Minor, out.Tag)
 		}
 		if out.Command == aoe.CommandATA && out.Flags&aoe.FlagError == 0 && len(out.Arg) < aoe.ATAHeaderLen {

@@ -2,8 +2,8 @@ package target
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
+	"fmt"
 	"slices"
 
 	"github.com/ironblade/ironblade/aoe"
@@ -24,22 +24,13 @@ const (
 	wouldBlock
 )
 
-// Offsets in a frame.
-const (
-	offEtherType = 12
-	offVerFlags  = aoe.EthernetHeaderLen
-	offError     = aoe.EthernetHeaderLen + 1
-	offMajor     = aoe.EthernetHeaderLen + 2
-	offMinor     = aoe.EthernetHeaderLen + 4
-	offCommand   = aoe.EthernetHeaderLen + 5
-	offArg       = aoe.FrameHeaderLen
-	// ATA registers, in the argument.
-	offATAFlags  = offArg
-	offATAError  = offArg + 1
-	offATACount  = offArg + 2
-	offATAStatus = offArg + 3
-	offATAData   = offArg + aoe.ATAHeaderLen
-)
+// ataHeadersLen is the length of an ATA frame's headers: where its data
+// starts.
+const ataHeadersLen = aoe.FrameHeaderLen + aoe.ATAHeaderLen
+
+// ataStatusFailed is the status of an ATA command that failed: the device
+// is ready, and the error register says what went wrong.
+const ataStatusFailed = aoe.ATAStatusDRDY | aoe.ATAStatusError
 
 // handle executes one request and builds its response in place: the
 // response keeps the request's tag and command and, for ATA, its
@@ -53,47 +44,42 @@ func (c *session) tryHandle(r *request) disposition { return c.execute(r, false)
 // execute is handle, or tryHandle if canBlock is false.
 func (c *session) execute(r *request, canBlock bool) disposition {
 	s := c.s
-	b := r.buf[:r.n]
-	if len(b) < aoe.FrameHeaderLen {
+	f := &r.f
+	if err := f.UnmarshalBinary(r.buf[:r.n]); err != nil {
+		if errors.Is(err, aoe.ErrNotAoE) {
+			return c.drop(dropNotAoE)
+		}
 		return c.drop(dropShort)
 	}
-	if binary.BigEndian.Uint16(b[offEtherType:]) != aoe.EtherType {
-		return c.drop(dropNotAoE)
-	}
-	if aoe.Flags(b[offVerFlags]&0x0f)&aoe.FlagResponse != 0 {
+	if f.IsResponse() {
 		return c.drop(dropResponse)
 	}
-	var dst, src aoe.MAC
-	copy(dst[:], b[0:6])
-	copy(src[:], b[6:12])
-	if dst != c.mac && !dst.IsMulticast() {
+	if f.Dst != c.mac && !f.Dst.IsMulticast() {
 		return c.drop(dropOtherHost)
 	}
-	if src.IsMulticast() || src.IsZero() {
+	if f.Src.IsMulticast() || f.Src.IsZero() {
 		return c.drop(dropBadSource)
 	}
-	major := binary.BigEndian.Uint16(b[offMajor:])
-	minor := b[offMinor]
-	if (major != s.cfg.Shelf && major != aoe.BroadcastMajor) || (minor != s.cfg.Slot && minor != aoe.BroadcastMinor) {
+	if (f.Major != s.cfg.Shelf && f.Major != aoe.BroadcastMajor) || (f.Minor != s.cfg.Slot && f.Minor != aoe.BroadcastMinor) {
 		return c.drop(dropOtherTarget)
 	}
 	acc := s.access.Load()
-	if acc.masked(src) {
+	if acc.masked(f.Src) {
 		return c.drop(dropMACMask)
 	}
-	wildcard := major == aoe.BroadcastMajor || minor == aoe.BroadcastMinor
-	if b[offVerFlags]>>4 != aoe.Version {
+	wildcard := f.Major == aoe.BroadcastMajor || f.Minor == aoe.BroadcastMinor
+	if f.Version != aoe.Version {
 		return c.fail(r, aoe.ErrorUnsupportedVersion, aoe.FrameHeaderLen)
 	}
-	switch aoe.Command(b[offCommand]) {
+	switch f.Command {
 	case aoe.CommandATA:
-		return c.ata(r, src, wildcard, acc, canBlock)
+		return c.ata(r, wildcard, acc, canBlock)
 	case aoe.CommandQueryConfig:
 		return c.queryConfig(r)
 	case aoe.CommandMACMask:
 		return c.macMask(r)
 	case aoe.CommandReserveRelease:
-		return c.reserveRelease(r, src)
+		return c.reserveRelease(r)
 	}
 	return c.fail(r, aoe.ErrorUnrecognizedCommand, aoe.FrameHeaderLen)
 }
@@ -103,33 +89,38 @@ func (c *session) drop(why dropReason) disposition {
 	return drop
 }
 
-// reply turns the request's headers into a response's of length n: back
-// to the sender, from our address, with the R flag and our shelf.slot
-// (the request may have used the wildcards).
-func (c *session) reply(r *request, n int) disposition {
-	b := r.buf
-	copy(b[0:6], b[6:12])
-	copy(b[6:12], c.mac[:])
-	b[offVerFlags] = aoe.Version<<4 | uint8(aoe.FlagResponse)
-	b[offError] = 0
-	binary.BigEndian.PutUint16(b[offMajor:], c.s.cfg.Shelf)
-	b[offMinor] = c.s.cfg.Slot
+// reply answers r with the response of n bytes whose argument is in place
+// in its buffer: it encodes the response's headers over the request's
+// (see aoe.Frame.MarshalResponseHeaderTo), with our shelf.slot (the
+// request may have used the wildcards) and, unless code is 0, the AoE
+// error code.
+func (c *session) reply(r *request, n int, code aoe.Error) disposition {
+	if code != 0 {
+		c.countError(code)
+	}
+	_, err := r.f.MarshalResponseHeaderTo(r.buf, c.mac, c.s.cfg.Shelf, c.s.cfg.Slot, code)
+	mustEncode("response headers", err)
 	r.resp = n
 	return replyNow
+}
+
+// mustEncode panics if encoding a response failed. Every buffer holds the
+// largest response, and the target encodes only values in range, so only
+// a bug gets there.
+func mustEncode(what string, err error) {
+	if err != nil {
+		panic(fmt.Sprintf("target: encode %s: %v", what, err))
+	}
 }
 
 // fail answers with an AoE error: the E flag and code, and the first n
 // bytes of the request as they are.
 func (c *session) fail(r *request, code aoe.Error, n int) disposition {
-	c.reply(r, n)
-	c.markError(r, code)
-	return replyNow
+	return c.reply(r, n, code)
 }
 
-// markError sets the E flag and code on a response built by reply.
-func (c *session) markError(r *request, code aoe.Error) {
-	r.buf[offVerFlags] |= uint8(aoe.FlagError)
-	r.buf[offError] = uint8(code)
+// countError counts an AoE error response.
+func (c *session) countError(code aoe.Error) {
 	kind := errBadArgument
 	switch code {
 	case aoe.ErrorUnrecognizedCommand:
@@ -144,26 +135,40 @@ func (c *session) markError(r *request, code aoe.Error) {
 	c.s.counters.errors[kind].Add(1)
 }
 
-// ataFail sets an ATA error status (DRDY|ERR plus extra) and error register
-// on an ATA response.
-func ataFail(b []byte, extraStatus, errReg uint8) {
-	b[offATAStatus] = aoe.ATAStatusDRDY | aoe.ATAStatusError | extraStatus
-	b[offATAError] = errReg
+// argRoom is where r's response argument goes: all of the buffer after the
+// headers.
+func (r *request) argRoom() []byte { return r.buf[aoe.FrameHeaderLen:] }
+
+// ataData is the data of r's ATA response: n bytes after the headers.
+func (r *request) ataData(n int) []byte { return r.buf[ataHeadersLen : ataHeadersLen+n] }
+
+// ataDone answers the ATA request a with the given status and error
+// registers and data bytes of data, already in place (see ataData).
+func (c *session) ataDone(r *request, a *aoe.ATA, status, errReg uint8, data int) disposition {
+	a.MarshalResponseHeaderTo(r.argRoom(), status, errReg)
+	return c.reply(r, ataHeadersLen+data, 0)
 }
 
-// ataDone answers an ATA request with the given status and error
-// registers and n bytes of data.
-func (c *session) ataDone(r *request, status, errReg uint8, data int) disposition {
-	r.buf[offATAStatus] = status
-	r.buf[offATAError] = errReg
-	return c.reply(r, offATAData+data)
-}
-
-// ataError answers an ATA request with an ATA error and counts it.
-func (c *session) ataError(r *request, kind errorKind, extraStatus, errReg uint8) disposition {
+// ataError answers the ATA request a with an ATA error (ERR and
+// extraStatus in the status register, errReg in the error register) and
+// counts it.
+func (c *session) ataError(r *request, a *aoe.ATA, kind errorKind, extraStatus, errReg uint8) disposition {
 	c.s.counters.errors[kind].Add(1)
-	ataFail(r.buf, extraStatus, errReg)
-	return c.reply(r, offATAData)
+	return c.ataDone(r, a, ataStatusFailed|extraStatus, errReg, 0)
+}
+
+// failATA turns the ATA response built in r into an ATA error, as
+// ataError would have: for a response that waited for a sync that failed.
+func (r *request) failATA(extraStatus, errReg uint8) error {
+	arg := r.buf[aoe.FrameHeaderLen:r.resp]
+	var resp aoe.ATA
+	if err := resp.UnmarshalBinary(arg); err != nil {
+		return fmt.Errorf("target: fail ATA response: %w", err)
+	}
+	resp.CmdStatus = ataStatusFailed | extraStatus
+	resp.FeatureError = errReg
+	resp.MarshalHeaderTo(arg)
+	return nil
 }
 
 // isWriteCommand reports whether an ATA command carries data to the device.
@@ -176,11 +181,9 @@ func isWriteCommand(cmd uint8) bool {
 // contradict the command or the frame get AoE error 2 rather than a guess.
 // Unless canBlock, a read or write that would wait for the device is not
 // done (wouldBlock); nothing before it changes the request.
-func (c *session) ata(r *request, src aoe.MAC, wildcard bool, acc *access, canBlock bool) disposition {
-	s := c.s
-	b := r.buf[:r.n]
+func (c *session) ata(r *request, wildcard bool, acc *access, canBlock bool) disposition {
 	var a aoe.ATA
-	if err := a.UnmarshalBinary(b[offArg:]); err != nil {
+	if err := a.UnmarshalBinary(r.f.Arg); err != nil {
 		return c.drop(dropShort)
 	}
 	cmd := a.CmdStatus
@@ -188,106 +191,143 @@ func (c *session) ata(r *request, src aoe.MAC, wildcard bool, acc *access, canBl
 		// A write to every target at once is never what anyone meant.
 		return c.drop(dropWildcardWrite)
 	}
-	if cmd != aoe.ATAIdentifyDevice && acc.reservedAgainst(src) {
-		return c.fail(r, aoe.ErrorTargetReserved, offATAData)
+	if cmd != aoe.ATAIdentifyDevice && acc.reservedAgainst(r.f.Src) {
+		return c.fail(r, aoe.ErrorTargetReserved, ataHeadersLen)
 	}
-	spf := c.sectorsPerFrame()
-	count := int(a.SectorCount)
-
 	switch cmd {
 	case aoe.ATAIdentifyDevice:
-		if a.IsWrite() || count != 1 || spf < 1 {
-			return c.fail(r, aoe.ErrorBadArgument, offATAData)
-		}
-		copy(r.buf[offATAData:], s.identify[:])
-		return c.ataDone(r, aoe.ATAStatusDRDY, 0, aoe.SectorSize)
-
+		return c.identifyDevice(r, &a)
 	case aoe.ATACheckPowerMode:
-		if a.IsWrite() {
-			return c.fail(r, aoe.ErrorBadArgument, offATAData)
-		}
-		r.buf[offATACount] = 0xff // active or idle
-		return c.ataDone(r, aoe.ATAStatusDRDY, 0, 0)
-
+		return c.checkPowerMode(r, &a)
 	case aoe.ATAFlushCache, aoe.ATAFlushCacheExt:
-		if a.IsWrite() {
-			return c.fail(r, aoe.ErrorBadArgument, offATAData)
-		}
-		c.ataDone(r, aoe.ATAStatusDRDY, 0, 0)
-		return replyAfterSync
-
+		return c.flushCache(r, &a)
 	case aoe.ATAReadSectors, aoe.ATAReadSectorsExt, aoe.ATAWriteSectors, aoe.ATAWriteSectorsExt, aoe.ATAWriteFUAExt:
-	default:
-		return c.ataError(r, errATAAbort, 0, aoe.ATAErrorABRT)
+		return c.readWrite(r, &a, canBlock)
 	}
+	return c.ataError(r, &a, errATAAbort, 0, aoe.ATAErrorABRT)
+}
 
-	// Reads and writes.
+// identifyDevice answers IDENTIFY DEVICE with the identify data, one
+// sector.
+func (c *session) identifyDevice(r *request, a *aoe.ATA) disposition {
+	if a.IsWrite() || a.SectorCount != 1 || c.sectorsPerFrame() < 1 {
+		return c.fail(r, aoe.ErrorBadArgument, ataHeadersLen)
+	}
+	copy(r.ataData(aoe.SectorSize), c.s.identify[:])
+	return c.ataDone(r, a, aoe.ATAStatusDRDY, 0, aoe.SectorSize)
+}
+
+// checkPowerMode answers CHECK POWER MODE: always active or idle.
+func (c *session) checkPowerMode(r *request, a *aoe.ATA) disposition {
+	if a.IsWrite() {
+		return c.fail(r, aoe.ErrorBadArgument, ataHeadersLen)
+	}
+	resp := *a
+	resp.SectorCount = 0xff // active or idle
+	return c.ataDone(r, &resp, aoe.ATAStatusDRDY, 0, 0)
+}
+
+// flushCache answers FLUSH CACHE once the syncer's next sync is done.
+func (c *session) flushCache(r *request, a *aoe.ATA) disposition {
+	if a.IsWrite() {
+		return c.fail(r, aoe.ErrorBadArgument, ataHeadersLen)
+	}
+	c.ataDone(r, a, aoe.ATAStatusDRDY, 0, 0)
+	return replyAfterSync
+}
+
+// readWrite checks a read or write against the command, the frame and the
+// disk, then does it.
+func (c *session) readWrite(r *request, a *aoe.ATA, canBlock bool) disposition {
+	s := c.s
+	cmd := a.CmdStatus
 	write := isWriteCommand(cmd)
 	lba := a.LBA
 	if cmd == aoe.ATAReadSectors || cmd == aoe.ATAWriteSectors {
 		var ok bool
 		if lba, ok = a.LBA28(); !ok {
-			return c.fail(r, aoe.ErrorBadArgument, offATAData)
+			return c.fail(r, aoe.ErrorBadArgument, ataHeadersLen)
 		}
 	}
-	n := count * aoe.SectorSize
+	count := int(a.SectorCount)
 	switch {
-	case a.IsWrite() != write, count > spf, write && len(a.Data) < n:
-		return c.fail(r, aoe.ErrorBadArgument, offATAData)
+	case a.IsWrite() != write, count > c.sectorsPerFrame(), write && len(a.Data) < a.DataLen():
+		return c.fail(r, aoe.ErrorBadArgument, ataHeadersLen)
 	case write && s.cfg.ReadOnly:
-		return c.ataError(r, errATAReadOnly, 0, aoe.ATAErrorABRT)
+		return c.ataError(r, a, errATAReadOnly, 0, aoe.ATAErrorABRT)
 	case lba+uint64(count) > s.sectors:
-		return c.ataError(r, errATAIDNF, 0, aoe.ATAErrorIDNF)
+		return c.ataError(r, a, errATAIDNF, 0, aoe.ATAErrorIDNF)
 	case count == 0:
-		return c.ataDone(r, aoe.ATAStatusDRDY, 0, 0)
+		return c.ataDone(r, a, aoe.ATAStatusDRDY, 0, 0)
 	}
+	if write {
+		return c.write(r, a, lba, canBlock)
+	}
+	return c.read(r, a, lba, canBlock)
+}
+
+// read reads a's sectors from lba on into the response. Unless canBlock, a
+// read that would wait for the device is not done (wouldBlock).
+func (c *session) read(r *request, a *aoe.ATA, lba uint64, canBlock bool) disposition {
+	s := c.s
+	n := a.DataLen()
+	dst := r.ataData(n)
 	off := int64(lba) * aoe.SectorSize
-	if !write {
-		var err error
-		switch dst := r.buf[offATAData : offATAData+n]; {
-		case canBlock:
-			_, err = s.cfg.Backend.ReadAt(dst, off)
-		case c.nonblocking == nil:
+	var err error
+	switch {
+	case canBlock:
+		_, err = s.cfg.Backend.ReadAt(dst, off)
+	case c.nonblocking == nil:
+		return wouldBlock
+	default:
+		if _, err = c.nonblocking.TryReadAt(dst, off); errors.Is(err, ErrWouldBlock) {
 			return wouldBlock
-		default:
-			if _, err = c.nonblocking.TryReadAt(dst, off); errors.Is(err, ErrWouldBlock) {
-				return wouldBlock
-			}
 		}
-		if err != nil {
-			s.errLog.Error("read", "backend read failed", "err", err, "lba", lba, "sectors", count)
-			return c.ataError(r, errATARead, 0, aoe.ATAErrorUNC)
-		}
-		s.counters.bytesRead.Add(uint64(n))
-		return c.ataDone(r, aoe.ATAStatusDRDY, 0, n)
 	}
-	needSync := s.cfg.SyncWrites || cmd == aoe.ATAWriteFUAExt
+	if err != nil {
+		s.errLog.Error("read", "backend read failed", "err", err, "lba", lba, "sectors", int(a.SectorCount))
+		return c.ataError(r, a, errATARead, 0, aoe.ATAErrorUNC)
+	}
+	s.counters.bytesRead.Add(uint64(n))
+	return c.ataDone(r, a, aoe.ATAStatusDRDY, 0, n)
+}
+
+// write writes a's data from lba on. A write that must be durable (sync
+// mode, or WRITE FUA EXT) is acknowledged after the syncer's next sync,
+// or made durable in the same call when it is alone. Unless canBlock, a
+// write that would wait for the device is not done (wouldBlock).
+func (c *session) write(r *request, a *aoe.ATA, lba uint64, canBlock bool) disposition {
+	s := c.s
+	n := a.DataLen()
+	data := a.Data[:n]
+	off := int64(lba) * aoe.SectorSize
+	needSync := s.cfg.SyncWrites || a.CmdStatus == aoe.ATAWriteFUAExt
 	var err error
 	durable := false
 	if needSync && r.alone && c.durable != nil && c.syncer.idleForOne() {
 		// A lone write: one durable write costs less than a write
 		// and a sync, and no other write would share the sync.
-		_, err = c.durable.WriteAtDurable(a.Data[:n], off)
+		_, err = c.durable.WriteAtDurable(data, off)
 		durable = !errors.Is(err, ErrDurableUnsupported)
 	}
 	if !durable {
 		switch {
 		case canBlock:
-			_, err = s.cfg.Backend.WriteAt(a.Data[:n], off)
+			_, err = s.cfg.Backend.WriteAt(data, off)
 		case c.nonblocking == nil:
 			return wouldBlock
 		default:
-			if _, err = c.nonblocking.TryWriteAt(a.Data[:n], off); errors.Is(err, ErrWouldBlock) {
+			if _, err = c.nonblocking.TryWriteAt(data, off); errors.Is(err, ErrWouldBlock) {
 				return wouldBlock
 			}
 		}
 	}
 	if err != nil {
-		s.errLog.Error("write", "backend write failed", "err", err, "lba", lba, "sectors", count)
-		return c.ataError(r, errATAWrite, aoe.ATAStatusDF, aoe.ATAErrorABRT)
+		s.errLog.Error("write", "backend write failed", "err", err, "lba", lba, "sectors", int(a.SectorCount))
+		return c.ataError(r, a, errATAWrite, aoe.ATAStatusDF, aoe.ATAErrorABRT)
 	}
 	s.counters.bytesWritten.Add(uint64(n))
-	c.ataDone(r, aoe.ATAStatusDRDY, 0, 0)
+	c.ataDone(r, a, aoe.ATAStatusDRDY, 0, 0)
 	switch {
 	case durable:
 		// Its own sync, in the figures as one.
@@ -300,17 +340,16 @@ func (c *session) ata(r *request, src aoe.MAC, wildcard bool, acc *access, canBl
 	return replyNow
 }
 
-// putConfig writes a Query Config response argument into b and returns
-// its length.
-func (c *session) putConfig(b []byte, ccmd aoe.ConfigCommand, str []byte) int {
-	s := c.s
-	binary.BigEndian.PutUint16(b[0:2], uint16(s.cfg.BufferCount))
-	binary.BigEndian.PutUint16(b[2:4], s.firmware)
-	b[4] = uint8(c.sectorsPerFrame())
-	b[5] = aoe.Version<<4 | uint8(ccmd)&0x0f
-	binary.BigEndian.PutUint16(b[6:8], uint16(len(str)))
-	copy(b[aoe.ConfigHeaderLen:], str)
-	return aoe.ConfigHeaderLen + len(str)
+// configArg sets arg to the argument of the target's Query Config
+// responses. (It fills arg rather than return one: the copy of a returned
+// struct is slower than the rest of a response.)
+func (c *session) configArg(arg *aoe.Config, ccmd aoe.ConfigCommand, str []byte) {
+	arg.BufferCount = uint16(c.s.cfg.BufferCount)
+	arg.FirmwareVersion = c.s.firmware
+	arg.SectorCount = uint8(c.sectorsPerFrame())
+	arg.Version = aoe.Version
+	arg.Command = ccmd
+	arg.String = str
 }
 
 // queryConfig answers a Query Config request: read,
@@ -318,13 +357,16 @@ func (c *session) putConfig(b []byte, ccmd aoe.ConfigCommand, str []byte) int {
 // when another string is set) and force set.
 func (c *session) queryConfig(r *request) disposition {
 	s := c.s
-	b := r.buf[:r.n]
-	if len(b) < offArg+aoe.ConfigHeaderLen {
-		return c.drop(dropShort)
-	}
-	ccmd := aoe.ConfigCommand(b[offArg+5] & 0x0f)
 	var req aoe.Config
-	if req.UnmarshalBinary(b[offArg:]) != nil || ccmd > aoe.ConfigForceSet {
+	if req.UnmarshalBinary(r.f.Arg) != nil {
+		// Answer a refused string with the request's command.
+		if req.UnmarshalHeader(r.f.Arg) != nil {
+			return c.drop(dropShort)
+		}
+		return c.configReply(r, req.Command, aoe.ErrorBadArgument)
+	}
+	ccmd := req.Command
+	if ccmd > aoe.ConfigForceSet {
 		return c.configReply(r, ccmd, aoe.ErrorBadArgument)
 	}
 	switch ccmd {
@@ -350,66 +392,63 @@ func (c *session) queryConfig(r *request) disposition {
 func (c *session) configReply(r *request, ccmd aoe.ConfigCommand, code aoe.Error) disposition {
 	s := c.s
 	s.stateMu.Lock()
-	n := c.putConfig(r.buf[offArg:], ccmd, s.configString)
+	var arg aoe.Config
+	c.configArg(&arg, ccmd, s.configString)
+	n, err := arg.MarshalTo(r.argRoom())
 	s.stateMu.Unlock()
-	c.reply(r, offArg+n)
-	if code != 0 {
-		c.markError(r, code)
-	}
-	return replyNow
+	mustEncode("Query Config response", err)
+	return c.reply(r, aoe.FrameHeaderLen+n, code)
 }
 
 // macMask reads or edits the MAC mask list and answers with the list.
 func (c *session) macMask(r *request) disposition {
-	s := c.s
-	b := r.buf[:r.n]
-	if len(b) < offArg+aoe.MACMaskHeaderLen {
+	// The request's directives, then the list: on the stack, as a list
+	// has at most 255 entries.
+	var dirs [255]aoe.Directive
+	req := aoe.MACMask{Directives: dirs[:0]}
+	if req.UnmarshalHeader(r.f.Arg) != nil {
 		return c.drop(dropShort)
 	}
-	arg := r.buf[offArg:]
-	switch aoe.MACMaskCommand(arg[1]) {
+	switch req.Command {
 	case aoe.MACMaskRead:
 	case aoe.MACMaskEdit:
-		count := int(arg[3])
-		if len(b) < offArg+aoe.MACMaskHeaderLen+aoe.DirectiveLen*count {
-			return c.fail(r, aoe.ErrorBadArgument, offArg+aoe.MACMaskHeaderLen)
+		if req.UnmarshalBinary(r.f.Arg) != nil {
+			return c.fail(r, aoe.ErrorBadArgument, aoe.FrameHeaderLen+aoe.MACMaskHeaderLen)
 		}
-		failed, merr := s.editMask(arg[aoe.MACMaskHeaderLen:], count)
+		failed, merr := c.s.editMask(req.Directives)
 		if merr != aoe.MACMaskErrorNone {
-			// AoE: the error, and the directive count set to the
-			// index of the directive that failed (the ones before it
-			// took effect and are echoed).
-			arg[2] = uint8(merr)
-			arg[3] = uint8(failed)
-			return c.reply(r, offArg+aoe.MACMaskHeaderLen+aoe.DirectiveLen*failed)
+			// AoE: the error, and the directives before the one that
+			// failed (they took effect).
+			return c.macMaskReply(r, &aoe.MACMask{Command: req.Command, Error: merr, Directives: req.Directives[:failed]})
 		}
 	default:
-		return c.fail(r, aoe.ErrorBadArgument, offArg+aoe.MACMaskHeaderLen)
+		return c.fail(r, aoe.ErrorBadArgument, aoe.FrameHeaderLen+aoe.MACMaskHeaderLen)
 	}
-	mask := s.access.Load().mask
-	arg[2] = uint8(aoe.MACMaskErrorNone)
-	arg[3] = uint8(len(mask))
-	for i, m := range mask {
-		d := arg[aoe.MACMaskHeaderLen+aoe.DirectiveLen*i:]
-		d[0], d[1] = 0, uint8(aoe.DirectiveNone)
-		copy(d[2:8], m[:])
+	list := dirs[:0]
+	for _, m := range c.s.access.Load().mask {
+		list = append(list, aoe.Directive{Command: aoe.DirectiveNone, MAC: m})
 	}
-	return c.reply(r, offArg+aoe.MACMaskHeaderLen+aoe.DirectiveLen*len(mask))
+	return c.macMaskReply(r, &aoe.MACMask{Command: req.Command, Error: aoe.MACMaskErrorNone, Directives: list})
 }
 
-// editMask applies count directives in order and stops at the first that
+// macMaskReply answers a MAC Mask List request with resp.
+func (c *session) macMaskReply(r *request, resp *aoe.MACMask) disposition {
+	n, err := resp.MarshalTo(r.argRoom())
+	mustEncode("MAC Mask List response", err)
+	return c.reply(r, aoe.FrameHeaderLen+n, 0)
+}
+
+// editMask applies the directives in order and stops at the first that
 // fails, reporting its index and the error.
-func (s *Server) editMask(dirs []byte, count int) (failed int, merr aoe.MACMaskError) {
+func (s *Server) editMask(dirs []aoe.Directive) (failed int, merr aoe.MACMaskError) {
 	s.stateMu.Lock()
 	defer s.stateMu.Unlock()
 	old := s.access.Load()
 	mask := slices.Clone(old.mask)
-	failed = count
-	for i := range count {
-		d := dirs[aoe.DirectiveLen*i:]
-		var m aoe.MAC
-		copy(m[:], d[2:8])
-		switch aoe.DirectiveCommand(d[1]) {
+	failed = len(dirs)
+	for i, d := range dirs {
+		m := d.MAC
+		switch d.Command {
 		case aoe.DirectiveNone:
 			continue
 		case aoe.DirectiveAdd:
@@ -451,55 +490,48 @@ func (s *Server) editMask(dirs []byte, count int) (failed int, merr aoe.MACMaskE
 
 // reserveRelease reads or sets the reserve list (set only by a member, or
 // when the target is free; force set always) and answers with the list.
-func (c *session) reserveRelease(r *request, src aoe.MAC) disposition {
+func (c *session) reserveRelease(r *request) disposition {
 	s := c.s
-	b := r.buf[:r.n]
-	if len(b) < offArg+aoe.ReserveReleaseHeaderLen {
+	// The request's addresses, on the stack: at most 255.
+	var macs [255]aoe.MAC
+	req := aoe.ReserveRelease{MACs: macs[:0]}
+	if req.UnmarshalHeader(r.f.Arg) != nil {
 		return c.drop(dropShort)
 	}
-	arg := r.buf[offArg:]
+	rcmd := req.Command
 	var code aoe.Error
-	switch rcmd := aoe.ReserveCommand(arg[0]); rcmd {
+	switch rcmd {
 	case aoe.ReserveRead:
 	case aoe.ReserveSet, aoe.ReserveForceSet:
-		count := int(arg[1])
-		if len(b) < offArg+aoe.ReserveReleaseHeaderLen+6*count {
+		if req.UnmarshalBinary(r.f.Arg) != nil {
 			code = aoe.ErrorBadArgument
 			break
 		}
-		if !s.setReserve(arg[aoe.ReserveReleaseHeaderLen:aoe.ReserveReleaseHeaderLen+6*count], src, rcmd == aoe.ReserveForceSet) {
+		if !s.setReserve(req.MACs, r.f.Src, rcmd == aoe.ReserveForceSet) {
 			code = aoe.ErrorTargetReserved
 		}
 	default:
 		code = aoe.ErrorBadArgument
 	}
 	// Every response, refusals included, lists the reservation in force.
-	list := s.access.Load().reserve
-	arg[1] = uint8(len(list))
-	for i, m := range list {
-		copy(arg[aoe.ReserveReleaseHeaderLen+6*i:], m[:])
-	}
-	c.reply(r, offArg+aoe.ReserveReleaseHeaderLen+6*len(list))
-	if code != 0 {
-		c.markError(r, code)
-	}
-	return replyNow
+	resp := aoe.ReserveRelease{Command: rcmd, MACs: s.access.Load().reserve}
+	n, err := resp.MarshalTo(r.argRoom())
+	mustEncode("Reserve/Release response", err)
+	return c.reply(r, aoe.FrameHeaderLen+n, code)
 }
 
-// setReserve replaces the reserve list with the addresses in macs (6 bytes
-// each): always when forced, else only if the target is not reserved or
-// is reserved to src. It reports whether it did.
-func (s *Server) setReserve(macs []byte, src aoe.MAC, force bool) bool {
+// setReserve replaces the reserve list with macs, without repeats: always
+// when forced, else only if the target is not reserved or is reserved to
+// src. It reports whether it did.
+func (s *Server) setReserve(macs []aoe.MAC, src aoe.MAC, force bool) bool {
 	s.stateMu.Lock()
 	defer s.stateMu.Unlock()
 	old := s.access.Load()
 	if !force && old.reservedAgainst(src) {
 		return false
 	}
-	list := make([]aoe.MAC, 0, len(macs)/6)
-	for i := 0; i+6 <= len(macs); i += 6 {
-		var m aoe.MAC
-		copy(m[:], macs[i:i+6])
+	list := make([]aoe.MAC, 0, len(macs))
+	for _, m := range macs {
 		if !slices.Contains(list, m) {
 			list = append(list, m)
 		}

@@ -2,7 +2,6 @@ package target
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/ironblade/ironblade/aoe"
 	"github.com/ironblade/ironblade/aoe/aoetest"
+	"github.com/ironblade/ironblade/internal/testenv"
 )
 
 // Addresses used on test hubs.
@@ -71,6 +71,8 @@ func (d *memDisk) WriteAt(p []byte, off int64) (int, error) {
 
 func (d *memDisk) Sync() error {
 	if d.syncDelay > 0 {
+		// The device's flush takes this long: the latency is what the
+		// tests that set it are about, so this sleep stays.
 		time.Sleep(d.syncDelay)
 	}
 	d.syncs.Add(1)
@@ -268,8 +270,16 @@ func (c *client) readLoop() {
 			return
 		}
 		f := append([]byte(nil), buf[:n]...)
-		tag := binary.BigEndian.Uint32(f[20:24])
-		if tag == 0 && aoe.Command(f[19]) == aoe.CommandQueryConfig {
+		hdr, ok := decodeHeaders(f)
+		if !ok {
+			select {
+			case c.stray <- f:
+			default:
+			}
+			continue
+		}
+		tag := hdr.Tag
+		if tag == 0 && hdr.Command == aoe.CommandQueryConfig {
 			select {
 			case c.announces <- f:
 			default:
@@ -415,6 +425,29 @@ func writeReq(c *client, t testing.TB, lba uint64, data []byte) *aoe.Frame {
 	}))
 }
 
+// decodeHeaders decodes a frame's headers; ok is false if it is not an
+// AoE frame.
+func decodeHeaders(b []byte) (f aoe.Frame, ok bool) {
+	return f, f.UnmarshalBinary(b) == nil
+}
+
+// frameTag returns an AoE frame's tag, or 0 if b is not an AoE frame.
+func frameTag(b []byte) uint32 {
+	f, _ := decodeHeaders(b)
+	return f.Tag
+}
+
+// ataStatus returns the status register of an ATA response frame, or 0 if
+// b is not one.
+func ataStatus(b []byte) uint8 {
+	var a aoe.ATA
+	f, ok := decodeHeaders(b)
+	if !ok || f.Command != aoe.CommandATA || a.UnmarshalBinary(f.Arg) != nil {
+		return 0
+	}
+	return a.CmdStatus
+}
+
 // checkResponse checks the common header of a response.
 func checkResponse(t testing.TB, f *aoe.Frame, wantErr aoe.Error) {
 	t.Helper()
@@ -447,16 +480,10 @@ func pattern(n int, seed byte) []byte {
 	return b
 }
 
-// waitFor polls cond for up to 2 seconds.
+// waitFor waits up to 2 seconds for cond.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 2*time.Second, what, cond)
 }
 
 // newTestSession returns a session of a new server (shelf 1, slot 2, a

@@ -221,9 +221,11 @@ func TestServeLinkClosed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cl := newClient(t, hub, clientMAC, 1500)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(context.Background(), port) }()
-	time.Sleep(20 * time.Millisecond)
+	// Serve announces the target once its loop is running.
+	cl.expectAnnounce(t)
 	port.Close()
 	select {
 	case err := <-done:

@@ -2,7 +2,6 @@ package target
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -59,38 +58,71 @@ type Server struct {
 // NewServer checks cfg, fills in its defaults and loads the state kept in
 // cfg.StateDir.
 func NewServer(cfg Config) (*Server, error) {
+	sectors, err := cfg.check()
+	if err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	log := cfg.Logger.With("shelf", cfg.Shelf, "slot", cfg.Slot)
+	s := &Server{
+		cfg:      cfg,
+		log:      log,
+		errLog:   newLimitedLog(log, time.Second),
+		sectors:  sectors,
+		firmware: firmwareNumber(cfg.Version),
+		// Without -s a write is acknowledged before it is durable: that
+		// is a volatile write cache, and initiators should flush it.
+		identify: identifyData(sectors, cfg.Serial, cfg.Version, !cfg.SyncWrites),
+	}
+	if cfg.StateDir != "" {
+		s.statePath = statePath(cfg.StateDir, cfg.Shelf, cfg.Slot)
+	}
+	if err := s.loadInitialState(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// check refuses a configuration the target cannot serve, and returns the
+// backend's capacity in sectors.
+func (cfg *Config) check() (sectors uint64, err error) {
 	if cfg.Backend == nil {
-		return nil, errors.New("target: config: no backend")
+		return 0, errors.New("target: config: no backend")
 	}
 	if cfg.Shelf == aoe.BroadcastMajor || cfg.Slot == aoe.BroadcastMinor {
-		return nil, fmt.Errorf("target: config: address %d.%d is the broadcast address", cfg.Shelf, cfg.Slot)
+		return 0, fmt.Errorf("target: config: address %d.%d is the broadcast address", cfg.Shelf, cfg.Slot)
 	}
-	sectors := cfg.Backend.Size() / aoe.SectorSize
-	if sectors <= 0 {
-		return nil, fmt.Errorf("target: config: backend of %d bytes holds no sector", cfg.Backend.Size())
+	n := cfg.Backend.Size() / aoe.SectorSize
+	if n <= 0 {
+		return 0, fmt.Errorf("target: config: backend of %d bytes holds no sector", cfg.Backend.Size())
 	}
-	if sectors > aoe.MaxLBA+1 {
-		return nil, fmt.Errorf("target: config: backend of %d sectors is beyond LBA48", sectors)
+	if n > aoe.MaxLBA+1 {
+		return 0, fmt.Errorf("target: config: backend of %d sectors is beyond LBA48", n)
 	}
-	switch {
-	case cfg.BufferCount == 0:
-		cfg.BufferCount = DefaultBufferCount
-	case cfg.BufferCount < 2 || cfg.BufferCount > MaxBufferCount:
-		return nil, fmt.Errorf("target: config: buffer count %d outside 2 to %d", cfg.BufferCount, MaxBufferCount)
+	if cfg.BufferCount != 0 && (cfg.BufferCount < 2 || cfg.BufferCount > MaxBufferCount) {
+		return 0, fmt.Errorf("target: config: buffer count %d outside 2 to %d", cfg.BufferCount, MaxBufferCount)
 	}
-	switch {
-	case cfg.Workers == 0:
-		cfg.Workers = cfg.BufferCount
-	case cfg.Workers < 0:
-		return nil, fmt.Errorf("target: config: %d workers", cfg.Workers)
+	if cfg.Workers < 0 {
+		return 0, fmt.Errorf("target: config: %d workers", cfg.Workers)
 	}
 	if len(cfg.AllowedMACs) > MaxMACMask {
-		return nil, fmt.Errorf("target: config: %d allowed MACs, at most %d", len(cfg.AllowedMACs), MaxMACMask)
+		return 0, fmt.Errorf("target: config: %d allowed MACs, at most %d", len(cfg.AllowedMACs), MaxMACMask)
 	}
 	for _, m := range cfg.AllowedMACs {
 		if m.IsMulticast() || m.IsZero() {
-			return nil, fmt.Errorf("target: config: allowed MAC %s is not a station address", m)
+			return 0, fmt.Errorf("target: config: allowed MAC %s is not a station address", m)
 		}
+	}
+	return uint64(n), nil
+}
+
+// setDefaults fills in the fields of a checked configuration left zero.
+func (cfg *Config) setDefaults() {
+	if cfg.BufferCount == 0 {
+		cfg.BufferCount = DefaultBufferCount
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = cfg.BufferCount
 	}
 	if cfg.Version == "" {
 		cfg.Version = DefaultVersion
@@ -105,32 +137,16 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	log := cfg.Logger.With("shelf", cfg.Shelf, "slot", cfg.Slot)
-	s := &Server{
-		cfg:      cfg,
-		log:      log,
-		errLog:   newLimitedLog(log, time.Second),
-		sectors:  uint64(sectors),
-		firmware: firmwareNumber(cfg.Version),
-		// Without -s a write is acknowledged before it is durable: that
-		// is a volatile write cache, and initiators should flush it.
-		identify: identifyData(uint64(sectors), cfg.Serial, cfg.Version, !cfg.SyncWrites),
-	}
-	if cfg.StateDir != "" {
-		s.statePath = statePath(cfg.StateDir, cfg.Shelf, cfg.Slot)
-	}
-	if err := s.loadInitialState(); err != nil {
-		return nil, err
-	}
-	return s, nil
 }
 
 // request is one frame buffer: the receive loop reads a frame into it and
 // builds the response in place, or hands it to a worker to do so; a write
 // whose response waits for a sync goes on to the syncer.
 type request struct {
-	buf  []byte // the frame is buf[:n]; the response is built in place
-	n    int
+	buf []byte // the frame is buf[:n]; the response is built in place
+	n   int
+	// f is the request's headers, decoded by execute; f.Arg aliases buf.
+	f    aoe.Frame
 	resp int  // response length
 	sync bool // a write whose acknowledgement waits for a sync (counted in SyncedWrites)
 	// alone is set when the request came by itself, in a read of one
@@ -180,34 +196,64 @@ type readDeadliner interface {
 // SetReadDeadline method, and otherwise closes the link once its requests
 // are finished. A Server runs one Serve at a time.
 func (s *Server) Serve(ctx context.Context, link aoe.Link) error {
+	c, err := s.claim(link)
+	if err != nil {
+		return err
+	}
+	defer s.release()
+	g := c.start()
+	s.log.Info("serving", "mac", c.mac, "mtu", link.MTU(), "sectors_per_frame", c.sectorsPerFrame(),
+		"sectors", s.sectors, "buffers", s.cfg.BufferCount, "workers", s.cfg.Workers,
+		"sync_writes", s.cfg.SyncWrites, "read_only", s.cfg.ReadOnly)
+	result, looped := c.announceUntil(ctx, g.loopDone)
+	return c.shutdown(g, result, looped)
+}
+
+// claim makes a new session on link the server's running one, unless one
+// is running.
+func (s *Server) claim(link aoe.Link) (*session, error) {
 	if link == nil {
-		return errors.New("target: serve: nil link")
+		return nil, errors.New("target: serve: nil link")
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.active != nil {
-		s.mu.Unlock()
-		return errors.New("target: serve: already serving")
+		return nil, errors.New("target: serve: already serving")
 	}
 	c := s.newSession(link)
 	s.active = c
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		s.active = nil
-		s.mu.Unlock()
-	}()
+	return c, nil
+}
 
-	var workers sync.WaitGroup
-	for range s.cfg.Workers {
-		workers.Go(c.worker)
+// release ends the running session's claim.
+func (s *Server) release() {
+	s.mu.Lock()
+	s.active = nil
+	s.mu.Unlock()
+}
+
+// goroutines are those of a running session, and how to stop them.
+type goroutines struct {
+	workers  sync.WaitGroup
+	syncStop chan struct{} // closed to stop the syncer
+	syncDone chan struct{} // closed when the syncer has stopped
+	loopDone chan error    // the receive loop's result
+}
+
+// start starts the session's workers, syncer and receive loop.
+func (c *session) start() *goroutines {
+	g := &goroutines{
+		syncStop: make(chan struct{}),
+		syncDone: make(chan struct{}),
+		loopDone: make(chan error, 1),
 	}
-	syncStop := make(chan struct{})
-	syncDone := make(chan struct{})
+	for range c.s.cfg.Workers {
+		g.workers.Go(c.worker)
+	}
 	go func() {
-		c.syncer.run(syncStop)
-		close(syncDone)
+		c.syncer.run(g.syncStop)
+		close(g.syncDone)
 	}()
-	loopDone := make(chan error, 1)
 	go func() {
 		// The loop keeps one thread. Its reads block in the kernel, and
 		// the scheduler would otherwise often resume it on another
@@ -216,12 +262,16 @@ func (s *Server) Serve(ctx context.Context, link aoe.Link) error {
 		// more requests per second (ironbench compare).
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
-		loopDone <- c.loop()
+		g.loopDone <- c.loop()
 	}()
+	return g
+}
 
-	s.log.Info("serving", "mac", c.mac, "mtu", link.MTU(), "sectors_per_frame", c.sectorsPerFrame(),
-		"sectors", s.sectors, "buffers", s.cfg.BufferCount, "workers", s.cfg.Workers,
-		"sync_writes", s.cfg.SyncWrites, "read_only", s.cfg.ReadOnly)
+// announceUntil announces the target now and every AnnounceInterval until
+// ctx is done or the receive loop returns. It reports the loop's result
+// and whether it returned.
+func (c *session) announceUntil(ctx context.Context, loopDone <-chan error) (result error, looped bool) {
+	s := c.s
 	if err := c.announce(); err != nil {
 		s.errLog.Error("announce", "announce failed", "err", err)
 	}
@@ -231,33 +281,33 @@ func (s *Server) Serve(ctx context.Context, link aoe.Link) error {
 		defer t.Stop()
 		tick = t.C
 	}
-
-	var result error
-	looped := false
-wait:
 	for {
 		select {
 		case <-ctx.Done():
-			break wait
+			return nil, false
 		case err := <-loopDone:
-			result, looped = err, true
-			break wait
+			return err, true
 		case <-tick:
 			if err := c.announce(); err != nil {
 				s.errLog.Error("announce", "announce failed", "err", err)
 			}
 		}
 	}
+}
 
-	// Stop taking frames, let the requests already taken finish (their
-	// responses are sent), answer the writes waiting for a sync, then
-	// make everything durable.
+// shutdown stops a running session: it stops taking frames, lets the
+// requests already taken finish (their responses are sent), answers the
+// writes waiting for a sync, then makes everything durable. It returns
+// the receive loop's result (if looped, the loop has returned it), joined
+// with a failure of the final sync.
+func (c *session) shutdown(g *goroutines, result error, looped bool) error {
+	s := c.s
 	close(c.stop)
-	dl, interruptible := link.(readDeadliner)
+	dl, interruptible := c.link.(readDeadliner)
 	interruptible = interruptible && dl.SetReadDeadline(time.Now()) == nil
 	c.track.stopAndWait()
-	close(syncStop)
-	<-syncDone
+	close(g.syncStop)
+	<-g.syncDone
 	if err := s.cfg.Backend.Sync(); err != nil {
 		s.log.Error("final sync failed", "err", err)
 		result = errors.Join(result, fmt.Errorf("target: serve: sync: %w", err))
@@ -266,15 +316,15 @@ wait:
 	}
 	if !looped {
 		if !interruptible {
-			link.Close()
+			c.link.Close()
 		}
-		<-loopDone
+		<-g.loopDone
 	}
 	if interruptible {
 		_ = dl.SetReadDeadline(time.Time{})
 	}
 	close(c.slow)
-	workers.Wait()
+	g.workers.Wait()
 	s.log.Info("stopped serving")
 	return result
 }
@@ -298,12 +348,11 @@ func (s *Server) newSession(link aoe.Link) *session {
 	// of buffers to read into.
 	count := s.cfg.BufferCount + c.readBatch
 	bufLen := aoe.EthernetHeaderLen + max(link.MTU(), minBufferMTU)
-	c.maxSPF = min((bufLen-aoe.FrameHeaderLen-aoe.ATAHeaderLen)/aoe.SectorSize, 255)
+	c.maxSPF = min((bufLen-ataHeadersLen)/aoe.SectorSize, 255)
 	stride := (bufLen + pageSize - 1) / pageSize * pageSize
 	slab := make([]byte, count*stride+pageSize)
 	// Put the ATA data of every buffer on a page boundary.
-	dataOff := aoe.FrameHeaderLen + aoe.ATAHeaderLen
-	pad := (pageSize - int((uintptr(unsafe.Pointer(&slab[0]))+uintptr(dataOff))%pageSize)) % pageSize
+	pad := (pageSize - int((uintptr(unsafe.Pointer(&slab[0]))+uintptr(ataHeadersLen))%pageSize)) % pageSize
 	c.free = make(chan *request, count)
 	c.slow = make(chan *request, count)
 	for i := range count {
@@ -553,26 +602,33 @@ func (s *Server) Announce() error {
 	return c.announce()
 }
 
+// announce sends an unsolicited Query Config response (see Announce).
 func (c *session) announce() error {
 	s := c.s
 	s.stateMu.Lock()
 	str := s.configString
 	s.stateMu.Unlock()
-	frame := make([]byte, max(aoe.FrameHeaderLen+aoe.ConfigHeaderLen+len(str), aoe.MinFrameLen))
-	copy(frame[6:12], c.mac[:])
-	binary.BigEndian.PutUint16(frame[12:14], aoe.EtherType)
-	frame[14] = aoe.Version<<4 | uint8(aoe.FlagResponse)
-	binary.BigEndian.PutUint16(frame[16:18], s.cfg.Shelf)
-	frame[18] = s.cfg.Slot
-	frame[19] = uint8(aoe.CommandQueryConfig)
-	n := aoe.FrameHeaderLen + c.putConfig(frame[aoe.FrameHeaderLen:], aoe.ConfigRead, str)
+	var arg aoe.Config
+	c.configArg(&arg, aoe.ConfigRead, str)
+	frame := make([]byte, max(aoe.FrameHeaderLen+arg.Len(), aoe.MinFrameLen))
+	n, err := arg.MarshalTo(frame[aoe.FrameHeaderLen:])
+	if err != nil {
+		return fmt.Errorf("target: announce: %w", err)
+	}
+	n += aoe.FrameHeaderLen
+	hdr := aoe.Frame{Src: c.mac, Header: aoe.Header{
+		Version: aoe.Version, Flags: aoe.FlagResponse, Major: s.cfg.Shelf, Minor: s.cfg.Slot, Command: aoe.CommandQueryConfig,
+	}}
 	dsts := s.access.Load().mask
 	if len(dsts) == 0 {
 		dsts = []aoe.MAC{aoe.BroadcastMAC}
 	}
 	var errs []error
 	for _, dst := range dsts {
-		copy(frame[0:6], dst[:])
+		hdr.Dst = dst
+		if _, err := hdr.MarshalHeaderTo(frame); err != nil {
+			return fmt.Errorf("target: announce: %w", err)
+		}
 		if err := c.link.WriteFrame(frame[:n]); err != nil {
 			s.counters.sendErrors.Add(1)
 			errs = append(errs, fmt.Errorf("target: announce to %s: %w", dst, err))

@@ -152,7 +152,9 @@ func (y *syncer) round() {
 		// covered, as a device fault.
 		s.errLog.Error("sync", "sync failed", "err", err, "requests", len(batch))
 		for _, r := range batch {
-			ataFail(r.buf, aoe.ATAStatusDF, aoe.ATAErrorABRT)
+			if err := r.failATA(aoe.ATAStatusDF, aoe.ATAErrorABRT); err != nil {
+				s.errLog.Error("sync response", "failing a response failed", "err", err)
+			}
 			s.counters.errors[errATASync].Add(1)
 		}
 	} else {

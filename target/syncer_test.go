@@ -2,6 +2,7 @@ package target
 
 import (
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -31,8 +32,13 @@ func TestGroupCommitGathers(t *testing.T) {
 
 // TestSyncerGatherMore checks when a round waits for more requests: not
 // when the queue holds what the last round expects, nor once the time to
-// gather has passed since that round, and never past a stop.
+// gather has passed since that round, and never past a stop. It runs on
+// synctest's fake clock: the waits are the subject, and exact there.
 func TestSyncerGatherMore(t *testing.T) {
+	synctest.Test(t, testSyncerGatherMore)
+}
+
+func testSyncerGatherMore(t *testing.T) {
 	c, _ := newTestSession(t, Config{SyncWrites: true})
 	y := c.syncer
 	y.timer.Stop()
@@ -67,6 +73,7 @@ func TestSyncerGatherMore(t *testing.T) {
 	// The second expected request arrives while waiting.
 	y.expect, y.gather, y.ended = 2, time.Hour, time.Now()
 	go func() {
+		// On the fake clock, gatherMore is waiting when this wakes.
 		time.Sleep(10 * time.Millisecond)
 		y.enqueue(<-c.free)
 	}()

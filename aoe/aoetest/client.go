@@ -26,27 +26,20 @@ type ClientOptions struct {
 	// transmission timed out. Zero means 3; a negative value means none.
 	Retries int
 	// TagBase is added to the client's tag sequence, so that tests can
-	// tell the tags of two clients apart. Bit 31 of every tag is set
-	// regardless (see Client).
+	// tell the tags of two clients apart. Every tag has aoe.TagUserland
+	// set regardless (see Client).
 	TagBase uint32
 }
-
-// ErrNoResponse is wrapped by the errors of requests that got no answer
-// after all their transmissions.
-var ErrNoResponse = errors.New("no response")
-
-// tagUserland is set in every tag the client makes: the Linux aoe driver
-// ignores answers with this bit set, so a Client on a segment shared with a
-// kernel initiator does not confuse it.
-const tagUserland = 1 << 31
 
 // backlogLen is how many unclaimed frames a Client keeps for Expect.
 const backlogLen = 64
 
 // A Client is a small AoE initiator for tests and load generation. It sends
 // requests with unique tags, retransmits them when their answer is late,
-// and matches answers by tag and source address. Tags always have bit 31
-// set (the half the Linux aoe driver leaves to userland tools).
+// and matches answers by tag and source address. Tags always have
+// aoe.TagUserland set (the half the Linux aoe driver leaves to userland
+// tools), so a Client on a segment shared with a kernel initiator does not
+// confuse it.
 //
 // One goroutine reads the link. Frames that answer no pending request are
 // kept (up to 64, the oldest dropped first) for Expect, except late or
@@ -120,9 +113,9 @@ func (c *Client) Close() error {
 	return c.closeErr
 }
 
-// nextTag returns a fresh tag with bit 31 set.
+// nextTag returns a fresh tag with aoe.TagUserland set.
 func (c *Client) nextTag() uint32 {
-	return tagUserland | (c.tagBase+c.tagSeq.Add(1))&(tagUserland-1)
+	return aoe.TagUserland | (c.tagBase+c.tagSeq.Add(1))&(aoe.TagUserland-1)
 }
 
 // A Device is an AoE target as seen through a Query Config answer.
@@ -463,7 +456,7 @@ func (c *Client) readLoop() {
 		if f.UnmarshalBinary(raw) != nil || (f.Dst != c.mac && !f.Dst.IsMulticast()) || f.Src == c.mac {
 			continue
 		}
-		if f.IsResponse() && f.Tag&tagUserland != 0 {
+		if f.IsResponse() && f.Tag&aoe.TagUserland != 0 {
 			c.deliver(&f, raw)
 			continue
 		}
@@ -687,7 +680,7 @@ func (o *op) expire() error {
 			continue
 		}
 		if cl.sent > o.c.retries {
-			return fmt.Errorf("tag %#x: %w after %d tries", cl.tag, ErrNoResponse, cl.sent)
+			return fmt.Errorf("tag %#x: %w after %d tries", cl.tag, aoe.ErrNoResponse, cl.sent)
 		}
 		if err := o.send(cl, now); err != nil {
 			return err

@@ -481,7 +481,7 @@ func TestNoResponse(t *testing.T) {
 
 	start := time.Now()
 	err := c.ReadAt(ctxT(t), d, make([]byte, 512), 0, 1)
-	if !errors.Is(err, aoetest.ErrNoResponse) {
+	if !errors.Is(err, aoe.ErrNoResponse) {
 		t.Fatalf("got %v, want ErrNoResponse", err)
 	}
 	if n := sent.Load(); n != 3 {
@@ -498,7 +498,7 @@ func TestNoRetries(t *testing.T) {
 	c, _, _ := setup(t, targetOptions{shelf: 1, slot: 1, sectors: 64, filter: func([]byte) bool { sent.Add(1); return false }},
 		aoetest.ClientOptions{Timeout: 10 * time.Millisecond, Retries: -1})
 	d := aoetest.Device{MAC: targetMAC, Shelf: 1, Slot: 1, SectorsPerFrame: 2}
-	if err := c.WriteAt(ctxT(t), d, make([]byte, 4096), 0, 4); !errors.Is(err, aoetest.ErrNoResponse) {
+	if err := c.WriteAt(ctxT(t), d, make([]byte, 4096), 0, 4); !errors.Is(err, aoe.ErrNoResponse) {
 		t.Fatalf("got %v", err)
 	}
 	if n := sent.Load(); n != 4 {
@@ -578,7 +578,7 @@ func TestDoAnswerIsCopied(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp.Tag&(1<<31) == 0 || resp.Version != 1 || !resp.IsResponse() {
+	if resp.Tag&aoe.TagUserland == 0 || resp.Version != 1 || !resp.IsResponse() {
 		t.Errorf("answer header %+v", resp.Header)
 	}
 	// Churn the client's buffers; the answer must not change.
@@ -611,8 +611,8 @@ func TestTags(t *testing.T) {
 	defer mu.Unlock()
 	seen := make(map[uint32]bool)
 	for _, tag := range tags {
-		if tag&(1<<31) == 0 || tag&^(1<<31) <= 1000 || seen[tag] {
-			t.Errorf("tag %#x: bit 31 clear, below TagBase or repeated", tag)
+		if tag&aoe.TagUserland == 0 || tag&^aoe.TagUserland <= 1000 || seen[tag] {
+			t.Errorf("tag %#x: TagUserland clear, below TagBase or repeated", tag)
 		}
 		seen[tag] = true
 	}
@@ -647,6 +647,8 @@ func TestExpectAnnounce(t *testing.T) {
 		_, err := c.Expect(ctxT(t), isAnnounce)
 		got <- err
 	}()
+	// The subject is an Expect already waiting when the frame comes, and
+	// nothing outside the client shows that it waits: give it the time.
 	time.Sleep(20 * time.Millisecond)
 	if err := ft.announce(); err != nil {
 		t.Fatal(err)
@@ -710,6 +712,7 @@ func TestCloseAndCancel(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(ctxT(t))
 	go func() {
+		// Cancelled while the read waits for answers: the subject.
 		time.Sleep(20 * time.Millisecond)
 		cancel()
 	}()
@@ -727,6 +730,7 @@ func TestCloseAndCancel(t *testing.T) {
 		_, err := c.Discover(ctxT(t), time.Hour)
 		errs <- err
 	}()
+	// Closed while both wait, which nothing outside the client shows.
 	time.Sleep(20 * time.Millisecond)
 	if err := c.Close(); err != nil {
 		t.Fatal(err)

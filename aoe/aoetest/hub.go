@@ -1,9 +1,11 @@
-// Package aoetest provides what tests of AoE code need: an in-memory
-// Ethernet segment of Links (Hub), network namespaces joined by veth pairs
-// for end-to-end tests over real sockets, a small AoE client, and the
-// pieces end-to-end tests share: commands built once (BuildBinary), running
-// processes whose output is kept (StartProcess), and test disks in memory
-// (MemDisk) and in files (SparseFile, FileSum).
+// Package aoetest provides AoE test doubles, as net/http/httptest does for
+// HTTP: an in-memory Ethernet segment of Links (Hub), a small scriptable AoE
+// client (Client), test disks in memory (MemDisk) and in files (SparseFile,
+// FileSum), and ServeLink to run a target on a link for a test's length.
+//
+// What a test needs of this machine (network namespaces, veth pairs,
+// binaries built once, processes, waits on conditions) is in the internal
+// package testenv.
 package aoetest
 
 import (

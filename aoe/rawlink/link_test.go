@@ -19,24 +19,25 @@ import (
 	"github.com/mdlayher/packet"
 
 	"github.com/ironblade/ironblade/aoe"
-	"github.com/ironblade/ironblade/aoe/aoetest"
 	"github.com/ironblade/ironblade/aoe/rawlink"
+	"github.com/ironblade/ironblade/internal/netlab"
+	"github.com/ironblade/ironblade/internal/testenv"
 )
 
 // rawPair is two RawLinks joined by a veth pair between two namespaces.
 type rawPair struct {
-	veth *aoetest.Veth
+	veth *netlab.Veth
 	a, b *rawlink.Link
 }
 
 func newRawPair(t testing.TB, mtu int, cfg rawlink.Config) *rawPair {
 	t.Helper()
-	nsA, nsB := aoetest.NewNetns(t), aoetest.NewNetns(t)
-	v := aoetest.NewVeth(t, nsA, nsB, mtu)
+	nsA, nsB := testenv.NewNetns(t), testenv.NewNetns(t)
+	v := testenv.NewVeth(t, nsA, nsB, mtu)
 	return &rawPair{
 		veth: v,
-		a:    aoetest.ListenRawIn(t, nsA, v.IfA, cfg),
-		b:    aoetest.ListenRawIn(t, nsB, v.IfB, cfg),
+		a:    testenv.ListenRawIn(t, nsA, v.IfA, cfg),
+		b:    testenv.ListenRawIn(t, nsB, v.IfB, cfg),
 	}
 }
 
@@ -297,7 +298,7 @@ func TestRawLinkMTUChange(t *testing.T) {
 
 	// Right after the drop the link still believes in 9000; the kernel's
 	// EMSGSIZE makes it re-read the MTU at once.
-	p.veth.SetMTU(t, 1500)
+	testenv.SetMTU(t, p.veth, 1500)
 	err := p.a.WriteFrame(jumbo)
 	if !errors.Is(err, aoe.ErrFrameTooLarge) || !errors.Is(err, syscall.EMSGSIZE) {
 		t.Fatalf("WriteFrame(9014 bytes) at MTU 1500 = %v, want ErrFrameTooLarge and EMSGSIZE", err)
@@ -314,14 +315,8 @@ func TestRawLinkMTUChange(t *testing.T) {
 	}
 
 	// A rise is picked up within the refresh interval.
-	p.veth.SetMTU(t, 9000)
-	deadline := time.Now().Add(time.Second)
-	for p.b.MTU() != 9000 {
-		if time.Now().After(deadline) {
-			t.Fatalf("MTU = %d a second after raising it to 9000", p.b.MTU())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.SetMTU(t, p.veth, 9000)
+	testenv.WaitFor(t, time.Second, "the link to see MTU 9000", func() bool { return p.b.MTU() == 9000 })
 	if err := p.b.WriteFrame(rawTestFrame(p.veth.MACA, p.veth.MACB, 3, 9014)); err != nil {
 		t.Fatal(err)
 	}
@@ -369,7 +364,7 @@ func TestRawLinkTruncates(t *testing.T) {
 func TestRawLinkIgnoresOutgoing(t *testing.T) {
 	p := newRawPair(t, 1500, rawlink.Config{})
 	// A second link on A's interface: it must not see what A sends either.
-	other := aoetest.ListenRawIn(t, p.veth.A, p.veth.IfA, rawlink.Config{})
+	other := testenv.ListenRawIn(t, p.veth.A, p.veth.IfA, rawlink.Config{})
 	for i, dst := range []aoe.MAC{p.veth.MACB, aoe.BroadcastMAC} {
 		if err := p.a.WriteFrame(rawTestFrame(dst, p.veth.MACA, uint32(i), 100)); err != nil {
 			t.Fatal(err)
@@ -384,7 +379,7 @@ func TestRawLinkIgnoresOutgoing(t *testing.T) {
 // Link must not deliver, then ones it must.
 func TestRawLinkFilters(t *testing.T) {
 	p := newRawPair(t, 1500, rawlink.Config{})
-	p.veth.B.Run(t, "ip", "link", "set", p.veth.IfB, "promisc", "on")
+	testenv.Run(t, p.veth.B, "ip", "link", "set", p.veth.IfB, "promisc", "on")
 	conn := rawSender(t, p.veth.A, p.veth.IfA)
 
 	aoeFrame := func(dst aoe.MAC, tag uint32) []byte { return rawTestFrame(dst, p.veth.MACA, tag, 100) }
@@ -454,6 +449,8 @@ func testRawLinkCloseUnblocksRead(t *testing.T, cfg rawlink.Config) {
 	for _, read := range reads {
 		wg.Go(func() { errs <- read() })
 	}
+	// The subject is a read already blocked when Close comes, and nothing
+	// outside the link shows that a read has blocked: give them time to.
 	time.Sleep(100 * time.Millisecond)
 	p.a.Close()
 	p.b.Close()
@@ -498,6 +495,7 @@ func TestRawLinkDeadlineEndsWait(t *testing.T) {
 			for name, read := range reads {
 				errs := make(chan error, 1)
 				go func() { errs <- read() }()
+				// As above: the deadline must reach a read already blocked.
 				time.Sleep(50 * time.Millisecond)
 				start := time.Now()
 				if err := p.b.SetReadDeadline(time.Now()); err != nil {
@@ -519,6 +517,7 @@ func TestRawLinkDeadlineEndsWait(t *testing.T) {
 				}
 				frame := rawTestFrame(p.veth.MACB, p.veth.MACA, 7, 100)
 				go func() {
+					// Sent after the read has blocked, to wake it.
 					time.Sleep(20 * time.Millisecond)
 					_ = p.a.WriteFrame(frame)
 				}()
@@ -541,10 +540,7 @@ func TestRawLinkKernelDrops(t *testing.T) {
 	if _, err := p.a.WriteFrames(frames); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond)
-	if st := p.b.Stats(); st.KernelDrops == 0 {
-		t.Errorf("Stats = %+v: no kernel drops with a tiny receive buffer", st)
-	}
+	testenv.WaitFor(t, 2*time.Second, "kernel drops with a tiny receive buffer", func() bool { return p.b.Stats().KernelDrops > 0 })
 }
 
 func TestRawLinkAllocs(t *testing.T) {
@@ -615,6 +611,7 @@ func testRawLinkAllocs(t *testing.T, cfg rawlink.Config) {
 	}
 	// The MTU refresh (an ioctl every 250 ms) allocates nothing either.
 	if allocs := testing.AllocsPerRun(2, func() {
+		// Past the refresh interval, so that MTU re-reads it: the subject.
 		time.Sleep(260 * time.Millisecond)
 		p.a.MTU()
 	}); allocs != 0 {
@@ -780,16 +777,11 @@ func TestRawLinkConcurrentReaders(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			waitUntil := time.Now().Add(5 * time.Second)
-			for {
+			testenv.WaitFor(t, 5*time.Second, "every frame to be read", func() bool {
 				mu.Lock()
-				got := len(seen)
-				mu.Unlock()
-				if got == frames || time.Now().After(waitUntil) {
-					break
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
+				defer mu.Unlock()
+				return len(seen) == frames
+			})
 			p.b.Close()
 			wg.Wait()
 			if len(seen) != frames {
@@ -815,7 +807,7 @@ func vlanTag(frame []byte, tpid, tci uint16) []byte {
 
 // rawSender opens a plain AF_PACKET socket on iface in ns, to send frames
 // exactly as given, tags and all.
-func rawSender(t testing.TB, ns *aoetest.Netns, iface string) *packet.Conn {
+func rawSender(t testing.TB, ns *netlab.Netns, iface string) *packet.Conn {
 	t.Helper()
 	var conn *packet.Conn
 	err := ns.Do(func() error {
@@ -838,16 +830,16 @@ func rawSender(t testing.TB, ns *aoetest.Netns, iface string) *packet.Conn {
 // link at each end of a veth pair: each receives only what its peer of the
 // same kind sends.
 func TestRawLinkVLANIsolation(t *testing.T) {
-	nsA, nsB := aoetest.NewNetns(t), aoetest.NewNetns(t)
-	v := aoetest.NewVeth(t, nsA, nsB, 1500)
+	nsA, nsB := testenv.NewNetns(t), testenv.NewNetns(t)
+	v := testenv.NewVeth(t, nsA, nsB, 1500)
 	// Promiscuous, so that nothing is held back by its destination.
-	nsB.Run(t, "ip", "link", "set", v.IfB, "promisc", "on")
+	testenv.Run(t, nsB, "ip", "link", "set", v.IfB, "promisc", "on")
 	vlans := []uint16{0, 10, 20}
 	senders := make([]*rawlink.Link, len(vlans))
 	receivers := make([]*rawlink.Link, len(vlans))
 	for i, vid := range vlans {
-		senders[i] = aoetest.ListenRawIn(t, nsA, v.IfA, rawlink.Config{VLAN: vid})
-		receivers[i] = aoetest.ListenRawIn(t, nsB, v.IfB, rawlink.Config{VLAN: vid})
+		senders[i] = testenv.ListenRawIn(t, nsA, v.IfA, rawlink.Config{VLAN: vid})
+		receivers[i] = testenv.ListenRawIn(t, nsB, v.IfB, rawlink.Config{VLAN: vid})
 	}
 	// Not to another station: an untagged link cannot tell a tagged frame
 	// addressed so from an untagged one (see rawFilter).
@@ -889,12 +881,12 @@ func TestRawLinkVLANKernelFrames(t *testing.T) {
 				if _, err := exec.LookPath("ethtool"); err != nil {
 					t.Skipf("needs ethtool to turn VLAN reception offload off: %v", err)
 				}
-				p.veth.B.Run(t, "ethtool", "-K", p.veth.IfB, "rxvlan", "off")
-				if out := p.veth.B.Run(t, "ethtool", "-k", p.veth.IfB); !strings.Contains(out, "rx-vlan-offload: off") {
+				testenv.Run(t, p.veth.B, "ethtool", "-K", p.veth.IfB, "rxvlan", "off")
+				if out := testenv.Run(t, p.veth.B, "ethtool", "-k", p.veth.IfB); !strings.Contains(out, "rx-vlan-offload: off") {
 					t.Skipf("ethtool could not turn rx-vlan-offload off:\n%s", out)
 				}
 			}
-			p.veth.B.Run(t, "ip", "link", "set", p.veth.IfB, "promisc", "on")
+			testenv.Run(t, p.veth.B, "ip", "link", "set", p.veth.IfB, "promisc", "on")
 			conn := rawSender(t, p.veth.A, p.veth.IfA)
 			aoeFrame := func(tag uint32, size int) []byte { return rawTestFrame(p.veth.MACB, p.veth.MACA, tag, size) }
 			withEtherType := func(b []byte, et uint16) []byte {
@@ -976,7 +968,7 @@ func TestRawLinkVLANKernelFrames(t *testing.T) {
 // the same segment.
 func TestRawLinkVLANUntaggedIgnoresTags(t *testing.T) {
 	p := newRawPair(t, 1500, rawlink.Config{})
-	tagged := aoetest.ListenRawIn(t, p.veth.A, p.veth.IfA, rawlink.Config{VLAN: 5})
+	tagged := testenv.ListenRawIn(t, p.veth.A, p.veth.IfA, rawlink.Config{VLAN: 5})
 	for i, dst := range []aoe.MAC{p.veth.MACB, aoe.BroadcastMAC} {
 		if err := tagged.WriteFrame(rawTestFrame(dst, p.veth.MACA, uint32(i), 100)); err != nil {
 			t.Fatal(err)
@@ -997,18 +989,18 @@ func TestRawLinkVLANUntaggedIgnoresTags(t *testing.T) {
 // ports, as through a switch: full-MTU tagged frames pass, and hosts
 // outside the VLAN hear nothing.
 func TestRawLinkVLANBridge(t *testing.T) {
-	br := aoetest.NewBridge(t, 1500)
-	nsA, nsB, nsC, nsD := aoetest.NewNetns(t), aoetest.NewNetns(t), aoetest.NewNetns(t), aoetest.NewNetns(t)
-	ifA, macA := br.AttachVLAN(t, nsA, 42)
-	ifB, macB := br.AttachVLAN(t, nsB, 42, 43)
-	ifC, _ := br.AttachVLAN(t, nsC, 43) // outside VLAN 42
-	ifD, _ := br.Attach(t, nsD)         // hears every VLAN
-	a := aoetest.ListenRawIn(t, nsA, ifA, rawlink.Config{VLAN: 42})
-	b := aoetest.ListenRawIn(t, nsB, ifB, rawlink.Config{VLAN: 42})
-	b43 := aoetest.ListenRawIn(t, nsB, ifB, rawlink.Config{VLAN: 43})
-	c := aoetest.ListenRawIn(t, nsC, ifC, rawlink.Config{VLAN: 43})
-	d := aoetest.ListenRawIn(t, nsD, ifD, rawlink.Config{})
-	d42 := aoetest.ListenRawIn(t, nsD, ifD, rawlink.Config{VLAN: 42})
+	br := testenv.NewBridge(t, 1500)
+	nsA, nsB, nsC, nsD := testenv.NewNetns(t), testenv.NewNetns(t), testenv.NewNetns(t), testenv.NewNetns(t)
+	ifA, macA := testenv.AttachVLAN(t, br, nsA, 42)
+	ifB, macB := testenv.AttachVLAN(t, br, nsB, 42, 43)
+	ifC, _ := testenv.AttachVLAN(t, br, nsC, 43) // outside VLAN 42
+	ifD, _ := testenv.Attach(t, br, nsD)         // hears every VLAN
+	a := testenv.ListenRawIn(t, nsA, ifA, rawlink.Config{VLAN: 42})
+	b := testenv.ListenRawIn(t, nsB, ifB, rawlink.Config{VLAN: 42})
+	b43 := testenv.ListenRawIn(t, nsB, ifB, rawlink.Config{VLAN: 43})
+	c := testenv.ListenRawIn(t, nsC, ifC, rawlink.Config{VLAN: 43})
+	d := testenv.ListenRawIn(t, nsD, ifD, rawlink.Config{})
+	d42 := testenv.ListenRawIn(t, nsD, ifD, rawlink.Config{VLAN: 42})
 	buf := make([]byte, 1514)
 	// B speaks first, so that the bridge does not flood frames to it: an
 	// untagged link would take a tagged one addressed to another station

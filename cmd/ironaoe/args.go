@@ -15,6 +15,7 @@ import (
 	"github.com/ironblade/ironblade/initiator"
 	"github.com/ironblade/ironblade/initiator/nbdkernel"
 	"github.com/ironblade/ironblade/internal/cliflag"
+	"github.com/ironblade/ironblade/internal/clilog"
 )
 
 // Defaults of the command line that are not the initiator package's.
@@ -29,10 +30,6 @@ const (
 	defaultDiscoverWait = time.Second
 	// defaultAttachWait is how long attach waits for its device to answer.
 	defaultAttachWait = 30 * time.Second
-	// rawBufferSize sizes each raw link's socket buffers: generous, so that
-	// a burst of answers to a full window (64 jumbo frames for each of
-	// several targets) is never dropped by the kernel.
-	rawBufferSize = 4 << 20
 )
 
 // errHelpShown is returned by parseArgs when it printed the help or the
@@ -124,12 +121,7 @@ type invocation struct {
 }
 
 // globalFlags are the options of every command, given before it or after.
-func globalFlags() []cli.Flag {
-	return []cli.Flag{
-		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log at `LEVEL`: debug, info, warn or error"},
-		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log as `FORMAT`: text or json"},
-	}
-}
+func globalFlags() []cli.Flag { return clilog.Flags() }
 
 // durationTunable is one of the initiator's timing tunables on the command
 // line.
@@ -202,72 +194,91 @@ func commands(action func(*cli.Context, invocation) error) []*cli.Command {
 			return action(c, inv)
 		}
 	}
-	cmds := []*cli.Command{
-		{
-			Name:      "discover",
-			Usage:     "list the AoE devices that answer on the network",
-			ArgsUsage: " ",
-			Description: "Broadcasts Query Config on the interfaces, waits for answers, identifies each device\n" +
-				"and prints one line per target: shelf.slot, MAC, interface, buffer count, sectors per\n" +
-				"frame, firmware version, capacity and config string.",
-			Flags: append(engineFlags(),
-				&cli.BoolFlag{Name: "json", Usage: "print JSON instead of a table"},
-				&cli.DurationFlag{Name: "wait", Value: defaultDiscoverWait, Usage: "listen for answers for `DUR`"},
-			),
-		},
-		{
-			Name:      "serve",
-			Usage:     "serve AoE devices over NBD",
-			ArgsUsage: "[eSHELF.SLOT ...]",
-			Description: "Serves the named devices (or every device found, now or later) as NBD exports named\n" +
-				"eSHELF.SLOT, for nbd+unix:///e1.0?socket=PATH or nbd://127.0.0.1/e1.0. Without --unix\n" +
-				"or --tcp it listens on " + defaultTCP + ". SIGTERM or SIGINT stops it gracefully.",
-			Flags: append(engineFlags(),
-				&cli.StringFlag{Name: "unix", Usage: "listen on the Unix socket `PATH`"},
-				&cli.StringFlag{Name: "tcp", DefaultText: defaultTCP + " unless --unix is given",
-					Usage: "listen on TCP `HOST:PORT`; only a loopback address unless --tcp-any"},
-				&cli.BoolFlag{Name: "tcp-any", Usage: "allow --tcp on a non-loopback address: NBD has no authentication"},
-				controlDirFlag(),
-			),
-		},
-		{
-			Name:      "attach",
-			Usage:     "attach an AoE device to the kernel as /dev/nbdN",
-			ArgsUsage: "eSHELF.SLOT [/dev/nbdN]",
-			Description: "Serves the device to the kernel's nbd driver (modprobe nbd) and prints the /dev/nbdN\n" +
-				"path. Runs until SIGTERM or SIGINT, then detaches, or until the device is detached.",
-			Flags: append(engineFlags(),
-				&cli.Int64Flag{Name: "block-size", Value: nbdkernel.DefaultBlockSize,
-					Usage: "expose `BYTES`-byte logical blocks: 512 (AoE's sector, as the aoe driver) or up to 4096"},
-				&cli.IntFlag{Name: "connections", Value: 1, Usage: "hand the kernel `N` sockets (blk-mq queues)"},
-				&cli.DurationFlag{Name: "wait", Value: defaultAttachWait,
-					Usage: "wait `DUR` for the device to answer; 0 waits forever"},
-				controlDirFlag(),
-			),
-		},
-		{
-			Name:      "detach",
-			Usage:     "detach /dev/nbdN, whichever process attached it",
-			ArgsUsage: "/dev/nbdN",
-		},
-		{
-			Name:      "stat",
-			Usage:     "show the devices and targets of running serve and attach processes",
-			ArgsUsage: " ",
-			Flags: []cli.Flag{
-				&cli.BoolFlag{Name: "json", Usage: "print JSON instead of tables"},
-				&cli.StringFlag{Name: "control", Usage: "ask only the control socket `PATH`"},
-				&cli.StringFlag{Name: "control-dir", Value: defaultControlDir,
-					Usage: "ask every control socket in `DIR`"},
-			},
-		},
-	}
+	cmds := []*cli.Command{discoverCommand(), serveCommand(), attachCommand(), detachCommand(), statCommand()}
 	for _, c := range cmds {
 		c.Action = run(c.Name)
 		c.OnUsageError = cliflag.OnUsageError
 		c.HideHelpCommand = true
 	}
 	return cmds
+}
+
+// discoverCommand defines discover.
+func discoverCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "discover",
+		Usage:     "list the AoE devices that answer on the network",
+		ArgsUsage: " ",
+		Description: "Broadcasts Query Config on the interfaces, waits for answers, identifies each device\n" +
+			"and prints one line per target: shelf.slot, MAC, interface, buffer count, sectors per\n" +
+			"frame, firmware version, capacity and config string.",
+		Flags: append(engineFlags(),
+			&cli.BoolFlag{Name: "json", Usage: "print JSON instead of a table"},
+			&cli.DurationFlag{Name: "wait", Value: defaultDiscoverWait, Usage: "listen for answers for `DUR`"},
+		),
+	}
+}
+
+// serveCommand defines serve.
+func serveCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "serve",
+		Usage:     "serve AoE devices over NBD",
+		ArgsUsage: "[eSHELF.SLOT ...]",
+		Description: "Serves the named devices (or every device found, now or later) as NBD exports named\n" +
+			"eSHELF.SLOT, for nbd+unix:///e1.0?socket=PATH or nbd://127.0.0.1/e1.0. Without --unix\n" +
+			"or --tcp it listens on " + defaultTCP + ". SIGTERM or SIGINT stops it gracefully.",
+		Flags: append(engineFlags(),
+			&cli.StringFlag{Name: "unix", Usage: "listen on the Unix socket `PATH`"},
+			&cli.StringFlag{Name: "tcp", DefaultText: defaultTCP + " unless --unix is given",
+				Usage: "listen on TCP `HOST:PORT`; only a loopback address unless --tcp-any"},
+			&cli.BoolFlag{Name: "tcp-any", Usage: "allow --tcp on a non-loopback address: NBD has no authentication"},
+			controlDirFlag(),
+		),
+	}
+}
+
+// attachCommand defines attach.
+func attachCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "attach",
+		Usage:     "attach an AoE device to the kernel as /dev/nbdN",
+		ArgsUsage: "eSHELF.SLOT [/dev/nbdN]",
+		Description: "Serves the device to the kernel's nbd driver (modprobe nbd) and prints the /dev/nbdN\n" +
+			"path. Runs until SIGTERM or SIGINT, then detaches, or until the device is detached.",
+		Flags: append(engineFlags(),
+			&cli.Int64Flag{Name: "block-size", Value: nbdkernel.DefaultBlockSize,
+				Usage: "expose `BYTES`-byte logical blocks: 512 (AoE's sector, as the aoe driver) or up to 4096"},
+			&cli.IntFlag{Name: "connections", Value: 1, Usage: "hand the kernel `N` sockets (blk-mq queues)"},
+			&cli.DurationFlag{Name: "wait", Value: defaultAttachWait,
+				Usage: "wait `DUR` for the device to answer; 0 waits forever"},
+			controlDirFlag(),
+		),
+	}
+}
+
+// detachCommand defines detach.
+func detachCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "detach",
+		Usage:     "detach /dev/nbdN, whichever process attached it",
+		ArgsUsage: "/dev/nbdN",
+	}
+}
+
+// statCommand defines stat.
+func statCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "stat",
+		Usage:     "show the devices and targets of running serve and attach processes",
+		ArgsUsage: " ",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "json", Usage: "print JSON instead of tables"},
+			&cli.StringFlag{Name: "control", Usage: "ask only the control socket `PATH`"},
+			&cli.StringFlag{Name: "control-dir", Value: defaultControlDir,
+				Usage: "ask every control socket in `DIR`"},
+		},
+	}
 }
 
 // newApp returns the urfave/cli application. action runs with the parsed
@@ -320,28 +331,10 @@ func parseArgs(args []string, stdout io.Writer) (invocation, error) {
 
 // flagTable maps each name of a set of flags ("i", "interface") to the
 // flag's main name and whether it takes a value.
-type flagTable map[string]flagInfo
-
-// flagInfo is what permuteArgs needs to know of a flag.
-type flagInfo struct {
-	name       string
-	takesValue bool
-}
+type flagTable map[string]cliflag.Spec
 
 // newFlagTable indexes flags by every name.
-func newFlagTable(flags []cli.Flag) flagTable {
-	t := make(flagTable)
-	for _, f := range flags {
-		takes := false
-		if v, ok := f.(cli.DocGenerationFlag); ok {
-			takes = v.TakesValue()
-		}
-		for _, n := range f.Names() {
-			t[n] = flagInfo{name: f.Names()[0], takesValue: takes}
-		}
-	}
-	return t
-}
+func newFlagTable(flags []cli.Flag) flagTable { return cliflag.Index(flags) }
 
 // lookup reads a command-line word ("-i", "--wait=5s") as a flag of the
 // table. It reports whether it is one, the word with the flag's main name
@@ -353,11 +346,11 @@ func (t flagTable) lookup(word string) (known bool, canonical string, needsValue
 	if !known {
 		return false, word, false
 	}
-	canonical = "--" + f.name
+	canonical = "--" + f.Name
 	if hasValue {
 		canonical += "=" + value
 	}
-	return true, canonical, f.takesValue && !hasValue
+	return true, canonical, f.TakesValue && !hasValue
 }
 
 // isFlag reports whether a command-line word is an option.
@@ -373,6 +366,12 @@ func isFlag(word string) bool { return len(word) > 1 && word[0] == '-' }
 // --interface b"), and a command's --help drops its operands, which the
 // library would take for a help topic. A line whose command is unknown is
 // left alone for the library to report.
+//
+// It shares only the flag index (cliflag.Index) with ironblade's getopt
+// emulation: that one must read vblade's command line exactly (bundled
+// short options, attached values, glibc's error messages), while ironaoe
+// keeps the flag package's grammar (-name and --name alike, no bundling)
+// and its commands.
 func permuteArgs(app *cli.App, args []string) []string {
 	global := newFlagTable(append(app.Flags, cli.HelpFlag, cli.VersionFlag))
 	var globals []string
@@ -443,89 +442,124 @@ func invocationFrom(c *cli.Context, name string) (invocation, error) {
 	args := c.Args().Slice()
 	switch name {
 	case "discover":
-		o := &inv.Discover
-		if err := noOperands(args); err != nil {
-			return inv, err
-		}
-		if o.Engine, err = engineOptionsFrom(c); err != nil {
-			return inv, err
-		}
-		o.JSON = c.Bool("json")
-		if o.Wait = c.Duration("wait"); o.Wait <= 0 {
-			return inv, fmt.Errorf("--wait %v: must be positive", o.Wait)
-		}
+		inv.Discover, err = discoverOptionsFrom(c, args)
 	case "serve":
-		o := &inv.Serve
-		if o.Engine, err = engineOptionsFrom(c); err != nil {
-			return inv, err
-		}
-		if o.Devices, err = parseDeviceNames(args); err != nil {
-			return inv, err
-		}
-		o.Unix, o.TCP = c.String("unix"), c.String("tcp")
-		if c.IsSet("unix") && o.Unix == "" {
-			return inv, errors.New("--unix: empty socket path")
-		}
-		if c.IsSet("tcp") && o.TCP == "" {
-			return inv, errors.New("--tcp: empty address")
-		}
-		if o.Unix == "" && o.TCP == "" {
-			o.TCP = defaultTCP
-		}
-		if o.TCP != "" {
-			if err := checkTCPAddress(o.TCP, c.Bool("tcp-any")); err != nil {
-				return inv, err
-			}
-		}
-		o.ControlDir = c.String("control-dir")
+		inv.Serve, err = serveOptionsFrom(c, args)
 	case "attach":
-		o := &inv.Attach
-		if o.Engine, err = engineOptionsFrom(c); err != nil {
-			return inv, err
-		}
-		if len(args) < 1 || len(args) > 2 {
-			return inv, errors.New("want a device and optionally /dev/nbdN: attach eSHELF.SLOT [/dev/nbdN]")
-		}
-		if o.Device, err = parseDeviceName(args[0]); err != nil {
-			return inv, err
-		}
-		o.Index = nbdkernel.AnyIndex
-		if len(args) == 2 {
-			if o.Index, err = nbdkernel.ParseDevice(args[1]); err != nil {
-				return inv, err
-			}
-		}
-		switch o.BlockSize = c.Int64("block-size"); o.BlockSize {
-		case 512, 1024, 2048, 4096:
-		default:
-			return inv, fmt.Errorf("--block-size %d: want 512, 1024, 2048 or 4096", o.BlockSize)
-		}
-		if o.Connections = c.Int("connections"); o.Connections < 1 || o.Connections > nbdkernel.MaxConnections {
-			return inv, fmt.Errorf("--connections %d: want 1 to %d", o.Connections, nbdkernel.MaxConnections)
-		}
-		if o.Wait = c.Duration("wait"); o.Wait < 0 {
-			return inv, fmt.Errorf("--wait %v: must not be negative", o.Wait)
-		}
-		o.ControlDir = c.String("control-dir")
+		inv.Attach, err = attachOptionsFrom(c, args)
 	case "detach":
-		if len(args) != 1 {
-			return inv, errors.New("want one device: detach /dev/nbdN")
-		}
-		if inv.Detach.Index, err = nbdkernel.ParseDevice(args[0]); err != nil {
-			return inv, err
-		}
+		inv.Detach, err = detachOptionsFrom(args)
 	case "stat":
-		o := &inv.Stat
-		if err := noOperands(args); err != nil {
-			return inv, err
-		}
-		o.JSON = c.Bool("json")
-		o.Control, o.ControlDir = c.String("control"), c.String("control-dir")
-		if o.Control == "" && o.ControlDir == "" {
-			return inv, errors.New("--control-dir: empty directory name (or give --control PATH)")
+		inv.Stat, err = statOptionsFrom(c, args)
+	}
+	return inv, err
+}
+
+// discoverOptionsFrom validates discover's flags; it takes no operand.
+func discoverOptionsFrom(c *cli.Context, args []string) (discoverOptions, error) {
+	var o discoverOptions
+	if err := noOperands(args); err != nil {
+		return o, err
+	}
+	var err error
+	if o.Engine, err = engineOptionsFrom(c); err != nil {
+		return o, err
+	}
+	o.JSON = c.Bool("json")
+	if o.Wait = c.Duration("wait"); o.Wait <= 0 {
+		return o, fmt.Errorf("--wait %v: must be positive", o.Wait)
+	}
+	return o, nil
+}
+
+// serveOptionsFrom validates serve's flags and device operands. Without
+// --unix or --tcp it listens on defaultTCP.
+func serveOptionsFrom(c *cli.Context, args []string) (serveOptions, error) {
+	var o serveOptions
+	var err error
+	if o.Engine, err = engineOptionsFrom(c); err != nil {
+		return o, err
+	}
+	if o.Devices, err = parseDeviceNames(args); err != nil {
+		return o, err
+	}
+	o.Unix, o.TCP = c.String("unix"), c.String("tcp")
+	if c.IsSet("unix") && o.Unix == "" {
+		return o, errors.New("--unix: empty socket path")
+	}
+	if c.IsSet("tcp") && o.TCP == "" {
+		return o, errors.New("--tcp: empty address")
+	}
+	if o.Unix == "" && o.TCP == "" {
+		o.TCP = defaultTCP
+	}
+	if o.TCP != "" {
+		if err := checkTCPAddress(o.TCP, c.Bool("tcp-any")); err != nil {
+			return o, err
 		}
 	}
-	return inv, nil
+	o.ControlDir = c.String("control-dir")
+	return o, nil
+}
+
+// attachOptionsFrom validates attach's flags and its operands: a device
+// and, optionally, the /dev/nbdN to attach it as.
+func attachOptionsFrom(c *cli.Context, args []string) (attachOptions, error) {
+	var o attachOptions
+	var err error
+	if o.Engine, err = engineOptionsFrom(c); err != nil {
+		return o, err
+	}
+	if len(args) < 1 || len(args) > 2 {
+		return o, errors.New("want a device and optionally /dev/nbdN: attach eSHELF.SLOT [/dev/nbdN]")
+	}
+	if o.Device, err = parseDeviceName(args[0]); err != nil {
+		return o, err
+	}
+	o.Index = nbdkernel.AnyIndex
+	if len(args) == 2 {
+		if o.Index, err = nbdkernel.ParseDevice(args[1]); err != nil {
+			return o, err
+		}
+	}
+	switch o.BlockSize = c.Int64("block-size"); o.BlockSize {
+	case 512, 1024, 2048, 4096:
+	default:
+		return o, fmt.Errorf("--block-size %d: want 512, 1024, 2048 or 4096", o.BlockSize)
+	}
+	if o.Connections = c.Int("connections"); o.Connections < 1 || o.Connections > nbdkernel.MaxConnections {
+		return o, fmt.Errorf("--connections %d: want 1 to %d", o.Connections, nbdkernel.MaxConnections)
+	}
+	if o.Wait = c.Duration("wait"); o.Wait < 0 {
+		return o, fmt.Errorf("--wait %v: must not be negative", o.Wait)
+	}
+	o.ControlDir = c.String("control-dir")
+	return o, nil
+}
+
+// detachOptionsFrom validates detach's one operand, /dev/nbdN.
+func detachOptionsFrom(args []string) (detachOptions, error) {
+	var o detachOptions
+	if len(args) != 1 {
+		return o, errors.New("want one device: detach /dev/nbdN")
+	}
+	var err error
+	o.Index, err = nbdkernel.ParseDevice(args[0])
+	return o, err
+}
+
+// statOptionsFrom validates stat's flags; it takes no operand.
+func statOptionsFrom(c *cli.Context, args []string) (statOptions, error) {
+	var o statOptions
+	if err := noOperands(args); err != nil {
+		return o, err
+	}
+	o.JSON = c.Bool("json")
+	o.Control, o.ControlDir = c.String("control"), c.String("control-dir")
+	if o.Control == "" && o.ControlDir == "" {
+		return o, errors.New("--control-dir: empty directory name (or give --control PATH)")
+	}
+	return o, nil
 }
 
 // noOperands refuses operands for a command that takes none.
@@ -538,17 +572,11 @@ func noOperands(args []string) error {
 
 // globalOptionsFrom reads --log-level and --log-format.
 func globalOptionsFrom(c *cli.Context) (globalOptions, error) {
-	var g globalOptions
-	if err := g.LogLevel.UnmarshalText([]byte(c.String("log-level"))); err != nil {
-		return g, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.String("log-level"))
+	logOpts, err := clilog.OptionsFrom(c)
+	if err != nil {
+		return globalOptions{}, err
 	}
-	g.LogLevelSet = c.IsSet("log-level")
-	switch g.LogFormat = c.String("log-format"); g.LogFormat {
-	case "text", "json":
-	default:
-		return g, fmt.Errorf("--log-format %q: want text or json", g.LogFormat)
-	}
-	return g, nil
+	return globalOptions{LogLevel: logOpts.Level, LogLevelSet: c.IsSet(clilog.LevelFlag), LogFormat: logOpts.Format}, nil
 }
 
 // engineOptionsFrom reads the interfaces and the initiator's tunables.

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/ironblade/ironblade/initiator"
 	"github.com/ironblade/ironblade/initiator/nbd"
 	"github.com/ironblade/ironblade/initiator/nbdkernel"
 )
@@ -52,20 +54,7 @@ func attach(ctx context.Context, o attachOptions, env *environment) error {
 		return err
 	}
 
-	srv := &nbd.Server{Logger: log}
-	kdev, err := nbdkernel.Attach(ctx, nbdkernel.Config{
-		Index:           o.Index,
-		Size:            dev.Size(),
-		BlockSize:       o.BlockSize,
-		DeadConnTimeout: deadConnTimeout,
-		ServerFlags:     uint64(nbd.TransmissionFlags(dev)),
-		Connections:     o.Connections,
-		Backend:         "ironaoe:" + dev.Name(),
-		Serve: func(ctx context.Context, c net.Conn) error {
-			return srv.ServeTransmission(ctx, c, dev)
-		},
-		Logger: log,
-	})
+	kdev, err := attachKernel(ctx, o, dev, log)
 	if err != nil {
 		return err
 	}
@@ -93,6 +82,26 @@ func attach(ctx context.Context, o attachOptions, env *environment) error {
 	}
 	eng.flush(env)
 	return nil
+}
+
+// attachKernel hands dev to the kernel's nbd driver as /dev/nbdN, served
+// over NBD sockets in this process until ctx is done or the device is
+// detached.
+func attachKernel(ctx context.Context, o attachOptions, dev *initiator.Device, log *slog.Logger) (*nbdkernel.Device, error) {
+	srv := &nbd.Server{Logger: log}
+	return nbdkernel.Attach(ctx, nbdkernel.Config{
+		Index:           o.Index,
+		Size:            dev.Size(),
+		BlockSize:       o.BlockSize,
+		DeadConnTimeout: deadConnTimeout,
+		ServerFlags:     uint64(nbd.TransmissionFlags(dev)),
+		Connections:     o.Connections,
+		Backend:         "ironaoe:" + dev.Name(),
+		Serve: func(ctx context.Context, c net.Conn) error {
+			return srv.ServeTransmission(ctx, c, dev)
+		},
+		Logger: log,
+	})
 }
 
 // detach disconnects /dev/nbdN, whichever process attached it; that

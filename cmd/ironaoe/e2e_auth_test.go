@@ -24,6 +24,8 @@ import (
 	"github.com/ironblade/ironblade/aoe/aoetest"
 	"github.com/ironblade/ironblade/crypto/seal"
 	"github.com/ironblade/ironblade/initiator"
+	"github.com/ironblade/ironblade/internal/netlab"
+	"github.com/ironblade/ironblade/internal/testenv"
 )
 
 // authMetricsAddr is where a keyed ironblade serves its metrics, inside
@@ -69,18 +71,18 @@ func copyKey(t *testing.T, from, to string) string {
 // startBlade runs ironblade with opts (before the positional arguments)
 // serving disk as e1.0 on iface in ns, and waits for its metrics to answer
 // if opts has --metrics.
-func (r *rig) startBlade(t *testing.T, ns *aoetest.Netns, iface, disk string, opts ...string) *aoetest.Process {
+func (r *rig) startBlade(t *testing.T, ns *netlab.Netns, iface, disk string, opts ...string) *testenv.Process {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	args := append(slices.Clone(opts), "1", "0", iface, disk)
-	p := aoetest.StartProcess(t, "ironblade "+strings.Join(args, " "), ns.Command(ctx, r.ironblade, args...))
+	p := testenv.StartProcess(t, "ironblade "+strings.Join(args, " "), ns.Command(ctx, r.ironblade, args...))
 	if slices.Contains(opts, "--metrics") {
-		aoetest.WaitFor(t, 5*time.Second, "ironblade's metrics", func() bool {
+		testenv.WaitFor(t, 5*time.Second, "ironblade's metrics", func() bool {
 			if !p.Running() {
 				t.Fatalf("ironblade exited: %v\n%s", p.Err(), p.Output())
 			}
-			_, err := aoetest.ScrapeMetrics(ns, authMetricsAddr)
+			_, err := testenv.ScrapeMetrics(ns, authMetricsAddr)
 			return err == nil
 		})
 	}
@@ -89,13 +91,13 @@ func (r *rig) startBlade(t *testing.T, ns *aoetest.Netns, iface, disk string, op
 
 // serveOn runs ironaoe serve on ifaces (comma-separated) with its control
 // socket in ctl and args, and waits for its NBD socket.
-func (r *rig) serveOn(t *testing.T, ifaces, ctl, sock string, args ...string) *aoetest.Process {
+func (r *rig) serveOn(t *testing.T, ifaces, ctl, sock string, args ...string) *testenv.Process {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	full := append([]string{"serve", "-i", ifaces, "--control-dir", ctl, "--log-level", "debug", "--unix", sock}, args...)
-	p := aoetest.StartProcess(t, "ironaoe "+strings.Join(full, " "), r.initiator.Command(ctx, r.ironaoe, full...))
-	aoetest.WaitFor(t, 10*time.Second, "the NBD socket "+sock, func() bool {
+	p := testenv.StartProcess(t, "ironaoe "+strings.Join(full, " "), r.initiator.Command(ctx, r.ironaoe, full...))
+	testenv.WaitFor(t, 10*time.Second, "the NBD socket "+sock, func() bool {
 		if !p.Running() {
 			t.Fatalf("ironaoe serve exited: %v\n%s", p.Err(), p.Output())
 		}
@@ -144,7 +146,7 @@ func deviceOf(report statReport) (initiator.DeviceStats, bool) {
 
 // runInOut runs a command in ns with a timeout and returns its stdout,
 // stderr and error, without judging them.
-func runInOut(ns *aoetest.Netns, timeout time.Duration, name string, args ...string) (string, string, error) {
+func runInOut(ns *netlab.Netns, timeout time.Duration, name string, args ...string) (string, string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := ns.Command(ctx, name, args...)
@@ -185,13 +187,13 @@ func authOf(d discovery, mac string) (string, bool) {
 
 // bladeMetric scrapes ironblade's metrics in ns and sums the samples of
 // name whose labels include the given name, value pairs.
-func bladeMetric(t *testing.T, ns *aoetest.Netns, name string, labels ...string) float64 {
+func bladeMetric(t *testing.T, ns *netlab.Netns, name string, labels ...string) float64 {
 	t.Helper()
-	fams, err := aoetest.ScrapeMetrics(ns, authMetricsAddr)
+	fams, err := testenv.ScrapeMetrics(ns, authMetricsAddr)
 	if err != nil {
 		t.Fatalf("scrape ironblade's metrics: %v", err)
 	}
-	return aoetest.MetricValue(fams, name, labels...)
+	return testenv.MetricValue(fams, name, labels...)
 }
 
 // allZero reports whether the file holds only zeros.
@@ -208,8 +210,8 @@ func allZero(t *testing.T, path string) bool {
 // --auth-key and a keyed ironblade with nbdcopy; stat shows the session
 // and ironblade's metrics the sealed frames.
 func TestE2EAuthServe(t *testing.T) {
-	aoetest.RequireRoot(t)
-	aoetest.RequireCommands(t, "nbdcopy")
+	testenv.RequireRoot(t)
+	testenv.RequireCommands(t, "nbdcopy")
 	size := diskSize(32 << 20)
 	r := newRig(t, 9000)
 	disk := r.newDisk(t, size)
@@ -251,8 +253,8 @@ func TestE2EAuthServe(t *testing.T) {
 // rogues' files gets a byte, discover marks each NOT PROVEN and the real
 // one proven.
 func TestE2EAuthRogueTargets(t *testing.T) {
-	aoetest.RequireRoot(t)
-	aoetest.RequireCommands(t, "nbdcopy", "vblade")
+	testenv.RequireRoot(t)
+	testenv.RequireCommands(t, "nbdcopy", "vblade")
 	size := diskSize(16 << 20)
 	r := newRig(t, 1500)
 	disk := r.newDisk(t, size)
@@ -260,8 +262,8 @@ func TestE2EAuthRogueTargets(t *testing.T) {
 	other, otherID := writeAuthKey(t, r.dir, "other.key")
 	r.startBlade(t, r.target, r.veth.IfA, disk, "--auth-key", key)
 
-	br := aoetest.NewBridge(t, 1500)
-	lan, _ := br.Attach(t, r.initiator)
+	br := testenv.NewBridge(t, 1500)
+	lan, _ := testenv.Attach(t, br, r.initiator)
 	type rogue struct {
 		name string
 		mac  string
@@ -269,8 +271,8 @@ func TestE2EAuthRogueTargets(t *testing.T) {
 	}
 	var rogues []rogue
 	for _, kind := range []string{"ironblade-other-key", "ironblade-plain", "vblade"} {
-		ns := aoetest.NewNetns(t)
-		iface, mac := br.Attach(t, ns)
+		ns := testenv.NewNetns(t)
+		iface, mac := testenv.Attach(t, br, ns)
 		file := aoetest.SparseFile(t, filepath.Join(r.dir, kind+".img"), size)
 		switch kind {
 		case "ironblade-other-key":
@@ -280,7 +282,7 @@ func TestE2EAuthRogueTargets(t *testing.T) {
 		case "vblade":
 			ctx, cancel := context.WithCancel(context.Background())
 			t.Cleanup(cancel)
-			aoetest.StartProcess(t, "vblade", ns.Command(ctx, aoetest.RequireCommand(t, "vblade"), "1", "0", iface, file))
+			testenv.StartProcess(t, "vblade", ns.Command(ctx, testenv.RequireCommand(t, "vblade"), "1", "0", iface, file))
 		}
 		rogues = append(rogues, rogue{kind, mac.String(), file})
 	}
@@ -349,7 +351,7 @@ func TestE2EAuthRogueTargets(t *testing.T) {
 // it names the key id in a clear refusal and ironblade keeps no session.
 // The right key then proves the target and leaves one.
 func TestE2EAuthWrongKey(t *testing.T) {
-	aoetest.RequireRoot(t)
+	testenv.RequireRoot(t)
 	r := newRig(t, 1500)
 	disk := r.newDisk(t, 8<<20)
 	key, _ := writeAuthKey(t, r.dir, "auth.key")
@@ -487,8 +489,8 @@ func fileSum(path string, off, n int64) ([sha512.Size]byte, error) {
 // discover with A is refused and with B proven. Last, #1's own key file is
 // rewritten with B and ironaoe #1 gets SIGHUP: it works again.
 func TestE2EAuthKeyRotation(t *testing.T) {
-	aoetest.RequireRoot(t)
-	aoetest.RequireCommands(t, "nbdcopy", "qemu-io")
+	testenv.RequireRoot(t)
+	testenv.RequireCommands(t, "nbdcopy", "qemu-io")
 	size := int64(16 << 20)
 	r := newRig(t, 9000)
 	disk := r.newDisk(t, 64<<20)
@@ -500,9 +502,9 @@ func TestE2EAuthKeyRotation(t *testing.T) {
 
 	// #2 gets an address of its own: a macvlan on the initiator's end.
 	const mv = "ibmv0"
-	r.initiator.Run(t, "ip", "link", "add", mv, "link", r.veth.IfB, "type", "macvlan", "mode", "bridge")
-	r.initiator.Run(t, "ip", "link", "set", mv, "up")
-	aoetest.WaitLinkReady(t, r.initiator, mv)
+	testenv.Run(t, r.initiator, "ip", "link", "add", mv, "link", r.veth.IfB, "type", "macvlan", "mode", "bridge")
+	testenv.Run(t, r.initiator, "ip", "link", "set", mv, "up")
+	testenv.WaitLinkReady(t, r.initiator, mv)
 	ctlA, ctlB := filepath.Join(r.dir, "ctl-a"), filepath.Join(r.dir, "ctl-b")
 	sockA, sockB := filepath.Join(r.dir, "a.sock"), filepath.Join(r.dir, "b.sock")
 	uriA, uriB := "nbd+unix:///e1.0?socket="+sockA, "nbd+unix:///e1.0?socket="+sockB
@@ -522,7 +524,7 @@ func TestE2EAuthKeyRotation(t *testing.T) {
 
 	// #2 copies in a loop across the rotation.
 	loop := startCopyLoop(t, r, uriB, disk, size)
-	aoetest.WaitFor(t, 20*time.Second, "ironaoe #2's first copies", func() bool { return loop.count() >= 2 })
+	testenv.WaitFor(t, 20*time.Second, "ironaoe #2's first copies", func() bool { return loop.count() >= 2 })
 	if err := os.WriteFile(fileA, mustRead(t, fileB), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -530,11 +532,11 @@ func TestE2EAuthKeyRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	rotated := time.Now()
-	aoetest.WaitFor(t, 5*time.Second, "ironblade to log the reload", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "ironblade to log the reload", func() bool {
 		return strings.Contains(blade.Output(), "keys reloaded")
 	})
 	copies := loop.count()
-	aoetest.WaitFor(t, 20*time.Second, "ironaoe #2's copies after the rotation", func() bool { return loop.count() >= copies+2 })
+	testenv.WaitFor(t, 20*time.Second, "ironaoe #2's copies after the rotation", func() bool { return loop.count() >= copies+2 })
 	n, gap, err := loop.stop()
 	if err != nil {
 		t.Fatalf("ironaoe #2 (key B) across the rotation: %v", err)
@@ -583,14 +585,14 @@ func TestE2EAuthKeyRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	hupped := time.Now()
-	aoetest.WaitFor(t, 10*time.Second, "ironaoe #1 to prove the target with key B", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "ironaoe #1 to prove the target with key B", func() bool {
 		p, ok := authPeer(r.statIn(t, ctlA), r.veth.MACA.String())
 		return ok && p.KeyID == idB && p.State == "established"
 	})
 	proven := time.Since(hupped)
 	// Its device went down (dead timeout) with the retired key: it comes
 	// back once the target answers a Query Config again.
-	aoetest.WaitFor(t, 10*time.Second, "ironaoe #1's device to come back up", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "ironaoe #1's device to come back up", func() bool {
 		d, ok := deviceOf(r.statIn(t, ctlA))
 		return ok && d.State == initiator.DeviceUp
 	})
@@ -620,8 +622,8 @@ func mustRead(t *testing.T, path string) []byte {
 // discover but cannot identify it (nor so do any I/O); against a plain
 // ironblade it still works.
 func TestE2EAuthPlainInitiator(t *testing.T) {
-	aoetest.RequireRoot(t)
-	aoetest.RequireCommands(t, "nbdcopy")
+	testenv.RequireRoot(t)
+	testenv.RequireCommands(t, "nbdcopy")
 	size := int64(8 << 20)
 	r := newRig(t, 9000)
 	disk := r.newDisk(t, size)
@@ -665,8 +667,8 @@ func TestE2EAuthPlainInitiator(t *testing.T) {
 // timeout. The copy must complete intact; the stall is logged and must
 // stay under 2 s.
 func TestE2EAuthFailover(t *testing.T) {
-	aoetest.RequireRoot(t)
-	aoetest.RequireCommands(t, "nbdcopy")
+	testenv.RequireRoot(t)
+	testenv.RequireCommands(t, "nbdcopy")
 	for _, announce := range []bool{true, false} {
 		name := "no-announce"
 		if announce {
@@ -681,17 +683,17 @@ func testE2EAuthFailover(t *testing.T, announce bool) {
 	r := newRig(t, 9000)
 	disk := r.newDisk(t, size)
 	key, _ := writeAuthKey(t, r.dir, "auth.key")
-	br := aoetest.NewBridge(t, 9000)
-	lan, _ := br.Attach(t, r.initiator)
-	blades := map[string]*aoetest.Process{}
+	br := testenv.NewBridge(t, 9000)
+	lan, _ := testenv.Attach(t, br, r.initiator)
+	blades := map[string]*testenv.Process{}
 	for range 2 {
-		ns := aoetest.NewNetns(t)
-		iface, mac := br.Attach(t, ns)
+		ns := testenv.NewNetns(t)
+		iface, mac := testenv.Attach(t, br, ns)
 		blades[mac.String()] = r.startBlade(t, ns, iface, disk, "--log-level", "warn", "--auth-key", key)
 	}
 	sock := filepath.Join(r.dir, "nbd.sock")
 	r.serveOn(t, lan, r.controlDir(), sock, "--auth-key", key, "e1.0")
-	aoetest.WaitFor(t, 10*time.Second, "two proven targets", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "two proven targets", func() bool {
 		report := r.statIn(t, r.controlDir())
 		d, ok := deviceOf(report)
 		if !ok || d.State != initiator.DeviceUp || len(d.Targets) != 2 || len(d.Active) != 1 {
@@ -720,7 +722,7 @@ func testE2EAuthFailover(t *testing.T, announce bool) {
 	go func() { copyDone <- copyCmd.Wait() }()
 
 	var active string
-	aoetest.WaitFor(t, 20*time.Second, "the copy to get going", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "the copy to get going", func() bool {
 		d, _ := deviceOf(r.statIn(t, r.controlDir()))
 		if len(d.Active) == 1 {
 			active = d.Active[0]
@@ -794,8 +796,8 @@ func testE2EAuthFailover(t *testing.T, announce bool) {
 // under a session the new process does not know: the layer has to
 // handshake and query again.
 func TestE2EAuthTargetRestart(t *testing.T) {
-	aoetest.RequireRoot(t)
-	aoetest.RequireCommands(t, "nbdcopy")
+	testenv.RequireRoot(t)
+	testenv.RequireCommands(t, "nbdcopy")
 	for _, keyed := range []bool{false, true} {
 		name := "plain"
 		if keyed {
@@ -823,17 +825,17 @@ func TestE2EAuthTargetRestart(t *testing.T) {
 			}
 			restarted := time.Now()
 			r.startBlade(t, r.target, r.veth.IfA, disk, bladeOpts...)
+			// The event's own time is what is measured: polling only finds it.
 			var announced time.Time
-			deadline := time.Now().Add(3 * time.Second)
-			for announced.IsZero() && time.Now().Before(deadline) {
+			retryUntil(3*time.Second, 20*time.Millisecond, func() bool {
 				d, _ := deviceOf(r.statIn(t, r.controlDir()))
 				for _, e := range d.Events {
 					if e.Kind == initiator.EventAnnounce && e.Time.After(restarted) {
 						announced = e.Time
 					}
 				}
-				time.Sleep(20 * time.Millisecond)
-			}
+				return !announced.IsZero()
+			})
 			// I/O works again: a copy out through the restarted target.
 			out := filepath.Join(r.dir, "out.bin")
 			start := time.Now()

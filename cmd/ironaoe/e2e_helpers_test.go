@@ -16,17 +16,38 @@ import (
 
 	"github.com/ironblade/ironblade/aoe/aoetest"
 	"github.com/ironblade/ironblade/initiator"
+	"github.com/ironblade/ironblade/internal/netlab"
+	"github.com/ironblade/ironblade/internal/testenv"
 )
 
 // TestMain builds the binaries of the end-to-end tests once and removes
 // them at the end.
-func TestMain(m *testing.M) { aoetest.RunTests(m) }
+func TestMain(m *testing.M) { testenv.RunTests(m) }
+
+// retryUntil calls cond every interval until it returns true, and reports
+// whether it did so within timeout: a wait whose failure the caller
+// handles itself (a clean-up that must go on, a test that checks more
+// before it fails), where testenv.WaitFor would end the test.
+func retryUntil(timeout, interval time.Duration, cond func() bool) bool {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-deadline.C:
+			return false
+		case <-tick.C:
+		}
+	}
+	return true
+}
 
 // buildBinaries compiles ironaoe and ironblade (once) and fails the test if
 // that fails.
 func buildBinaries(t testing.TB) (ironaoe, ironblade string) {
 	t.Helper()
-	return aoetest.BuildBinary(t, "./cmd/ironaoe"), aoetest.BuildBinary(t, "./cmd/ironblade")
+	return testenv.BuildBinary(t, "./cmd/ironaoe"), testenv.BuildBinary(t, "./cmd/ironblade")
 }
 
 // commandTimeout bounds each client command a test runs.
@@ -34,7 +55,7 @@ const commandTimeout = 90 * time.Second
 
 // runIn runs a command in ns and returns its stdout; it fails the test,
 // showing both outputs, if the command fails.
-func runIn(t testing.TB, ns *aoetest.Netns, name string, args ...string) string {
+func runIn(t testing.TB, ns *netlab.Netns, name string, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()
@@ -81,21 +102,21 @@ func randomFile(t testing.TB, path string, size int64) [sha512.Size]byte {
 // namespace joined by a veth pair, and a directory for files and sockets.
 type rig struct {
 	ironaoe, ironblade string
-	target, initiator  *aoetest.Netns
-	veth               *aoetest.Veth
+	target, initiator  *netlab.Netns
+	veth               *netlab.Veth
 	dir                string
 }
 
 // newRig builds the binaries and the namespaces; mtu 0 means 1500.
 func newRig(t *testing.T, mtu int) *rig {
 	t.Helper()
-	aoetest.RequireRoot(t)
+	testenv.RequireRoot(t)
 	r := &rig{dir: shortTempDir(t)}
 	r.ironaoe, r.ironblade = buildBinaries(t)
-	r.target, r.initiator = aoetest.NewNetns(t), aoetest.NewNetns(t)
+	r.target, r.initiator = testenv.NewNetns(t), testenv.NewNetns(t)
 	// NewVeth waits until both ends can send, so that a target's
 	// announcement at start is not lost.
-	r.veth = aoetest.NewVeth(t, r.target, r.initiator, mtu)
+	r.veth = testenv.NewVeth(t, r.target, r.initiator, mtu)
 	return r
 }
 
@@ -115,29 +136,29 @@ func (r *rig) newDisk(t *testing.T, size int64) string {
 
 // startTarget serves disk as e1.0 on the target side with vblade or
 // ironblade.
-func (r *rig) startTarget(t *testing.T, kind, disk string) *aoetest.Process {
+func (r *rig) startTarget(t *testing.T, kind, disk string) *testenv.Process {
 	t.Helper()
 	prog := r.ironblade
 	if kind == "vblade" {
-		prog = aoetest.RequireCommand(t, "vblade")
+		prog = testenv.RequireCommand(t, "vblade")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	return aoetest.StartProcess(t, kind, r.target.Command(ctx, prog, "1", "0", r.veth.IfA, disk))
+	return testenv.StartProcess(t, kind, r.target.Command(ctx, prog, "1", "0", r.veth.IfA, disk))
 }
 
 // startServe runs ironaoe serve in the initiator namespace with its
 // control socket in r.dir/ctl, and waits until the unix socket (if any)
 // exists.
-func (r *rig) startServe(t *testing.T, args ...string) *aoetest.Process {
+func (r *rig) startServe(t *testing.T, args ...string) *testenv.Process {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	full := append([]string{"serve", "-i", r.veth.IfB, "--control-dir", r.controlDir(), "--log-level", "debug"}, args...)
-	p := aoetest.StartProcess(t, "ironaoe serve", r.initiator.Command(ctx, r.ironaoe, full...))
+	p := testenv.StartProcess(t, "ironaoe serve", r.initiator.Command(ctx, r.ironaoe, full...))
 	for n, a := range args {
 		if a == "--unix" && n+1 < len(args) {
-			aoetest.WaitFor(t, 10*time.Second, "the NBD socket "+args[n+1], func() bool {
+			testenv.WaitFor(t, 10*time.Second, "the NBD socket "+args[n+1], func() bool {
 				_, err := os.Stat(args[n+1])
 				return err == nil
 			})

@@ -18,6 +18,7 @@ import (
 	"github.com/ironblade/ironblade/aoe/aoetest"
 	"github.com/ironblade/ironblade/initiator"
 	"github.com/ironblade/ironblade/initiator/nbdkernel"
+	"github.com/ironblade/ironblade/internal/testenv"
 )
 
 // The end-to-end tests run the built ironaoe against vblade and ironblade
@@ -44,8 +45,8 @@ type nbdinfoExport struct {
 // reads the size over TCP, stat shows the target, and SIGTERM stops serve
 // with status 0.
 func TestE2ENBDClients(t *testing.T) {
-	aoetest.RequireRoot(t)
-	aoetest.RequireCommands(t, "nbdinfo", "nbdcopy", "qemu-io", "qemu-img")
+	testenv.RequireRoot(t)
+	testenv.RequireCommands(t, "nbdinfo", "nbdcopy", "qemu-io", "qemu-img")
 	for _, tc := range []struct {
 		target  string
 		mtu     int
@@ -56,7 +57,7 @@ func TestE2ENBDClients(t *testing.T) {
 	} {
 		t.Run(tc.target, func(t *testing.T) {
 			if tc.target == "vblade" {
-				aoetest.RequireCommands(t, "vblade")
+				testenv.RequireCommands(t, "vblade")
 			}
 			size := diskSize(64 << 20)
 			r := newRig(t, tc.mtu)
@@ -155,14 +156,14 @@ func TestE2ENBDClients(t *testing.T) {
 // pair drop 5% of the frames they receive: retransmission must deliver it
 // intact.
 func TestE2EFrameLoss(t *testing.T) {
-	aoetest.RequireRoot(t)
-	aoetest.RequireCommands(t, "nbdcopy")
+	testenv.RequireRoot(t)
+	testenv.RequireCommands(t, "nbdcopy")
 	size := diskSize(32 << 20)
 	r := newRig(t, 9000)
 	disk := r.newDisk(t, size)
 	r.startTarget(t, "ironblade", disk)
-	aoetest.AddLoss(t, r.target, r.veth.IfA, 5)
-	aoetest.AddLoss(t, r.initiator, r.veth.IfB, 5)
+	testenv.AddLoss(t, r.target, r.veth.IfA, 5)
+	testenv.AddLoss(t, r.initiator, r.veth.IfB, 5)
 	sock := filepath.Join(r.dir, "nbd.sock")
 	serve := r.startServe(t, "--unix", sock, "e1.0")
 
@@ -215,7 +216,7 @@ func hostCommand(name string, args ...string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()
 	if out, err := exec.CommandContext(ctx, name, args...).CombinedOutput(); err != nil {
-		return fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
+		return fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, out)
 	}
 	return nil
 }
@@ -241,8 +242,8 @@ func mountFS(t *testing.T, dev, dir string, options ...string) *teardown {
 // It writes a set of random files, unmounts, mounts again through a fresh
 // loop device and checks every file's SHA-512.
 func TestE2EFilesystemOverNBDFuse(t *testing.T) {
-	aoetest.RequireRoot(t)
-	aoetest.RequireCommands(t, "nbdfuse", "fusermount3", "losetup", "mkfs.ext4", "mount", "umount", "sha512sum", "nsenter")
+	testenv.RequireRoot(t)
+	testenv.RequireCommands(t, "nbdfuse", "fusermount3", "losetup", "mkfs.ext4", "mount", "umount", "sha512sum", "nsenter")
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		t.Skipf("needs FUSE: %v", err)
 	}
@@ -267,19 +268,17 @@ func TestE2EFilesystemOverNBDFuse(t *testing.T) {
 	pidFile := filepath.Join(r.dir, "nbdfuse.pid")
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	fuse := aoetest.StartProcess(t, "nbdfuse", exec.CommandContext(ctx, "nsenter", "--net=/run/netns/"+r.initiator.Name,
+	fuse := testenv.StartProcess(t, "nbdfuse", exec.CommandContext(ctx, "nsenter", "--net=/run/netns/"+r.initiator.Name,
 		"nbdfuse", "-P", pidFile, filepath.Join(fuseDir, "disk"), "nbd+unix:///e1.0?socket="+sock))
 	unfuse := addTeardown(t, "unmount "+fuseDir, func() error {
 		// A detached loop device lets go of the image only when its last
 		// opener (udev probing it, say) closes it, maybe just after
 		// losetup -d returned: until then the FUSE mount is busy.
 		var err error
-		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		retryUntil(5*time.Second, 50*time.Millisecond, func() bool {
 			err = hostCommand("fusermount3", "-u", fuseDir)
-			if err == nil || !strings.Contains(err.Error(), "busy") || time.Now().After(deadline) {
-				break
-			}
-		}
+			return err == nil || !strings.Contains(err.Error(), "busy")
+		})
 		select {
 		case <-fuse.Exited():
 		case <-time.After(10 * time.Second):
@@ -287,7 +286,7 @@ func TestE2EFilesystemOverNBDFuse(t *testing.T) {
 		}
 		return err
 	})
-	aoetest.WaitFor(t, 10*time.Second, "nbdfuse to be ready", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "nbdfuse to be ready", func() bool {
 		select {
 		case <-fuse.Exited():
 			t.Fatalf("nbdfuse exited: %v\n%s", fuse.Err(), fuse.Stderr())
@@ -429,17 +428,17 @@ func TestE2EAttach(t *testing.T) {
 		t.Logf("kernel nbd module absent (%v): checked the error path only", err)
 		return
 	}
-	aoetest.RequireRoot(t)
-	aoetest.RequireCommands(t, "mkfs.ext4", "mount", "umount")
+	testenv.RequireRoot(t)
+	testenv.RequireCommands(t, "mkfs.ext4", "mount", "umount")
 	r := newRig(t, 9000)
 	disk := r.newDisk(t, 64<<20)
 	r.startTarget(t, "ironblade", disk)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	att := aoetest.StartProcess(t, "ironaoe attach", r.initiator.Command(ctx, r.ironaoe, "attach", "-i", r.veth.IfB,
+	att := testenv.StartProcess(t, "ironaoe attach", r.initiator.Command(ctx, r.ironaoe, "attach", "-i", r.veth.IfB,
 		"--control-dir", r.controlDir(), "e1.0"))
 	var dev string
-	aoetest.WaitFor(t, 30*time.Second, "attach to print the device", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "attach to print the device", func() bool {
 		select {
 		case <-att.Exited():
 			t.Fatalf("attach exited: %v\n%s", att.Err(), att.Stderr())
@@ -498,14 +497,14 @@ func TestE2EAttach(t *testing.T) {
 // that data crosses intact and that an initiator on another VLAN finds
 // nothing.
 func TestE2EVLAN(t *testing.T) {
-	aoetest.RequireRoot(t)
-	aoetest.RequireCommands(t, "nbdcopy")
+	testenv.RequireRoot(t)
+	testenv.RequireCommands(t, "nbdcopy")
 	size := diskSize(16 << 20)
 	r := newRig(t, 1500)
 	disk := r.newDisk(t, size)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	aoetest.StartProcess(t, "ironblade --vlan 42", r.target.Command(ctx, r.ironblade, "--vlan", "42", "1", "0", r.veth.IfA, disk))
+	testenv.StartProcess(t, "ironblade --vlan 42", r.target.Command(ctx, r.ironblade, "--vlan", "42", "1", "0", r.veth.IfA, disk))
 
 	out := runIn(t, r.initiator, r.ironaoe, "discover", "-i", r.veth.IfB, "--vlan", "42", "--json", "--wait", "1s")
 	if !strings.Contains(out, r.veth.MACA.String()) {

@@ -10,9 +10,16 @@ import (
 	"time"
 
 	"github.com/ironblade/ironblade/aoe"
+	"github.com/ironblade/ironblade/aoe/rawlink"
 	"github.com/ironblade/ironblade/crypto/seal"
 	"github.com/ironblade/ironblade/initiator"
 )
+
+// socketBuffer sizes the initiator's socket buffers, read and write:
+// generous, so that a burst of answers to a full window (64 jumbo frames
+// for each of several targets) is never dropped by the kernel. A target
+// sizes its own from its advertised buffer count instead.
+const socketBuffer = 4 << 20
 
 // flushTimeout bounds the flush of each device when a command stops.
 const flushTimeout = 30 * time.Second
@@ -32,55 +39,26 @@ type engine struct {
 // stop with ctx: the commands stop it themselves, once the I/O it carries
 // has drained.
 func startEngine(ctx context.Context, o engineOptions, env *environment) (*engine, error) {
-	names := o.Interfaces
-	if len(names) == 0 {
-		var err error
-		if names, err = env.DefaultInterfaces(); err != nil {
-			return nil, err
-		}
-		if len(names) == 0 {
-			return nil, errors.New("no network interface to use: none is up, Ethernet and not a loopback; name one with -i")
-		}
+	names, err := engineInterfaces(o, env)
+	if err != nil {
+		return nil, err
 	}
-	names = slices.Compact(slices.Sorted(slices.Values(names)))
 	var authCfg seal.InitiatorConfig
 	if len(o.AuthKeys) > 0 {
-		var err error
 		if authCfg, err = loadAuthConfig(o.AuthKeys); err != nil {
 			return nil, err
 		}
 		authCfg.Logger, authCfg.Encrypt = env.Logger, o.AuthEncrypt
 	}
-	var links []aoe.Link
-	var seals []*seal.InitiatorLink
-	closeLinks := func() {
-		for _, l := range links {
-			l.Close()
-		}
-	}
-	for _, name := range names {
-		l, err := env.Listen(name, o.VLAN)
-		if err != nil {
-			closeLinks()
-			return nil, fmt.Errorf("interface %s: %w", name, err)
-		}
-		if len(o.AuthKeys) > 0 {
-			sl, err := seal.NewInitiatorLink(l, authCfg)
-			if err != nil {
-				l.Close()
-				closeLinks()
-				return nil, fmt.Errorf("authentication: %w", err)
-			}
-			seals = append(seals, sl)
-			l = sl
-		}
-		links = append(links, l)
+	links, seals, err := openLinks(names, o, authCfg, env)
+	if err != nil {
+		return nil, err
 	}
 	cfg := o.Config
 	cfg.Links, cfg.Logger = links, env.Logger
 	ini, err := initiator.New(cfg)
 	if err != nil {
-		closeLinks()
+		closeLinks(links)
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -99,6 +77,57 @@ func startEngine(ctx context.Context, o engineOptions, env *environment) (*engin
 	}()
 	env.Logger.Debug("initiator running", "interfaces", strings.Join(names, ","))
 	return e, nil
+}
+
+// engineInterfaces returns the interfaces named with -i, or else the
+// default ones, sorted and without duplicates.
+func engineInterfaces(o engineOptions, env *environment) ([]string, error) {
+	names := o.Interfaces
+	if len(names) == 0 {
+		var err error
+		if names, err = env.DefaultInterfaces(); err != nil {
+			return nil, err
+		}
+		if len(names) == 0 {
+			return nil, errors.New("no network interface to use: none is up, Ethernet and not a loopback; name one with -i")
+		}
+	}
+	return slices.Compact(slices.Sorted(slices.Values(names))), nil
+}
+
+// openLinks opens a link on each interface, under the sealing layer when
+// there are --auth-key files, and returns the links for the initiator and
+// the sealing layers. On an error it closes what it opened.
+func openLinks(names []string, o engineOptions, authCfg seal.InitiatorConfig, env *environment) ([]aoe.Link, []*seal.InitiatorLink, error) {
+	var links []aoe.Link
+	var seals []*seal.InitiatorLink
+	cfg := rawlink.Config{ReadBuffer: socketBuffer, WriteBuffer: socketBuffer, VLAN: o.VLAN}
+	for _, name := range names {
+		l, err := env.Listen(name, cfg)
+		if err != nil {
+			closeLinks(links)
+			return nil, nil, fmt.Errorf("interface %s: %w", name, err)
+		}
+		if len(o.AuthKeys) > 0 {
+			sl, err := seal.NewInitiatorLink(l, authCfg)
+			if err != nil {
+				l.Close()
+				closeLinks(links)
+				return nil, nil, fmt.Errorf("authentication: %w", err)
+			}
+			seals = append(seals, sl)
+			l = sl
+		}
+		links = append(links, l)
+	}
+	return links, seals, nil
+}
+
+// closeLinks closes links, for a start-up that failed.
+func closeLinks(links []aoe.Link) {
+	for _, l := range links {
+		l.Close()
+	}
 }
 
 // stop stops the initiator and waits until it has closed its links. It may

@@ -33,6 +33,7 @@ import (
 	"github.com/ironblade/ironblade/aoe/rawlink"
 	"github.com/ironblade/ironblade/initiator"
 	"github.com/ironblade/ironblade/internal/cliflag"
+	"github.com/ironblade/ironblade/internal/clilog"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -54,23 +55,12 @@ func main() {
 type environment struct {
 	Stdout io.Writer
 	Logger *slog.Logger
-	// Listen opens the link on a network interface, tagged with vlan
-	// unless it is 0.
-	Listen func(iface string, vlan uint16) (aoe.Link, error)
+	// Listen opens the link on a network interface.
+	Listen func(iface string, cfg rawlink.Config) (aoe.Link, error)
 	// DefaultInterfaces names the interfaces to use when none is given.
 	DefaultInterfaces func() ([]string, error)
 	// Reload delivers SIGHUP: each value re-reads the --auth-key files.
 	Reload <-chan os.Signal
-}
-
-// listenRaw opens an AF_PACKET link on iface with generous socket
-// buffers, on the given VLAN (0 for untagged).
-func listenRaw(iface string, vlan uint16) (aoe.Link, error) {
-	link, err := rawlink.Listen(iface, rawlink.Config{ReadBuffer: rawBufferSize, WriteBuffer: rawBufferSize, VLAN: vlan})
-	if err != nil {
-		return nil, err // not a typed nil in the interface
-	}
-	return link, nil
 }
 
 // run is the whole program but for the process exit: it parses args, runs
@@ -89,7 +79,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if !inv.Global.LogLevelSet && (inv.Command == "discover" || inv.Command == "stat") {
 		level = slog.LevelWarn
 	}
-	logger := newLogger(stderr, level, inv.Global.LogFormat)
+	logger := clilog.New(stderr, level, inv.Global.LogFormat)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -105,7 +95,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Reload:            reload,
 		Stdout:            stdout,
 		Logger:            logger,
-		Listen:            listenRaw,
+		Listen:            rawlink.ListenLink,
 		DefaultInterfaces: initiator.DefaultInterfaces,
 	}
 	if err := dispatch(ctx, inv, env); err != nil {
@@ -130,14 +120,4 @@ func dispatch(ctx context.Context, inv invocation, env *environment) error {
 		return stat(ctx, inv.Stat, env)
 	}
 	return fmt.Errorf("unknown command %q", inv.Command)
-}
-
-// newLogger returns a logger writing to w in the given format ("text" or
-// "json").
-func newLogger(w io.Writer, level slog.Level, format string) *slog.Logger {
-	hopts := &slog.HandlerOptions{Level: level}
-	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, hopts))
-	}
-	return slog.New(slog.NewTextHandler(w, hopts))
 }

@@ -140,31 +140,9 @@ func serve(ctx context.Context, o serveOptions, env *environment) error {
 	defer cancel(nil)
 	exports := newExportSet(o.Devices, lookupWait, serveCtx.Done())
 
-	var listeners []net.Listener
-	var addrs []string
-	closeAll := func() {
-		for _, l := range listeners {
-			l.Close()
-		}
-	}
-	if o.Unix != "" {
-		l, err := nbd.ListenUnix(o.Unix)
-		if err != nil {
-			return err
-		}
-		listeners, addrs = append(listeners, l), append(addrs, "unix:"+o.Unix)
-	}
-	if o.TCP != "" {
-		l, err := nbd.ListenTCP(o.TCP)
-		if err != nil {
-			closeAll()
-			return err
-		}
-		listeners, addrs = append(listeners, l), append(addrs, "tcp:"+l.Addr().String())
-		if a, ok := l.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() {
-			log.Warn("NBD listening beyond this host, without authentication: anyone who can reach it "+
-				"can read and overwrite the devices", "address", a.String())
-		}
+	listeners, addrs, err := listenNBD(o, log)
+	if err != nil {
+		return err
 	}
 
 	status := func() processStatus {
@@ -204,6 +182,37 @@ func serve(ctx context.Context, o serveOptions, env *environment) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// listenNBD opens serve's NBD listeners, --unix and --tcp, and returns
+// them with their addresses for the log and stat ("unix:PATH",
+// "tcp:HOST:PORT"). The caller hands each to nbd.Server.Serve, which
+// closes it.
+func listenNBD(o serveOptions, log *slog.Logger) ([]net.Listener, []string, error) {
+	var listeners []net.Listener
+	var addrs []string
+	if o.Unix != "" {
+		l, err := nbd.ListenUnix(o.Unix)
+		if err != nil {
+			return nil, nil, err
+		}
+		listeners, addrs = append(listeners, l), append(addrs, "unix:"+o.Unix)
+	}
+	if o.TCP != "" {
+		l, err := nbd.ListenTCP(o.TCP)
+		if err != nil {
+			for _, l := range listeners {
+				l.Close()
+			}
+			return nil, nil, err
+		}
+		listeners, addrs = append(listeners, l), append(addrs, "tcp:"+l.Addr().String())
+		if a, ok := l.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() {
+			log.Warn("NBD listening beyond this host, without authentication: anyone who can reach it "+
+				"can read and overwrite the devices", "address", a.String())
+		}
+	}
+	return listeners, addrs, nil
 }
 
 // devicesWanted says which devices serve exports, for its start-up log.

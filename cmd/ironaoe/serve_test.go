@@ -10,11 +10,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/ironblade/ironblade/aoe"
 	"github.com/ironblade/ironblade/aoe/aoetest"
+	"github.com/ironblade/ironblade/aoe/rawlink"
 	"github.com/ironblade/ironblade/initiator/nbd"
+	"github.com/ironblade/ironblade/internal/testenv"
 	"github.com/ironblade/ironblade/target"
 )
 
@@ -52,7 +55,7 @@ func hubEnvironment(t *testing.T, hub *aoetest.Hub, stdout io.Writer) *environme
 	return &environment{
 		Stdout: stdout,
 		Logger: testLogger(t),
-		Listen: func(iface string, _ uint16) (aoe.Link, error) {
+		Listen: func(iface string, _ rawlink.Config) (aoe.Link, error) {
 			if iface != "hub0" {
 				return nil, errors.New("no such interface")
 			}
@@ -98,7 +101,7 @@ func TestServeInMemory(t *testing.T) {
 	}()
 
 	var c *nbd.Client
-	aoetest.WaitFor(t, 5*time.Second, "the NBD socket", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "the NBD socket", func() bool {
 		var err error
 		c, err = nbd.Dial(ctx, "unix", sock, nbd.ClientConfig{Export: "e1.0"})
 		return err == nil
@@ -154,7 +157,7 @@ func TestServeInMemory(t *testing.T) {
 	}
 	syncs = disk1.Syncs()
 	cancel()
-	aoetest.WaitReturn(t, "serve", served, 10*time.Second)
+	testenv.WaitReturn(t, "serve", served, 10*time.Second)
 	c.Close()
 	if disk1.Syncs() == syncs {
 		t.Error("serve did not flush the device when stopping")
@@ -198,7 +201,7 @@ func TestServeNamedOnly(t *testing.T) {
 		}
 	})
 	var c *nbd.Client
-	aoetest.WaitFor(t, 5*time.Second, "the NBD socket", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "the NBD socket", func() bool {
 		var err error
 		c, err = nbd.Dial(ctx, "unix", sock, nbd.ClientConfig{Export: "e1.1"})
 		return err == nil
@@ -213,12 +216,27 @@ func TestServeNamedOnly(t *testing.T) {
 	}
 }
 
+// TestExportSetLookupWaits runs in a synctest bubble: the waits take no
+// real time, and the fake clock moves only while every goroutine waits, so
+// the durations measured are exactly the waits'.
 func TestExportSetLookupWaits(t *testing.T) {
+	synctest.Test(t, testExportSetLookupWaits)
+}
+
+func testExportSetLookupWaits(t *testing.T) {
 	stop := make(chan struct{})
 	e := newExportSet(nil, time.Second, stop)
 	backend := &nbdBackendStub{}
+	// e1.0 is added once a Lookup waits for it; later waits are not heard.
+	asked := make(chan string, 1)
+	e.asked = func(name string) {
+		select {
+		case asked <- name:
+		default:
+		}
+	}
 	go func() {
-		time.Sleep(50 * time.Millisecond)
+		<-asked
 		e.add("e1.0", "", backend)
 	}()
 	if b, ok := e.Lookup("e1.0"); !ok || b != backend {

@@ -15,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ironblade/ironblade/bench"
+	"github.com/ironblade/ironblade/bench/demoplot"
 	"github.com/ironblade/ironblade/internal/cliflag"
 )
 
@@ -229,7 +230,7 @@ func runPlot(c *cli.Context) error {
 	if err := os.WriteFile(filepath.Join(out, "report.json"), js.Bytes(), 0o644); err != nil {
 		return fmt.Errorf("plot: %w", err)
 	}
-	if err := bench.WriteDemoPlots(rep, filepath.Join(out, "timeline.png"), filepath.Join(out, "timeline.svg")); err != nil {
+	if err := demoplot.Write(rep, filepath.Join(out, "timeline.png"), filepath.Join(out, "timeline.svg")); err != nil {
 		return fmt.Errorf("plot: %w", err)
 	}
 	if err := rep.WriteMarkdown(c.App.Writer); err != nil {

@@ -106,7 +106,7 @@ func ironbladeFlag() cli.Flag {
 }
 
 func vbladeFlag() cli.Flag {
-	return &cli.StringFlag{Name: "vblade", Value: "/usr/sbin/vblade", Usage: "vblade binary at `PATH`"}
+	return &cli.StringFlag{Name: "vblade", Value: bench.DefaultVblade, Usage: "vblade binary at `PATH`"}
 }
 
 func jsonFlag() cli.Flag {
@@ -143,7 +143,7 @@ func cellFlags(sync string) []cli.Flag {
 		&cli.StringFlag{Name: "ops", Value: "read,write", Usage: "operations, `LIST` of read and write"},
 		&cli.StringFlag{Name: "sync", Value: sync, Usage: "modes, `LIST` of no (plain) and yes (-s)"},
 		ironbladeFlag(),
-		&cli.StringFlag{Name: "dir", Value: "/var/tmp", Usage: "put the backing files in `DIR` (on disk, not tmpfs)"},
+		&cli.StringFlag{Name: "dir", Value: bench.DefaultDir, Usage: "put the backing files in `DIR` (on disk, not tmpfs)"},
 		&cli.StringFlag{Name: "size", Value: "256MiB", Usage: "backing file `SIZE` (bytes, or with K, M, G, KiB, MiB, GiB)"},
 		&cli.DurationFlag{Name: "min-rto", Value: bench.DefaultMinTimeout,
 			Usage: "retransmit a request unanswered after at least `DUR` (more if round trips are slower)"},
@@ -374,8 +374,8 @@ func runVerify(c *cli.Context) error {
 		return fmt.Errorf("verify: %w", err)
 	}
 	fmt.Fprintf(w, "wrote %s at offset %d in %v (%.1f MB/s), read it back in %v (%.1f MB/s) at queue depth %d, %d retransmits\n",
-		humanBytes(res.Bytes), off, res.WriteTime.Round(time.Millisecond), mbps(res.Bytes, res.WriteTime),
-		res.ReadTime.Round(time.Millisecond), mbps(res.Bytes, res.ReadTime), qd, res.Retransmits)
+		humanBytes(res.Bytes), off, res.WriteTime.Round(time.Millisecond), res.WriteMBps(),
+		res.ReadTime.Round(time.Millisecond), res.ReadMBps(), qd, res.Retransmits)
 	fmt.Fprintln(w, "OK: the data read back matches the data written")
 	return nil
 }
@@ -409,12 +409,4 @@ func findDevice(ctx context.Context, link bench.Link, iface string, shelf, slot 
 			return bench.Device{}, fmt.Errorf("no AoE target answered on %s within %v", iface, wait)
 		}
 	}
-}
-
-// mbps is n bytes over d in 10^6 bytes per second.
-func mbps(n int64, d time.Duration) float64 {
-	if d <= 0 {
-		return 0
-	}
-	return float64(n) / 1e6 / d.Seconds()
 }

@@ -5,16 +5,18 @@ import (
 	"context"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/ironblade/ironblade/aoe/aoetest"
 	"github.com/ironblade/ironblade/bench"
+	"github.com/ironblade/ironblade/internal/testenv"
 )
+
+// TestMain builds the commands the tests run once for all of them.
+func TestMain(m *testing.M) { testenv.RunTests(m) }
 
 func TestParseSize(t *testing.T) {
 	for _, c := range []struct {
@@ -66,13 +68,34 @@ func TestHumanBytes(t *testing.T) {
 	}
 }
 
+// badCommandLine is a command line that must fail, with a word the error
+// must contain ("" for any error).
+type badCommandLine struct {
+	args []string
+	want string
+}
+
+// checkBadCommandLines runs each command line and checks that it fails
+// with the error wanted.
+func checkBadCommandLines(t *testing.T, cases []badCommandLine) {
+	t.Helper()
+	for _, c := range cases {
+		var out, errOut bytes.Buffer
+		err := newApp(&out, &errOut).Run(append([]string{"ironbench"}, c.args...))
+		if err == nil {
+			t.Errorf("ironbench %q succeeded, want an error about %s", c.args, c.want)
+			continue
+		}
+		if !strings.Contains(err.Error(), c.want) {
+			t.Errorf("ironbench %q: %v, want it to mention %s", c.args, err, c.want)
+		}
+	}
+}
+
 // TestBadCommandLines checks that bad input gets a clear error before
 // anything is touched.
 func TestBadCommandLines(t *testing.T) {
-	for _, c := range []struct {
-		args []string
-		want string
-	}{
+	checkBadCommandLines(t, []badCommandLine{
 		{[]string{"compare", "--qd", "0"}, "--qd"},
 		{[]string{"compare", "--mtu", "20"}, "--mtu"},
 		{[]string{"compare", "--ops", "trim"}, "--ops"},
@@ -94,17 +117,7 @@ func TestBadCommandLines(t *testing.T) {
 		{[]string{"report"}, "want one argument"},
 		{[]string{"report", "/nonexistent.json"}, "no such file"},
 		{[]string{"frobnicate"}, ""},
-	} {
-		var out, errOut bytes.Buffer
-		err := newApp(&out, &errOut).Run(append([]string{"ironbench"}, c.args...))
-		if err == nil && c.want != "" {
-			t.Errorf("ironbench %q succeeded, want an error about %s", c.args, c.want)
-			continue
-		}
-		if err != nil && !strings.Contains(err.Error(), c.want) {
-			t.Errorf("ironbench %q: %v, want it to mention %s", c.args, err, c.want)
-		}
-	}
+	})
 }
 
 // TestReportCommand renders a saved comparison.
@@ -157,14 +170,10 @@ func TestReportCommand(t *testing.T) {
 // TestVerifyOverVeth runs `ironbench verify` against the real ironblade
 // across a veth pair, as the quick start does.
 func TestVerifyOverVeth(t *testing.T) {
-	aoetest.RequireRoot(t)
-	root := moduleRoot(t)
-	bin := filepath.Join(t.TempDir(), "ironblade")
-	if out, err := exec.Command("go", "build", "-o", bin, filepath.Join(root, "cmd", "ironblade")).CombinedOutput(); err != nil {
-		t.Fatalf("build ironblade: %v\n%s", err, out)
-	}
-	nsT, nsC := aoetest.NewNetns(t), aoetest.NewNetns(t)
-	veth := aoetest.NewVeth(t, nsT, nsC, 9000)
+	testenv.RequireRoot(t)
+	bin := testenv.BuildBinary(t, "./cmd/ironblade")
+	nsT, nsC := testenv.NewNetns(t), testenv.NewNetns(t)
+	veth := testenv.NewVeth(t, nsT, nsC, 9000)
 	img := filepath.Join(t.TempDir(), "disk.img")
 	if err := os.WriteFile(img, nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -203,15 +212,4 @@ func TestVerifyOverVeth(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no AoE target answered") || time.Since(start) > 5*time.Second {
 		t.Errorf("verify with no target: %v after %v; want a prompt \"no AoE target answered\"", err, time.Since(start))
 	}
-}
-
-// moduleRoot finds the module's root directory with go env GOMOD.
-func moduleRoot(t *testing.T) string {
-	t.Helper()
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	gomod := strings.TrimSpace(string(out))
-	if err != nil || gomod == "" || gomod == os.DevNull {
-		t.Skipf("cannot find the module root (go env GOMOD: %v, %q)", err, gomod)
-	}
-	return filepath.Dir(gomod)
 }

@@ -30,7 +30,7 @@ func nbdCommand() *cli.Command {
 			&cli.StringFlag{Name: "size", Value: "256MiB", Usage: "export and copy `SIZE` (bytes, or with K, M, G, KiB, MiB, GiB)"},
 			&cli.StringFlag{Name: "target", Value: "both", Usage: "target `PROGRAM`: ironblade, vblade or both"},
 			&cli.StringFlag{Name: "qd", Value: "16,64", Usage: "queue depths of the raw passes, `LIST` of integers"},
-			&cli.StringFlag{Name: "dir", Value: "/var/tmp", Usage: "put the target's file in `DIR` (on disk)"},
+			&cli.StringFlag{Name: "dir", Value: bench.DefaultDir, Usage: "put the target's file in `DIR` (on disk)"},
 			&cli.StringFlag{Name: "source-dir", Value: "/dev/shm", Usage: "put the file nbdcopy copies in, in `DIR` (tmpfs keeps it off disk)"},
 			&cli.BoolFlag{Name: "warm", Usage: "keep the page cache between passes instead of dropping it"},
 			&cli.IntFlag{Name: "repeat", Value: 1, Usage: "run `N` rounds of every pass and report medians"},

@@ -5,14 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/ironblade/ironblade/aoe/aoetest"
 	"github.com/ironblade/ironblade/bench"
+	"github.com/ironblade/ironblade/internal/testenv"
 )
 
 func TestParseTargets(t *testing.T) {
@@ -39,10 +38,7 @@ func TestParseTargets(t *testing.T) {
 // TestNBDBadCommandLines checks that bad input gets a clear error before
 // anything is set up.
 func TestNBDBadCommandLines(t *testing.T) {
-	for _, c := range []struct {
-		args []string
-		want string
-	}{
+	checkBadCommandLines(t, []badCommandLine{
 		{[]string{"nbd", "--target", "nbdkit"}, "--target"},
 		{[]string{"nbd", "--mtu", "10"}, "--mtu"},
 		{[]string{"nbd", "--qd", "0"}, "--qd"},
@@ -52,46 +48,27 @@ func TestNBDBadCommandLines(t *testing.T) {
 		{[]string{"nbd", "--min-rto", "0s"}, "--min-rto"},
 		{[]string{"nbd", "extra"}, "unexpected argument"},
 		{[]string{"nbd", "--ironaoe", "/nonexistent/ironaoe"}, ""},
-	} {
-		var out, errOut bytes.Buffer
-		err := newApp(&out, &errOut).Run(append([]string{"ironbench"}, c.args...))
-		if err == nil {
-			t.Errorf("ironbench %q succeeded, want an error", c.args)
-			continue
-		}
-		if !strings.Contains(err.Error(), c.want) {
-			t.Errorf("ironbench %q: %v, want it to mention %s", c.args, err, c.want)
-		}
-	}
+	})
 }
 
 // TestNBDSmoke runs `ironbench nbd` end to end on a tiny export at MTU 1500
 // against ironblade, and checks that every pass moved data.
 func TestNBDSmoke(t *testing.T) {
-	aoetest.RequireRoot(t)
+	testenv.RequireRoot(t)
 	for _, tool := range []string{"nbdcopy", "nbdinfo"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("needs %s (Debian package libnbd-bin): %v", tool, err)
 		}
 	}
 	dir := t.TempDir()
-	ironblade, ironaoe := filepath.Join(dir, "ironblade"), filepath.Join(dir, "ironaoe")
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		goTool = "/usr/local/go/bin/go" // sudo's secure_path may leave it out
-	}
+	ironblade, ironaoe := testenv.BuildBinary(t, "./cmd/ironblade"), testenv.BuildBinary(t, "./cmd/ironaoe")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	for _, b := range []struct{ out, pkg string }{{ironblade, "../ironblade"}, {ironaoe, "../ironaoe"}} {
-		if out, err := exec.CommandContext(ctx, goTool, "build", "-buildvcs=false", "-o", b.out, b.pkg).CombinedOutput(); err != nil {
-			t.Fatalf("go build %s: %v\n%s", b.pkg, err, out)
-		}
-	}
 
 	var out, progress bytes.Buffer
 	// --warm: dropping the page cache would slow every other test
 	// running meanwhile, and says nothing more about the tool working.
-	err = newApp(&out, &progress).RunContext(ctx, []string{"ironbench", "nbd", "--mtu", "1500", "--size", "8MiB",
+	err := newApp(&out, &progress).RunContext(ctx, []string{"ironbench", "nbd", "--mtu", "1500", "--size", "8MiB",
 		"--target", "ironblade", "--warm", "--json", "--ironblade", ironblade, "--ironaoe", ironaoe,
 		"--dir", dir, "--source-dir", dir})
 	if err != nil {

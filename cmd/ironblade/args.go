@@ -16,6 +16,7 @@ import (
 	"github.com/ironblade/ironblade/aoe"
 	"github.com/ironblade/ironblade/aoe/rawlink"
 	"github.com/ironblade/ironblade/crypto/seal"
+	"github.com/ironblade/ironblade/internal/clilog"
 	"github.com/ironblade/ironblade/target"
 )
 
@@ -95,7 +96,7 @@ options.`
 // flags defines the command line. vblade's options are the one-letter
 // aliases; getopt emulation (permuteArgs) reads the same definitions.
 func flags() []cli.Flag {
-	return []cli.Flag{
+	return slices.Concat([]cli.Flag{
 		&cli.StringFlag{Name: "buffers", Aliases: []string{"b"}, Value: strconv.Itoa(defaultBuffers),
 			Usage: "advertise `bufcnt` buffers: how many requests initiators may have outstanding (at least 2)"},
 		&cli.StringFlag{Name: "offset", Aliases: []string{"o"}, Value: "0",
@@ -114,8 +115,7 @@ func flags() []cli.Flag {
 			Usage: "repeat the announcement every `DUR` (e.g. 30s)"},
 		&cli.StringFlag{Name: "metrics",
 			Usage: "serve Prometheus metrics at http://`ADDR`/metrics (e.g. 127.0.0.1:9192)"},
-		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log at `LEVEL`: debug, info, warn or error"},
-		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log as `FORMAT`: text or json"},
+	}, clilog.Flags(), []cli.Flag{
 		&cli.IntFlag{Name: "workers", DefaultText: "bufcnt",
 			Usage: "execute at most `N` requests at once"},
 		&cli.StringSliceFlag{Name: "auth-key",
@@ -126,7 +126,7 @@ func flags() []cli.Flag {
 			Usage: "with --auth-key: `MODE` required (refuse plain initiators) or optional (let them in too, for a migration)"},
 		&cli.StringFlag{Name: "vlan", DefaultText: "untagged",
 			Usage: "serve on 802.1Q VLAN `VID` (1 to 4094): tag every frame and take only that VLAN's (no VLAN device needed)"},
-	}
+	})
 }
 
 // newApp returns the urfave/cli application. action runs with the parsed
@@ -208,40 +208,74 @@ func wantsHelp(permuted []string) bool {
 	return false
 }
 
-// optionsFrom validates the parsed flags and operands.
+// optionsFrom validates the parsed flags and operands: vblade's operands
+// and options, then ironblade's long options. The first mistake found is
+// the error.
 func optionsFrom(c *cli.Context) (options, error) {
 	var o options
 	if err := o.setOperands(c.Args().Slice()); err != nil {
 		return o, err
 	}
+	if err := o.setBuffers(c.String("buffers")); err != nil {
+		return o, err
+	}
+	if err := o.setRange(c); err != nil {
+		return o, err
+	}
+	o.Direct, o.Sync, o.ReadOnly = c.Bool("direct"), c.Bool("sync"), c.Bool("read-only")
+	if err := o.setMACs(c); err != nil {
+		return o, err
+	}
+	if err := o.setServiceOptions(c); err != nil {
+		return o, err
+	}
+	if err := o.setAuth(c); err != nil {
+		return o, err
+	}
+	return o, nil
+}
 
+// setBuffers checks and stores -b: at least minBuffers, and lowered to
+// maxBuffers with a warning, since vblade would take a larger value.
+func (o *options) setBuffers(arg string) error {
 	var err error
-	if o.Buffers, err = parseDecimal(c.String("buffers")); err != nil {
-		return o, fmt.Errorf("-b %q: %w", c.String("buffers"), err)
+	if o.Buffers, err = parseDecimal(arg); err != nil {
+		return fmt.Errorf("-b %q: %w", arg, err)
 	}
 	if o.Buffers < minBuffers {
-		return o, fmt.Errorf("-b %d: buffer count must be at least %d: the Linux aoe driver gives a target "+
+		return fmt.Errorf("-b %d: buffer count must be at least %d: the Linux aoe driver gives a target "+
 			"advertising fewer than %d buffers a window of 0 and never sends it I/O", o.Buffers, minBuffers, minBuffers)
 	}
 	if o.Buffers > maxBuffers {
 		o.Warnings = append(o.Warnings, fmt.Sprintf("-b %d: using %d buffers, the most ironblade holds", o.Buffers, maxBuffers))
 		o.Buffers = maxBuffers
 	}
+	return nil
+}
+
+// setRange checks and stores -o and -l, the exported sectors of the file:
+// the range must end within the largest file there can be.
+func (o *options) setRange(c *cli.Context) error {
+	var err error
 	if o.Offset, err = parseSectors(c.String("offset")); err != nil || o.Offset < 0 {
-		return o, fmt.Errorf("-o %q: offset must be a number of sectors, 0 or more (decimal, 0x hex or 0-prefixed octal)", c.String("offset"))
+		return fmt.Errorf("-o %q: offset must be a number of sectors, 0 or more (decimal, 0x hex or 0-prefixed octal)", c.String("offset"))
 	}
 	if c.IsSet("length") {
 		if o.Length, err = parseSectors(c.String("length")); err != nil || o.Length < 1 {
-			return o, fmt.Errorf("-l %q: length must be a number of sectors, 1 or more (decimal, 0x hex or 0-prefixed octal)", c.String("length"))
+			return fmt.Errorf("-l %q: length must be a number of sectors, 1 or more (decimal, 0x hex or 0-prefixed octal)", c.String("length"))
 		}
 	}
 	const maxSectors = 1<<63/aoe.SectorSize - 1
 	if o.Offset > maxSectors || o.Length > maxSectors || o.Offset+o.Length > maxSectors {
-		return o, fmt.Errorf("-o %d -l %d: the exported range ends beyond the largest possible file", o.Offset, o.Length)
+		return fmt.Errorf("-o %d -l %d: the exported range ends beyond the largest possible file", o.Offset, o.Length)
 	}
-	o.Direct = c.Bool("direct")
-	o.Sync = c.Bool("sync")
-	o.ReadOnly = c.Bool("read-only")
+	return nil
+}
+
+// setMACs checks and stores the -m lists. Entries vblade would take but
+// that name no initiator are dropped with a warning, unless that leaves
+// the list empty, which would serve everyone.
+func (o *options) setMACs(c *cli.Context) error {
 	var (
 		macItems []string
 		ignored  int
@@ -256,7 +290,7 @@ func optionsFrom(c *cli.Context) (options, error) {
 		}
 		mac, err := parseMAC(item)
 		if err != nil {
-			return o, fmt.Errorf("-m: %w", err)
+			return fmt.Errorf("-m: %w", err)
 		}
 		if mac.IsMulticast() || mac.IsZero() {
 			// No initiator sends from such an address, so vblade would
@@ -269,62 +303,71 @@ func optionsFrom(c *cli.Context) (options, error) {
 	}
 	if ignored > 0 && len(o.MACs) == 0 {
 		// An empty list serves everyone: the opposite of what was asked.
-		return o, errors.New("-m: no initiator's address left in the list: a group or zero address is never an initiator's")
+		return errors.New("-m: no initiator's address left in the list: a group or zero address is never an initiator's")
 	}
 	if len(o.MACs) > target.MaxMACMask {
-		return o, fmt.Errorf("-m: %d MAC addresses; the MAC mask list holds at most %d", len(o.MACs), target.MaxMACMask)
+		return fmt.Errorf("-m: %d MAC addresses; the MAC mask list holds at most %d", len(o.MACs), target.MaxMACMask)
 	}
+	return nil
+}
 
+// setServiceOptions checks and stores the long options vblade lacks,
+// but for the --auth ones: --state-dir, --announce-interval, --metrics,
+// the logging options, --workers and --vlan.
+func (o *options) setServiceOptions(c *cli.Context) error {
 	o.StateDir = c.String("state-dir")
 	if c.IsSet("state-dir") && o.StateDir == "" {
-		return o, errors.New("--state-dir: empty directory name")
+		return errors.New("--state-dir: empty directory name")
 	}
 	o.AnnounceInterval = c.Duration("announce-interval")
 	if o.AnnounceInterval < 0 {
-		return o, fmt.Errorf("--announce-interval %v: must not be negative", o.AnnounceInterval)
+		return fmt.Errorf("--announce-interval %v: must not be negative", o.AnnounceInterval)
 	}
 	o.MetricsAddr = c.String("metrics")
 	if o.MetricsAddr != "" {
 		if _, _, err := net.SplitHostPort(o.MetricsAddr); err != nil {
-			return o, fmt.Errorf("--metrics %q: want host:port, such as 127.0.0.1:9192: %w", o.MetricsAddr, err)
+			return fmt.Errorf("--metrics %q: want host:port, such as 127.0.0.1:9192: %w", o.MetricsAddr, err)
 		}
 	}
-	if err := o.LogLevel.UnmarshalText([]byte(c.String("log-level"))); err != nil {
-		return o, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.String("log-level"))
+	logOpts, err := clilog.OptionsFrom(c)
+	if err != nil {
+		return err
 	}
-	switch o.LogFormat = c.String("log-format"); o.LogFormat {
-	case "text", "json":
-	default:
-		return o, fmt.Errorf("--log-format %q: want text or json", o.LogFormat)
-	}
+	o.LogLevel, o.LogFormat = logOpts.Level, logOpts.Format
 	if o.Workers = c.Int("workers"); o.Workers < 0 {
-		return o, fmt.Errorf("--workers %d: must be 1 or more (or 0 for the default)", o.Workers)
+		return fmt.Errorf("--workers %d: must be 1 or more (or 0 for the default)", o.Workers)
 	}
 	if c.IsSet("vlan") {
 		vid, err := parseDecimal(c.String("vlan"))
 		if err != nil || vid < 1 || vid > rawlink.MaxVLAN {
-			return o, fmt.Errorf("--vlan %q: want a decimal VLAN ID from 1 to %d", c.String("vlan"), rawlink.MaxVLAN)
+			return fmt.Errorf("--vlan %q: want a decimal VLAN ID from 1 to %d", c.String("vlan"), rawlink.MaxVLAN)
 		}
 		o.VLAN = uint16(vid)
 	}
+	return nil
+}
+
+// setAuth checks and stores --auth-key, --auth-mode and --auth-encrypt;
+// the last two mean nothing without a key.
+func (o *options) setAuth(c *cli.Context) error {
 	o.AuthKeys = c.StringSlice("auth-key")
 	for _, f := range o.AuthKeys {
 		if f == "" {
-			return o, errors.New("--auth-key: empty file name")
+			return errors.New("--auth-key: empty file name")
 		}
 	}
 	mode, err := seal.ParseMode(c.String("auth-mode"))
 	if err != nil {
-		return o, fmt.Errorf("--auth-mode %q: want required or optional", c.String("auth-mode"))
+		return fmt.Errorf("--auth-mode %q: want required or optional", c.String("auth-mode"))
 	}
 	if c.IsSet("auth-mode") && len(o.AuthKeys) == 0 {
-		return o, errors.New("--auth-mode: needs --auth-key")
+		return errors.New("--auth-mode: needs --auth-key")
 	}
 	if o.AuthEncrypt = c.Bool("auth-encrypt"); o.AuthEncrypt && len(o.AuthKeys) == 0 {
-		return o, errors.New("--auth-encrypt: needs --auth-key")
+		return errors.New("--auth-encrypt: needs --auth-key")
 	}
 	o.AuthMode = mode
-	return o, nil
+	return nil
 }
 
 // macArgs collects -m values: each is a comma-separated list, and

@@ -16,16 +16,17 @@ import (
 	"github.com/ironblade/ironblade/aoe"
 	"github.com/ironblade/ironblade/aoe/aoetest"
 	"github.com/ironblade/ironblade/aoe/rawlink"
+	"github.com/ironblade/ironblade/internal/testenv"
 )
 
 // TestMain builds the command once for the tests that run it, and removes
 // it at the end.
-func TestMain(m *testing.M) { aoetest.RunTests(m) }
+func TestMain(m *testing.M) { testenv.RunTests(m) }
 
 // buildBinary compiles the command (once) and returns its path.
 func buildBinary(t *testing.T) string {
 	t.Helper()
-	return aoetest.BuildBinary(t, "./cmd/ironblade")
+	return testenv.BuildBinary(t, "./cmd/ironblade")
 }
 
 // TestBinaryOverVeth builds ironblade and runs it the way Debian's
@@ -34,24 +35,24 @@ func buildBinary(t *testing.T) string {
 // it checks the start line, the unicast announcement to the -m initiator,
 // I/O with -s, SIGUSR1 and a clean exit on SIGTERM within 2 s.
 func TestBinaryOverVeth(t *testing.T) {
-	aoetest.RequireRoot(t)
+	testenv.RequireRoot(t)
 	bin := buildBinary(t)
 	disk := newDisk(t, 2048)
 
-	nsTarget, nsClient := aoetest.NewNetns(t), aoetest.NewNetns(t)
+	nsTarget, nsClient := testenv.NewNetns(t), testenv.NewNetns(t)
 	// NewVeth waits until both ends can send: a veth end drops what is
 	// sent on it until the kernel has seen its carrier come up (link watch
 	// events can lag up to a second), and the announcement at start would
 	// be lost.
-	veth := aoetest.NewVeth(t, nsTarget, nsClient, 0)
-	link := aoetest.ListenRawIn(t, nsClient, veth.IfB, rawlink.Config{})
+	veth := testenv.NewVeth(t, nsTarget, nsClient, 0)
+	link := testenv.ListenRawIn(t, nsClient, veth.IfB, rawlink.Config{})
 	client := aoetest.NewClient(link, aoetest.ClientOptions{Timeout: 250 * time.Millisecond})
 	t.Cleanup(func() { client.Close() })
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	clientMAC := strings.ReplaceAll(veth.MACB.String(), ":", "") // vblade's -m form
-	ib := aoetest.StartProcess(t, "ironblade", nsTarget.Command(ctx, bin, "1", "2", veth.IfA, disk, "-s", "-b", "16", "-m", clientMAC))
+	ib := testenv.StartProcess(t, "ironblade", nsTarget.Command(ctx, bin, "1", "2", veth.IfA, disk, "-s", "-b", "16", "-m", clientMAC))
 	cmd := ib.Cmd
 
 	step, stepDone := context.WithTimeout(ctx, 5*time.Second)
@@ -73,7 +74,7 @@ func TestBinaryOverVeth(t *testing.T) {
 	// ip netns exec replaces itself with the command, so this is our pid.
 	// The log reaches stderr through a pipe, maybe after the announcement.
 	startLine := fmt.Sprintf("pid %d: e1.2, 2048 sectors O_RDWR", cmd.Process.Pid)
-	aoetest.WaitFor(t, 5*time.Second, "the start line "+startLine, func() bool { return strings.Contains(ib.Stderr(), startLine) })
+	testenv.WaitFor(t, 5*time.Second, "the start line "+startLine, func() bool { return strings.Contains(ib.Stderr(), startLine) })
 
 	data := writeReadBack(t, ctx, client, dev, 100*aoe.SectorSize, 64*aoe.SectorSize, 8, ib.Stderr)
 
@@ -125,7 +126,7 @@ func TestBinaryUsage(t *testing.T) {
 		t.Errorf("ironblade on a missing file: %v, printed %q; want exit status 1 and one line starting %q", err, out, want)
 	}
 	out, err = exec.Command(bin, "--version").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "ironblade version "+aoetest.BinaryVersion) {
+	if err != nil || !strings.Contains(string(out), "ironblade version "+testenv.BinaryVersion) {
 		t.Errorf("ironblade --version: %v, %q", err, out)
 	}
 }

@@ -7,40 +7,27 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
-)
 
-// optionSpec describes one option the way getopt_long sees it: the name
-// the flag package knows it by and whether it takes an argument.
-type optionSpec struct {
-	name     string // the flag's primary name, used in the rewritten argv
-	hasValue bool
-}
+	"github.com/ironblade/ironblade/internal/cliflag"
+)
 
 // optionTable maps every short (one-letter) and long name of a set of
 // urfave/cli flags to its spec, so that the getopt emulation and the flag
-// definitions cannot drift apart.
+// definitions cannot drift apart. A flag takes no argument when it is a
+// bool flag, as in getopt's optstring without a colon.
 type optionTable struct {
-	short map[rune]optionSpec
-	long  map[string]optionSpec
+	short map[rune]cliflag.Spec
+	long  map[string]cliflag.Spec
 }
 
-// newOptionTable builds the table from flags. A flag takes no argument when
-// it is a bool flag, as in getopt's optstring without a colon.
+// newOptionTable builds the table from flags.
 func newOptionTable(flags []cli.Flag) optionTable {
-	t := optionTable{short: make(map[rune]optionSpec), long: make(map[string]optionSpec)}
-	for _, f := range flags {
-		names := f.Names()
-		if len(names) == 0 {
-			continue
-		}
-		_, isBool := f.(*cli.BoolFlag)
-		spec := optionSpec{name: names[0], hasValue: !isBool}
-		for _, n := range names {
-			if r := []rune(n); len(r) == 1 {
-				t.short[r[0]] = spec
-			} else {
-				t.long[n] = spec
-			}
+	t := optionTable{short: make(map[rune]cliflag.Spec), long: make(map[string]cliflag.Spec)}
+	for n, spec := range cliflag.Index(flags) {
+		if r := []rune(n); len(r) == 1 {
+			t.short[r[0]] = spec
+		} else {
+			t.long[n] = spec
 		}
 	}
 	return t
@@ -48,26 +35,26 @@ func newOptionTable(flags []cli.Flag) optionTable {
 
 // lookupLong finds a long option by its full name or, as getopt_long
 // allows, by a prefix that matches only one option.
-func (t optionTable) lookupLong(name string) (optionSpec, error) {
+func (t optionTable) lookupLong(name string) (cliflag.Spec, error) {
 	if spec, ok := t.long[name]; ok {
 		return spec, nil
 	}
-	candidates := make(map[string]optionSpec) // by primary name: aliases are one option
+	candidates := make(map[string]cliflag.Spec) // by primary name: aliases are one option
 	for n, spec := range t.long {
 		if name != "" && strings.HasPrefix(n, name) {
-			candidates[spec.name] = spec
+			candidates[spec.Name] = spec
 		}
 	}
 	switch len(candidates) {
 	case 0:
-		return optionSpec{}, fmt.Errorf("unrecognized option '--%s'", name)
+		return cliflag.Spec{}, fmt.Errorf("unrecognized option '--%s'", name)
 	case 1:
 		for _, spec := range candidates {
 			return spec, nil
 		}
 	}
 	names := slices.Sorted(maps.Keys(candidates))
-	return optionSpec{}, fmt.Errorf("option '--%s' is ambiguous; possibilities: --%s", name, strings.Join(names, " --"))
+	return cliflag.Spec{}, fmt.Errorf("option '--%s' is ambiguous; possibilities: --%s", name, strings.Join(names, " --"))
 }
 
 // permuteArgs rewrites a command line (without the program name) the way
@@ -84,13 +71,6 @@ func (t optionTable) lookupLong(name string) (optionSpec, error) {
 // environment) the first operand ends the options, as in getopt.
 func permuteArgs(t optionTable, args []string, posixlyCorrect bool) ([]string, error) {
 	var opts, operands []string
-	emit := func(spec optionSpec, value string) {
-		if spec.hasValue {
-			opts = append(opts, "--"+spec.name+"="+value)
-		} else {
-			opts = append(opts, "--"+spec.name)
-		}
-	}
 	for i := 0; i < len(args); i++ {
 		arg := args[i]
 		switch {
@@ -105,44 +85,14 @@ func permuteArgs(t optionTable, args []string, posixlyCorrect bool) ([]string, e
 			}
 			operands = append(operands, arg)
 		case strings.HasPrefix(arg, "--"):
-			name, value, hasEq := strings.Cut(arg[2:], "=")
-			spec, err := t.lookupLong(name)
-			if err != nil {
+			var err error
+			if opts, i, err = t.longOption(opts, args, i); err != nil {
 				return nil, err
 			}
-			switch {
-			case !spec.hasValue && hasEq:
-				return nil, fmt.Errorf("option '--%s' doesn't allow an argument", spec.name)
-			case spec.hasValue && !hasEq:
-				if i+1 >= len(args) {
-					return nil, fmt.Errorf("option '--%s' requires an argument", spec.name)
-				}
-				i++
-				value = args[i]
-			}
-			emit(spec, value)
 		default:
-			// A cluster of short options: -rs, -b8, -rb 8.
-			cluster := []rune(arg[1:])
-			for j, c := range cluster {
-				spec, ok := t.short[c]
-				if !ok {
-					return nil, fmt.Errorf("invalid option -- '%c'", c)
-				}
-				if !spec.hasValue {
-					emit(spec, "")
-					continue
-				}
-				value := string(cluster[j+1:])
-				if value == "" {
-					if i+1 >= len(args) {
-						return nil, fmt.Errorf("option requires an argument -- '%c'", c)
-					}
-					i++
-					value = args[i]
-				}
-				emit(spec, value)
-				break
+			var err error
+			if opts, i, err = t.shortOptions(opts, args, i); err != nil {
+				return nil, err
 			}
 		}
 	}
@@ -150,4 +100,64 @@ func permuteArgs(t optionTable, args []string, posixlyCorrect bool) ([]string, e
 	out = append(out, opts...)
 	out = append(out, "--")
 	return append(out, operands...), nil
+}
+
+// longOption reads the long option args[i] ("--name", "--name=value" or
+// "--name value"), appends it to opts in canonical form and returns opts
+// and the index of the last argument it used.
+func (t optionTable) longOption(opts, args []string, i int) ([]string, int, error) {
+	name, value, hasEq := strings.Cut(args[i][2:], "=")
+	spec, err := t.lookupLong(name)
+	if err != nil {
+		return nil, i, err
+	}
+	switch {
+	case !spec.TakesValue && hasEq:
+		return nil, i, fmt.Errorf("option '--%s' doesn't allow an argument", spec.Name)
+	case spec.TakesValue && !hasEq:
+		if i+1 >= len(args) {
+			return nil, i, fmt.Errorf("option '--%s' requires an argument", spec.Name)
+		}
+		i++
+		value = args[i]
+	}
+	return append(opts, canonicalOption(spec, value)), i, nil
+}
+
+// shortOptions reads the cluster of short options args[i] (-rs, -b8,
+// -rb 8): options without a value up to the first that takes one, whose
+// value is the rest of the cluster or else the next argument. It appends
+// them to opts in canonical form and returns opts and the index of the
+// last argument it used.
+func (t optionTable) shortOptions(opts, args []string, i int) ([]string, int, error) {
+	cluster := []rune(args[i][1:])
+	for j, c := range cluster {
+		spec, ok := t.short[c]
+		if !ok {
+			return nil, i, fmt.Errorf("invalid option -- '%c'", c)
+		}
+		if !spec.TakesValue {
+			opts = append(opts, canonicalOption(spec, ""))
+			continue
+		}
+		value := string(cluster[j+1:])
+		if value == "" {
+			if i+1 >= len(args) {
+				return nil, i, fmt.Errorf("option requires an argument -- '%c'", c)
+			}
+			i++
+			value = args[i]
+		}
+		return append(opts, canonicalOption(spec, value)), i, nil
+	}
+	return opts, i, nil
+}
+
+// canonicalOption writes an option as permuteArgs hands it on: --name, or
+// --name=value so that a value starting with '-' stays the option's.
+func canonicalOption(spec cliflag.Spec, value string) string {
+	if spec.TakesValue {
+		return "--" + spec.Name + "=" + value
+	}
+	return "--" + spec.Name
 }

@@ -4,8 +4,8 @@
 //	ironblade [-b bufcnt] [-o offset] [-l length] [-d] [-s] [-r] [-m mac[,mac...]] shelf slot netif filename
 //
 // and adds long options for what vblade lacks: --state-dir,
-// --announce-interval, --metrics, --log-level, --log-format, --workers and
-// --vlan.
+// --announce-interval, --metrics, --log-level, --log-format, --workers,
+// --vlan, and --auth-key, --auth-mode and --auth-encrypt (docs/auth.md).
 // Unlike vblade it serves many requests at once, makes FLUSH CACHE durable,
 // and with -s acknowledges a write only once an fdatasync covers it, one
 // sync serving every write in flight.
@@ -19,9 +19,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/ironblade/ironblade/crypto/seal"
-	"github.com/ironblade/ironblade/internal/cliflag"
-	"golang.org/x/sys/unix"
 	"io"
 	"io/fs"
 	"net"
@@ -29,6 +26,13 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ironblade/ironblade/aoe/rawlink"
+	"github.com/ironblade/ironblade/crypto/seal"
+	"github.com/ironblade/ironblade/internal/cliflag"
+	"github.com/ironblade/ironblade/internal/clilog"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -51,7 +55,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 			"[-m mac[,mac...]] shelf slot netif filename\nTry 'ironblade --help' for more information.\n", err)
 		return cliflag.ExitUsage
 	}
-	logger := newLogger(stderr, opts.LogLevel, opts.LogFormat)
+	logger := clilog.New(stderr, opts.LogLevel, opts.LogFormat)
 	for _, w := range opts.Warnings {
 		logger.Warn(w)
 	}
@@ -69,7 +73,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	signal.Notify(reload, syscall.SIGHUP)
 	defer signal.Stop(reload)
 
-	env := serveEnv{Logger: logger, Listen: listenRaw, InterfaceMTU: interfaceMTU, Announce: announce, Reload: reload}
+	env := serveEnv{Logger: logger, Listen: rawlink.ListenLink, InterfaceMTU: interfaceMTU, Announce: announce, Reload: reload}
 	if err := serve(ctx, opts, env); err != nil {
 		// One plain line, not a log record: what failed, and what to do.
 		fmt.Fprintf(stderr, "ironblade: %v%s\n", err, hint(err))

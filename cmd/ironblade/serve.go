@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -47,15 +46,6 @@ type serveEnv struct {
 	Reload <-chan os.Signal
 }
 
-// listenRaw opens an AF_PACKET link on netif.
-func listenRaw(netif string, cfg rawlink.Config) (aoe.Link, error) {
-	link, err := rawlink.Listen(netif, cfg)
-	if err != nil {
-		return nil, err // not a typed nil in the interface
-	}
-	return link, nil
-}
-
 // interfaceMTU looks netif up, so that a missing interface gets a clear error.
 func interfaceMTU(netif string) (int, error) {
 	ifi, err := net.InterfaceByName(netif)
@@ -70,15 +60,6 @@ func interfaceMTU(netif string) (int, error) {
 // doubled so a burst arriving while a window is being answered still fits.
 func socketBufferSize(buffers, mtu int) int {
 	return min(buffers*(mtu+aoe.EthernetHeaderLen+socketOverhead)*2, maxSocketBuffer)
-}
-
-// newLogger returns a logger writing to w in the given format ("text" or "json").
-func newLogger(w io.Writer, level slog.Level, format string) *slog.Logger {
-	hopts := &slog.HandlerOptions{Level: level}
-	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, hopts))
-	}
-	return slog.New(slog.NewTextHandler(w, hopts))
 }
 
 // fileOptions translates -o, -l, -d and -r for the backend (sectors to bytes).
@@ -162,14 +143,7 @@ func serve(ctx context.Context, o options, env serveEnv) (err error) {
 		return fmt.Errorf("configure target: %w", err)
 	}
 
-	mode := "O_RDWR"
-	if o.ReadOnly {
-		mode = "O_RDONLY"
-	}
-	// vblade's start line; the target logs the rest when it starts serving.
-	logger.Info(fmt.Sprintf("pid %d: e%d.%d, %d sectors %s", os.Getpid(), o.Shelf, o.Slot, backend.Size()/aoe.SectorSize, mode),
-		"netif", o.Netif, "vlan", o.VLAN, "file", o.Filename, "offset", o.Offset, "direct", o.Direct,
-		"allowed_macs", len(o.MACs), "socket_buffer", bufSize, "version", version)
+	logStart(logger, o, backend.Size(), bufSize)
 
 	collectors := []prometheus.Collector{srv.Collector()}
 	if sealed != nil {
@@ -181,8 +155,38 @@ func serve(ctx context.Context, o options, env serveEnv) (err error) {
 	}
 	defer stopMetrics()
 
-	// SIGUSR1 announces; the goroutine is gone before the link closes.
-	sigCtx, stopSignals := context.WithCancel(ctx)
+	// Deferred after the link's Close, so it runs before it: no
+	// announcement is sent on a closed link.
+	stopSignals := handleSignals(ctx, env, srv, sealed, o)
+	defer stopSignals()
+
+	serveErr := srv.Serve(ctx, link)
+	logStopped(logger, srv, sealed)
+	if serveErr != nil && !errors.Is(serveErr, context.Canceled) {
+		return fmt.Errorf("serve e%d.%d on %s: %w", o.Shelf, o.Slot, o.Netif, serveErr)
+	}
+	return nil
+}
+
+// logStart logs vblade's start line, with the settings that vblade's does
+// not show; the target logs the rest when it starts serving.
+func logStart(logger *slog.Logger, o options, size int64, socketBuffer int) {
+	mode := "O_RDWR"
+	if o.ReadOnly {
+		mode = "O_RDONLY"
+	}
+	logger.Info(fmt.Sprintf("pid %d: e%d.%d, %d sectors %s", os.Getpid(), o.Shelf, o.Slot, size/aoe.SectorSize, mode),
+		"netif", o.Netif, "vlan", o.VLAN, "file", o.Filename, "offset", o.Offset, "direct", o.Direct,
+		"allowed_macs", len(o.MACs), "socket_buffer", socketBuffer, "version", version)
+}
+
+// handleSignals answers SIGUSR1 by announcing the target and SIGHUP by
+// re-reading the --auth-key files (sealed is nil without them), in a
+// goroutine, until ctx ends or the returned function is called; that
+// function returns once the goroutine is gone.
+func handleSignals(ctx context.Context, env serveEnv, srv *target.Server, sealed *seal.TargetLink, o options) (stop func()) {
+	logger := env.Logger
+	sigCtx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for {
@@ -204,9 +208,12 @@ func serve(ctx context.Context, o options, env serveEnv) (err error) {
 			}
 		}
 	})
-	defer func() { stopSignals(); wg.Wait() }()
+	return func() { cancel(); wg.Wait() }
+}
 
-	serveErr := srv.Serve(ctx, link)
+// logStopped logs what the target, and the authentication layer if any,
+// did while serving.
+func logStopped(logger *slog.Logger, srv *target.Server, sealed *seal.TargetLink) {
 	st := srv.Stats()
 	logger.Info("stopped", "frames_in", st.FramesIn, "frames_out", st.FramesOut,
 		"bytes_read", st.BytesRead, "bytes_written", st.BytesWritten,
@@ -216,10 +223,6 @@ func serve(ctx context.Context, o options, env serveEnv) (err error) {
 		logger.Info("authentication", "handshakes", a.Handshakes, "frames_opened", a.FramesOpened,
 			"frames_sealed", a.FramesSealed, "unsealed_accepted", a.UnsealedAccepted, "rejected", a.Rejected)
 	}
-	if serveErr != nil && !errors.Is(serveErr, context.Canceled) {
-		return fmt.Errorf("serve e%d.%d on %s: %w", o.Shelf, o.Slot, o.Netif, serveErr)
-	}
-	return nil
 }
 
 // startMetrics serves the target's metrics, with the Go runtime's and the

@@ -17,6 +17,8 @@ import (
 	"github.com/ironblade/ironblade/aoe"
 	"github.com/ironblade/ironblade/aoe/aoetest"
 	"github.com/ironblade/ironblade/aoe/rawlink"
+	"github.com/ironblade/ironblade/internal/clilog"
+	"github.com/ironblade/ironblade/internal/testenv"
 )
 
 // newDisk makes a zero-filled file of the given number of sectors.
@@ -62,11 +64,11 @@ func TestServeInMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs aoetest.SyncBuffer
+	var logs testenv.SyncBuffer
 	announce := make(chan os.Signal, 1)
 	var gotConfig rawlink.Config
 	env := serveEnv{
-		Logger: newLogger(&logs, slog.LevelDebug, "text"),
+		Logger: clilog.New(&logs, slog.LevelDebug, clilog.FormatText),
 		Listen: func(netif string, cfg rawlink.Config) (aoe.Link, error) {
 			gotConfig = cfg
 			return hub.Port(targetMAC, 1500), nil
@@ -110,7 +112,7 @@ func TestServeInMemory(t *testing.T) {
 	}
 
 	var url string
-	aoetest.WaitFor(t, 5*time.Second, "the metrics URL in the logs", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "the metrics URL in the logs", func() bool {
 		m := regexp.MustCompile(`url=(http://\S+/metrics)`).FindStringSubmatch(logs.String())
 		if m != nil {
 			url = m[1]
@@ -131,7 +133,7 @@ func TestServeInMemory(t *testing.T) {
 
 	start := time.Now()
 	cancel()
-	aoetest.WaitReturn(t, "serve", done, 2*time.Second)
+	testenv.WaitReturn(t, "serve", done, 2*time.Second)
 	t.Logf("stopped in %v", time.Since(start))
 	if _, err := http.Get(url); err == nil {
 		t.Error("metrics still served after stop")

@@ -10,6 +10,8 @@ import (
 	"github.com/ironblade/ironblade/aoe"
 	"github.com/ironblade/ironblade/aoe/aoetest"
 	"github.com/ironblade/ironblade/aoe/rawlink"
+	"github.com/ironblade/ironblade/internal/netlab"
+	"github.com/ironblade/ironblade/internal/testenv"
 )
 
 // TestBinaryVLAN runs ironblade --vlan 42 on a trunk port of a bridge that
@@ -17,17 +19,17 @@ import (
 // I/O; a client on VLAN 43, on the same interface, and an untagged client
 // on a port that hears every VLAN find nothing.
 func TestBinaryVLAN(t *testing.T) {
-	aoetest.RequireRoot(t)
+	testenv.RequireRoot(t)
 	bin := buildBinary(t)
 	disk := newDisk(t, 2048)
 
-	br := aoetest.NewBridge(t, 0)
-	nsTarget, nsClient, nsPlain := aoetest.NewNetns(t), aoetest.NewNetns(t), aoetest.NewNetns(t)
-	ifTarget, macTarget := br.AttachVLAN(t, nsTarget, 42, 43)
-	ifClient, _ := br.AttachVLAN(t, nsClient, 42, 43)
-	ifPlain, _ := br.Attach(t, nsPlain)
-	newClient := func(ns *aoetest.Netns, iface string, vlan uint16) *aoetest.Client {
-		link := aoetest.ListenRawIn(t, ns, iface, rawlink.Config{VLAN: vlan})
+	br := testenv.NewBridge(t, 0)
+	nsTarget, nsClient, nsPlain := testenv.NewNetns(t), testenv.NewNetns(t), testenv.NewNetns(t)
+	ifTarget, macTarget := testenv.AttachVLAN(t, br, nsTarget, 42, 43)
+	ifClient, _ := testenv.AttachVLAN(t, br, nsClient, 42, 43)
+	ifPlain, _ := testenv.Attach(t, br, nsPlain)
+	newClient := func(ns *netlab.Netns, iface string, vlan uint16) *aoetest.Client {
+		link := testenv.ListenRawIn(t, ns, iface, rawlink.Config{VLAN: vlan})
 		c := aoetest.NewClient(link, aoetest.ClientOptions{Timeout: 250 * time.Millisecond})
 		t.Cleanup(func() { c.Close() })
 		return c
@@ -40,14 +42,14 @@ func TestBinaryVLAN(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	ib := aoetest.StartProcess(t, "ironblade", nsTarget.Command(ctx, bin, "--vlan", "42", "1", "2", ifTarget, disk))
+	ib := testenv.StartProcess(t, "ironblade", nsTarget.Command(ctx, bin, "--vlan", "42", "1", "2", ifTarget, disk))
 
 	step, stepDone := context.WithTimeout(ctx, 5*time.Second)
 	defer stepDone()
 	if _, err := client.Expect(step, aoetest.IsAnnouncement(macTarget)); err != nil {
 		t.Fatalf("no announcement on VLAN 42: %v\nstderr:\n%s", err, ib.Stderr())
 	}
-	aoetest.WaitFor(t, 5*time.Second, "the start line with vlan=42", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "the start line with vlan=42", func() bool {
 		return strings.Contains(ib.Stderr(), "vlan=42")
 	})
 	devs, err := client.Discover(ctx, 300*time.Millisecond)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ironblade/ironblade/initiator/nbd/nbdtest"
+	"github.com/ironblade/ironblade/internal/testenv"
 )
 
 // forEachReplyMode runs f with simple and with structured replies.
@@ -290,13 +291,7 @@ func (g *gate) WriteAt(ctx context.Context, p []byte, off int64, fua bool) error
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testenv.WaitFor(t, 10*time.Second, what, cond)
 }
 
 func TestConcurrentRequests(t *testing.T) {
@@ -328,6 +323,7 @@ func TestConcurrentRequests(t *testing.T) {
 		})
 	}
 	waitFor(t, "8 requests inside the backend", func() bool { return g.inside.Load() == 8 })
+	// A ninth must not get in: give it the time to, which is the subject.
 	time.Sleep(20 * time.Millisecond)
 	if m := g.maxInner.Load(); m != 8 {
 		t.Fatalf("%d requests in flight, want the bound 8", m)
@@ -372,6 +368,8 @@ func TestDisconnectFinishesInFlight(t *testing.T) {
 	r.request(cmdFlagFUA, cmdWrite, 9, 4096, 4, []byte("data"))
 	waitFor(t, "write in backend", func() bool { return g.inside.Load() == 1 })
 	r.request(0, cmdDisc, 10, 0, 0, nil)
+	// The disconnect must be read while the write is inside: nothing
+	// shows that it has been, so give the reader the time.
 	time.Sleep(20 * time.Millisecond)
 	close(g.release)
 	if errno, cookie := r.simpleReply(); errno != 0 || cookie != 9 {

@@ -179,6 +179,8 @@ func TestLinkDeadWhileServeIsStuck(t *testing.T) {
 	// out, shuts the socket down and announces it. Only the event tells
 	// us, since our Serve does not return.
 	k.send(0, testCmdHang)
+	// The request must be stuck in Serve when the socket dies, and only
+	// Serve's backend could tell that it is: give it the time.
 	time.Sleep(50 * time.Millisecond)
 	k.kill(0, true)
 	k.waitRequest(cmdReconfigure)

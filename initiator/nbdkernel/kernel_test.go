@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ironblade/ironblade/internal/testenv"
 )
 
 // TestKernel attaches a memory export to the real nbd driver, does direct
@@ -109,34 +111,27 @@ func TestKernel(t *testing.T) {
 	}
 	detached = true
 	f.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testenv.WaitFor(t, 5*time.Second, "the device to be disconnected after Detach", func() bool {
 		st, err := Status(dev.Index())
-		if err != nil || !st.Connected {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("device still connected after Detach")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err != nil || !st.Connected
+	})
 }
 
 // waitSysfs waits for /sys/block/nbd<index>/<attr> to read want.
 func waitSysfs(t *testing.T, index int, attr, want string) {
 	t.Helper()
 	path := fmt.Sprintf("/sys/block/nbd%d/%s", index, attr)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		b, err := os.ReadFile(path)
-		if err == nil && strings.TrimSpace(string(b)) == want {
-			return
+	var b []byte
+	var err error
+	defer func() {
+		if t.Failed() {
+			t.Logf("%s = %q (%v), want %q", path, b, err, want)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s = %q (%v), want %q", path, b, err, want)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	}()
+	testenv.WaitFor(t, 5*time.Second, path+" to read "+want, func() bool {
+		b, err = os.ReadFile(path)
+		return err == nil && strings.TrimSpace(string(b)) == want
+	})
 }
 
 // pageAligned returns an n-byte buffer fit for O_DIRECT.

@@ -1,6 +1,8 @@
-// Package cliflag gives the commands' command-line errors one wording and
-// one exit status: the flag package says "flag needs an argument: -unix"
-// for a flag the commands document as --unix.
+// Package cliflag holds what the commands share about their urfave/cli
+// command lines: one wording and one exit status for command-line errors
+// (the flag package says "flag needs an argument: -unix" for a flag the
+// commands document as --unix), and an index of the flags by name for the
+// code that reorders a command line before urfave/cli parses it.
 package cliflag
 
 import (

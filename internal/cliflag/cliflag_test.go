@@ -2,7 +2,10 @@ package cliflag
 
 import (
 	"errors"
+	"reflect"
 	"testing"
+
+	"github.com/urfave/cli/v2"
 )
 
 func TestUsageError(t *testing.T) {
@@ -23,5 +26,23 @@ func TestUsageError(t *testing.T) {
 	}
 	if UsageError(nil) != nil {
 		t.Error("UsageError(nil) is not nil")
+	}
+}
+
+func TestIndex(t *testing.T) {
+	index := Index([]cli.Flag{
+		&cli.StringFlag{Name: "interface", Aliases: []string{"i"}},
+		&cli.BoolFlag{Name: "read-only", Aliases: []string{"r"}},
+		&cli.GenericFlag{Name: "mac", Value: &cli.StringSlice{}},
+		cli.HelpFlag,
+	})
+	want := map[string]Spec{
+		"interface": {"interface", true}, "i": {"interface", true},
+		"read-only": {"read-only", false}, "r": {"read-only", false},
+		"mac":  {"mac", true},
+		"help": {"help", false}, "h": {"help", false},
+	}
+	if !reflect.DeepEqual(index, want) {
+		t.Errorf("Index = %v, want %v", index, want)
 	}
 }

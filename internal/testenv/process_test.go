@@ -1,6 +1,6 @@
 //go:build unix
 
-package aoetest_test
+package testenv_test
 
 import (
 	"errors"
@@ -10,13 +10,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ironblade/ironblade/aoe/aoetest"
+	"github.com/ironblade/ironblade/internal/testenv"
 )
 
 // shell returns a command running script with sh, skipping without sh.
 func shell(t *testing.T, script string) *exec.Cmd {
 	t.Helper()
-	return exec.Command(aoetest.RequireCommand(t, "sh"), "-c", script)
+	return exec.Command(testenv.RequireCommand(t, "sh"), "-c", script)
 }
 
 // A script that prints to both outputs, then waits for SIGTERM and exits
@@ -24,8 +24,8 @@ func shell(t *testing.T, script string) *exec.Cmd {
 const waitForTerm = `echo out; echo err >&2; trap 'exit 3' TERM; while :; do sleep 0.01; done`
 
 func TestProcessOutputAndStop(t *testing.T) {
-	p := aoetest.StartProcess(t, "sh", shell(t, waitForTerm))
-	aoetest.WaitFor(t, 5*time.Second, "both outputs", func() bool {
+	p := testenv.StartProcess(t, "sh", shell(t, waitForTerm))
+	testenv.WaitFor(t, 5*time.Second, "both outputs", func() bool {
 		return strings.Contains(p.Output(), "out") && strings.Contains(p.Output(), "err")
 	})
 	if p.Stdout() != "out\n" || p.Stderr() != "err\n" {
@@ -54,8 +54,8 @@ func TestProcessOutputAndStop(t *testing.T) {
 }
 
 func TestProcessStopClean(t *testing.T) {
-	p := aoetest.StartProcess(t, "sh", shell(t, `trap 'exit 0' TERM; echo ready; while :; do sleep 0.01; done`))
-	aoetest.WaitFor(t, 5*time.Second, "the trap", func() bool { return p.Stdout() != "" })
+	p := testenv.StartProcess(t, "sh", shell(t, `trap 'exit 0' TERM; echo ready; while :; do sleep 0.01; done`))
+	testenv.WaitFor(t, 5*time.Second, "the trap", func() bool { return p.Stdout() != "" })
 	if took := p.StopClean(t, syscall.SIGTERM, 5*time.Second); took <= 0 || took > 5*time.Second {
 		t.Errorf("StopClean took %v", took)
 	}
@@ -71,25 +71,25 @@ func TestProcessFailures(t *testing.T) {
 		want string
 	}{
 		{"StopClean nonzero status", func(tb *recordingTB, t *testing.T) {
-			p := aoetest.StartProcess(tb, "sh", shell(t, waitForTerm))
-			aoetest.WaitFor(t, 5*time.Second, "the trap", func() bool { return p.Stderr() != "" })
+			p := testenv.StartProcess(tb, "sh", shell(t, waitForTerm))
+			testenv.WaitFor(t, 5*time.Second, "the trap", func() bool { return p.Stderr() != "" })
 			p.StopClean(tb, syscall.SIGTERM, 5*time.Second)
 		}, "want status 0"},
 		{"StopClean exited early", func(tb *recordingTB, t *testing.T) {
-			p := aoetest.StartProcess(tb, "sh", shell(t, "exit 0"))
+			p := testenv.StartProcess(tb, "sh", shell(t, "exit 0"))
 			<-p.Exited()
 			p.StopClean(tb, syscall.SIGTERM, time.Second)
 		}, "exited before"},
 		{"Stop timeout", func(tb *recordingTB, t *testing.T) {
-			p := aoetest.StartProcess(tb, "sh", shell(t, `trap '' TERM; echo ready; while :; do sleep 0.01; done`))
-			aoetest.WaitFor(t, 5*time.Second, "the trap", func() bool { return p.Stdout() != "" })
+			p := testenv.StartProcess(tb, "sh", shell(t, `trap '' TERM; echo ready; while :; do sleep 0.01; done`))
+			testenv.WaitFor(t, 5*time.Second, "the trap", func() bool { return p.Stdout() != "" })
 			p.Stop(tb, syscall.SIGTERM, 100*time.Millisecond)
 		}, "still running"},
 		{"WaitFor timeout", func(tb *recordingTB, t *testing.T) {
-			aoetest.WaitFor(tb, 20*time.Millisecond, "nothing", func() bool { return false })
+			testenv.WaitFor(tb, 20*time.Millisecond, "nothing", func() bool { return false })
 		}, "timed out after 20ms waiting for nothing"},
 		{"start failure", func(tb *recordingTB, t *testing.T) {
-			aoetest.StartProcess(tb, "missing", exec.Command("/nonexistent/program"))
+			testenv.StartProcess(tb, "missing", exec.Command("/nonexistent/program"))
 		}, "start missing"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -105,9 +105,9 @@ func TestProcessFailures(t *testing.T) {
 // TestProcessCleanupKills checks that a process still running when its
 // test ends is killed.
 func TestProcessCleanupKills(t *testing.T) {
-	var p *aoetest.Process
+	var p *testenv.Process
 	t.Run("leave it running", func(t *testing.T) {
-		p = aoetest.StartProcess(t, "sleep", exec.Command(aoetest.RequireCommand(t, "sleep"), "60"))
+		p = testenv.StartProcess(t, "sleep", exec.Command(testenv.RequireCommand(t, "sleep"), "60"))
 	})
 	if p.Running() {
 		t.Fatal("still running after its test's clean-up")
@@ -119,13 +119,13 @@ func TestProcessCleanupKills(t *testing.T) {
 }
 
 func TestRequireCommand(t *testing.T) {
-	if path := aoetest.RequireCommand(t, "sh"); !strings.HasPrefix(path, "/") {
+	if path := testenv.RequireCommand(t, "sh"); !strings.HasPrefix(path, "/") {
 		t.Errorf("RequireCommand(sh) = %q, want an absolute path", path)
 	}
 	var skipped bool
 	t.Run("missing", func(t *testing.T) {
 		defer func() { skipped = t.Skipped() }()
-		aoetest.RequireCommands(t, "sh", "no-such-program-ironblade")
+		testenv.RequireCommands(t, "sh", "no-such-program-ironblade")
 	})
 	if !skipped {
 		t.Error("RequireCommands did not skip for a missing program")

@@ -1,4 +1,4 @@
-package aoetest_test
+package testenv_test
 
 import (
 	"os"
@@ -6,22 +6,22 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ironblade/ironblade/aoe/aoetest"
+	"github.com/ironblade/ironblade/internal/testenv"
 )
 
 // TestMain lets TestBuildBinary check that a build is reused.
-func TestMain(m *testing.M) { aoetest.RunTests(m) }
+func TestMain(m *testing.M) { testenv.RunTests(m) }
 
 func TestBuildBinary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: skipping a go build")
 	}
-	bin := aoetest.BuildBinary(t, "./cmd/ironblade")
+	bin := testenv.BuildBinary(t, "./cmd/ironblade")
 	out, err := exec.Command(bin, "--version").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), aoetest.BinaryVersion) {
-		t.Errorf("%s --version: %v, %q; want %s", bin, err, out, aoetest.BinaryVersion)
+	if err != nil || !strings.Contains(string(out), testenv.BinaryVersion) {
+		t.Errorf("%s --version: %v, %q; want %s", bin, err, out, testenv.BinaryVersion)
 	}
-	if again := aoetest.BuildBinary(t, "./cmd/ironblade"); again != bin {
+	if again := testenv.BuildBinary(t, "./cmd/ironblade"); again != bin {
 		t.Errorf("second BuildBinary = %s, want the first build, %s", again, bin)
 	}
 	if _, err := os.Stat(bin); err != nil {
@@ -34,7 +34,7 @@ func TestBuildBinaryFailure(t *testing.T) {
 		t.Skip("-short: skipping a go build")
 	}
 	tb := &recordingTB{TB: t}
-	tb.run(func() { aoetest.BuildBinary(tb, "./no/such/package") })
+	tb.run(func() { testenv.BuildBinary(tb, "./no/such/package") })
 	if !strings.Contains(tb.fatal, "go build ./no/such/package") {
 		t.Errorf("failure %q, want it to name the failed go build", tb.fatal)
 	}

@@ -1,4 +1,4 @@
-package aoetest
+package testenv
 
 import (
 	"bytes"
@@ -61,7 +61,7 @@ func StartProcess(t testing.TB, name string, cmd *exec.Cmd) *Process {
 		cmd.Stderr = io.MultiWriter(&p.stderr, &p.output)
 	}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("aoetest: start %s: %v", name, err)
+		t.Fatalf("testenv: start %s: %v", name, err)
 	}
 	go func() {
 		p.err = cmd.Wait()
@@ -115,13 +115,13 @@ func (p *Process) Running() bool {
 func (p *Process) Stop(t testing.TB, sig os.Signal, timeout time.Duration) error {
 	t.Helper()
 	if err := p.Cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) && p.Running() {
-		t.Fatalf("aoetest: signal %s: %v", p.Name, err)
+		t.Fatalf("testenv: signal %s: %v", p.Name, err)
 	}
 	select {
 	case <-p.exited:
 		return p.err
 	case <-time.After(timeout):
-		t.Fatalf("aoetest: %s still running %v after %v\noutput:\n%s", p.Name, timeout, sig, p.Output())
+		t.Fatalf("testenv: %s still running %v after %v\noutput:\n%s", p.Name, timeout, sig, p.Output())
 		return nil
 	}
 }
@@ -132,11 +132,11 @@ func (p *Process) Stop(t testing.TB, sig os.Signal, timeout time.Duration) error
 func (p *Process) StopClean(t testing.TB, sig os.Signal, timeout time.Duration) time.Duration {
 	t.Helper()
 	if !p.Running() {
-		t.Fatalf("aoetest: %s exited before %v: %v\noutput:\n%s", p.Name, sig, p.err, p.Output())
+		t.Fatalf("testenv: %s exited before %v: %v\noutput:\n%s", p.Name, sig, p.err, p.Output())
 	}
 	start := time.Now()
 	if err := p.Stop(t, sig, timeout); err != nil {
-		t.Fatalf("aoetest: %s exited with %v after %v, want status 0\noutput:\n%s", p.Name, err, sig, p.Output())
+		t.Fatalf("testenv: %s exited with %v after %v, want status 0\noutput:\n%s", p.Name, err, sig, p.Output())
 	}
 	return time.Since(start)
 }
@@ -155,7 +155,7 @@ func RequireCommand(t testing.TB, name string) string {
 			return p
 		}
 	}
-	t.Skipf("aoetest: needs %s: %v", name, err)
+	t.Skipf("testenv: needs %s: %v", name, err)
 	return ""
 }
 

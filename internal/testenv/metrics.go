@@ -1,4 +1,4 @@
-package aoetest
+package testenv
 
 import (
 	"context"
@@ -12,12 +12,14 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/ironblade/ironblade/internal/netlab"
 )
 
 // ScrapeMetrics fetches http://addr/metrics from inside ns (a process's
 // --metrics endpoint in a test namespace) and parses it with the
 // Prometheus text parser.
-func ScrapeMetrics(ns *Netns, addr string) (map[string]*dto.MetricFamily, error) {
+func ScrapeMetrics(ns *netlab.Netns, addr string) (map[string]*dto.MetricFamily, error) {
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		DisableKeepAlives: true,
 		DialContext: func(ctx context.Context, network, a string) (net.Conn, error) {

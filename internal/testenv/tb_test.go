@@ -1,4 +1,4 @@
-package aoetest_test
+package testenv_test
 
 import (
 	"errors"

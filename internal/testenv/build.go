@@ -1,4 +1,4 @@
-package aoetest
+package testenv
 
 import (
 	"context"
@@ -64,7 +64,7 @@ func BuildBinary(t testing.TB, pkg string) string {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
 		if goTool, err = exec.LookPath("/usr/local/go/bin/go"); err != nil {
-			t.Skipf("aoetest: needs the go command to build %s: %v", pkg, err)
+			t.Skipf("testenv: needs the go command to build %s: %v", pkg, err)
 		}
 	}
 	built.mu.Lock()
@@ -86,17 +86,17 @@ func BuildBinary(t testing.TB, pkg string) string {
 	}
 	var mkErr error
 	if built.dir == "" {
-		built.dir, mkErr = os.MkdirTemp("", "aoetest-bin")
+		built.dir, mkErr = os.MkdirTemp("", "testenv-bin")
 	}
 	dir := built.dir
 	built.mu.Unlock()
 	if mkErr != nil {
-		t.Fatalf("aoetest: build %s: %v", pkg, mkErr)
+		t.Fatalf("testenv: build %s: %v", pkg, mkErr)
 	}
 	b.once.Do(func() {
 		sub, err := os.MkdirTemp(dir, "pkg")
 		if err != nil {
-			b.err = fmt.Errorf("aoetest: build %s: %w", pkg, err)
+			b.err = fmt.Errorf("testenv: build %s: %w", pkg, err)
 			return
 		}
 		b.path, b.err = buildPackage(goTool, pkg, sub)
@@ -114,7 +114,7 @@ func buildPackage(goTool, pkg, dir string) (string, error) {
 	out, err := exec.CommandContext(ctx, goTool, "env", "GOMOD").Output()
 	gomod := strings.TrimSpace(string(out))
 	if err != nil || gomod == "" || gomod == os.DevNull {
-		return "", fmt.Errorf("aoetest: build %s: go env GOMOD: %v (%q): cannot find the module root", pkg, err, gomod)
+		return "", fmt.Errorf("testenv: build %s: go env GOMOD: %v (%q): cannot find the module root", pkg, err, gomod)
 	}
 	bin := filepath.Join(dir, filepath.Base(pkg))
 	// -buildvcs=false: a root test in a checkout owned by another user
@@ -123,7 +123,7 @@ func buildPackage(goTool, pkg, dir string) (string, error) {
 		"-ldflags", "-X main.version="+BinaryVersion, "-o", bin, pkg)
 	cmd.Dir = filepath.Dir(gomod)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("aoetest: go build %s: %v\n%s", pkg, err, out)
+		return "", fmt.Errorf("testenv: go build %s: %v\n%s", pkg, err, out)
 	}
 	return bin, nil
 }

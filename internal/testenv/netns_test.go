@@ -1,6 +1,6 @@
 //go:build linux
 
-package aoetest_test
+package testenv_test
 
 import (
 	"context"
@@ -14,12 +14,13 @@ import (
 	"time"
 
 	"github.com/ironblade/ironblade/aoe"
-	"github.com/ironblade/ironblade/aoe/aoetest"
 	"github.com/ironblade/ironblade/aoe/rawlink"
+	"github.com/ironblade/ironblade/internal/netlab"
+	"github.com/ironblade/ironblade/internal/testenv"
 )
 
 // nsLookup finds an interface inside ns.
-func nsLookup(ns *aoetest.Netns, name string) (*net.Interface, error) {
+func nsLookup(ns *netlab.Netns, name string) (*net.Interface, error) {
 	var ifi *net.Interface
 	err := ns.Do(func() error {
 		var err error
@@ -30,10 +31,10 @@ func nsLookup(ns *aoetest.Netns, name string) (*net.Interface, error) {
 }
 
 func TestVeth(t *testing.T) {
-	a, b := aoetest.NewNetns(t), aoetest.NewNetns(t)
-	v := aoetest.NewVeth(t, a, b, 9000)
+	a, b := testenv.NewNetns(t), testenv.NewNetns(t)
+	v := testenv.NewVeth(t, a, b, 9000)
 	for _, end := range []struct {
-		ns, other *aoetest.Netns
+		ns, other *netlab.Netns
 		name      string
 		mac       aoe.MAC
 	}{{a, b, v.IfA, v.MACA}, {b, a, v.IfB, v.MACB}} {
@@ -57,20 +58,20 @@ func TestVeth(t *testing.T) {
 			t.Errorf("loopback in %s: %v, %v; want up", end.ns.Name, lo, err)
 		}
 	}
-	v.SetMTU(t, 1500)
+	testenv.SetMTU(t, v, 1500)
 	if ifi, err := nsLookup(b, v.IfB); err != nil || ifi.MTU != 1500 {
 		t.Errorf("after SetMTU(1500): %v, %v", ifi, err)
 	}
-	if out := a.Run(t, "ip", "link", "show", v.IfA); !strings.Contains(out, v.MACA.String()) {
+	if out := testenv.Run(t, a, "ip", "link", "show", v.IfA); !strings.Contains(out, v.MACA.String()) {
 		t.Errorf("ip link show in %s: %s", a.Name, out)
 	}
 }
 
 func TestVethSameNamespace(t *testing.T) {
-	ns := aoetest.NewNetns(t)
-	v := aoetest.NewVeth(t, ns, ns, 0)
-	la := aoetest.ListenRawIn(t, ns, v.IfA, rawlink.Config{})
-	lb := aoetest.ListenRawIn(t, ns, v.IfB, rawlink.Config{})
+	ns := testenv.NewNetns(t)
+	v := testenv.NewVeth(t, ns, ns, 0)
+	la := testenv.ListenRawIn(t, ns, v.IfA, rawlink.Config{})
+	lb := testenv.ListenRawIn(t, ns, v.IfB, rawlink.Config{})
 	if la.MTU() != 1500 {
 		t.Errorf("default MTU %d, want 1500", la.MTU())
 	}
@@ -78,12 +79,12 @@ func TestVethSameNamespace(t *testing.T) {
 }
 
 func TestNetnsDo(t *testing.T) {
-	ns := aoetest.NewNetns(t)
+	ns := testenv.NewNetns(t)
 	errTest := errors.New("from fn")
 	if err := ns.Do(func() error { return errTest }); err != errTest {
 		t.Errorf("Do returned %v, want fn's error", err)
 	}
-	gone := &aoetest.Netns{Name: "ib-doesnotexist"}
+	gone := &netlab.Netns{Name: "ib-doesnotexist"}
 	if err := gone.Do(func() error { return nil }); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Do in a missing namespace: %v", err)
 	}
@@ -109,7 +110,7 @@ func TestNetnsDo(t *testing.T) {
 func TestNetnsCleanupKillsProcesses(t *testing.T) {
 	done := make(chan error, 1)
 	t.Run("leave a process behind", func(t *testing.T) {
-		ns := aoetest.NewNetns(t)
+		ns := testenv.NewNetns(t)
 		cmd := ns.Command(context.Background(), "sleep", "60")
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -117,13 +118,7 @@ func TestNetnsCleanupKillsProcesses(t *testing.T) {
 		go func() { done <- cmd.Wait() }()
 		// Wait until the process runs in the namespace (ip netns exec has
 		// switched and exec'ed sleep).
-		deadline := time.Now().Add(5 * time.Second)
-		for !nsHasPids(t, ns) {
-			if time.Now().After(deadline) {
-				t.Fatal("sleep never showed up in the namespace")
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		testenv.WaitFor(t, 5*time.Second, "sleep to show up in the namespace", func() bool { return nsHasPids(t, ns) })
 	})
 	select {
 	case err := <-done:
@@ -136,7 +131,7 @@ func TestNetnsCleanupKillsProcesses(t *testing.T) {
 }
 
 // nsHasPids reports whether a process runs in ns.
-func nsHasPids(t *testing.T, ns *aoetest.Netns) bool {
+func nsHasPids(t *testing.T, ns *netlab.Netns) bool {
 	out, err := exec.Command("ip", "netns", "pids", ns.Name).CombinedOutput()
 	if err != nil {
 		t.Fatalf("ip netns pids: %v\n%s", err, out)
@@ -148,11 +143,11 @@ func TestAddLoss(t *testing.T) {
 	const count = 1000
 	for _, percent := range []int{0, 50, 100} {
 		t.Run(fmt.Sprintf("%d%%", percent), func(t *testing.T) {
-			a, b := aoetest.NewNetns(t), aoetest.NewNetns(t)
-			v := aoetest.NewVeth(t, a, b, 1500)
-			la := aoetest.ListenRawIn(t, a, v.IfA, rawlink.Config{})
-			lb := aoetest.ListenRawIn(t, b, v.IfB, rawlink.Config{ReadBuffer: 4 << 20})
-			aoetest.AddLoss(t, b, v.IfB, percent)
+			a, b := testenv.NewNetns(t), testenv.NewNetns(t)
+			v := testenv.NewVeth(t, a, b, 1500)
+			la := testenv.ListenRawIn(t, a, v.IfA, rawlink.Config{})
+			lb := testenv.ListenRawIn(t, b, v.IfB, rawlink.Config{ReadBuffer: 4 << 20})
+			testenv.AddLoss(t, b, v.IfB, percent)
 			frames := make([][]byte, count)
 			for i := range frames {
 				frames[i] = nsFrame(v.MACB, v.MACA, uint32(i))
@@ -171,18 +166,18 @@ func TestAddLoss(t *testing.T) {
 }
 
 func TestBridge(t *testing.T) {
-	br := aoetest.NewBridge(t, 9000)
+	br := testenv.NewBridge(t, 9000)
 	type station struct {
-		ns   *aoetest.Netns
+		ns   *netlab.Netns
 		mac  aoe.MAC
 		link *rawlink.Link
 	}
 	var st [3]station
 	for i := range st {
-		st[i].ns = aoetest.NewNetns(t)
-		iface, mac := br.Attach(t, st[i].ns)
+		st[i].ns = testenv.NewNetns(t)
+		iface, mac := testenv.Attach(t, br, st[i].ns)
 		st[i].mac = mac
-		st[i].link = aoetest.ListenRawIn(t, st[i].ns, iface, rawlink.Config{})
+		st[i].link = testenv.ListenRawIn(t, st[i].ns, iface, rawlink.Config{})
 		if got := st[i].link.MTU(); got != 9000 {
 			t.Errorf("station %d: MTU %d, want 9000", i, got)
 		}
