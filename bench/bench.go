@@ -9,7 +9,11 @@
 //
 // Compare runs ironblade and vblade one after the other on a veth pair
 // between two network namespaces it creates, under the same generator, and
-// reports both and their ratio (Report). It needs root. CompareAuth does the
+// reports both and their ratio (Report): each cell pinned (target and
+// generator on CPUs of their own, so that each target's own cost decides
+// its throughput) and unpinned, beside the link's ceiling (Respond, a
+// responder without storage, run as `ironbench responder`) and, for -s
+// writes, the disk's group-commit ceiling. It needs root. CompareAuth does the
 // same with ironblade plain and ironblade --auth-key, the generator sealing
 // its frames (crypto/seal) for the latter: what authentication costs.
 package bench

@@ -49,10 +49,18 @@ type CompareConfig struct {
 	// drift in the machine's load falls on both alike); the report takes
 	// each target's median cell by IOPS. Default 1.
 	Repeat int
-	// Pin runs the target on one CPU (the highest this process may use)
-	// and the generator on the others, so that neither steals the
-	// other's CPU: it needs two CPUs and taskset.
-	Pin bool
+	// PinModes are the ways each cell is measured: pinned (true), the
+	// target on one CPU (the highest this process may use) and the
+	// generator on the others, so that neither steals the other's CPU and
+	// each target's own cost decides its throughput (it needs two CPUs and
+	// taskset); and unpinned (false), both where the scheduler puts them.
+	// Default unpinned only; Compare's default is DefaultPinModes.
+	PinModes []bool
+	// Responder, if set, is the ironbench binary, whose hidden responder
+	// subcommand (Respond) answers at once without storage: Compare
+	// measures it like a target in every cell without -s, as the ceiling
+	// the link and the generator allow.
+	Responder string
 	// Encrypt, for CompareAuth only, has the sealed target require the
 	// AES-256-GCM suite (ironblade --auth-encrypt) and the generator ask
 	// for it, instead of HMAC-SHA256 alone.
@@ -72,6 +80,7 @@ func (c CompareConfig) withDefaults() CompareConfig {
 	c.MTUs = orDefault(c.MTUs, defaultMTUs())
 	c.Ops = orDefault(c.Ops, []Op{Read, Write})
 	c.SyncModes = orDefault(c.SyncModes, []bool{false, true})
+	c.PinModes = orDefault(c.PinModes, []bool{false})
 	c.MinTimeout = cmp.Or(c.MinTimeout, DefaultMinTimeout)
 	c.Repeat = max(c.Repeat, 1)
 	return c
@@ -85,6 +94,8 @@ type Cell struct {
 	Sync       bool   `json:"sync"`
 	Op         string `json:"op"`
 	QueueDepth int    `json:"queue_depth"`
+	// Pinned says the target and the generator ran on CPUs of their own.
+	Pinned bool `json:"pinned,omitempty"`
 	// Round counts the cell's rounds from 0, when it has several.
 	Round int `json:"round,omitempty"`
 	// SectorsPerFrame and BufferCount are what the target advertised.
@@ -128,8 +139,14 @@ type Report struct {
 	CPUs       int    `json:"cpus"`
 	Ironblade  string `json:"ironblade"`
 	Vblade     string `json:"vblade,omitempty"`
-	// Pinning says which CPUs target and generator ran on, if pinned.
-	Pinning string `json:"pinning,omitempty"`
+	// Pinning says which CPUs target and generator ran on in the pinned
+	// cells, and PinModes which cells were pinned (true) or not (false),
+	// in the order measured. A report without PinModes predates them: its
+	// cells were all pinned if Pinning is set.
+	Pinning  string `json:"pinning,omitempty"`
+	PinModes []bool `json:"pin_modes,omitempty"`
+	// Responder names the program that answered the ceiling cells.
+	Responder string `json:"responder,omitempty"`
 	// AuthKey names the key of a KindAuth run's sealed cells, and
 	// AuthSuite their suite.
 	AuthKey   string `json:"auth_key,omitempty"`
@@ -154,6 +171,8 @@ type targetSpec struct {
 	// link and the cell after the run, to add the layer's figures.
 	wrap func(Link) (Link, error)
 	done func(Link, *Cell) error
+	// diskless targets need no backing file and have no -s mode.
+	diskless bool
 }
 
 // ironbladeSpec is ironblade as the target named name, exporting shelf 1
@@ -165,6 +184,16 @@ func ironbladeSpec(name, path string, extra ...string) targetSpec {
 			a = append(a, "-s")
 		}
 		return append(a, "1", "0", iface, file)
+	}}
+}
+
+// responderSpec is `ironbench responder` at path as the target named
+// TargetCeiling, answering as shelf 1 slot 0 with the capacity of a
+// size-byte file.
+func responderSpec(path string, size int64) targetSpec {
+	sectors := strconv.FormatInt(size/aoe.SectorSize, 10)
+	return targetSpec{name: TargetCeiling, path: path, diskless: true, args: func(_ bool, iface, _ string) []string {
+		return []string{"responder", "--shelf", "1", "--slot", "0", "--sectors", sectors, iface}
 	}}
 }
 
@@ -180,16 +209,27 @@ type compareEnv struct {
 	tgt  *netlab.Netns
 	veth *netlab.Veth
 	link *rawlink.Link
-	// targetCPU is the CPU the target is pinned to, or -1.
-	targetCPU int
+	// pin splits the CPUs for the pinned cells; nil if none is.
+	pin *pinning
+	// pinned says the generator is pinned now.
+	pinned bool
 }
 
 // Compare measures ironblade and vblade over a veth pair between two
 // network namespaces it creates (and removes), with the same load
 // generator, cell by cell: each on a fresh sparse file, the two targets
-// one after the other. It needs root. A cell that fails keeps its error
-// and the run goes on; Compare fails only if it cannot set up or ctx ends.
+// one after the other, and then the responder if cfg.Responder is set. By
+// default it measures each cell pinned and unpinned where it can pin
+// (DefaultPinModes). It needs root. A cell that fails keeps its error and
+// the run goes on; Compare fails only if it cannot set up or ctx ends.
 func Compare(ctx context.Context, cfg CompareConfig) (*Report, error) {
+	if cfg.PinModes == nil {
+		var why error
+		cfg.PinModes, why = DefaultPinModes()
+		if why != nil && cfg.Progress != nil {
+			fmt.Fprintf(cfg.Progress, "not pinning: %v\n", why)
+		}
+	}
 	cfg = cfg.withDefaults()
 	if os.Geteuid() != 0 {
 		return nil, errors.New("bench: compare: needs root (network namespaces, raw sockets)")
@@ -204,6 +244,9 @@ func Compare(ctx context.Context, cfg CompareConfig) (*Report, error) {
 			return append(a, "1", "0", iface, file)
 		}},
 	}
+	if cfg.Responder != "" {
+		specs = append(specs, responderSpec(cfg.Responder, cfg.Size))
+	}
 	for _, s := range specs {
 		if _, err := os.Stat(s.path); err != nil {
 			return nil, fmt.Errorf("bench: compare: %s: %w", s.name, err)
@@ -214,6 +257,9 @@ func Compare(ctx context.Context, cfg CompareConfig) (*Report, error) {
 	}
 	rep := newReport(cfg)
 	rep.Vblade = debianVersion("vblade", cfg.Vblade)
+	if cfg.Responder != "" {
+		rep.Responder = programVersion(cfg.Responder, "--version")
+	}
 	defer func() { rep.LoadAfter = loadAverage() }()
 
 	if err := measureCeilings(cfg, rep); err != nil {
@@ -230,19 +276,29 @@ func newReport(cfg CompareConfig) *Report {
 		Ironblade: programVersion(cfg.Ironblade, "--version"), LoadBefore: loadAverage()}
 }
 
-// runCells sets up the namespaces, the veth pair and, with cfg.Pin, the
-// CPUs, then measures every cell of cfg for each of specs, the specs one
-// after the other in each cell, into rep.
+// DefaultPinModes returns the pinning modes Compare uses by default:
+// pinned then unpinned where this process may use two CPUs and taskset is
+// installed, else unpinned only, with the reason it cannot pin.
+func DefaultPinModes() ([]bool, error) {
+	if _, err := newPinning(); err != nil {
+		return []bool{false}, err
+	}
+	return []bool{true, false}, nil
+}
+
+// runCells sets up the namespaces, the veth pair and, for pinned cells,
+// the CPUs, then measures every cell of cfg for each of specs, the specs
+// one after the other in each cell, into rep.
 func runCells(ctx context.Context, cfg CompareConfig, specs []targetSpec, rep *Report) error {
-	env := &compareEnv{cfg: cfg, targetCPU: -1}
-	if cfg.Pin {
-		cpu, gen, restore, err := pinGenerator()
-		if err != nil {
+	env := &compareEnv{cfg: cfg}
+	rep.PinModes = cfg.PinModes
+	if slices.Contains(cfg.PinModes, true) {
+		var err error
+		if env.pin, err = newPinning(); err != nil {
 			return fmt.Errorf("bench: pin: %w", err)
 		}
-		defer restore()
-		env.targetCPU = cpu
-		rep.Pinning = fmt.Sprintf("target on CPU %d, generator on CPU %s", cpu, gen)
+		defer env.setPinned(false)
+		rep.Pinning = fmt.Sprintf("target on CPU %d, generator on CPU %s", env.pin.target, env.pin.genList)
 	}
 	var err error
 	if env.tgt, err = netlab.New("ibb-tgt"); err != nil {
@@ -307,26 +363,62 @@ func (env *compareEnv) measureMTU(ctx context.Context, cli *netlab.Netns, mtu in
 	for _, sync := range cfg.SyncModes {
 		for _, op := range cfg.Ops {
 			for _, qd := range cfg.QueueDepths {
-				for round := range cfg.Repeat {
-					for i := range specs {
-						spec := specs[i]
-						if round%2 == 1 {
-							spec = specs[len(specs)-1-i]
-						}
-						cell := env.runCell(ctx, spec, mtu, sync, op, qd)
-						cell.Round = round
-						if err := ctx.Err(); err != nil {
-							return fmt.Errorf("bench: compare: %w", err)
-						}
-						rep.Cells = append(rep.Cells, cell)
-						if cfg.Progress != nil {
-							fmt.Fprintln(cfg.Progress, cell.summary())
-						}
+				for _, pinned := range cfg.PinModes {
+					key := CellKey{MTU: mtu, Sync: sync, Op: op.String(), QueueDepth: qd, Pinned: pinned}
+					if err := env.measureKey(ctx, key, op, specs, rep); err != nil {
+						return err
 					}
 				}
 			}
 		}
 	}
+	return nil
+}
+
+// measureKey measures each of specs under key, cfg.Repeat times, the
+// specs taking turns (in the opposite order every other round).
+func (env *compareEnv) measureKey(ctx context.Context, key CellKey, op Op, specs []targetSpec, rep *Report) error {
+	if err := env.setPinned(key.Pinned); err != nil {
+		return err
+	}
+	for round := range env.cfg.Repeat {
+		for i := range specs {
+			spec := specs[i]
+			if round%2 == 1 {
+				spec = specs[len(specs)-1-i]
+			}
+			if spec.diskless && key.Sync {
+				continue
+			}
+			cell := env.runCell(ctx, spec, key, op)
+			cell.Round = round
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("bench: compare: %w", err)
+			}
+			rep.Cells = append(rep.Cells, cell)
+			if env.cfg.Progress != nil {
+				fmt.Fprintln(env.cfg.Progress, cell.summary())
+			}
+		}
+	}
+	return nil
+}
+
+// setPinned pins the generator to its CPUs, or gives it back all of them.
+func (env *compareEnv) setPinned(pinned bool) error {
+	if pinned == env.pinned {
+		return nil
+	}
+	var err error
+	if pinned {
+		err = env.pin.pin()
+	} else {
+		err = env.pin.unpin()
+	}
+	if err != nil {
+		return fmt.Errorf("bench: pin: %w", err)
+	}
+	env.pinned = pinned
 	return nil
 }
 
@@ -336,15 +428,19 @@ func (c Cell) summary() string {
 	if c.Sync {
 		mode = " -s"
 	}
-	head := fmt.Sprintf("%-9s MTU %4d%-3s %-5s QD %2d:", c.Target, c.MTU, mode, c.Op, c.QueueDepth)
-	if c.Round > 0 {
-		head = fmt.Sprintf("%-9s MTU %4d%-3s %-5s QD %2d round %d:", c.Target, c.MTU, mode, c.Op, c.QueueDepth, c.Round+1)
+	head := fmt.Sprintf("%-9s MTU %4d%-3s %-5s QD %2d", c.Target, c.MTU, mode, c.Op, c.QueueDepth)
+	if c.Pinned {
+		head += " pinned"
 	}
+	if c.Round > 0 {
+		head += fmt.Sprintf(" round %d", c.Round+1)
+	}
+	head += ":"
 	if c.Error != "" {
 		return head + " FAILED: " + c.Error
 	}
-	return fmt.Sprintf("%s %8.1f MB/s %8.0f IOPS  p50 %6.0f µs  p99 %7.0f µs  %d retransmits",
-		head, c.MBps, c.IOPS, c.P50us, c.P99us, c.Retransmits)
+	return fmt.Sprintf("%s %8.1f MB/s %8.0f IOPS  p50 %6.0f µs  p99 %7.0f µs  %d retransmits  CPU/req target %.2f µs, generator %.2f µs",
+		head, c.MBps, c.IOPS, c.P50us, c.P99us, c.Retransmits, micros(c.CPUPerOp()), micros(c.GeneratorCPUPerOp()))
 }
 
 // CPUPerOp reports the target's CPU time per request in the measured
@@ -356,9 +452,12 @@ func (c Cell) CPUPerOp() time.Duration {
 	return time.Duration(c.TargetCPU / c.IOPS * float64(time.Second))
 }
 
+// micros is d in microseconds.
+func micros(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
+
 // runCell measures one cell on a fresh file and a fresh target process.
-func (env *compareEnv) runCell(ctx context.Context, spec targetSpec, mtu int, sync bool, op Op, qd int) Cell {
-	cell := Cell{Target: spec.name, MTU: mtu, Sync: sync, Op: op.String(), QueueDepth: qd}
+func (env *compareEnv) runCell(ctx context.Context, spec targetSpec, key CellKey, op Op) Cell {
+	cell := Cell{Target: spec.name, MTU: key.MTU, Sync: key.Sync, Op: key.Op, QueueDepth: key.QueueDepth, Pinned: key.Pinned}
 	if err := env.measure(ctx, spec, &cell, op); err != nil {
 		cell.Error = err.Error()
 	}
@@ -367,12 +466,15 @@ func (env *compareEnv) runCell(ctx context.Context, spec targetSpec, mtu int, sy
 
 // measure does runCell's work; the figures go into cell.
 func (env *compareEnv) measure(ctx context.Context, spec targetSpec, cell *Cell, op Op) error {
-	file, err := sparseFile(env.cfg.Dir, env.cfg.Size)
-	if err != nil {
-		return err
+	var file string
+	if !spec.diskless {
+		var err error
+		if file, err = sparseFile(env.cfg.Dir, env.cfg.Size); err != nil {
+			return err
+		}
+		defer os.Remove(file)
 	}
-	defer os.Remove(file)
-	target, err := env.startTarget(spec, cell.Sync, file)
+	target, err := env.startTarget(spec, cell.Sync, cell.Pinned, file)
 	if err != nil {
 		return err
 	}
@@ -394,17 +496,20 @@ func (env *compareEnv) measure(ctx context.Context, spec targetSpec, cell *Cell,
 	if err := target.stop(); err != nil {
 		return err
 	}
+	if spec.diskless {
+		return nil
+	}
 	// Start the next cell with the page cache written back.
 	return syncFS(env.cfg.Dir)
 }
 
-// startTarget starts spec's program on file, pinned to env.targetCPU if
-// set.
-func (env *compareEnv) startTarget(spec targetSpec, sync bool, file string) (*process, error) {
+// startTarget starts spec's program on file, on the target's CPU if
+// pinned.
+func (env *compareEnv) startTarget(spec targetSpec, sync, pinned bool, file string) (*process, error) {
 	path, args := spec.path, spec.args(sync, env.veth.IfA, file)
-	if env.targetCPU >= 0 {
+	if pinned {
 		// taskset runs the target in its place: the pid stays the target's.
-		path, args = "taskset", append([]string{"--cpu-list", strconv.Itoa(env.targetCPU), spec.path}, args...)
+		path, args = "taskset", append([]string{"--cpu-list", strconv.Itoa(env.pin.target), spec.path}, args...)
 	}
 	return startIn(env.tgt, spec.name, path, args...)
 }

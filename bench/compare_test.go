@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -35,9 +36,12 @@ func TestReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"| 1500 | no | write | 16 | 150.0 | 146484 | 100 | 300 | 0 | 0.50, 3.4 µs | 100.0 | 97656 | 150 | 400 | 7 |  | 1.50x |",
+		"| 1500 | no | write | 16 | 1.50x | n/a |\n",
+		"| 1500 | no | write | 16 | ironblade | 146484 | 150.0 | 100 | 300 | 0 | 3.41 (0.50) | n/a | n/a | 1.50x |\n" +
+			"| | | | | vblade | 97656 | 100.0 | 150 | 400 | 7 | n/a | n/a | n/a |  |\n",
 		"| 1500 | 1024 | 4000 | 16 | 26000 | 6.50x |",
-		"| 9000 | yes | read | 1 | 10.0 |", "failed", "n/a |", "Failures:", "no response", "(ext4), on disk",
+		"| 9000 | yes | read | 1 | ironblade | 0 | 10.0 |", "vblade | failed", "n/a |", "Failures:", "no response", "(ext4), on disk",
+		"2 CPUs shared by target and generator", "Unpinned (target and generator wherever",
 	} {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md.String())
@@ -62,7 +66,135 @@ func TestReport(t *testing.T) {
 	}
 }
 
-// TestCompare runs a tiny comparison of the real ironblade and vblade.
+// pinnedReport is a hand-made report of a run measured pinned and
+// unpinned, with the responder's ceiling and the disk's.
+func pinnedReport() *Report {
+	cell := func(target string, pinned, sync bool, iops, cpu float64) Cell {
+		return Cell{Target: target, MTU: 1500, Sync: sync, Op: "write", QueueDepth: 16, Pinned: pinned, IOPS: iops,
+			MBps: iops * 1024 / 1e6, TargetCPU: cpu, GeneratorCPU: 0.9}
+	}
+	return &Report{CellTime: "3s", Warmup: "300ms", MinTimeout: "10ms", Dir: "/var/tmp", FileSystem: "ext4", FileSize: 256 << 20,
+		Kernel: "6.1", CPUs: 2, Ironblade: "ironblade version v1", Vblade: "vblade 25", Responder: "ironbench version v1",
+		Pinning: "target on CPU 1, generator on CPU 0", PinModes: []bool{true, false},
+		Cells: []Cell{
+			cell("ironblade", true, false, 150000, 0.9), cell("vblade", true, false, 100000, 0.9), cell(TargetCeiling, true, false, 200000, 0.5),
+			cell("ironblade", false, false, 110000, 0.8), cell("vblade", false, false, 100000, 0.9), cell(TargetCeiling, false, false, 150000, 0.5),
+			cell("ironblade", true, true, 24700, 0.2), cell("vblade", true, true, 4000, 0.1),
+			cell("ironblade", false, true, 26000, 0.2), {Target: "vblade", MTU: 1500, Sync: true, Op: "write", QueueDepth: 16, Error: "no response"},
+		},
+		Ceilings: []SyncCeiling{{MTU: 1500, WriteBytes: 1024, OSync: 4000, Batches: []BatchRate{{1, 3000}, {16, 26000}}}},
+	}
+}
+
+// near reports whether a and b agree to 1e-6.
+func near(a, b float64) bool { return a-b < 1e-6 && b-a < 1e-6 }
+
+// TestReportPinnedCeiling reads pinned and unpinned cells against the
+// ceilings: one row per pinning mode, the ratios, the shares of the link's
+// ceiling and, for -s writes, of the disk's; and the tables that show them.
+func TestReportPinnedCeiling(t *testing.T) {
+	rep := pinnedReport()
+	rows := rep.Rows()
+	if len(rows) != 4 {
+		t.Fatalf("%d rows, want 4: %+v", len(rows), rows)
+	}
+	pinned, unpinned, syncPinned, syncUnpinned := rows[0], rows[1], rows[2], rows[3]
+	// Pinned: ironblade 0.9 CPU / 150000 IOPS = 6 µs a request, vblade 9 µs.
+	if !pinned.Pinned || !near(pinned.Ratio, 1.5) || !near(pinned.CPURatio, 2.0/3) || pinned.Ceiling == nil ||
+		pinned.Ceiling.IOPS != 200000 || pinned.IronbladeOfLink != 0.75 || pinned.VbladeOfLink != 0.5 || pinned.DiskCeiling != 0 {
+		t.Errorf("pinned row %+v", pinned)
+	}
+	if unpinned.Pinned || !near(unpinned.Ratio, 1.1) || unpinned.Ceiling.IOPS != 150000 || !near(unpinned.IronbladeOfLink, 11.0/15) {
+		t.Errorf("unpinned row %+v", unpinned)
+	}
+	// -s writes: the link's ceiling is the cell's without -s; the disk's,
+	// 26000 writes/s with 16 a sync.
+	if !syncPinned.Pinned || syncPinned.Ceiling != pinned.Ceiling || syncPinned.DiskCeiling != 26000 ||
+		!near(syncPinned.IronbladeOfDisk, 0.95) || !near(syncPinned.VbladeOfDisk, 4000.0/26000) {
+		t.Errorf("-s pinned row %+v", syncPinned)
+	}
+	if syncUnpinned.IronbladeOfDisk != 1 || syncUnpinned.VbladeOfDisk != 0 || syncUnpinned.Ratio != 0 {
+		t.Errorf("-s unpinned row %+v", syncUnpinned)
+	}
+	var md bytes.Buffer
+	if err := rep.WriteMarkdown(&md); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"| MTU | -s | op | QD | IOPS ib/vb, pinned | IOPS ib/vb, unpinned | CPU/req ib/vb, pinned | CPU/req ib/vb, unpinned | " +
+			"ironblade of ceiling, pinned | ironblade of ceiling, unpinned | vblade of ceiling, pinned | vblade of ceiling, unpinned |\n",
+		"| 1500 | no | write | 16 | 1.50x | 1.10x | 0.67x | 0.81x | 75% link | 73% link | 50% link | 67% link |\n",
+		"| 1500 | yes | write | 16 | 6.17x | n/a | 0.32x | n/a | 95% disk | 100% disk | 15% disk | n/a |\n",
+		"Pinned (target on CPU 1, generator on CPU 0):",
+		"| 1500 | no | write | 16 | ironblade | 150000 | 153.6 | 0 | 0 | 0 | 6.00 (0.90) | 6.00 (0.90) | 75% link | 1.50x |\n",
+		"| | | | | link ceiling | 200000 | 204.8 | 0 | 0 | 0 | 2.50 (0.50) | 4.50 (0.90) |  |  |\n",
+		"| | | | | disk ceiling | 26000 | 26.6 |",
+		"Unpinned (target and generator wherever the scheduler puts them on the 2 CPUs):",
+		"each cell pinned, target on CPU 1, generator on CPU 0 (taskset for the target, sched_setaffinity for the generator), " +
+			"then unpinned, shared by target and generator",
+		"responder: ironbench version v1", "`ironbench responder`",
+		"Failures:", "vblade    MTU 1500 -s write QD 16: FAILED: no response",
+	} {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md.String())
+		}
+	}
+	// The JSON reads back to the same rows.
+	var js bytes.Buffer
+	if err := rep.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil {
+		t.Fatal(err)
+	}
+	if again := back.Rows(); len(again) != 4 || !again[0].Pinned || again[1].Pinned || again[2].IronbladeOfDisk != rows[2].IronbladeOfDisk {
+		t.Errorf("rows read back: %+v", again)
+	}
+}
+
+// TestReportBeforePinModes reads a report from before PinModes: all its
+// cells were pinned if it names the CPUs, none if not.
+func TestReportBeforePinModes(t *testing.T) {
+	old := `{"pinning": "target on CPU 1, generator on CPU 0", "cpus": 2, "cells": [
+		{"target": "ironblade", "mtu": 1500, "sync": false, "op": "read", "queue_depth": 16, "iops": 3000, "mb_per_s": 3},
+		{"target": "vblade", "mtu": 1500, "sync": false, "op": "read", "queue_depth": 16, "iops": 2000, "mb_per_s": 2}]}`
+	var rep Report
+	if err := json.Unmarshal([]byte(old), &rep); err != nil {
+		t.Fatal(err)
+	}
+	rows := rep.Rows()
+	if len(rows) != 1 || !rows[0].Pinned || rows[0].Ratio != 1.5 || rep.Cells[0].Pinned {
+		t.Fatalf("rows %+v: want one, pinned, ratio 1.5, the cells themselves untouched", rows)
+	}
+	var md bytes.Buffer
+	if err := rep.WriteMarkdown(&md); err != nil {
+		t.Fatal(err)
+	}
+	if s := md.String(); !strings.Contains(s, "2 CPUs, target on CPU 1, generator on CPU 0;") || strings.Contains(s, "Unpinned") ||
+		!strings.Contains(s, "| 1500 | no | read | 16 | 1.50x |") {
+		t.Errorf("markdown of an old pinned report:\n%s", s)
+	}
+	rep.Pinning = ""
+	if rows := rep.Rows(); rows[0].Pinned {
+		t.Errorf("an old unpinned report's row is pinned: %+v", rows[0])
+	}
+}
+
+// TestCellSummary formats progress lines: pinning, round, CPU per
+// request.
+func TestCellSummary(t *testing.T) {
+	c := Cell{Target: "ironblade", MTU: 9000, Sync: true, Op: "write", QueueDepth: 16, Pinned: true, Round: 1,
+		IOPS: 100000, MBps: 870.4, TargetCPU: 0.5, GeneratorCPU: 0.8}
+	want := "ironblade MTU 9000 -s write QD 16 pinned round 2:    870.4 MB/s   100000 IOPS  p50      0 µs  p99       0 µs  " +
+		"0 retransmits  CPU/req target 5.00 µs, generator 8.00 µs"
+	if got := c.summary(); got != want {
+		t.Errorf("summary\n%q, want\n%q", got, want)
+	}
+}
+
+// TestCompare runs a tiny comparison of the real ironblade and vblade and
+// the responder's ceiling, pinned and unpinned where the machine can pin.
 func TestCompare(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("bench: Compare needs root (network namespaces, raw sockets)")
@@ -75,26 +207,36 @@ func TestCompare(t *testing.T) {
 		vblade = DefaultVblade
 	}
 	bin := testenv.BuildBinary(t, "./cmd/ironblade")
+	responder := testenv.BuildBinary(t, "./cmd/ironbench")
+	modes, _ := DefaultPinModes()
 	var progress bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	rep, err := Compare(ctx, CompareConfig{Ironblade: bin, Vblade: vblade, Dir: t.TempDir(), Size: 16 << 20,
-		Duration: 300 * time.Millisecond, Warmup: 50 * time.Millisecond, QueueDepths: []int{8}, MTUs: []int{9000},
-		Ops: []Op{Write}, SyncModes: []bool{true}, Progress: &progress})
+	rep, err := Compare(ctx, CompareConfig{Ironblade: bin, Vblade: vblade, Responder: responder, Dir: t.TempDir(), Size: 16 << 20,
+		Duration: 200 * time.Millisecond, Warmup: 50 * time.Millisecond, QueueDepths: []int{8}, MTUs: []int{9000},
+		Ops: []Op{Write}, SyncModes: []bool{false, true}, Progress: &progress})
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Each mode: three targets without -s, two with (the responder has no
+	// disk).
 	rows := rep.Rows()
-	if len(rep.Cells) != 2 || len(rows) != 1 {
-		t.Fatalf("%d cells, %d rows; want 2 and 1\n%s", len(rep.Cells), len(rows), progress.String())
+	if len(rep.Cells) != 5*len(modes) || len(rows) != 2*len(modes) || !slices.Equal(rep.PinModes, modes) {
+		t.Fatalf("%d cells, %d rows, modes %v; want %d, %d, %v\n%s", len(rep.Cells), len(rows), rep.PinModes,
+			5*len(modes), 2*len(modes), modes, progress.String())
 	}
 	for _, c := range rep.Cells {
-		if c.Error != "" || c.IOPS <= 0 || c.SectorsPerFrame != 17 {
+		if c.Error != "" || c.IOPS <= 0 || c.SectorsPerFrame != 17 || c.TargetCPU <= 0 || c.GeneratorCPU <= 0 {
 			t.Errorf("%s: %+v", c.Target, c)
 		}
 	}
-	if rows[0].Ratio <= 0 {
-		t.Errorf("no ratio: %+v", rows[0])
+	for _, row := range rows {
+		if row.Ratio <= 0 || row.Ceiling == nil || row.IronbladeOfLink <= 0 || row.VbladeOfLink <= 0 {
+			t.Errorf("row without a ratio or a link ceiling: %+v", row)
+		}
+		if row.Sync && (row.DiskCeiling <= 0 || row.IronbladeOfDisk <= 0) {
+			t.Errorf("-s row without the disk's ceiling: %+v", row)
+		}
 	}
 	var md bytes.Buffer
 	_ = rep.WriteMarkdown(&md)

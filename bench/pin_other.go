@@ -4,7 +4,14 @@ package bench
 
 import "errors"
 
-// pinGenerator fails: pinning is implemented on Linux only.
-func pinGenerator() (target int, gen string, restore func(), err error) {
-	return 0, "", nil, errors.New("CPU pinning needs Linux")
+// pinning is implemented on Linux only.
+type pinning struct {
+	target  int
+	genList string
 }
+
+// newPinning fails: pinning is implemented on Linux only.
+func newPinning() (*pinning, error) { return nil, errors.New("CPU pinning needs Linux") }
+
+func (p *pinning) pin() error   { return errors.New("CPU pinning needs Linux") }
+func (p *pinning) unpin() error { return nil }

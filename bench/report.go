@@ -16,35 +16,117 @@ type CellKey struct {
 	Sync       bool   `json:"sync"`
 	Op         string `json:"op"`
 	QueueDepth int    `json:"queue_depth"`
+	Pinned     bool   `json:"pinned,omitempty"`
 }
 
 // key returns the cell's CellKey.
 func (c *Cell) key() CellKey {
-	return CellKey{MTU: c.MTU, Sync: c.Sync, Op: c.Op, QueueDepth: c.QueueDepth}
+	return CellKey{MTU: c.MTU, Sync: c.Sync, Op: c.Op, QueueDepth: c.QueueDepth, Pinned: c.Pinned}
 }
 
-// Row pairs ironblade's and vblade's cells for one MTU, mode, operation
-// and queue depth.
+// Row pairs ironblade's and vblade's cells for one MTU, mode, operation,
+// queue depth and pinning, with the ceilings to read them against.
 type Row struct {
 	CellKey
 	Ironblade *Cell `json:"ironblade,omitempty"`
 	Vblade    *Cell `json:"vblade,omitempty"`
+	// Ceiling is the responder's cell of the same MTU, operation, queue
+	// depth and pinning (measured without -s, which it has not): what the
+	// link and the generator allow.
+	Ceiling *Cell `json:"ceiling,omitempty"`
 	// Ratio is ironblade's throughput over vblade's; 0 when either
 	// failed or vblade moved nothing.
 	Ratio float64 `json:"ratio"`
+	// CPURatio is ironblade's CPU time per request over vblade's, of the
+	// target processes: below 1, ironblade is the cheaper. 0 when either
+	// lacks the figure.
+	CPURatio float64 `json:"target_cpu_per_op_ratio,omitempty"`
+	// IronbladeOfLink and VbladeOfLink are each target's IOPS over the
+	// Ceiling's.
+	IronbladeOfLink float64 `json:"ironblade_of_link_ceiling,omitempty"`
+	VbladeOfLink    float64 `json:"vblade_of_link_ceiling,omitempty"`
+	// DiskCeiling is, in a -s write row, the writes per second the disk
+	// allows with as many writes per fdatasync as the queue depth (group
+	// commit at its best, SyncCeiling); IronbladeOfDisk and VbladeOfDisk
+	// are each target's IOPS over it.
+	DiskCeiling     float64 `json:"disk_ceiling_writes_per_s,omitempty"`
+	IronbladeOfDisk float64 `json:"ironblade_of_disk_ceiling,omitempty"`
+	VbladeOfDisk    float64 `json:"vblade_of_disk_ceiling,omitempty"`
 }
 
-// Rows pairs the report's cells, in the order they were measured.
+// Rows pairs the report's cells, in the order they were measured, and
+// reads them against the ceilings.
 func (r *Report) Rows() []Row {
+	cells := r.cells()
+	ceilings := make(map[CellKey]*Cell)
+	for _, p := range pairCells(cells, TargetCeiling, "") {
+		ceilings[p.CellKey] = p.a
+	}
 	var rows []Row
-	for _, p := range pairCells(r.Cells, "ironblade", "vblade") {
+	for _, p := range pairCells(cells, "ironblade", "vblade") {
 		row := Row{CellKey: p.CellKey, Ironblade: p.a, Vblade: p.b}
-		if ib, vb := p.a, p.b; ib != nil && vb != nil && ib.Error == "" && vb.Error == "" && vb.MBps > 0 {
+		ib, vb := okCell(p.a), okCell(p.b)
+		if ib != nil && vb != nil && vb.MBps > 0 {
 			row.Ratio = ib.MBps / vb.MBps
+			row.CPURatio = ratio(ib.CPUPerOp().Seconds(), vb.CPUPerOp().Seconds())
+		}
+		link := p.CellKey
+		link.Sync = false
+		row.Ceiling = ceilings[link]
+		if c := okCell(row.Ceiling); c != nil {
+			row.IronbladeOfLink, row.VbladeOfLink = ratio(iops(ib), c.IOPS), ratio(iops(vb), c.IOPS)
+		}
+		if row.Sync && row.Op == Write.String() {
+			row.DiskCeiling = r.diskCeiling(row.MTU, row.QueueDepth)
+			row.IronbladeOfDisk, row.VbladeOfDisk = ratio(iops(ib), row.DiskCeiling), ratio(iops(vb), row.DiskCeiling)
 		}
 		rows = append(rows, row)
 	}
 	return rows
+}
+
+// iops is c's IOPS, or 0 if c is nil.
+func iops(c *Cell) float64 {
+	if c == nil {
+		return 0
+	}
+	return c.IOPS
+}
+
+// diskCeiling returns the disk's rate of writes made durable qd at a time
+// at MTU mtu's frame size, or 0 if not measured.
+func (r *Report) diskCeiling(mtu, qd int) float64 {
+	for _, c := range r.Ceilings {
+		if c.MTU == mtu {
+			return c.Best(qd)
+		}
+	}
+	return 0
+}
+
+// cells returns the report's cells, marked pinned if the report predates
+// PinModes and says it pinned them all.
+func (r *Report) cells() []Cell {
+	if r.PinModes != nil || r.Pinning == "" {
+		return r.Cells
+	}
+	cells := slices.Clone(r.Cells)
+	for i := range cells {
+		cells[i].Pinned = true
+	}
+	return cells
+}
+
+// pinModes returns the pinning modes of the report's cells, in the order
+// measured.
+func (r *Report) pinModes() []bool {
+	var modes []bool
+	for _, c := range r.cells() {
+		if !slices.Contains(modes, c.Pinned) {
+			modes = append(modes, c.Pinned)
+		}
+	}
+	return modes
 }
 
 // cellPair is the cells of two targets, a and b, under one key; either
@@ -55,7 +137,8 @@ type cellPair struct {
 }
 
 // pairCells pairs the cells of targets a and b, in the order they were
-// measured; cells of other targets are left out. Of a target's rounds of
+// measured; cells of other targets are left out, and b may be "" to take
+// a's cells alone. Of a target's rounds of
 // a cell, the median by IOPS stands for it (the upper one of an even
 // number), among those that did not fail if any.
 func pairCells(cells []Cell, a, b string) []cellPair {
@@ -142,47 +225,191 @@ func writeFailures(b *strings.Builder, failures []string) {
 	}
 }
 
-// WriteMarkdown writes the conditions and a table of the rows, with the
-// ratio ironblade/vblade (or, for a KindAuth report, sealed/plain),
-// followed by any failures.
+// WriteMarkdown writes the conditions, a table of the ratios ironblade
+// over vblade and of each target's share of the ceilings, pinned and
+// unpinned side by side, then for each pinning mode a table of every
+// figure, followed by any failures (or, for a KindAuth report, its own
+// tables of sealed against plain).
 func (r *Report) WriteMarkdown(w io.Writer) error {
 	if r.Kind == KindAuth {
 		return r.writeAuthMarkdown(w)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "ironblade vs vblade, same load generator, one veth pair between two network namespaces.\n\n")
+	rows := r.Rows()
+	b.WriteString("ironblade vs vblade, same load generator, one veth pair between two network namespaces")
+	if slices.ContainsFunc(rows, func(row Row) bool { return row.Ceiling != nil }) {
+		b.WriteString("; the link ceiling is the same generator against `ironbench responder`, started and pinned as a " +
+			"target is, which answers every request at once from memory, without storage")
+	}
+	b.WriteString(".\n\n")
 	r.writeConditions(&b, "target and generator")
 	b.WriteString("- MB/s is 10^6 bytes/s; latency is from a request's first transmission to its answer, " +
-		"retransmissions included; retx counts requests sent again; CPU is the target process's CPU use in the " +
-		"measured window (1.00 is one CPU busy throughout) and its CPU time per request.\n\n")
-	b.WriteString("| MTU | -s | op | QD | ironblade MB/s | IOPS | p50 µs | p99 µs | retx | CPU | vblade MB/s | IOPS | p50 µs | p99 µs | retx | CPU | ratio |\n")
-	b.WriteString("|---:|:--:|:--|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	for _, row := range r.Rows() {
-		sync := "no"
-		if row.Sync {
-			sync = "yes"
-		}
-		fmt.Fprintf(&b, "| %d | %s | %s | %d |", row.MTU, sync, row.Op, row.QueueDepth)
-		for _, c := range []*Cell{row.Ironblade, row.Vblade} {
-			switch {
-			case c == nil:
-				b.WriteString(" | | | | | |")
-			case c.Error != "":
-				b.WriteString(" failed | | | | | |")
-			default:
-				fmt.Fprintf(&b, " %.1f | %.0f | %.0f | %.0f | %d | %s |", c.MBps, c.IOPS, c.P50us, c.P99us, c.Retransmits, cpuCell(c))
-			}
-		}
-		if row.Ratio > 0 {
-			fmt.Fprintf(&b, " %.2fx |\n", row.Ratio)
-		} else {
-			b.WriteString(" n/a |\n")
-		}
+		"retransmissions included; retx counts requests sent again. CPU columns: CPU time per request in µs, and in " +
+		"parentheses the CPUs kept busy in the measured window (1.00 is one CPU throughout), of the target process " +
+		"and of the load generator (ironbench).\n")
+	modes := r.pinModes()
+	writeRatios(&b, rows, modes)
+	for _, pinned := range modes {
+		r.writeModeTable(&b, rows, pinned)
 	}
 	writeCeilings(&b, r)
-	writeFailures(&b, r.failures("ironblade", "vblade"))
+	writeFailures(&b, r.failures("ironblade", "vblade", TargetCeiling))
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// modeName names a pinning mode.
+func modeName(pinned bool) string {
+	if pinned {
+		return "pinned"
+	}
+	return "unpinned"
+}
+
+// ratioLine is a line of the ratio table: the rows of one key, by
+// pinning mode.
+type ratioLine struct {
+	key  CellKey // Pinned false
+	rows map[bool]*Row
+}
+
+// ratioLines groups rows by their key without the pinning mode, in the
+// order measured.
+func ratioLines(rows []Row) []*ratioLine {
+	var lines []*ratioLine
+	index := make(map[CellKey]*ratioLine)
+	for i := range rows {
+		k := rows[i].CellKey
+		k.Pinned = false
+		l := index[k]
+		if l == nil {
+			l = &ratioLine{key: k, rows: make(map[bool]*Row)}
+			index[k] = l
+			lines = append(lines, l)
+		}
+		l.rows[rows[i].Pinned] = &rows[i]
+	}
+	return lines
+}
+
+// ratioFigure is a figure of the ratio table: its heading and how a row
+// shows it.
+type ratioFigure struct {
+	head string
+	cell func(*Row) string
+}
+
+// ratioFigures returns the figures of the ratio table: the ratios, and
+// the shares of the ceilings if rows have any.
+func ratioFigures(rows []Row) []ratioFigure {
+	figures := []ratioFigure{
+		{"IOPS ib/vb", func(r *Row) string { return times(r.Ratio) }},
+		{"CPU/req ib/vb", func(r *Row) string { return times(r.CPURatio) }},
+	}
+	if slices.ContainsFunc(rows, func(r Row) bool { return r.Ceiling != nil || r.DiskCeiling > 0 }) {
+		figures = append(figures,
+			ratioFigure{"ironblade of ceiling", func(r *Row) string { return share(r.IronbladeOfLink, r.IronbladeOfDisk, r.DiskCeiling) }},
+			ratioFigure{"vblade of ceiling", func(r *Row) string { return share(r.VbladeOfLink, r.VbladeOfDisk, r.DiskCeiling) }})
+	}
+	return figures
+}
+
+// writeRatios writes the table of ratios: for each MTU, mode, operation
+// and queue depth, each figure's value in every pinning mode side by side.
+func writeRatios(b *strings.Builder, rows []Row, modes []bool) {
+	figures := ratioFigures(rows)
+	b.WriteString("\nRatios: ib/vb is ironblade over vblade, IOPS (above 1, ironblade answers more) and the target's CPU " +
+		"time per request (below 1, ironblade is cheaper). Each target's IOPS is also given as a share of its ceiling: " +
+		"link, the responder's IOPS in the same cell; disk, for -s writes, the disk's rate with as many writes per " +
+		"fdatasync as the queue depth (group commit at its best, in the disk table below).\n\n")
+	b.WriteString("| MTU | -s | op | QD |")
+	rule := "|---:|:--:|:--|---:|"
+	for _, f := range figures {
+		for _, m := range modes {
+			fmt.Fprintf(b, " %s, %s |", f.head, modeName(m))
+			rule += "---:|"
+		}
+	}
+	b.WriteString("\n" + rule + "\n")
+	for _, l := range ratioLines(rows) {
+		fmt.Fprintf(b, "| %d | %s | %s | %d |", l.key.MTU, yesNo(l.key.Sync), l.key.Op, l.key.QueueDepth)
+		for _, f := range figures {
+			for _, m := range modes {
+				cell := "n/a"
+				if row := l.rows[m]; row != nil {
+					cell = f.cell(row)
+				}
+				fmt.Fprintf(b, " %s |", cell)
+			}
+		}
+		b.WriteString("\n")
+	}
+}
+
+// share formats a target's share of its ceiling: of the disk's, if the
+// row has one, else of the link's.
+func share(link, disk, diskCeiling float64) string {
+	switch {
+	case diskCeiling > 0 && disk > 0:
+		return fmt.Sprintf("%.0f%% disk", 100*disk)
+	case diskCeiling <= 0 && link > 0:
+		return fmt.Sprintf("%.0f%% link", 100*link)
+	}
+	return "n/a"
+}
+
+// writeModeTable writes every figure of the rows of one pinning mode: a
+// line for each target and for the ceiling.
+func (r *Report) writeModeTable(b *strings.Builder, rows []Row, pinned bool) {
+	where := fmt.Sprintf("target and generator wherever the scheduler puts them on the %d CPUs", r.CPUs)
+	if pinned {
+		where = cmp.Or(r.Pinning, "target and generator on CPUs of their own")
+	}
+	fmt.Fprintf(b, "\n%s (%s):\n\n", strings.ToUpper(modeName(pinned)[:1])+modeName(pinned)[1:], where)
+	b.WriteString("| MTU | -s | op | QD | target | IOPS | MB/s | p50 µs | p99 µs | retx | target CPU | generator CPU | of ceiling | ib/vb |\n")
+	b.WriteString("|---:|:--:|:--|---:|:--|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, row := range rows {
+		if row.Pinned != pinned {
+			continue
+		}
+		key := fmt.Sprintf("| %d | %s | %s | %d |", row.MTU, yesNo(row.Sync), row.Op, row.QueueDepth)
+		writeTargetLine(b, key, "ironblade", row.Ironblade, share(row.IronbladeOfLink, row.IronbladeOfDisk, row.DiskCeiling), times(row.Ratio))
+		writeTargetLine(b, "| | | | |", "vblade", row.Vblade, share(row.VbladeOfLink, row.VbladeOfDisk, row.DiskCeiling), "")
+		switch {
+		case row.DiskCeiling > 0:
+			fmt.Fprintf(b, "| | | | | disk ceiling | %.0f | %.1f | | | | | | | |\n", row.DiskCeiling,
+				row.DiskCeiling*float64(r.ceilingWriteBytes(row.MTU))/1e6)
+		case row.Ceiling != nil && !row.Sync:
+			writeTargetLine(b, "| | | | |", "link ceiling", row.Ceiling, "", "")
+		}
+	}
+}
+
+// ceilingWriteBytes returns the write size of the disk's ceiling at MTU
+// mtu, or 0.
+func (r *Report) ceilingWriteBytes(mtu int) int {
+	for _, c := range r.Ceilings {
+		if c.MTU == mtu {
+			return c.WriteBytes
+		}
+	}
+	return 0
+}
+
+// writeTargetLine writes the figures of one target's cell after key.
+func writeTargetLine(b *strings.Builder, key, name string, c *Cell, ofCeiling, vsVblade string) {
+	switch {
+	case c == nil:
+		fmt.Fprintf(b, "%s %s | n/a | | | | | | | | | |\n", key, name)
+	case c.Error != "":
+		fmt.Fprintf(b, "%s %s | failed | | | | | | | | | |\n", key, name)
+	default:
+		fmt.Fprintf(b, "%s %s | %.0f | %.1f | %.0f | %.0f | %d | %s | %s | %s | %s |\n", key, name, c.IOPS, c.MBps,
+			c.P50us, c.P99us, c.Retransmits,
+			cpuPerOp(c, (*Cell).CPUPerOp, func(c *Cell) float64 { return c.TargetCPU }),
+			cpuPerOp(c, (*Cell).GeneratorCPUPerOp, func(c *Cell) float64 { return c.GeneratorCPU }),
+			ofCeiling, vsVblade)
+	}
 }
 
 // failures returns the progress lines of the cells of targets that
@@ -217,21 +444,20 @@ func (r *Report) writeConditions(b *strings.Builder, shared string) {
 	cpus := fmt.Sprintf("%d CPUs shared by %s", r.CPUs, shared)
 	if r.Pinning != "" {
 		cpus = fmt.Sprintf("%d CPUs, %s", r.CPUs, r.Pinning)
+		if slices.Contains(r.pinModes(), false) {
+			cpus = fmt.Sprintf("%d CPUs: each cell pinned, %s (taskset for the target, sched_setaffinity for the "+
+				"generator), then unpinned, shared by %s", r.CPUs, r.Pinning, shared)
+		}
 	}
 	programs := r.Ironblade
 	if r.Vblade != "" {
 		programs += "; " + r.Vblade
 	}
+	if r.Responder != "" {
+		programs += "; responder: " + r.Responder
+	}
 	fmt.Fprintf(b, "- Kernel %s, %s; load average %s at the start, %s at the end. %s.\n",
 		r.Kernel, cpus, r.LoadBefore, r.LoadAfter, programs)
-}
-
-// cpuCell formats a cell's CPU use: CPUs kept busy and time per request.
-func cpuCell(c *Cell) string {
-	if c.TargetCPU <= 0 {
-		return ""
-	}
-	return fmt.Sprintf("%.2f, %.1f µs", c.TargetCPU, float64(c.CPUPerOp().Nanoseconds())/1e3)
 }
 
 // writeCeilings writes the disk's ceilings for sync-before-ack writes and

@@ -59,6 +59,7 @@ func attach(ctx context.Context, o attachOptions, env *environment) error {
 		return err
 	}
 	fmt.Fprintln(env.Stdout, kdev.Path())
+	defer sdReady(ctx, log, "attached "+dev.Name()+" as "+kdev.Path())()
 
 	status := func() processStatus {
 		return processStatus{

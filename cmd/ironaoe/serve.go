@@ -172,6 +172,7 @@ func serve(ctx context.Context, o serveOptions, env *environment) error {
 	}
 	log.Info("serving NBD", "listeners", strings.Join(addrs, " "), "interfaces", strings.Join(eng.interfaces, ","),
 		"devices", devicesWanted(o.Devices))
+	defer sdReady(ctx, log, "serving NBD on "+strings.Join(addrs, " ")+", devices "+devicesWanted(o.Devices))()
 	<-serveCtx.Done()
 	log.Info("stopping: finishing NBD requests in flight")
 	wg.Wait()
@@ -187,8 +188,12 @@ func serve(ctx context.Context, o serveOptions, env *environment) error {
 // listenNBD opens serve's NBD listeners, --unix and --tcp, and returns
 // them with their addresses for the log and stat ("unix:PATH",
 // "tcp:HOST:PORT"). The caller hands each to nbd.Server.Serve, which
-// closes it.
+// closes it. Under systemd socket activation it returns the sockets
+// systemd passed instead.
 func listenNBD(o serveOptions, log *slog.Logger) ([]net.Listener, []string, error) {
+	if ls, addrs, err := activatedListeners(log); err != nil || len(ls) > 0 {
+		return ls, addrs, err // systemd socket activation
+	}
 	var listeners []net.Listener
 	var addrs []string
 	if o.Unix != "" {

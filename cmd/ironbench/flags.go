@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 
@@ -49,6 +50,26 @@ func parseModes(s string) ([]bool, error) {
 		}
 	}
 	return out, nil
+}
+
+// parsePin reads --pin: on, off, both (pinned, then unpinned) or auto
+// (both where the machine can pin, else off, saying why on progress).
+func parsePin(s string, progress io.Writer) ([]bool, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "on", "yes", "true":
+		return []bool{true}, nil
+	case "off", "no", "false":
+		return []bool{false}, nil
+	case "both":
+		return []bool{true, false}, nil
+	case "auto":
+		modes, why := bench.DefaultPinModes()
+		if why != nil {
+			fmt.Fprintf(progress, "not pinning: %v\n", why)
+		}
+		return modes, nil
+	}
+	return nil, fmt.Errorf("%q: want on, off, both or auto", s)
 }
 
 // sizeUnits are the suffixes parseSize knows: SI and binary.

@@ -1,12 +1,15 @@
 // Command ironbench measures and checks AoE targets from the initiator's
 // side.
 //
-//	ironbench compare [--duration 3s] [--qd 1,16,64] [--mtu 1500,9000] [--json]
+//	ironbench compare [--duration 3s] [--qd 1,16,64] [--mtu 1500,9000] [--pin auto] [--json]
 //
 // runs ironblade and vblade one after the other on a veth pair between two
-// network namespaces it creates, under the same load generator, and prints
-// each one's throughput, IOPS and latency and their ratio as a markdown
-// table (or JSON). It needs root.
+// network namespaces it creates, under the same load generator, then the
+// same generator against a responder that answers without storage (the
+// link's ceiling), each cell pinned (target and generator on CPUs of their
+// own) and unpinned, and prints each one's throughput, IOPS, latency and
+// CPU per request, their ratios and their shares of the ceiling as
+// markdown tables (or JSON). It needs root.
 //
 //	ironbench verify --interface eth0 [--size 8MiB] [--qd 16]
 //
@@ -83,7 +86,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		// Errors go back to main, which prints them once.
 		ExitErrHandler: func(*cli.Context, error) {},
 		OnUsageError:   cliflag.OnUsageError,
-		Commands:       withUsageErrors(compareCommand(), authCommand(), nbdCommand(), reportCommand(), verifyCommand(), timelineCommand(), plotCommand()),
+		Commands: withUsageErrors(compareCommand(), authCommand(), nbdCommand(), reportCommand(), verifyCommand(),
+			timelineCommand(), plotCommand(), responderCommand()),
 	}
 }
 
@@ -119,22 +123,28 @@ func compareCommand() *cli.Command {
 		Name:  "compare",
 		Usage: "measure ironblade against vblade over a veth pair (needs root)",
 		Description: "Creates two network namespaces joined by a veth pair, then for each MTU, mode (with and\n" +
-			"without -s), operation and queue depth runs ironblade and then vblade on a fresh sparse file\n" +
-			"and drives each with the same generator for --duration. Each cell also gets the CPU the\n" +
-			"target used (scheduler run time of its threads) per request. With -s cells, it first\n" +
-			"measures the disk's own ceiling for durable writes (O_SYNC one at a time, as vblade -s,\n" +
-			"against N writes per fdatasync), which bounds the -s ratio any target can reach there.\n" +
-			"Prints a markdown table (or JSON) to stdout and a line per cell to stderr. Backing files\n" +
+			"without -s), operation, queue depth and pinning runs ironblade and then vblade on a fresh\n" +
+			"sparse file and drives each with the same generator for --duration; without -s, then the\n" +
+			"responder (this program, answering at once without storage: the ceiling of the link and the\n" +
+			"generator; --ceiling=false leaves it out). Pinned cells run the target on the last CPU and\n" +
+			"the generator on the others (taskset, sched_setaffinity); --pin auto, the default, measures\n" +
+			"every cell pinned and then unpinned where there are two CPUs and taskset, else unpinned.\n" +
+			"Each cell also gets the CPU the target and the generator used per request. With -s cells, it\n" +
+			"first measures the disk's own ceiling for durable writes (O_SYNC one at a time, as vblade\n" +
+			"-s, against N writes per fdatasync), which bounds the -s rate any target can reach there.\n" +
+			"Prints markdown tables (or JSON) to stdout and a line per cell to stderr. Backing files\n" +
 			"go to --dir: keep it on a disk filesystem, since fdatasync on tmpfs is a no-op and -s\n" +
 			"would measure nothing.",
-		Flags:  append(cellFlags("no,yes"), vbladeFlag()),
+		Flags: append(cellFlags("no,yes", "auto"), vbladeFlag(),
+			&cli.BoolFlag{Name: "ceiling", Value: true, Usage: "measure the link's ceiling with the storage-less responder"}),
 		Action: runCompare,
 	}
 }
 
 // cellFlags are the flags of compare and auth: the cells, their length,
-// the backing files and the output. sync is the --sync default.
-func cellFlags(sync string) []cli.Flag {
+// the backing files and the output. sync and pin are the --sync and --pin
+// defaults.
+func cellFlags(sync, pin string) []cli.Flag {
 	return []cli.Flag{
 		&cli.DurationFlag{Name: "duration", Value: 3 * time.Second, Usage: "measure each cell for `DUR`"},
 		&cli.DurationFlag{Name: "warmup", Value: 300 * time.Millisecond, Usage: "run each cell `DUR` before measuring"},
@@ -148,7 +158,9 @@ func cellFlags(sync string) []cli.Flag {
 		&cli.DurationFlag{Name: "min-rto", Value: bench.DefaultMinTimeout,
 			Usage: "retransmit a request unanswered after at least `DUR` (more if round trips are slower)"},
 		&cli.IntFlag{Name: "repeat", Value: 1, Usage: "measure each cell `N` times, the targets taking turns, and report the medians"},
-		&cli.BoolFlag{Name: "pin", Usage: "run the target on the last CPU and the generator on the others (needs 2 CPUs and taskset)"},
+		&cli.StringFlag{Name: "pin", Value: pin, Usage: "`MODE`: on runs the target on the last CPU and the generator on the " +
+			"others (needs 2 CPUs and taskset), off leaves them to the scheduler, both measures each cell both ways, " +
+			"auto is both where the machine can pin, else off"},
 		jsonFlag(),
 	}
 }
@@ -165,7 +177,6 @@ func cellConfig(c *cli.Context, cmd string) (bench.CompareConfig, error) {
 		Warmup:     c.Duration("warmup"),
 		MinTimeout: c.Duration("min-rto"),
 		Repeat:     c.Int("repeat"),
-		Pin:        c.Bool("pin"),
 		Progress:   c.App.ErrWriter,
 	}
 	if cfg.Repeat < 1 || cfg.Repeat > 100 {
@@ -183,6 +194,9 @@ func cellConfig(c *cli.Context, cmd string) (bench.CompareConfig, error) {
 	}
 	if cfg.SyncModes, err = parseModes(c.String("sync")); err != nil {
 		return cfg, fmt.Errorf("%s: --sync: %w", cmd, err)
+	}
+	if cfg.PinModes, err = parsePin(c.String("pin"), c.App.ErrWriter); err != nil {
+		return cfg, fmt.Errorf("%s: --pin: %w", cmd, err)
 	}
 	if cfg.Size, err = parseSize(c.String("size")); err != nil || cfg.Size < 1<<20 {
 		return cfg, fmt.Errorf("%s: --size %q: want at least 1MiB", cmd, c.String("size"))
@@ -206,6 +220,12 @@ func runCompare(c *cli.Context) error {
 		return err
 	}
 	cfg.Vblade = c.String("vblade")
+	if c.Bool("ceiling") {
+		// The responder is this program's hidden subcommand.
+		if cfg.Responder, err = os.Executable(); err != nil {
+			return fmt.Errorf("compare: the responder: %w", err)
+		}
+	}
 	rep, err := bench.Compare(c.Context, cfg)
 	if rep != nil && len(rep.Cells) > 0 {
 		err = errors.Join(err, writeReport(c, rep))
@@ -229,7 +249,7 @@ func authCommand() *cli.Command {
 			"the CPU time per request of target and generator for both, the ratios sealed/plain, and\n" +
 			"whether sealed keeps 90% of the plain IOPS at MTU 1500 and QD 16, as a markdown table (or\n" +
 			"JSON) to stdout, and a line per cell to stderr.",
-		Flags: append(cellFlags("no"), &cli.BoolFlag{Name: "encrypt",
+		Flags: append(cellFlags("no", "off"), &cli.BoolFlag{Name: "encrypt",
 			Usage: "seal with the AES-256-GCM suite (ironblade --auth-encrypt) instead of HMAC-SHA256 alone"}),
 		Action: runAuth,
 	}

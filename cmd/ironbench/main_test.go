@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -58,6 +60,17 @@ func TestParseLists(t *testing.T) {
 	if _, err := parseModes("maybe"); err == nil {
 		t.Error("parseModes(maybe) succeeded")
 	}
+	for in, want := range map[string][]bool{"on": {true}, "off": {false}, " Both": {true, false}} {
+		if got, err := parsePin(in, io.Discard); err != nil || !slices.Equal(got, want) {
+			t.Errorf("parsePin(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	if got, err := parsePin("auto", io.Discard); err != nil || len(got) == 0 || got[len(got)-1] {
+		t.Errorf("parsePin(auto) = %v, %v; want modes ending unpinned", got, err)
+	}
+	if _, err := parsePin("half", io.Discard); err == nil {
+		t.Error("parsePin(half) succeeded")
+	}
 }
 
 func TestHumanBytes(t *testing.T) {
@@ -104,6 +117,11 @@ func TestBadCommandLines(t *testing.T) {
 		{[]string{"compare", "--duration", "0s"}, "--duration"},
 		{[]string{"compare", "extra"}, "unexpected argument"},
 		{[]string{"compare", "--repeat", "0"}, "--repeat"},
+		{[]string{"compare", "--pin", "sometimes"}, "--pin"},
+		{[]string{"auth", "--pin", "half"}, "auth: --pin"},
+		{[]string{"responder"}, "want one argument"},
+		{[]string{"responder", "--slot", "255", "eth0"}, "--slot"},
+		{[]string{"responder", "--sectors", "0", "eth0"}, "--sectors"},
 		{[]string{"auth", "--qd", "0"}, "auth: --qd"},
 		{[]string{"auth", "--mtu", "20"}, "auth: --mtu"},
 		{[]string{"auth", "--ops", "trim"}, "auth: --ops"},
@@ -138,7 +156,7 @@ func TestReportCommand(t *testing.T) {
 	if err := newApp(&out, io.Discard).Run([]string{"ironbench", "report", path}); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "| 1500 | no | read | 16 | 30.0 |") || !strings.Contains(out.String(), "1.50x") {
+	if !strings.Contains(out.String(), "| 1500 | no | read | 16 | ironblade | 0 | 30.0 |") || !strings.Contains(out.String(), "1.50x") {
 		t.Errorf("report output:\n%s", out.String())
 	}
 	// A sealed-against-plain run prints its own table.
@@ -211,5 +229,55 @@ func TestVerifyOverVeth(t *testing.T) {
 	})
 	if err == nil || !strings.Contains(err.Error(), "no AoE target answered") || time.Since(start) > 5*time.Second {
 		t.Errorf("verify with no target: %v after %v; want a prompt \"no AoE target answered\"", err, time.Since(start))
+	}
+}
+
+// TestCompareCommand runs the built `ironbench compare` on one small cell
+// against ironblade, vblade and its own responder, pinned and unpinned
+// where the machine can pin, and reads its JSON.
+func TestCompareCommand(t *testing.T) {
+	testenv.RequireRoot(t)
+	vblade, err := exec.LookPath("vblade")
+	if err != nil {
+		if _, serr := os.Stat(bench.DefaultVblade); serr != nil {
+			t.Skip("needs vblade (Debian package vblade) to compare with")
+		}
+		vblade = bench.DefaultVblade
+	}
+	ironblade, ironbench := testenv.BuildBinary(t, "./cmd/ironblade"), testenv.BuildBinary(t, "./cmd/ironbench")
+	modes, _ := bench.DefaultPinModes()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out, progress bytes.Buffer
+	cmd := exec.CommandContext(ctx, ironbench, "compare", "--ironblade", ironblade, "--vblade", vblade, "--dir", t.TempDir(),
+		"--size", "16MiB", "--duration", "200ms", "--warmup", "50ms", "--qd", "4", "--mtu", "1500", "--ops", "read",
+		"--sync", "no", "--json")
+	cmd.Stdout, cmd.Stderr = &out, &progress
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("ironbench compare: %v\n%s", err, progress.String())
+	}
+	var rep struct {
+		bench.Report
+		Rows []bench.Row `json:"rows"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("output is not JSON: %v\n%s", err, out.String())
+	}
+	if len(rep.Cells) != 3*len(modes) || len(rep.Rows) != len(modes) || !slices.Equal(rep.PinModes, modes) {
+		t.Fatalf("%d cells, %d rows, modes %v; want %d, %d, %v\n%s", len(rep.Cells), len(rep.Rows), rep.PinModes,
+			3*len(modes), len(modes), modes, progress.String())
+	}
+	for _, c := range rep.Cells {
+		if c.Error != "" || c.IOPS <= 0 || c.SectorsPerFrame != 2 {
+			t.Errorf("%s: %+v", c.Target, c)
+		}
+	}
+	for _, row := range rep.Rows {
+		if row.Ratio <= 0 || row.Ceiling == nil || row.Ceiling.Target != bench.TargetCeiling || row.IronbladeOfLink <= 0 {
+			t.Errorf("row %+v: want a ratio and a share of the link's ceiling", row)
+		}
+	}
+	if !strings.Contains(progress.String(), "ceiling   MTU 1500") {
+		t.Errorf("no progress line of the ceiling:\n%s", progress.String())
 	}
 }

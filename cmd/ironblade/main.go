@@ -12,7 +12,9 @@
 //
 // SIGTERM and SIGINT stop it gracefully: requests in flight finish and the
 // file is synced before it exits 0. SIGUSR1 makes it announce itself again.
-// See docs/ironblade.md.
+// Under systemd (Type=notify) it reports readiness once it has announced
+// itself, its status, reloads and stop, and pings the watchdog while it
+// serves. See docs/ironblade.md and docs/systemd.md.
 package main
 
 import (
@@ -73,7 +75,8 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	signal.Notify(reload, syscall.SIGHUP)
 	defer signal.Stop(reload)
 
-	env := serveEnv{Logger: logger, Listen: rawlink.ListenLink, InterfaceMTU: interfaceMTU, Announce: announce, Reload: reload}
+	env := serveEnv{Logger: logger, Listen: rawlink.ListenLink, InterfaceMTU: interfaceMTU, Announce: announce, Reload: reload,
+		Notify: systemdNotify(logger), Watchdog: systemdWatchdog(logger)}
 	if err := serve(ctx, opts, env); err != nil {
 		// One plain line, not a log record: what failed, and what to do.
 		fmt.Fprintf(stderr, "ironblade: %v%s\n", err, hint(err))

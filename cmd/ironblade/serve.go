@@ -44,6 +44,14 @@ type serveEnv struct {
 	Announce <-chan os.Signal
 	// Reload delivers SIGHUP: each value re-reads the --auth-key files.
 	Reload <-chan os.Signal
+	// Notify, if set, sends a state ("READY=1", "STATUS=...") to the
+	// service manager (see supervisor).
+	Notify func(state string)
+	// Watchdog, if not zero, is the service manager's watchdog timeout:
+	// Notify gets WATCHDOG=1 every half of it while the target is healthy.
+	Watchdog time.Duration
+	// PacketBacklog, if set, replaces packetBacklog for the watchdog.
+	PacketBacklog func() (int, error)
 }
 
 // interfaceMTU looks netif up, so that a missing interface gets a clear error.
@@ -157,10 +165,13 @@ func serve(ctx context.Context, o options, env serveEnv) (err error) {
 
 	// Deferred after the link's Close, so it runs before it: no
 	// announcement is sent on a closed link.
-	stopSignals := handleSignals(ctx, env, srv, sealed, o)
+	sup := newSupervisor(env, o)
+	stopSignals := handleSignals(ctx, env, srv, sealed, o, sup)
 	defer stopSignals()
 
+	stopSupervisor := sup.run(ctx, srv)
 	serveErr := srv.Serve(ctx, link)
+	stopSupervisor()
 	logStopped(logger, srv, sealed)
 	if serveErr != nil && !errors.Is(serveErr, context.Canceled) {
 		return fmt.Errorf("serve e%d.%d on %s: %w", o.Shelf, o.Slot, o.Netif, serveErr)
@@ -181,10 +192,11 @@ func logStart(logger *slog.Logger, o options, size int64, socketBuffer int) {
 }
 
 // handleSignals answers SIGUSR1 by announcing the target and SIGHUP by
-// re-reading the --auth-key files (sealed is nil without them), in a
-// goroutine, until ctx ends or the returned function is called; that
-// function returns once the goroutine is gone.
-func handleSignals(ctx context.Context, env serveEnv, srv *target.Server, sealed *seal.TargetLink, o options) (stop func()) {
+// re-reading the --auth-key files (sealed is nil without them) between
+// sup's RELOADING=1 and READY=1, in a goroutine, until ctx ends or the
+// returned function is called; that function returns once the goroutine
+// is gone.
+func handleSignals(ctx context.Context, env serveEnv, srv *target.Server, sealed *seal.TargetLink, o options, sup *supervisor) (stop func()) {
 	logger := env.Logger
 	sigCtx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -194,11 +206,13 @@ func handleSignals(ctx context.Context, env serveEnv, srv *target.Server, sealed
 			case <-sigCtx.Done():
 				return
 			case <-env.Reload:
-				if sealed != nil {
-					reloadKeys(sealed, o, logger)
-				} else {
-					logger.Info("SIGHUP: nothing to reload (no --auth-key)")
-				}
+				sup.reload(func() {
+					if sealed != nil {
+						reloadKeys(sealed, o, logger)
+					} else {
+						logger.Info("SIGHUP: nothing to reload (no --auth-key)")
+					}
+				})
 			case <-env.Announce:
 				if err := srv.Announce(); err != nil {
 					logger.Warn("announce failed", "err", err)
