@@ -9,12 +9,14 @@
 # are the real NBD clients; nftables loses frames on purpose; ethtool turns
 # VLAN offload off for the raw link's VLAN test; strace proves
 # the order of writes and syncs; fuse3, mount (losetup) and e2fsprogs carry a
-# filesystem over NBD without the kernel nbd module; make runs it all and
-# ca-certificates lets Go fetch modules.
+# filesystem over NBD without the kernel nbd module; resource-agents
+# (ocf-tester, ocf-shellfuncs) and libxml2-utils (ocf-tester's xmllint) test
+# the OCF agents in scripts/ocf; make runs it all and ca-certificates lets Go
+# fetch modules.
 set -euo pipefail
 
 packages=(vblade iproute2 libnbd-bin qemu-utils nftables strace fuse3 mount e2fsprogs ethtool
-	kmod procps util-linux make ca-certificates "$@")
+	kmod procps util-linux resource-agents libxml2-utils make ca-certificates "$@")
 missing=()
 for p in "${packages[@]}"; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
