@@ -226,7 +226,10 @@ func (d *Device) do(ctx context.Context, op opcode, buf []byte, lba uint64, sect
 			return nil
 		}
 	}
-	d.engine.submit(r, d.ini.now())
+	now := d.ini.now()
+	d.engine.beginBatch()
+	d.engine.submit(r, now)
+	d.engine.endBatch(now)
 	d.mu.Unlock()
 	return d.wait(ctx, r)
 }
@@ -268,11 +271,24 @@ func (d *Device) wait(ctx context.Context, r *request) error {
 	return err
 }
 
-// handleATA takes an ATA response for this device. It runs once per frame
-// and allocates nothing unless the answer is an error.
-func (d *Device) handleATA(l *link, fr *aoe.Frame) {
+// beginReceive takes the device's mutex for a batch of received answers:
+// the frames they make room for are queued, and leave together at
+// endReceive.
+func (d *Device) beginReceive() {
 	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.engine.beginBatch()
+}
+
+// endReceive sends what a receive batch queued and lets the mutex go.
+func (d *Device) endReceive() {
+	d.engine.endBatch(d.ini.now())
+	d.mu.Unlock()
+}
+
+// receiveLocked takes an ATA response for this device, in a receive batch.
+// It runs once per frame and allocates nothing unless the answer is an
+// error.
+func (d *Device) receiveLocked(l *link, fr *aoe.Frame) {
 	now := d.ini.now()
 	if t := d.engine.receive(l, fr, now); t != nil {
 		d.backLocked(t, now)
@@ -357,11 +373,13 @@ func (d *Device) setStateLocked(s DeviceState, now time.Duration) {
 func (d *Device) scan(now time.Duration) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.engine.beginBatch()
 	for d.engine.scan(now) { // (once down, the device has no frame left to stop at)
 		d.downLocked(now)
 	}
 	d.failover.scan(now)
 	d.engine.pump(now)
+	d.engine.endBatch(now)
 }
 
 // identify sends IDENTIFY DEVICE until it succeeds or ctx ends, then marks

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -105,6 +106,9 @@ type frame struct {
 	// the frame is cut.
 	pkt    []byte
 	pktLen int
+	// unsent says the packet waits in the engine's send queue (see
+	// engine.batching); releasing the frame withdraws it.
+	unsent bool
 	tx     [maxCopies]transmission
 	// sends counts transmissions; unanswered those not yet answered
 	// (forgotten ones included, so their count never reaches zero).
@@ -178,11 +182,26 @@ type engine struct {
 	head, tail *request
 	spare      []*request
 
+	// batching defers sends: while it is set, send queues each encoded
+	// frame in sendq, and endBatch hands the queue to the links with one
+	// WriteFrames call each, rather than one system call per frame.
+	// pkts is endBatch's scratch.
+	batching bool
+	sendq    []queuedSend
+	pkts     [][]byte
+
 	counters ioCounters
 	// expired remembers the latest write copies whose fence expired
 	// unanswered, to recognise a late answer (see lateAnswer).
 	expired     [128]expiredCopy
 	expiredNext int
+}
+
+// queuedSend is a transmission waiting in the engine's send queue: the
+// gen tells it from a later one of the same frame-table entry.
+type queuedSend struct {
+	f   *frame
+	gen uint16
 }
 
 // ioCounters are a device's figures since it was found.
@@ -363,6 +382,7 @@ func (e *engine) releaseFrame(f *frame) {
 	}
 	f.state = frameFree
 	f.req = nil
+	f.unsent = false
 	f.tx = [maxCopies]transmission{}
 	e.free = append(e.free, f.index)
 	e.ini.frameReleased()
@@ -491,13 +511,103 @@ func (e *engine) setCommand(f *frame, t *target) {
 }
 
 // send sends a transmission of f to t, moving f there if it was
-// elsewhere. A retransmission doubles the frame's timeout.
+// elsewhere. A retransmission doubles the frame's timeout. In a batch the
+// frame goes out at endBatch.
 func (e *engine) send(f *frame, t *target, now time.Duration, retransmit bool) {
+	if f.unsent {
+		// Its packet is about to be encoded again: the queued copy goes
+		// first, as it was.
+		e.flushSends(now)
+	}
 	e.record(f, t, now, retransmit)
 	e.encode(f, t)
+	if e.batching {
+		f.unsent = true
+		e.sendq = append(e.sendq, queuedSend{f, f.gen})
+		return
+	}
 	if err := t.link.WriteFrame(f.pkt[:f.pktLen]); err != nil {
 		e.sendFailed(f, t, err, now)
 	}
+}
+
+// beginBatch defers the sends until endBatch; a caller that holds the
+// device's mutex across several sends (a received batch of answers, a
+// request cut into frames) pays one system call per link for all of them.
+func (e *engine) beginBatch() { e.batching = true }
+
+// endBatch sends what the batch queued and ends it. A frame that a link
+// refused as too large ends there, which frees room: pump then cuts
+// frames again, as it would have had the send failed at once.
+func (e *engine) endBatch(now time.Duration) {
+	for len(e.sendq) > 0 {
+		if e.flushSends(now) {
+			e.pump(now)
+		}
+	}
+	e.batching = false
+}
+
+// flushSends hands the queued frames to their links, in order, one
+// WriteFrames call per run of frames on the same link. It reports whether
+// a refusal ended a frame.
+func (e *engine) flushSends(now time.Duration) (ended bool) {
+	q := e.sendq
+	for start := 0; start < len(q); {
+		l := q[start].f.target.link
+		end := start + 1
+		for end < len(q) && q[end].f.target.link == l {
+			end++
+		}
+		if e.sendRun(l, q[start:end], now) {
+			ended = true
+		}
+		start = end
+	}
+	clear(q)
+	e.sendq = q[:0]
+	return ended
+}
+
+// sendRun sends queued frames that all go out on link l.
+func (e *engine) sendRun(l *link, q []queuedSend, now time.Duration) (ended bool) {
+	pkts := e.pkts[:0]
+	run := q[:0] // the frames still to send, in place
+	for _, s := range q {
+		if !s.f.unsent || s.f.gen != s.gen {
+			// Released while queued (the device went down), and maybe
+			// cut again since.
+			continue
+		}
+		s.f.unsent = false
+		run = append(run, s)
+		pkts = append(pkts, s.f.pkt[:s.f.pktLen])
+	}
+	all := pkts
+	for len(pkts) > 0 {
+		n, err := 1, error(nil)
+		if l.batch != nil && len(pkts) > 1 {
+			n, err = l.batch.WriteFrames(pkts)
+		} else if err = l.WriteFrame(pkts[0]); err != nil {
+			n = 0
+		}
+		if err == nil && n <= 0 {
+			err = io.ErrShortWrite // (a link that sent nothing must say why)
+		}
+		if err == nil {
+			pkts, run = pkts[min(n, len(pkts)):], run[min(n, len(run)):]
+			continue
+		}
+		n = min(n, len(pkts)-1)
+		f := run[n].f
+		if e.sendFailed(f, f.target, err, now) {
+			ended = true
+		}
+		pkts, run = pkts[n+1:], run[n+1:]
+	}
+	clear(all) // do not keep the packets of frames freed later
+	e.pkts = all[:0]
+	return ended
 }
 
 // record notes a new transmission of f to t: its tag, its target and its
@@ -551,20 +661,21 @@ func (e *engine) encode(f *frame, t *target) {
 }
 
 // sendFailed handles a link's refusal of f. Only a frame too large for
-// the link fails at once; otherwise (no buffer space, interface down) the
-// retransmission timer tries again.
-func (e *engine) sendFailed(f *frame, t *target, err error, now time.Duration) {
+// the link fails at once (ended); otherwise (no buffer space, interface
+// down) the retransmission timer tries again.
+func (e *engine) sendFailed(f *frame, t *target, err error, now time.Duration) (ended bool) {
 	t.errors++
 	if errors.Is(err, aoe.ErrFrameTooLarge) {
 		// The link's MTU dropped: carry less from now on and fail this
 		// frame rather than resend what cannot pass.
 		t.maxSectors = min(t.maxSectors, aoe.SectorsPerFrame(t.link.MTU()))
 		e.finishFrame(f, e.ioError(f, t, errFrameTooLarge), now)
-		return
+		return true
 	}
 	if e.ini.log.Enabled(context.Background(), slog.LevelDebug) {
 		e.ini.log.Debug("initiator: send failed", "device", e.name, "target", t.mac, "link", t.link.name, "err", err)
 	}
+	return false
 }
 
 // ioError describes a failure of frame f on target t.

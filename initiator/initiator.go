@@ -195,6 +195,8 @@ type link struct {
 	aoe.Link
 	name string
 	mac  aoe.MAC
+	// batch is the link as an aoe.BatchLink, or nil if it is not one.
+	batch aoe.BatchLink
 }
 
 // New checks cfg and returns an Initiator that does nothing until Run.
@@ -251,7 +253,8 @@ func New(cfg Config) (*Initiator, error) {
 		if l == nil {
 			return nil, fmt.Errorf("initiator: new: link %d is nil", n)
 		}
-		i.links = append(i.links, &link{Link: l, name: linkName(l, n), mac: l.HardwareAddr()})
+		bl, _ := l.(aoe.BatchLink)
+		i.links = append(i.links, &link{Link: l, name: linkName(l, n), mac: l.HardwareAddr(), batch: bl})
 	}
 	empty := map[uint32]*Device{}
 	i.devices.Store(&empty)
@@ -318,20 +321,22 @@ func (i *Initiator) Run(ctx context.Context) error {
 
 // readLoop handles every frame one link receives.
 func (i *Initiator) readLoop(ctx context.Context, l *link) {
-	const batch = 16
+	// A batch as large as a target's default window takes a whole
+	// window's answers in one call, and sends what they make room for in
+	// one more.
+	const batch = DefaultMaxWindow
 	bufSize := func() int { return max(l.MTU()+aoe.EthernetHeaderLen, 9216+aoe.EthernetHeaderLen) }
 	bufs := make([][]byte, batch)
 	for n := range bufs {
 		bufs[n] = make([]byte, bufSize())
 	}
 	lens := make([]int, batch)
-	bl, isBatch := l.Link.(aoe.BatchLink)
 	var lastErr time.Duration
 	for {
 		var n int
 		var err error
-		if isBatch {
-			n, err = bl.ReadFrames(bufs, lens)
+		if l.batch != nil {
+			n, err = l.batch.ReadFrames(bufs, lens)
 		} else {
 			lens[0], err = l.ReadFrame(bufs[0])
 			n = 1
@@ -353,8 +358,15 @@ func (i *Initiator) readLoop(ctx context.Context, l *link) {
 			}
 			continue
 		}
+		// Consecutive answers for one device are taken under one hold of
+		// its mutex, and the frames they make room for leave together
+		// when it is let go.
+		var held *Device
 		for k := 0; k < n; k++ {
-			i.handleFrame(l, bufs[k][:lens[k]])
+			held = i.takeFrame(l, bufs[k][:lens[k]], held)
+		}
+		if held != nil {
+			held.endReceive()
 		}
 		if want := bufSize(); len(bufs[0]) < want { // the MTU grew
 			for k := range bufs {
@@ -364,29 +376,51 @@ func (i *Initiator) readLoop(ctx context.Context, l *link) {
 	}
 }
 
-// handleFrame dispatches one received frame. It must not allocate for ATA
-// responses: it runs once per frame.
+// handleFrame dispatches one received frame.
 func (i *Initiator) handleFrame(l *link, b []byte) {
+	if d := i.takeFrame(l, b, nil); d != nil {
+		d.endReceive()
+	}
+}
+
+// takeFrame dispatches one received frame. held is a device whose mutex
+// the caller holds, in a receive batch (see Device.beginReceive), or nil;
+// takeFrame returns the one it holds afterwards, which the caller ends.
+// It must not allocate for ATA responses: it runs once per frame.
+func (i *Initiator) takeFrame(l *link, b []byte, held *Device) *Device {
 	var f aoe.Frame
 	// The version is not checked: vblade announces with version 0, and a
 	// response's tag and source say enough.
 	if f.UnmarshalBinary(b) != nil || !f.IsResponse() {
-		return
+		return held
 	}
 	if f.Dst != l.mac && !f.Dst.IsMulticast() {
-		return // a promiscuous interface shows others' traffic too
+		return held // a promiscuous interface shows others' traffic too
 	}
 	switch f.Command {
 	case aoe.CommandATA:
 		if f.Tag&aoe.TagUserland == 0 {
-			return // a kernel initiator's, or a stray
+			return held // a kernel initiator's, or a stray
 		}
-		if d := i.lookup(f.Major, f.Minor); d != nil {
-			d.handleATA(l, &f)
+		d := i.lookup(f.Major, f.Minor)
+		if d == nil {
+			return held
 		}
+		if d != held {
+			if held != nil {
+				held.endReceive()
+			}
+			d.beginReceive()
+		}
+		d.receiveLocked(l, &f)
+		return d
 	case aoe.CommandQueryConfig:
+		if held != nil {
+			held.endReceive()
+		}
 		i.handleConfig(l, &f)
 	}
+	return nil
 }
 
 func deviceKey(shelf uint16, slot uint8) uint32 { return uint32(shelf)<<8 | uint32(slot) }
