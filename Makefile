@@ -7,7 +7,7 @@
 # sudo's secure_path leaves out /usr/local/go/bin, where Go is usually installed.
 GO         ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 BIN        ?= bin
-VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+VERSION    ?= $(shell sh scripts/package/version.sh 2>/dev/null || echo devel)
 LDFLAGS    := -X main.version=$(VERSION)
 TEST_FLAGS ?=
 # Time given to each fuzz target by `make fuzz`.
@@ -34,6 +34,10 @@ help:
 	@echo "make lint        go vet and staticcheck"
 	@echo "make demo        the failover demo (root; DEMO_ARGS=--quick for a short one)"
 	@echo "make test-kernel the kernel's own AoE and NBD clients in a qemu guest (root, ~4 min)"
+	@echo "make install     install commands, OCF agents, units, man pages, completion (PREFIX=, DESTDIR=)"
+	@echo "make man         man pages from docs/ into out/package/man"
+	@echo "make deb         a Debian package (nfpm) into out/package"
+	@echo "make version     the version (semver from git tags)"
 	@echo "make clean       remove build outputs"
 
 build:
@@ -100,3 +104,6 @@ install: build
 	install -m 755 $(BIN)/ironblade $(BIN)/ironaoe $(DESTDIR)$(PREFIX)/sbin/
 	install -m 755 $(BIN)/ironbench $(DESTDIR)$(PREFIX)/bin/
 	install -m 755 scripts/ocf/ironblade scripts/ocf/ironaoe $(DESTDIR)$(OCFDIR)/resource.d/ironblade/
+
+# man pages, completion, units, the Debian package and the version.
+include scripts/package.mk
