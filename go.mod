@@ -3,6 +3,7 @@ module github.com/ironblade/ironblade
 go 1.26.0
 
 require (
+	github.com/BurntSushi/toml v1.6.0
 	github.com/HdrHistogram/hdrhistogram-go v1.4.0
 	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/mdlayher/genetlink v1.4.0

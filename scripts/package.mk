@@ -37,7 +37,7 @@ UNITDIR    ?= $(PREFIX)/lib/systemd/system
 MD2MAN     ?= $(GO) run github.com/cpuguy83/go-md2man/v2@v2.0.7
 NFPM       ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
 
-PKG_MANPAGES := $(PKG_OUT)/man/ironblade.8 $(PKG_OUT)/man/ironaoe.8
+PKG_MANPAGES := $(PKG_OUT)/man/ironblade.8 $(PKG_OUT)/man/ironaoe.8 $(PKG_OUT)/man/ironblade.conf.5
 
 .PHONY: man deb install-man install-completion install-units install-doc version
 
@@ -56,15 +56,24 @@ $(PKG_OUT)/man/%.8: docs/%.md scripts/package.mk
 	  sed '1{/^# /d}' $<; } | $(MD2MAN) > $@.tmp
 	mv $@.tmp $@
 
+# The configuration file's page, ironblade.conf(5), the same way.
+$(PKG_OUT)/man/%.5: docs/%.md scripts/package.mk
+	@mkdir -p $(@D)
+	{ printf '%% %s 5 "%s" "ironblade %s" "File Formats Manual"\n' \
+		"$$(echo $* | tr a-z A-Z)" "$(PKG_DATE)" "$(PKG_VERSION)"; \
+	  sed '1{/^# /d}' $<; } | $(MD2MAN) > $@.tmp
+	mv $@.tmp $@
+
 # make install (the Makefile's rule: binaries and OCF agents) installs
 # these too.
 install: install-man install-completion install-units install-doc
 
 install-man: $(PKG_MANPAGES)
-	install -d $(DESTDIR)$(MANDIR)/man8
+	install -d $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5
 	for page in $(PKG_MANPAGES); do \
-		gzip -9n < $$page > $(DESTDIR)$(MANDIR)/man8/$$(basename $$page).gz || exit 1; \
-		chmod 644 $(DESTDIR)$(MANDIR)/man8/$$(basename $$page).gz; \
+		sec=man$${page##*.}; \
+		gzip -9n < $$page > $(DESTDIR)$(MANDIR)/$$sec/$$(basename $$page).gz || exit 1; \
+		chmod 644 $(DESTDIR)$(MANDIR)/$$sec/$$(basename $$page).gz; \
 	done
 
 # One script completes all three commands from their --help.

@@ -78,6 +78,10 @@ type options struct {
 	// AuthEncrypt is --auth-encrypt: sealed initiators must encrypt too.
 	AuthEncrypt bool
 
+	// ConfigFile is --config: the exports come from this file
+	// (internal/exportconf) instead of the operands and options.
+	ConfigFile string
+
 	// Warnings are about input that vblade takes and ironblade adjusts
 	// (empty or group -m entries, a huge -b); they are logged once a
 	// logger exists.
@@ -87,11 +91,12 @@ type options struct {
 // usageText is vblade's synopsis, extended with the long options.
 const usageText = `ironblade [-b bufcnt] [-o offset] [-l length] [-d] [-s] [-r] [-m mac[,mac...]]
           [long options] shelf slot netif filename
+ironblade --config FILE [--metrics ADDR] [--log-level LEVEL] [--log-format FORMAT]
 
 Exports filename (a regular file or block device) as AoE device e<shelf>.<slot>
 on network interface netif. The command line is vblade's: options and operands
 may come in any order, short options may be bundled (-rs) and "--" ends the
-options.`
+options. With --config, the exports come from FILE (docs/ironblade.conf.md).`
 
 // flags defines the command line. vblade's options are the one-letter
 // aliases; getopt emulation (permuteArgs) reads the same definitions.
@@ -124,6 +129,8 @@ func flags() []cli.Flag {
 			Usage: "with --auth-key: serve only initiators that encrypt the payload too (AES-256-GCM suite)"},
 		&cli.StringFlag{Name: "auth-mode", Value: "required",
 			Usage: "with --auth-key: `MODE` required (refuse plain initiators) or optional (let them in too, for a migration)"},
+		&cli.StringFlag{Name: "config",
+			Usage: "serve the exports of the configuration `FILE` (docs/ironblade.conf.md) instead of shelf slot netif filename; SIGHUP reloads it"},
 		&cli.StringFlag{Name: "vlan", DefaultText: "untagged",
 			Usage: "serve on 802.1Q VLAN `VID` (1 to 4094): tag every frame and take only that VLAN's (no VLAN device needed)"},
 	})
@@ -213,6 +220,9 @@ func wantsHelp(permuted []string) bool {
 // the error.
 func optionsFrom(c *cli.Context) (options, error) {
 	var o options
+	if c.IsSet("config") {
+		return configOptions(c)
+	}
 	if err := o.setOperands(c.Args().Slice()); err != nil {
 		return o, err
 	}
@@ -230,6 +240,32 @@ func optionsFrom(c *cli.Context) (options, error) {
 		return o, err
 	}
 	if err := o.setAuth(c); err != nil {
+		return o, err
+	}
+	return o, nil
+}
+
+// processFlags are the options that --config leaves on the command line:
+// they are the process's, not an export's.
+var processFlags = []string{"config", "metrics", "log-level", "log-format"}
+
+// configOptions validates a --config command line: no operands, and no
+// option that the file's exports set.
+func configOptions(c *cli.Context) (options, error) {
+	var o options
+	if o.ConfigFile = c.String("config"); o.ConfigFile == "" {
+		return o, errors.New("--config: empty file name")
+	}
+	if c.NArg() > 0 {
+		return o, fmt.Errorf("--config: no operands with a configuration file, from %q on: the file lists the exports", c.Args().First())
+	}
+	for _, f := range c.App.Flags {
+		name := f.Names()[0]
+		if c.IsSet(name) && !slices.Contains(processFlags, name) {
+			return o, fmt.Errorf("--%s: not with --config: set it in the configuration file", name)
+		}
+	}
+	if err := o.setServiceOptions(c); err != nil {
 		return o, err
 	}
 	return o, nil

@@ -2,6 +2,12 @@
 // (AoE) target. It takes vblade's command line unchanged:
 //
 //	ironblade [-b bufcnt] [-o offset] [-l length] [-d] [-s] [-r] [-m mac[,mac...]] shelf slot netif filename
+//	ironblade --config FILE [--metrics ADDR] [--log-level L] [--log-format F]
+//
+// The second form serves every export of a configuration file
+// (docs/ironblade.conf.md) from one process with one metrics endpoint;
+// SIGHUP reloads the file, starting and stopping exports without
+// disturbing the others.
 //
 // and adds long options for what vblade lacks: --state-dir,
 // --announce-interval, --metrics, --log-level, --log-format, --workers,
@@ -77,7 +83,11 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 
 	env := serveEnv{Logger: logger, Listen: rawlink.ListenLink, InterfaceMTU: interfaceMTU, Announce: announce, Reload: reload,
 		Notify: systemdNotify(logger), Watchdog: systemdWatchdog(logger)}
-	if err := serve(ctx, opts, env); err != nil {
+	serveFunc := serve
+	if opts.ConfigFile != "" {
+		serveFunc = serveConfig
+	}
+	if err := serveFunc(ctx, opts, env); err != nil {
 		// One plain line, not a log record: what failed, and what to do.
 		fmt.Fprintf(stderr, "ironblade: %v%s\n", err, hint(err))
 		return cliflag.ExitFailure

@@ -58,8 +58,10 @@ type statser interface {
 type supervisor struct {
 	notify   func(string)
 	watchdog time.Duration
-	status   string
-	logger   *slog.Logger
+	// status is the STATUS= text while serving; a reload of --config may
+	// change it while the watchdog goroutine reads it.
+	status atomic.Pointer[string]
+	logger *slog.Logger
 	// backlog reports the bytes waiting in the receive queues of the
 	// process's packet sockets; see health.
 	backlog func() (int, error)
@@ -77,8 +79,16 @@ func newSupervisor(env serveEnv, o options) *supervisor {
 	if backlog == nil {
 		backlog = packetBacklog
 	}
-	return &supervisor{notify: notify, watchdog: env.Watchdog, status: statusLine(o), logger: env.Logger, backlog: backlog}
+	s := &supervisor{notify: notify, watchdog: env.Watchdog, logger: env.Logger, backlog: backlog}
+	s.setStatus(statusLine(o))
+	return s
 }
+
+// setStatus replaces the STATUS= text sent while serving.
+func (s *supervisor) setStatus(status string) { s.status.Store(&status) }
+
+// statusText is the STATUS= text while serving.
+func (s *supervisor) statusText() string { return *s.status.Load() }
 
 // statusLine is the STATUS= text while serving, as `systemctl status` shows it.
 func statusLine(o options) string {
@@ -117,7 +127,7 @@ func (s *supervisor) run(ctx context.Context, srv statser) (stop func()) {
 			return
 		}
 		s.ready.Store(true)
-		s.notify("READY=1\nSTATUS=" + s.status)
+		s.notify("READY=1\nSTATUS=" + s.statusText())
 		if s.watchdog > 0 {
 			s.watch(sctx, srv)
 		}
@@ -173,7 +183,7 @@ func (s *supervisor) watch(ctx context.Context, srv statser) {
 		}
 		if reported {
 			s.logger.Info("target serving again")
-			s.notify("STATUS=" + s.status)
+			s.notify("STATUS=" + s.statusText())
 			reported = false
 		}
 		s.notify("WATCHDOG=1")
@@ -189,7 +199,7 @@ func (s *supervisor) reload(do func()) {
 	}
 	s.notify("RELOADING=1\n" + daemon.SdNotifyMonotonicUsec())
 	do()
-	s.notify("READY=1\nSTATUS=" + s.status)
+	s.notify("READY=1\nSTATUS=" + s.statusText())
 }
 
 // progress is what the watchdog compares from one check to the next.

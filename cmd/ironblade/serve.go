@@ -252,8 +252,14 @@ func startMetrics(addr string, logger *slog.Logger, cs ...prometheus.Collector) 
 			return nil, fmt.Errorf("metrics: register collector: %w", err)
 		}
 	}
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return serveMetrics(addr, logger, reg)
+}
 
+// serveMetrics serves reg's metrics, with the Go runtime's and the
+// process's, at http://addr/metrics; collectors may come and go in reg
+// meanwhile. The returned function shuts the server down.
+func serveMetrics(addr string, logger *slog.Logger, reg *prometheus.Registry) (stop func(), err error) {
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)

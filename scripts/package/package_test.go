@@ -117,7 +117,7 @@ func TestDebInstallsInCleanRoot(t *testing.T) {
 		"lib/systemd/system/ironblade@.service", "lib/systemd/system/ironaoe-attach@.service",
 		"lib/systemd/system/ironaoe-serve.service", "lib/systemd/system/ironaoe-serve.socket",
 		"usr/lib/ocf/resource.d/ironblade/ironblade", "usr/lib/ocf/resource.d/ironblade/ironaoe",
-		"usr/share/man/man8/ironblade.8.gz", "usr/share/man/man8/ironaoe.8.gz",
+		"usr/share/man/man8/ironblade.8.gz", "usr/share/man/man8/ironaoe.8.gz", "usr/share/man/man5/ironblade.conf.5.gz",
 		"usr/share/bash-completion/completions/ironblade", "usr/share/bash-completion/completions/ironaoe",
 		"usr/share/bash-completion/completions/ironbench",
 		"usr/share/doc/ironblade/copyright", "usr/share/doc/ironblade/README.md",
