@@ -60,6 +60,8 @@ type request struct {
 	complete, abandoned bool
 	done                chan struct{}
 	next                *request
+	// start is when it was submitted, for the latency histogram.
+	start time.Duration
 }
 
 // frameState is the life of a frame-table entry.
@@ -217,6 +219,9 @@ type ioCounters struct {
 	// retransmitted copies; lateWrites counts write copies answered after
 	// their fence expired.
 	fenced, lateWrites uint64
+	// latency holds the durations of the reads, writes and flushes
+	// that succeeded, from submission to completion.
+	latency [numTimedOps]latencyHistogram
 }
 
 // newRequest takes a request from the pool and fills it in.
@@ -241,6 +246,7 @@ func (e *engine) putRequest(r *request) {
 
 // submit queues r and lets frames go.
 func (e *engine) submit(r *request, now time.Duration) {
+	r.start = now
 	e.enqueue(r)
 	e.pump(now)
 }
@@ -337,6 +343,9 @@ func (e *engine) maybeComplete(r *request) {
 			c.bytesWritten += uint64(r.total) * aoe.SectorSize
 		case opFlush:
 			c.flushes++
+		}
+		if r.op < numTimedOps {
+			c.latency[r.op].observe(e.ini.now() - r.start)
 		}
 	} else if r.op != opIdentify {
 		e.counters.ioErrors++
@@ -924,6 +933,7 @@ func (e *engine) lateAnswer(tag uint32, src aoe.MAC, now time.Duration) {
 			continue
 		}
 		e.counters.lateWrites++
+		c.target.lateWrites++
 		detail := fmt.Sprintf("write of %d sectors at LBA %d answered %v after it was sent", c.sectors, c.lba, (now - c.sent).Round(time.Millisecond))
 		e.events.note(now, EventLateWrite, c.target, detail)
 		e.ini.log.Error("initiator: a target executed a write after its fence expired; newer data at those sectors may be overwritten",

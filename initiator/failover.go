@@ -547,6 +547,7 @@ func (f *failover) beginStall(t *target, now time.Duration) {
 	}
 	from = max(from, t.lastHeard)
 	f.failovers++
+	t.failoversFrom++
 	if f.stallTarget == nil || from < f.stallFrom {
 		f.stallFrom = from
 	}
@@ -557,6 +558,8 @@ func (f *failover) beginStall(t *target, now time.Duration) {
 func (f *failover) endStall(t *target, now time.Duration) {
 	stall := now - f.stallFrom
 	f.lastStall = stall
+	f.stallTarget.lastStall = stall
+	t.failoversTo++
 	f.stallTarget = nil
 	f.events.add(event{at: now, kind: EventResumed, target: t, stall: stall,
 		detail: fmt.Sprintf("I/O stalled %v", stall.Round(time.Millisecond))})

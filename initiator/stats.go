@@ -77,6 +77,9 @@ type DeviceStats struct {
 	// I/O on the failed target stopped progressing to the next read or
 	// write completed. Zero before any.
 	LastStall time.Duration `json:"last_stall"`
+	// Latency holds the durations of the reads, writes and flushes that
+	// succeeded, in that order.
+	Latency []LatencyHistogram `json:"latency"`
 
 	Targets []TargetStats `json:"targets"`
 	// Events is the failover log, oldest first: the latest EventLogSize
@@ -125,6 +128,15 @@ type TargetStats struct {
 	LastScorned time.Time `json:"last_scorned"`
 	// Dirty says it acknowledged writes not yet flushed.
 	Dirty bool `json:"dirty"`
+	// FailoversFrom counts the failovers that moved I/O away from it,
+	// FailoversTo those after which I/O resumed on it; LastStall is how
+	// long I/O stalled in the latest failover away from it (zero before
+	// any). LateWrites counts its write copies answered after their fence
+	// expired (see DeviceStats.LateWrites).
+	FailoversFrom uint64        `json:"failovers_from"`
+	FailoversTo   uint64        `json:"failovers_to"`
+	LastStall     time.Duration `json:"last_stall"`
+	LateWrites    uint64        `json:"late_writes"`
 }
 
 // Stats returns a snapshot of every device, sorted by shelf and slot.
@@ -165,6 +177,10 @@ func (d *Device) Stats() DeviceStats {
 		IOErrors: c.ioErrors, Stale: c.stale, Duplicate: c.duplicates, WrongSource: c.wrongSource, Fenced: c.fenced,
 		LateWrites: c.lateWrites, Failovers: fo.failovers, LastStall: fo.lastStall,
 		Targets: make([]TargetStats, 0, len(fo.targets)), Events: d.events.events(i),
+		Latency: make([]LatencyHistogram, numTimedOps),
+	}
+	for op := range numTimedOps {
+		s.Latency[op] = c.latency[op].snapshot(op)
 	}
 	now := i.now()
 	for _, t := range fo.targets {
@@ -190,5 +206,6 @@ func (t *target) stats(i *Initiator, now, rto time.Duration) TargetStats {
 		Frames: t.framesSent, Retransmits: t.retransmits, Errors: t.errors, Scorns: t.scorns,
 		LastHeard: i.wallTime(t.lastHeard), Dirty: t.dirty,
 		Announces: t.announces, Strikes: t.strikes, HeldUntil: held, LastScorned: i.wallTime(t.scornedAt),
+		FailoversFrom: t.failoversFrom, FailoversTo: t.failoversTo, LastStall: t.lastStall, LateWrites: t.lateWrites,
 	}
 }

@@ -113,6 +113,12 @@ type target struct {
 	announcedAt             time.Duration
 
 	framesSent, retransmits, errors, scorns, announces uint64
+	// failoversFrom counts the failovers that moved I/O away from it,
+	// failoversTo those after which I/O resumed on it; lastStall is how
+	// long I/O stalled in the latest failover away from it. lateWrites
+	// counts its write copies answered after their fence expired.
+	failoversFrom, failoversTo, lateWrites uint64
+	lastStall                              time.Duration
 }
 
 // configure takes the target's Query Config response: its buffer count,

@@ -32,6 +32,9 @@ BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 # /usr/lib and /lib, so units follow PREFIX; the package puts them in
 # /lib/systemd/system as Debian 12's debhelper does.
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
+# udev reads its rules, and runs relative PROGRAM= helpers, from here
+# whatever the PREFIX.
+UDEVDIR    ?= /usr/lib/udev
 
 # Well-kept converters, pinned, run from the module cache.
 MD2MAN     ?= $(GO) run github.com/cpuguy83/go-md2man/v2@v2.0.7
@@ -39,7 +42,7 @@ NFPM       ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
 
 PKG_MANPAGES := $(PKG_OUT)/man/ironblade.8 $(PKG_OUT)/man/ironaoe.8 $(PKG_OUT)/man/ironblade.conf.5
 
-.PHONY: man deb install-man install-completion install-units install-doc version
+.PHONY: man deb install-man install-completion install-units install-udev install-doc version
 
 version:
 	@echo $(PKG_VERSION)
@@ -66,7 +69,7 @@ $(PKG_OUT)/man/%.5: docs/%.md scripts/package.mk
 
 # make install (the Makefile's rule: binaries and OCF agents) installs
 # these too.
-install: install-man install-completion install-units install-doc
+install: install-man install-completion install-units install-udev install-doc
 
 install-man: $(PKG_MANPAGES)
 	install -d $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5
@@ -91,6 +94,12 @@ install-units:
 		sed 's|/usr/local/sbin/|$(PREFIX)/sbin/|g' $$unit > $(DESTDIR)$(UNITDIR)/$$(basename $$unit) || exit 1; \
 		chmod 644 $(DESTDIR)$(UNITDIR)/$$(basename $$unit); \
 	done
+
+# The rule names attached devices /dev/aoe/eS.L (docs/ironaoe.md).
+install-udev:
+	install -d $(DESTDIR)$(UDEVDIR)/rules.d
+	install -m 644 scripts/udev/60-ironaoe.rules $(DESTDIR)$(UDEVDIR)/rules.d/
+	install -m 755 scripts/udev/ironaoe-udev-name $(DESTDIR)$(UDEVDIR)/
 
 install-doc:
 	install -d $(DESTDIR)$(DOCDIR)/examples

@@ -79,6 +79,9 @@ type serveOptions struct {
 	// now or later.
 	Devices    []deviceAddr
 	ControlDir string // "" for no control socket
+	// Metrics is where to serve Prometheus metrics, HOST:PORT; "" for
+	// nowhere.
+	Metrics string
 }
 
 // attachOptions are attach's.
@@ -92,6 +95,12 @@ type attachOptions struct {
 	// Wait bounds the wait for the device to answer; 0 waits forever.
 	Wait       time.Duration
 	ControlDir string // "" for no control socket
+	// Metrics is where to serve Prometheus metrics, HOST:PORT; "" for
+	// nowhere.
+	Metrics string
+	// JSON prints the attached device as a JSON object rather than its
+	// path alone.
+	JSON bool
 }
 
 // detachOptions are detach's.
@@ -176,6 +185,23 @@ func engineFlags() []cli.Flag {
 	)
 }
 
+// metricsFlag is where serve and attach serve Prometheus metrics.
+func metricsFlag() cli.Flag {
+	return &cli.StringFlag{Name: "metrics",
+		Usage: "serve Prometheus metrics at http://`ADDR`/metrics (e.g. 127.0.0.1:9193)"}
+}
+
+// metricsFrom reads --metrics: HOST:PORT, or "" when not given.
+func metricsFrom(c *cli.Context) (string, error) {
+	addr := c.String("metrics")
+	if c.IsSet("metrics") {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return "", fmt.Errorf("--metrics %q: want host:port, such as 127.0.0.1:9193: %w", addr, err)
+		}
+	}
+	return addr, nil
+}
+
 // controlDirFlag is where serve and attach put their control socket.
 func controlDirFlag() cli.Flag {
 	return &cli.StringFlag{Name: "control-dir", Value: defaultControlDir,
@@ -234,6 +260,7 @@ func serveCommand() *cli.Command {
 				Usage: "listen on TCP `HOST:PORT`; only a loopback address unless --tcp-any"},
 			&cli.BoolFlag{Name: "tcp-any", Usage: "allow --tcp on a non-loopback address: NBD has no authentication"},
 			controlDirFlag(),
+			metricsFlag(),
 		),
 	}
 }
@@ -252,7 +279,9 @@ func attachCommand() *cli.Command {
 			&cli.IntFlag{Name: "connections", Value: 1, Usage: "hand the kernel `N` sockets (blk-mq queues)"},
 			&cli.DurationFlag{Name: "wait", Value: defaultAttachWait,
 				Usage: "wait `DUR` for the device to answer; 0 waits forever"},
+			&cli.BoolFlag{Name: "json", Usage: "print the attached device as JSON instead of its path"},
 			controlDirFlag(),
+			metricsFlag(),
 		),
 	}
 }
@@ -499,7 +528,8 @@ func serveOptionsFrom(c *cli.Context, args []string) (serveOptions, error) {
 		}
 	}
 	o.ControlDir = c.String("control-dir")
-	return o, nil
+	o.Metrics, err = metricsFrom(c)
+	return o, err
 }
 
 // attachOptionsFrom validates attach's flags and its operands: a device
@@ -534,7 +564,9 @@ func attachOptionsFrom(c *cli.Context, args []string) (attachOptions, error) {
 		return o, fmt.Errorf("--wait %v: must not be negative", o.Wait)
 	}
 	o.ControlDir = c.String("control-dir")
-	return o, nil
+	o.JSON = c.Bool("json")
+	o.Metrics, err = metricsFrom(c)
+	return o, err
 }
 
 // detachOptionsFrom validates detach's one operand, /dev/nbdN.

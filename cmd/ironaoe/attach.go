@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -22,7 +23,8 @@ const deadConnTimeout = 10 * time.Second
 
 // attach serves one AoE device to the kernel's nbd driver until ctx is done
 // (then it detaches the device) or the device is detached by someone else.
-// It prints the /dev/nbdN path once the device is usable.
+// It prints the /dev/nbdN path once the device is usable, or with --json
+// an attachResult.
 func attach(ctx context.Context, o attachOptions, env *environment) error {
 	log := env.Logger
 	started := time.Now()
@@ -35,6 +37,11 @@ func attach(ctx context.Context, o attachOptions, env *environment) error {
 		return err
 	}
 	defer eng.stop()
+	metricsURL, stopMetrics, err := startMetrics(o.Metrics, eng, log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 
 	waitCtx := ctx
 	if o.Wait > 0 {
@@ -58,9 +65,6 @@ func attach(ctx context.Context, o attachOptions, env *environment) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(env.Stdout, kdev.Path())
-	defer sdReady(ctx, log, "attached "+dev.Name()+" as "+kdev.Path())()
-
 	status := func() processStatus {
 		return processStatus{
 			PID: os.Getpid(), Command: "attach", Version: version, Started: started,
@@ -72,6 +76,10 @@ func attach(ctx context.Context, o attachOptions, env *environment) error {
 		log.Warn("no control socket: ironaoe stat will not see this process", "err", err)
 	}
 	defer ctl.Close()
+	if err := printAttached(env.Stdout, o, newAttachResult(o, dev, kdev, ctl, metricsURL)); err != nil {
+		return err
+	}
+	defer sdReady(ctx, log, "attached "+dev.Name()+" as "+kdev.Path())()
 
 	if kdev.Wait(ctx) == nil {
 		log.Info("device detached", "device", kdev.Path())
@@ -97,7 +105,7 @@ func attachKernel(ctx context.Context, o attachOptions, dev *initiator.Device, l
 		DeadConnTimeout: deadConnTimeout,
 		ServerFlags:     uint64(nbd.TransmissionFlags(dev)),
 		Connections:     o.Connections,
-		Backend:         "ironaoe:" + dev.Name(),
+		Backend:         backendID(dev.Name()),
 		Serve: func(ctx context.Context, c net.Conn) error {
 			return srv.ServeTransmission(ctx, c, dev)
 		},
@@ -116,4 +124,53 @@ func detach(o detachOptions, env *environment) error {
 	}
 	env.Logger.Debug("detached", "device", fmt.Sprintf("/dev/nbd%d", o.Index))
 	return nil
+}
+
+// attachResult is what attach --json prints once the device is usable.
+type attachResult struct {
+	// Device is the AoE device, eSHELF.SLOT.
+	Device string `json:"device"`
+	Shelf  uint16 `json:"shelf"`
+	Slot   uint8  `json:"slot"`
+	// Path is the block device, /dev/nbdN, and Index its N.
+	Path  string `json:"path"`
+	Index int    `json:"index"`
+	// Backend is the nbd driver's backend identifier, which the udev
+	// rule (scripts/udev) names /dev/aoe/eSHELF.SLOT after.
+	Backend     string `json:"backend"`
+	Size        int64  `json:"size"`
+	BlockSize   int64  `json:"block_size"`
+	Connections int    `json:"connections"`
+	PID         int    `json:"pid"`
+	// Control is the control socket for ironaoe stat ("" without one);
+	// Metrics the metrics URL ("" without --metrics).
+	Control string `json:"control,omitempty"`
+	Metrics string `json:"metrics,omitempty"`
+}
+
+// backendID is the nbd backend identifier attach gives a device: the
+// udev rule matches its prefix.
+func backendID(device string) string { return "ironaoe:" + device }
+
+// newAttachResult describes dev attached as kdev.
+func newAttachResult(o attachOptions, dev *initiator.Device, kdev *nbdkernel.Device, ctl *controlServer, metricsURL string) attachResult {
+	r := attachResult{
+		Device: dev.Name(), Shelf: dev.Shelf(), Slot: dev.Slot(), Path: kdev.Path(), Index: kdev.Index(),
+		Backend: backendID(dev.Name()), Size: dev.Size(), BlockSize: o.BlockSize, Connections: o.Connections,
+		PID: os.Getpid(), Metrics: metricsURL,
+	}
+	if ctl != nil {
+		r.Control = ctl.path
+	}
+	return r
+}
+
+// printAttached prints the attached device: its path alone, or with
+// --json the whole attachResult.
+func printAttached(w io.Writer, o attachOptions, r attachResult) error {
+	if o.JSON {
+		return writeJSON(w, r)
+	}
+	_, err := fmt.Fprintln(w, r.Path)
+	return err
 }

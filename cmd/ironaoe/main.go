@@ -4,8 +4,8 @@
 // kernel's nbd driver, as block devices /dev/nbdN.
 //
 //	ironaoe discover [-i IFACE]... [--json] [--wait DUR]
-//	ironaoe serve [-i IFACE]... [--unix PATH] [--tcp HOST:PORT] [eSHELF.SLOT ...]
-//	ironaoe attach [-i IFACE]... eSHELF.SLOT [/dev/nbdN]
+//	ironaoe serve [-i IFACE]... [--unix PATH] [--tcp HOST:PORT] [--metrics ADDR] [eSHELF.SLOT ...]
+//	ironaoe attach [-i IFACE]... [--json] [--metrics ADDR] eSHELF.SLOT [/dev/nbdN]
 //	ironaoe detach /dev/nbdN
 //	ironaoe stat [--json] [--control PATH]
 //
@@ -13,7 +13,8 @@
 // they stop accepting connections, finish the NBD requests in flight,
 // flush the devices and exit 0. Each answers `ironaoe stat` on a control
 // socket, /run/ironaoe/<pid>.sock by default: HTTP over a Unix socket,
-// GET /stats returning JSON. Logs go to stderr.
+// GET /stats returning JSON; with --metrics they serve Prometheus metrics
+// at http://ADDR/metrics. Logs go to stderr.
 //
 // The exit status is 0 on success, 1 on failure and 2 for a bad command
 // line.

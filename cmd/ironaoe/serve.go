@@ -134,6 +134,11 @@ func serve(ctx context.Context, o serveOptions, env *environment) error {
 		return err
 	}
 	defer eng.stop()
+	_, stopMetrics, err := startMetrics(o.Metrics, eng, log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 
 	// serveCtx also ends when a listener fails for good.
 	serveCtx, cancel := context.WithCancelCause(ctx)

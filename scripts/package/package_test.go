@@ -116,6 +116,7 @@ func TestDebInstallsInCleanRoot(t *testing.T) {
 		"usr/sbin/ironblade", "usr/sbin/ironaoe", "usr/bin/ironbench",
 		"lib/systemd/system/ironblade@.service", "lib/systemd/system/ironaoe-attach@.service",
 		"lib/systemd/system/ironaoe-serve.service", "lib/systemd/system/ironaoe-serve.socket",
+		"usr/lib/udev/rules.d/60-ironaoe.rules", "usr/lib/udev/ironaoe-udev-name",
 		"usr/lib/ocf/resource.d/ironblade/ironblade", "usr/lib/ocf/resource.d/ironblade/ironaoe",
 		"usr/share/man/man8/ironblade.8.gz", "usr/share/man/man8/ironaoe.8.gz", "usr/share/man/man5/ironblade.conf.5.gz",
 		"usr/share/bash-completion/completions/ironblade", "usr/share/bash-completion/completions/ironaoe",
