@@ -101,7 +101,7 @@ DESTDIR    ?=
 OCFDIR     ?= /usr/lib/ocf
 install: build
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(OCFDIR)/resource.d/ironblade
-	install -m 755 $(BIN)/ironblade $(BIN)/ironaoe $(DESTDIR)$(PREFIX)/sbin/
+	install -m 755 $(BIN)/ironblade $(BIN)/ironbladectl $(BIN)/ironaoe $(DESTDIR)$(PREFIX)/sbin/
 	install -m 755 $(BIN)/ironbench $(DESTDIR)$(PREFIX)/bin/
 	install -m 755 scripts/ocf/ironblade scripts/ocf/ironaoe $(DESTDIR)$(OCFDIR)/resource.d/ironblade/
 

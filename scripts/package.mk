@@ -40,7 +40,7 @@ UDEVDIR    ?= /usr/lib/udev
 MD2MAN     ?= $(GO) run github.com/cpuguy83/go-md2man/v2@v2.0.7
 NFPM       ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
 
-PKG_MANPAGES := $(PKG_OUT)/man/ironblade.8 $(PKG_OUT)/man/ironaoe.8 $(PKG_OUT)/man/ironblade.conf.5
+PKG_MANPAGES := $(PKG_OUT)/man/ironblade.8 $(PKG_OUT)/man/ironbladectl.8 $(PKG_OUT)/man/ironaoe.8 $(PKG_OUT)/man/ironblade.conf.5
 
 .PHONY: man deb install-man install-completion install-units install-udev install-doc version
 
@@ -82,7 +82,7 @@ install-man: $(PKG_MANPAGES)
 # One script completes all three commands from their --help.
 install-completion:
 	install -d $(DESTDIR)$(BASHCOMPDIR)
-	for cmd in ironblade ironaoe ironbench; do \
+	for cmd in ironblade ironaoe ironbench ironbladectl; do \
 		install -m 644 scripts/package/completion.bash $(DESTDIR)$(BASHCOMPDIR)/$$cmd || exit 1; \
 	done
 

@@ -81,6 +81,9 @@ type options struct {
 	// ConfigFile is --config: the exports come from this file
 	// (internal/exportconf) instead of the operands and options.
 	ConfigFile string
+	// Control is --control: the control socket's path, "" for the
+	// default (see controlPath) or controlOff for none.
+	Control string
 
 	// Warnings are about input that vblade takes and ironblade adjusts
 	// (empty or group -m entries, a huge -b); they are logged once a
@@ -91,7 +94,7 @@ type options struct {
 // usageText is vblade's synopsis, extended with the long options.
 const usageText = `ironblade [-b bufcnt] [-o offset] [-l length] [-d] [-s] [-r] [-m mac[,mac...]]
           [long options] shelf slot netif filename
-ironblade --config FILE [--metrics ADDR] [--log-level LEVEL] [--log-format FORMAT]
+ironblade --config FILE [--metrics ADDR] [--control PATH] [--log-level LEVEL] [--log-format FORMAT]
 
 Exports filename (a regular file or block device) as AoE device e<shelf>.<slot>
 on network interface netif. The command line is vblade's: options and operands
@@ -131,6 +134,8 @@ func flags() []cli.Flag {
 			Usage: "with --auth-key: `MODE` required (refuse plain initiators) or optional (let them in too, for a migration)"},
 		&cli.StringFlag{Name: "config",
 			Usage: "serve the exports of the configuration `FILE` (docs/ironblade.conf.md) instead of shelf slot netif filename; SIGHUP reloads it"},
+		&cli.StringFlag{Name: "control", DefaultText: defaultControlDir + "/eSHELF.SLOT.sock, or ctl.sock with --config",
+			Usage: "answer ironbladectl on the Unix socket `PATH`; off for none"},
 		&cli.StringFlag{Name: "vlan", DefaultText: "untagged",
 			Usage: "serve on 802.1Q VLAN `VID` (1 to 4094): tag every frame and take only that VLAN's (no VLAN device needed)"},
 	})
@@ -247,7 +252,7 @@ func optionsFrom(c *cli.Context) (options, error) {
 
 // processFlags are the options that --config leaves on the command line:
 // they are the process's, not an export's.
-var processFlags = []string{"config", "metrics", "log-level", "log-format"}
+var processFlags = []string{"config", "metrics", "log-level", "log-format", "control"}
 
 // configOptions validates a --config command line: no operands, and no
 // option that the file's exports set.
@@ -348,8 +353,8 @@ func (o *options) setMACs(c *cli.Context) error {
 }
 
 // setServiceOptions checks and stores the long options vblade lacks,
-// but for the --auth ones: --state-dir, --announce-interval, --metrics,
-// the logging options, --workers and --vlan.
+// but for the --auth ones: --state-dir, --announce-interval, --control,
+// --metrics, the logging options, --workers and --vlan.
 func (o *options) setServiceOptions(c *cli.Context) error {
 	o.StateDir = c.String("state-dir")
 	if c.IsSet("state-dir") && o.StateDir == "" {
@@ -358,6 +363,12 @@ func (o *options) setServiceOptions(c *cli.Context) error {
 	o.AnnounceInterval = c.Duration("announce-interval")
 	if o.AnnounceInterval < 0 {
 		return fmt.Errorf("--announce-interval %v: must not be negative", o.AnnounceInterval)
+	}
+	if c.IsSet("control") {
+		// Given empty, it means none, as off does.
+		if o.Control = c.String("control"); o.Control == "" {
+			o.Control = controlOff
+		}
 	}
 	o.MetricsAddr = c.String("metrics")
 	if o.MetricsAddr != "" {

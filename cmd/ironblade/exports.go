@@ -46,6 +46,11 @@ func serveConfig(ctx context.Context, o options, env serveEnv) error {
 			return err
 		}
 	}
+	stopControl, err := startControl(o, env, set.controlExports)
+	if err != nil {
+		return err
+	}
+	defer stopControl()
 	sup := newSupervisor(env, o)
 	sup.setStatus(set.status())
 	stopSupervisor := sup.run(ctx, set)

@@ -2,19 +2,23 @@
 // (AoE) target. It takes vblade's command line unchanged:
 //
 //	ironblade [-b bufcnt] [-o offset] [-l length] [-d] [-s] [-r] [-m mac[,mac...]] shelf slot netif filename
-//	ironblade --config FILE [--metrics ADDR] [--log-level L] [--log-format F]
+//	ironblade --config FILE [--metrics ADDR] [--control PATH] [--log-level L] [--log-format F]
 //
 // The second form serves every export of a configuration file
 // (docs/ironblade.conf.md) from one process with one metrics endpoint;
 // SIGHUP reloads the file, starting and stopping exports without
 // disturbing the others.
 //
-// and adds long options for what vblade lacks: --state-dir,
-// --announce-interval, --metrics, --log-level, --log-format, --workers,
-// --vlan, and --auth-key, --auth-mode and --auth-encrypt (docs/auth.md).
-// Unlike vblade it serves many requests at once, makes FLUSH CACHE durable,
+// Beside vblade's options it has long options for what vblade lacks:
+// --state-dir, --announce-interval, --metrics, --log-level, --log-format,
+// --workers, --vlan, --control, and --auth-key, --auth-mode and
+// --auth-encrypt (docs/auth.md). Unlike vblade it serves many requests at once, makes FLUSH CACHE durable,
 // and with -s acknowledges a write only once an fdatasync covers it, one
 // sync serving every write in flight.
+//
+// A control socket (/run/ironblade/eSHELF.SLOT.sock, or ctl.sock with
+// --config) lets ironbladectl list the exports and read and change their
+// config strings, MAC masks and reservations (docs/ironbladectl.md).
 //
 // SIGTERM and SIGINT stop it gracefully: requests in flight finish and the
 // file is synced before it exits 0. SIGUSR1 makes it announce itself again.
@@ -82,7 +86,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	defer signal.Stop(reload)
 
 	env := serveEnv{Logger: logger, Listen: rawlink.ListenLink, InterfaceMTU: interfaceMTU, Announce: announce, Reload: reload,
-		Notify: systemdNotify(logger), Watchdog: systemdWatchdog(logger)}
+		Notify: systemdNotify(logger), Watchdog: systemdWatchdog(logger), ControlDir: defaultControlDir}
 	serveFunc := serve
 	if opts.ConfigFile != "" {
 		serveFunc = serveConfig

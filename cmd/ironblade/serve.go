@@ -52,6 +52,9 @@ type serveEnv struct {
 	Watchdog time.Duration
 	// PacketBacklog, if set, replaces packetBacklog for the watchdog.
 	PacketBacklog func() (int, error)
+	// ControlDir is where the control socket goes unless --control names
+	// one; "" for none.
+	ControlDir string
 }
 
 // interfaceMTU looks netif up, so that a missing interface gets a clear error.
@@ -162,6 +165,12 @@ func serve(ctx context.Context, o options, env serveEnv) (err error) {
 		return err
 	}
 	defer stopMetrics()
+
+	stopControl, err := startControl(o, env, func() []controlExport { return commandLineExport(o, backend.Size(), srv) })
+	if err != nil {
+		return err
+	}
+	defer stopControl()
 
 	// Deferred after the link's Close, so it runs before it: no
 	// announcement is sent on a closed link.

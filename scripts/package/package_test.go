@@ -113,14 +113,14 @@ func TestDebInstallsInCleanRoot(t *testing.T) {
 	}
 
 	files := []string{
-		"usr/sbin/ironblade", "usr/sbin/ironaoe", "usr/bin/ironbench",
+		"usr/sbin/ironblade", "usr/sbin/ironaoe", "usr/sbin/ironbladectl", "usr/bin/ironbench",
 		"lib/systemd/system/ironblade@.service", "lib/systemd/system/ironaoe-attach@.service",
 		"lib/systemd/system/ironaoe-serve.service", "lib/systemd/system/ironaoe-serve.socket",
 		"usr/lib/udev/rules.d/60-ironaoe.rules", "usr/lib/udev/ironaoe-udev-name",
 		"usr/lib/ocf/resource.d/ironblade/ironblade", "usr/lib/ocf/resource.d/ironblade/ironaoe",
-		"usr/share/man/man8/ironblade.8.gz", "usr/share/man/man8/ironaoe.8.gz", "usr/share/man/man5/ironblade.conf.5.gz",
+		"usr/share/man/man8/ironblade.8.gz", "usr/share/man/man8/ironaoe.8.gz", "usr/share/man/man8/ironbladectl.8.gz", "usr/share/man/man5/ironblade.conf.5.gz",
 		"usr/share/bash-completion/completions/ironblade", "usr/share/bash-completion/completions/ironaoe",
-		"usr/share/bash-completion/completions/ironbench",
+		"usr/share/bash-completion/completions/ironbench", "usr/share/bash-completion/completions/ironbladectl",
 		"usr/share/doc/ironblade/copyright", "usr/share/doc/ironblade/README.md",
 		"usr/share/doc/ironblade/ironblade.md", "usr/share/doc/ironblade/examples/ironblade-e1.0.conf",
 	}
@@ -130,7 +130,7 @@ func TestDebInstallsInCleanRoot(t *testing.T) {
 		}
 	}
 
-	for _, bin := range []string{"usr/sbin/ironblade", "usr/sbin/ironaoe", "usr/bin/ironbench"} {
+	for _, bin := range []string{"usr/sbin/ironblade", "usr/sbin/ironaoe", "usr/sbin/ironbladectl", "usr/bin/ironbench"} {
 		got := run(t, dir, nil, filepath.Join(dir, bin), "--version")
 		if want := filepath.Base(bin) + " version " + version; strings.TrimSpace(got) != want {
 			t.Errorf("/%s --version printed %q, want %q", bin, got, want)
