@@ -11,6 +11,7 @@ import (
 
 	"github.com/ironblade/ironblade/initiator"
 	"github.com/ironblade/ironblade/initiator/nbdkernel"
+	"github.com/ironblade/ironblade/internal/cliflag"
 )
 
 // defaultEngine is engineOptions with every default.
@@ -230,8 +231,8 @@ func TestPermuteArgs(t *testing.T) {
 		{[]string{"serve", "--unix"}, []string{"serve", "--unix"}}, // missing value: left for the library
 	}
 	for _, tc := range tests {
-		if got := permuteArgs(app, tc.in); !reflect.DeepEqual(got, tc.want) {
-			t.Errorf("permuteArgs(%q) = %q, want %q", tc.in, got, tc.want)
+		if got := cliflag.Permute(app, tc.in); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("Permute(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
 }

@@ -1,20 +1,12 @@
 package main
 
 import (
-	"context"
-	"errors"
-	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
-	"runtime"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ironblade/ironblade/crypto/seal"
+	"github.com/ironblade/ironblade/internal/metricsrv"
 )
 
 // startMetrics serves the engine's metrics at http://addr/metrics: per
@@ -26,53 +18,15 @@ func startMetrics(addr string, eng *engine, log *slog.Logger) (url string, stop 
 	if addr == "" {
 		return "", func() {}, nil
 	}
-	reg := prometheus.NewRegistry()
-	cs := []prometheus.Collector{
-		eng.ini.Collector(), buildInfo(),
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	}
+	reg := metricsrv.NewRegistry("ironaoe", version)
+	cs := []prometheus.Collector{eng.ini.Collector()}
 	if len(eng.seals) > 0 {
 		cs = append(cs, seal.Collector("ironaoe", eng.mergedAuthStats))
 	}
-	for _, c := range cs {
-		if err := reg.Register(c); err != nil {
-			return "", nil, fmt.Errorf("metrics: register collector: %w", err)
-		}
+	if err := metricsrv.Register(reg, cs...); err != nil {
+		return "", nil, err
 	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return "", nil, fmt.Errorf("metrics: %w", err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics server failed", "err", err)
-		}
-	}()
-	url = "http://" + ln.Addr().String() + "/metrics"
-	log.Info("serving metrics", "url", url)
-	return url, func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_ = hs.Shutdown(ctx)
-		<-done
-	}, nil
-}
-
-// buildInfo is ironaoe_build_info: 1, labelled with the version and the
-// Go version the binary was built with.
-func buildInfo() prometheus.Collector {
-	g := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name:        "ironaoe_build_info",
-		Help:        "1, labelled with ironaoe's version and the Go version that built it.",
-		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
-	})
-	g.Set(1)
-	return g
+	return metricsrv.Serve(addr, reg, log)
 }
 
 // mergedAuthStats adds up the sealing layers of every link into one

@@ -199,6 +199,9 @@ func TestConfigExports(t *testing.T) {
 			t.Errorf("e1.%s: ironblade_target_written_bytes_total %v, want at least %d", slot, v, 32*aoe.SectorSize)
 		}
 	}
+	if v := testenv.MetricValue(fams, "ironblade_build_info", "version", testenv.BinaryVersion); v != 1 {
+		t.Errorf("ironblade_build_info{version=%q} = %v, want 1", testenv.BinaryVersion, v)
+	}
 	blade.StopClean(t, syscall.SIGTERM, 5*time.Second)
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/ironblade/ironblade/aoe/rawlink"
 	"github.com/ironblade/ironblade/crypto/seal"
 	"github.com/ironblade/ironblade/internal/exportconf"
+	"github.com/ironblade/ironblade/internal/metricsrv"
 	"github.com/ironblade/ironblade/target"
 )
 
@@ -30,10 +31,10 @@ func serveConfig(ctx context.Context, o options, env serveEnv) error {
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
+	reg := metricsrv.NewRegistry("ironblade", version)
 	stopMetrics := func() {}
 	if o.MetricsAddr != "" {
-		if stopMetrics, err = serveMetrics(o.MetricsAddr, env.Logger, reg); err != nil {
+		if _, stopMetrics, err = metricsrv.Serve(o.MetricsAddr, reg, env.Logger); err != nil {
 			return err
 		}
 	}

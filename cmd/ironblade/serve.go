@@ -6,19 +6,17 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ironblade/ironblade/aoe"
 	"github.com/ironblade/ironblade/aoe/rawlink"
 	"github.com/ironblade/ironblade/crypto/seal"
+	"github.com/ironblade/ironblade/internal/metricsrv"
 	"github.com/ironblade/ironblade/target"
 )
 
@@ -248,46 +246,17 @@ func logStopped(logger *slog.Logger, srv *target.Server, sealed *seal.TargetLink
 	}
 }
 
-// startMetrics serves the target's metrics, with the Go runtime's and the
-// process's, at http://addr/metrics. An empty addr serves nothing. The
-// returned function shuts the server down.
+// startMetrics serves the target's metrics, with the Go runtime's, the
+// process's and ironblade_build_info, at http://addr/metrics. An empty addr
+// serves nothing. The returned function shuts the server down.
 func startMetrics(addr string, logger *slog.Logger, cs ...prometheus.Collector) (stop func(), err error) {
 	if addr == "" {
 		return func() {}, nil
 	}
-	reg := prometheus.NewRegistry()
-	for _, c := range cs {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("metrics: register collector: %w", err)
-		}
+	reg := metricsrv.NewRegistry("ironblade", version)
+	if err := metricsrv.Register(reg, cs...); err != nil {
+		return nil, err
 	}
-	return serveMetrics(addr, logger, reg)
-}
-
-// serveMetrics serves reg's metrics, with the Go runtime's and the
-// process's, at http://addr/metrics; collectors may come and go in reg
-// meanwhile. The returned function shuts the server down.
-func serveMetrics(addr string, logger *slog.Logger, reg *prometheus.Registry) (stop func(), err error) {
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("metrics: %w", err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logger.Error("metrics server failed", "err", err)
-		}
-	}()
-	logger.Info("serving metrics", "url", "http://"+ln.Addr().String()+"/metrics")
-	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_ = hs.Shutdown(ctx)
-		<-done
-	}, nil
+	_, stop, err = metricsrv.Serve(addr, reg, logger)
+	return stop, err
 }

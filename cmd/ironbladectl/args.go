@@ -111,7 +111,7 @@ func parseArgs(args []string, stdout io.Writer) (invocation, error) {
 	if len(args) == 0 {
 		args = []string{app.Name}
 	}
-	if err := app.Run(append([]string{args[0]}, permuteArgs(app, args[1:])...)); err != nil {
+	if err := app.Run(append([]string{args[0]}, cliflag.Permute(app, args[1:])...)); err != nil {
 		return invocation{}, cliflag.UsageError(err)
 	}
 	if !ran {
@@ -163,77 +163,4 @@ func invocationFrom(c *cli.Context, verb string) (invocation, error) {
 	}
 	inv.Request = req
 	return inv, nil
-}
-
-// permuteArgs reorders a command line (without the program name) the way
-// urfave/cli needs it, so that it reads as GNU tools do: global options
-// may follow the command, and the command's options its operands
-// ("config set e1.0 x --force"); "--" ends the options, for a config
-// string that starts with "-". Global options move before the command,
-// the command's before its operands. It follows ironaoe's permuter,
-// without its renaming of short options (ironbladectl has none).
-func permuteArgs(app *cli.App, args []string) []string {
-	global := cliflag.Index(append(app.Flags, cli.HelpFlag, cli.VersionFlag))
-	var globals []string
-	i := 0
-	for ; i < len(args) && isFlag(args[i]) && args[i] != "--"; i++ {
-		globals = append(globals, args[i])
-		if needsValue(global, args[i]) && i+1 < len(args) {
-			i++
-			globals = append(globals, args[i])
-		}
-	}
-	if i >= len(args) || args[i] == "--" {
-		return args
-	}
-	cmd := app.Command(args[i])
-	if cmd == nil {
-		return args
-	}
-	local := cliflag.Index(append(cmd.Flags, cli.HelpFlag))
-	var flags, operands []string
-	rest := args[i+1:]
-	for j := 0; j < len(rest); j++ {
-		w := rest[j]
-		if w == "--" {
-			operands = append(operands, rest[j+1:]...)
-			break
-		}
-		if !isFlag(w) {
-			operands = append(operands, w)
-			continue
-		}
-		dst, table := &flags, local
-		if _, ok := local[flagName(w)]; !ok {
-			if _, ok := global[flagName(w)]; ok {
-				dst, table = &globals, global
-			}
-		}
-		*dst = append(*dst, w)
-		if needsValue(table, w) && j+1 < len(rest) {
-			j++
-			*dst = append(*dst, rest[j])
-		}
-	}
-	out := append(append(globals, args[i]), flags...)
-	if len(operands) > 0 {
-		out = append(out, "--")
-	}
-	return append(out, operands...)
-}
-
-// isFlag reports whether a command-line word is an option.
-func isFlag(word string) bool { return len(word) > 1 && word[0] == '-' }
-
-// flagName is the name of an option word: "--control=x" is "control".
-func flagName(word string) string {
-	name, _, _ := strings.Cut(strings.TrimLeft(word, "-"), "=")
-	return name
-}
-
-// needsValue reports whether an option word of table takes the next word
-// as its value.
-func needsValue(table map[string]cliflag.Spec, word string) bool {
-	f, ok := table[flagName(word)]
-	return ok && f.TakesValue && !strings.Contains(word, "=")
 }

@@ -1,0 +1,110 @@
+package cliflag
+
+import (
+	"strings"
+
+	"github.com/urfave/cli/v2"
+)
+
+// flagTable maps each name of a set of flags ("i", "interface") to the
+// flag's main name and whether it takes a value.
+type flagTable map[string]Spec
+
+// newFlagTable indexes flags by every name.
+func newFlagTable(flags []cli.Flag) flagTable { return Index(flags) }
+
+// lookup reads a command-line word ("-i", "--wait=5s") as a flag of the
+// table. It reports whether it is one, the word with the flag's main name
+// ("--interface", "--wait=5s"), and whether the flag still needs the next
+// word as its value.
+func (t flagTable) lookup(word string) (known bool, canonical string, needsValue bool) {
+	name, value, hasValue := strings.Cut(strings.TrimLeft(word, "-"), "=")
+	f, known := t[name]
+	if !known {
+		return false, word, false
+	}
+	canonical = "--" + f.Name
+	if hasValue {
+		canonical += "=" + value
+	}
+	return true, canonical, f.TakesValue && !hasValue
+}
+
+// isFlag reports whether a command-line word is an option.
+func isFlag(word string) bool { return len(word) > 1 && word[0] == '-' }
+
+// Permute reorders a command line (without the program name) the way
+// urfave/cli needs it, so that it reads as GNU tools do: global options may
+// follow the command, and the command's options may follow its operands
+// ("serve e1.0 --unix /run/x.sock"). Global options move before the
+// command, the command's options before its operands; "--" ends the
+// options. Options are renamed to their long names, since the library
+// refuses a repeated option given under both of its names ("-i a
+// --interface b"), and a command's --help drops its operands, which the
+// library would take for a help topic. A line whose command is unknown is
+// left alone for the library to report.
+//
+// ironaoe and ironbladectl use it. It shares only the flag index (Index)
+// with ironblade's getopt emulation: that one must read vblade's command
+// line exactly (bundled short options, attached values, glibc's error
+// messages), while these keep the flag package's grammar (-name and --name
+// alike, no bundling) and their commands.
+func Permute(app *cli.App, args []string) []string {
+	global := newFlagTable(append(app.Flags, cli.HelpFlag, cli.VersionFlag))
+	var globals []string
+	i := 0
+	for ; i < len(args) && isFlag(args[i]) && args[i] != "--"; i++ {
+		globals = append(globals, args[i])
+		if _, _, needs := global.lookup(args[i]); needs && i+1 < len(args) {
+			i++
+			globals = append(globals, args[i])
+		}
+	}
+	if i >= len(args) || args[i] == "--" {
+		return args
+	}
+	var cmd *cli.Command
+	for _, c := range app.Commands {
+		if c.HasName(args[i]) {
+			cmd = c
+		}
+	}
+	if cmd == nil {
+		return args
+	}
+	local := newFlagTable(append(cmd.Flags, cli.HelpFlag))
+	helpFlag := "--" + cli.HelpFlag.Names()[0]
+	var flags, operands []string
+	rest := args[i+1:]
+	for j := 0; j < len(rest); j++ {
+		w := rest[j]
+		if w == "--" {
+			operands = append(operands, rest[j+1:]...)
+			break
+		}
+		if !isFlag(w) {
+			operands = append(operands, w)
+			continue
+		}
+		dst := &flags
+		known, canonical, needs := local.lookup(w)
+		if !known {
+			if known, canonical, needs = global.lookup(w); known {
+				dst = &globals
+			}
+		}
+		if canonical == helpFlag {
+			return append(globals, args[i], helpFlag)
+		}
+		*dst = append(*dst, canonical)
+		if needs && j+1 < len(rest) {
+			j++
+			*dst = append(*dst, rest[j])
+		}
+	}
+	out := append(append(globals, args[i]), flags...)
+	if len(operands) > 0 {
+		out = append(out, "--")
+	}
+	return append(out, operands...)
+}
