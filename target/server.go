@@ -370,6 +370,14 @@ func (c *session) sectorsPerFrame() int {
 	return min(aoe.SectorsPerFrame(c.link.MTU()), c.maxSPF)
 }
 
+// The receive loop passes through the scheduler every yieldInterval, well
+// within the 10 ms after which the runtime preempts a goroutine that never
+// does, and reads the clock for that every yieldCheck batches.
+const (
+	yieldInterval = 2 * time.Millisecond
+	yieldCheck    = 16
+)
+
 // loop is the receive loop's state: its buffers and the scratch space of a
 // batch.
 type loop struct {
@@ -397,7 +405,19 @@ func (c *session) loop() error {
 	}
 	defer lp.release()
 	failures := 0
-	for {
+	lastYield := time.Now()
+	for iter := 1; ; iter++ {
+		if iter%yieldCheck == 0 {
+			// The loop waits for frames in its own ppoll, never in
+			// the scheduler, so without this the runtime's monitor
+			// sees a goroutine running for 10 ms, preempts it and
+			// polls again every 20 µs: thousands of wake-ups a second
+			// on the target's CPU (docs/performance.md).
+			if now := time.Now(); now.Sub(lastYield) >= yieldInterval {
+				runtime.Gosched()
+				lastYield = now
+			}
+		}
 		if !lp.fill() {
 			return nil
 		}
