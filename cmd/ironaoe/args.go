@@ -78,6 +78,9 @@ type serveOptions struct {
 	// Devices are the devices to export; empty means every device found,
 	// now or later.
 	Devices    []deviceAddr
+	// TCPAny allows a TCP listener on a non-loopback address, given or
+	// passed by systemd: NBD has no authentication.
+	TCPAny     bool
 	ControlDir string // "" for no control socket
 	// Metrics is where to serve Prometheus metrics, HOST:PORT; "" for
 	// nowhere.
@@ -419,8 +422,9 @@ func serveOptionsFrom(c *cli.Context, args []string) (serveOptions, error) {
 	if o.Unix == "" && o.TCP == "" {
 		o.TCP = defaultTCP
 	}
+	o.TCPAny = c.Bool("tcp-any")
 	if o.TCP != "" {
-		if err := checkTCPAddress(o.TCP, c.Bool("tcp-any")); err != nil {
+		if err := checkTCPAddress(o.TCP, o.TCPAny); err != nil {
 			return o, err
 		}
 	}

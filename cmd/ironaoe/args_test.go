@@ -101,7 +101,7 @@ func TestParseArgs(t *testing.T) {
 			name: "serve on any address with --tcp-any",
 			args: []string{"serve", "--tcp", ":10809", "--tcp-any"},
 			want: invocation{Command: "serve", Global: defaultGlobal,
-				Serve: serveOptions{Engine: defaultEngine(), TCP: ":10809", ControlDir: defaultControlDir}},
+				Serve: serveOptions{Engine: defaultEngine(), TCP: ":10809", TCPAny: true, ControlDir: defaultControlDir}},
 		},
 		{name: "serve refuses a non-loopback address", args: []string{"serve", "--tcp", "0.0.0.0:10809"}, wantErr: "--tcp-any"},
 		{name: "serve refuses all addresses", args: []string{"serve", "--tcp", ":10809"}, wantErr: "not a loopback address"},

@@ -169,3 +169,35 @@ func TestE2EAttachNotify(t *testing.T) {
 	notify.Expect(t, 5*time.Second, "STOPPING=1")
 	testenv.WaitFor(t, 15*time.Second, "attach to exit", func() bool { return !p.Running() })
 }
+
+// TestCheckActivated checks that a TCP socket passed by systemd beyond
+// loopback needs --tcp-any, as --tcp does, and is closed when refused.
+func TestCheckActivated(t *testing.T) {
+	for _, tc := range []struct {
+		addr   string
+		tcpAny bool
+		ok     bool
+	}{
+		{"127.0.0.1:0", false, true},
+		{"0.0.0.0:0", false, false},
+		{"0.0.0.0:0", true, true},
+	} {
+		l, err := net.Listen("tcp", tc.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = checkActivated([]net.Listener{l}, tc.tcpAny)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s, tcp-any %v: %v, want ok %v", tc.addr, tc.tcpAny, err, tc.ok)
+		}
+		if err != nil {
+			if _, aerr := l.Accept(); aerr == nil {
+				t.Errorf("%s: refused listener still open", tc.addr)
+			}
+			if !strings.Contains(err.Error(), "--tcp-any") {
+				t.Errorf("error %q does not name --tcp-any", err)
+			}
+		}
+		l.Close()
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -197,6 +198,9 @@ func serve(ctx context.Context, o serveOptions, env *environment) error {
 // systemd passed instead.
 func listenNBD(o serveOptions, log *slog.Logger) ([]net.Listener, []string, error) {
 	if ls, addrs, err := activatedListeners(log); err != nil || len(ls) > 0 {
+		if err == nil {
+			err = checkActivated(ls, o.TCPAny)
+		}
 		return ls, addrs, err // systemd socket activation
 	}
 	var listeners []net.Listener
@@ -223,6 +227,22 @@ func listenNBD(o serveOptions, log *slog.Logger) ([]net.Listener, []string, erro
 		}
 	}
 	return listeners, addrs, nil
+}
+
+// checkActivated holds sockets systemd passed to the rule --tcp holds:
+// NBD has no authentication, so a TCP socket on a non-loopback address
+// needs --tcp-any. On refusal it closes them all.
+func checkActivated(ls []net.Listener, tcpAny bool) error {
+	for _, l := range ls {
+		if a, ok := l.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() && !tcpAny {
+			for _, l := range ls {
+				l.Close()
+			}
+			return fmt.Errorf("socket activation passed NBD a TCP socket on %s, beyond this host: anyone who could "+
+				"reach it could read and overwrite the disks: add --tcp-any to serve there anyway", a)
+		}
+	}
+	return nil
 }
 
 // devicesWanted says which devices serve exports, for its start-up log.

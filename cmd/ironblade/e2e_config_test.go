@@ -199,6 +199,13 @@ func TestConfigExports(t *testing.T) {
 			t.Errorf("e1.%s: ironblade_target_written_bytes_total %v, want at least %d", slot, v, 32*aoe.SectorSize)
 		}
 	}
+	var timed uint64 // requests in the latency histograms, every export and op
+	for _, m := range fams["ironblade_target_request_duration_seconds"].GetMetric() {
+		timed += m.GetHistogram().GetSampleCount()
+	}
+	if timed == 0 {
+		t.Error("ironblade_target_request_duration_seconds counts no request")
+	}
 	if v := testenv.MetricValue(fams, "ironblade_build_info", "version", testenv.BinaryVersion); v != 1 {
 		t.Errorf("ironblade_build_info{version=%q} = %v, want 1", testenv.BinaryVersion, v)
 	}
@@ -305,4 +312,28 @@ func TestConfigBadFiles(t *testing.T) {
 			t.Errorf("ironblade %q: %v, printed %q; want exit status 2 naming --config", args, err, out)
 		}
 	}
+}
+
+// TestConfigSameDeviceTwoVLANs serves e1.0 on two VLANs of one interface,
+// which the file allows (they are two devices): both must start, and the
+// one metrics endpoint must tell their targets apart by the vlan label.
+func TestConfigSameDeviceTwoVLANs(t *testing.T) {
+	r := newConfigRig(t)
+	tableA, _ := r.exportTable(t, "a", 0)
+	tableB, _ := r.exportTable(t, "b", 0)
+	r.writeConf(t, tableA+"vlan = 10\n\n", tableB+"vlan = 20\n\n")
+	blade := r.startBlade(t)
+	testenv.WaitFor(t, 10*time.Second, "both VLANs' targets in the metrics", func() bool {
+		if !blade.Running() {
+			t.Fatalf("ironblade --config exited: %v\n%s", blade.Err(), blade.Output())
+		}
+		fams, err := testenv.ScrapeMetrics(r.blade, "127.0.0.1:9192")
+		return err == nil &&
+			testenv.MetricValue(fams, "ironblade_target_frames_sent_total", "vlan", "10", "slot", "0") > 0 &&
+			testenv.MetricValue(fams, "ironblade_target_frames_sent_total", "vlan", "20", "slot", "0") > 0
+	})
+	if strings.Contains(blade.Stderr(), "level=ERROR") {
+		t.Errorf("ironblade logged errors:\n%s", blade.Stderr())
+	}
+	blade.StopClean(t, syscall.SIGTERM, 5*time.Second)
 }

@@ -192,13 +192,16 @@ func (s *exportSet) open(r *runningExport, o options, keys []seal.Key, logger *s
 		return nil, fmt.Errorf("configure target: %w", err)
 	}
 	// Each target's metrics carry its shelf and slot; the interface
-	// tells apart the targets of one export.
-	labels := prometheus.Labels{"netif": o.Netif}
+	// tells apart the targets of one export, and the VLAN two exports of
+	// one shelf.slot on one interface (the file allows that: they are two
+	// devices).
+	vlan := strconv.Itoa(int(o.VLAN))
+	labels := prometheus.Labels{"netif": o.Netif, "vlan": vlan}
 	if err := s.register(r, labels, srv.Collector()); err != nil {
 		return nil, err
 	}
 	if sealed != nil {
-		labels = prometheus.Labels{"netif": o.Netif, "shelf": strconv.Itoa(int(o.Shelf)), "slot": strconv.Itoa(int(o.Slot))}
+		labels = prometheus.Labels{"netif": o.Netif, "vlan": vlan, "shelf": strconv.Itoa(int(o.Shelf)), "slot": strconv.Itoa(int(o.Slot))}
 		if err := s.register(r, labels, seal.Collector("ironblade", sealed.Stats)); err != nil {
 			return nil, err
 		}
