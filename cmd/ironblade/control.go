@@ -23,9 +23,10 @@ const controlOff = "off"
 // controlPath is the control socket of the process, or "" for none;
 // explicit says --control named it, so failing to listen there is an
 // error rather than a warning. The default is one socket per process:
-// DIR/ctl.sock with --config, DIR/eSHELF.SLOT.sock otherwise, so that the
-// one-export-per-process services (ironblade@.service, the OCF agent)
-// do not contend for one name.
+// DIR/ctl.sock with --config, DIR/eSHELF.SLOT-NETIF.sock otherwise, so that
+// the one-export-per-process services (ironblade@.service, the OCF agent)
+// do not contend for one name, even when one device is served on two
+// interfaces by two processes (multipath, as vblade is run).
 func controlPath(o options, dir string) (path string, explicit bool) {
 	switch {
 	case o.Control == controlOff:
@@ -37,7 +38,7 @@ func controlPath(o options, dir string) (path string, explicit bool) {
 	case o.ConfigFile != "":
 		return filepath.Join(dir, "ctl.sock"), false
 	}
-	return filepath.Join(dir, bladectl.TargetName(o.Shelf, o.Slot)+".sock"), false
+	return filepath.Join(dir, bladectl.TargetName(o.Shelf, o.Slot)+"-"+o.Netif+".sock"), false
 }
 
 // controlExport is one export as the control socket sees it.

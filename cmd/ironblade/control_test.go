@@ -43,9 +43,9 @@ func TestControlPath(t *testing.T) {
 		want     string
 		explicit bool
 	}{
-		{options{Shelf: 1, Slot: 2}, "/run/ironblade", "/run/ironblade/e1.2.sock", false},
+		{options{Shelf: 1, Slot: 2, Netif: "eth0"}, "/run/ironblade", "/run/ironblade/e1.2-eth0.sock", false},
 		{options{ConfigFile: "/etc/c"}, "/run/ironblade", "/run/ironblade/ctl.sock", false},
-		{options{Shelf: 1, Slot: 2}, "", "", false},
+		{options{Shelf: 1, Slot: 2, Netif: "eth0"}, "", "", false},
 		{options{Control: "/x.sock"}, "", "/x.sock", true},
 		{options{Control: controlOff}, "/run/ironblade", "", false},
 	} {
