@@ -248,8 +248,9 @@ func TestIronaoeAgentOCFTesterAttach(t *testing.T) {
 
 // TestIronbladeAgentMonitor checks that monitor sees a target that stops
 // serving: OCF_ERR_GENERIC while its interface is down, OCF_NOT_RUNNING
-// once the process is killed; and that the client's monitor fails once
-// its process is killed.
+// once the process is killed; that a lost carrier (the peer down, as in a
+// switch-port flap) is only a warning unless check_carrier=true; and that
+// the client's monitor fails once its process is killed.
 func TestIronbladeAgentMonitor(t *testing.T) {
 	requireOCF(t)
 	p := newPair(t, 64<<20)
@@ -264,6 +265,26 @@ func TestIronbladeAgentMonitor(t *testing.T) {
 	}
 	testenv.Run(t, p.target, "ip", "link", "set", p.veth.IfA, "up")
 	testenv.WaitLinkReady(t, p.target, p.veth.IfA)
+	tgt.must(t, "monitor", ocfSuccess)
+
+	// The peer down: netif stays up, its AoE socket running, no carrier.
+	testenv.Run(t, p.client, "ip", "link", "set", p.veth.IfB, "down")
+	testenv.WaitFor(t, 5*time.Second, "no carrier on "+p.veth.IfA, func() bool {
+		return strings.TrimSpace(testenv.Run(t, p.target, "cat", "/sys/class/net/"+p.veth.IfA+"/carrier")) == "0"
+	})
+	out = tgt.must(t, "monitor", ocfSuccess)
+	if !strings.Contains(out, "no carrier") {
+		t.Errorf("monitor without carrier says %q, want a warning about the carrier", out)
+	}
+	tgt.params["check_carrier"] = "true"
+	out = tgt.must(t, "monitor", ocfErrGeneric)
+	if !strings.Contains(out, "no carrier") {
+		t.Errorf("monitor with check_carrier=true and no carrier says %q, want why it does not serve", out)
+	}
+	delete(tgt.params, "check_carrier")
+	testenv.Run(t, p.client, "ip", "link", "set", p.veth.IfB, "up")
+	testenv.WaitLinkReady(t, p.target, p.veth.IfA)
+	testenv.WaitLinkReady(t, p.client, p.veth.IfB)
 	tgt.must(t, "monitor", ocfSuccess)
 
 	cli := p.clientAgent(t, "serve")
@@ -325,6 +346,14 @@ func TestAgentsRefuseBadConfiguration(t *testing.T) {
 	cli.params["device"] = "1.2"
 	if rc, out := cli.run(t, "validate-all"); rc != ocfErrConfigured {
 		t.Errorf("ironaoe validate-all with device 1.2: exit %d, want %d\n%s", rc, ocfErrConfigured, out)
+	}
+	// Monitor matches the device literally in ironaoe stat's output: only
+	// the one spelling ironaoe prints, with no room for a pattern.
+	for _, dev := range []string{"e01.2", "e1.02", "e1.255", "e65535.0", "e1.*", "e1.2.3"} {
+		cli.params["device"] = dev
+		if rc, out := cli.run(t, "validate-all"); rc != ocfErrConfigured {
+			t.Errorf("ironaoe validate-all with device %s: exit %d, want %d\n%s", dev, rc, ocfErrConfigured, out)
+		}
 	}
 	cli.params["device"], cli.params["mode"] = "e1.2", "mirror"
 	if rc, out := cli.run(t, "validate-all"); rc != ocfErrConfigured {
@@ -442,7 +471,7 @@ func TestAgentsWithoutShellFuncs(t *testing.T) {
 		want   int
 	}{
 		{"meta-data", ocfSuccess}, {"validate-all", ocfSuccess}, {"monitor", ocfNotRunning},
-		{"start", ocfSuccess}, {"monitor", ocfSuccess}, {"reload", ocfSuccess},
+		{"start", ocfSuccess}, {"monitor", ocfSuccess}, {"reload-agent", ocfSuccess}, {"reload", ocfSuccess},
 		{"stop", ocfSuccess}, {"monitor", ocfNotRunning},
 	} {
 		if rc, out := tgt.run(t, step.action, noLib); rc != step.want {
