@@ -45,6 +45,7 @@ func (c *session) tryHandle(r *request) disposition { return c.execute(r, false)
 func (c *session) execute(r *request, canBlock bool) disposition {
 	s := c.s
 	f := &r.f
+	r.op = opOther
 	if err := f.UnmarshalBinary(r.buf[:r.n]); err != nil {
 		if errors.Is(err, aoe.ErrNotAoE) {
 			return c.drop(dropNotAoE)
@@ -187,6 +188,7 @@ func (c *session) ata(r *request, wildcard bool, acc *access, canBlock bool) dis
 		return c.drop(dropShort)
 	}
 	cmd := a.CmdStatus
+	r.op = ataOp(cmd)
 	if wildcard && (a.IsWrite() || isWriteCommand(cmd)) {
 		// A write to every target at once is never what anyone meant.
 		return c.drop(dropWildcardWrite)

@@ -153,6 +153,11 @@ type request struct {
 	// frame: with nothing queued behind it, a durable write may hold
 	// the loop for its device round trip.
 	alone bool
+	// received is when the loop read the frame (a session clock
+	// reading), op the kind of request execute found: for the request
+	// duration histogram.
+	received int64
+	op       timedOp
 }
 
 // session is the state of one Serve call.
@@ -171,6 +176,7 @@ type session struct {
 	stop   chan struct{} // closed when Serve starts to stop
 	track  tracker       // frames read and not yet answered
 	syncer *syncer
+	clk    clock // times requests and syncs
 }
 
 // readDeadliner is implemented by links whose pending read can be ended
@@ -337,6 +343,7 @@ func (s *Server) newSession(link aoe.Link) *session {
 		mac:       link.HardwareAddr(),
 		stop:      make(chan struct{}),
 		readBatch: 1,
+		clk:       clock{epoch: time.Now()},
 	}
 	c.nonblocking, _ = s.cfg.Backend.(NonblockingBackend)
 	c.durable, _ = s.cfg.Backend.(DurableWriter)
@@ -386,6 +393,7 @@ type loop struct {
 	bufs   [][]byte
 	lens   []int
 	out    [][]byte   // responses to send
+	outOps []timedOp  // the ops of out's requests
 	synced []*request // requests whose response waits for a sync
 	slow   []*request // requests for the workers
 }
@@ -400,6 +408,7 @@ func (c *session) loop() error {
 		bufs:   make([][]byte, c.readBatch),
 		lens:   make([]int, c.readBatch),
 		out:    make([][]byte, 0, c.readBatch),
+		outOps: make([]timedOp, 0, c.readBatch),
 		synced: make([]*request, 0, c.readBatch),
 		slow:   make([]*request, 0, c.readBatch),
 	}
@@ -423,12 +432,16 @@ func (c *session) loop() error {
 		}
 		n, err := lp.read()
 		if n > 0 {
+			// One clock read per batch: its frames arrived together.
+			received := c.clk.now()
 			s.counters.framesIn.Add(uint64(n))
+			s.counters.inFlight.Add(int64(n))
 			if !c.track.acquire() {
 				s.counters.dropped[dropShutdown].Add(uint64(n))
+				s.counters.inFlight.Add(-int64(n))
 				return nil
 			}
-			lp.serve(n)
+			lp.serve(n, received)
 			c.track.done()
 		}
 		if err == nil {
@@ -502,22 +515,24 @@ func (lp *loop) read() (int, error) {
 	return 1, nil
 }
 
-// serve executes the first n frames the loop read. It hands the requests
-// that would wait for the device to the workers and the writes waiting for
-// a sync to the syncer, then sends the other responses. The buffers it
-// hands over are replaced at the next fill.
-func (lp *loop) serve(n int) {
+// serve executes the first n frames the loop read at received. It hands
+// the requests that would wait for the device to the workers and the
+// writes waiting for a sync to the syncer, then sends the other
+// responses. The buffers it hands over are replaced at the next fill.
+func (lp *loop) serve(n int, received int64) {
 	c := lp.c
 	kept := 0
 	for i := range n {
 		r := lp.held[i]
 		r.n = lp.lens[i]
+		r.received = received
 		// A link without batches reads one frame at a time, whatever
 		// waits behind it.
 		r.alone = n == 1 && c.batch != nil
 		switch c.tryHandle(r) {
 		case replyNow:
 			lp.out = append(lp.out, r.buf[:r.resp])
+			lp.outOps = append(lp.outOps, r.op)
 		case replyAfterSync:
 			lp.synced = append(lp.synced, r)
 			continue
@@ -530,6 +545,9 @@ func (lp *loop) serve(n int) {
 	}
 	lp.held = append(lp.held[:kept], lp.held[n:]...)
 	clear(lp.held[len(lp.held):cap(lp.held)])
+	// The requests answered here, or dropped, leave the count in
+	// flight now; the others when the workers or the syncer answer.
+	answered := n - len(lp.slow) - len(lp.synced)
 	if len(lp.slow) > 0 {
 		c.track.add(len(lp.slow))
 		for _, r := range lp.slow {
@@ -544,10 +562,13 @@ func (lp *loop) serve(n int) {
 		lp.synced = lp.synced[:0]
 	}
 	if len(lp.out) > 0 {
+		c.s.counters.observeBatch(lp.outOps, received, c.clk.now())
 		c.sendAll(lp.out)
 		clear(lp.out)
 		lp.out = lp.out[:0]
+		lp.outOps = lp.outOps[:0]
 	}
+	c.s.counters.inFlight.Add(-int64(answered))
 }
 
 // release returns the loop's buffers.
@@ -561,14 +582,18 @@ func (lp *loop) release() {
 // worker executes the requests that wait for the device until the slow
 // queue closes.
 func (c *session) worker() {
+	n := &c.s.counters
 	for r := range c.slow {
 		switch c.handle(r) {
 		case replyNow:
+			n.observeRequest(r.op, r.received, c.clk.now())
 			c.send(r.buf[:r.resp])
+			n.inFlight.Add(-1)
 			c.free <- r
 		case replyAfterSync:
 			c.syncer.enqueue(r)
 		default:
+			n.inFlight.Add(-1)
 			c.free <- r
 		}
 		c.track.done()

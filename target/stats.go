@@ -84,6 +84,15 @@ type counters struct {
 	sendErrors              atomic.Uint64
 	dropped                 [numDropReasons]atomic.Uint64
 	errors                  [numErrorKinds]atomic.Uint64
+
+	// requestDuration is per op, from the read of a request's frame to
+	// its response handed to the link, in nanoseconds.
+	requestDuration [numTimedOps]histogram
+	// syncDuration times each group commit's Backend.Sync, in
+	// nanoseconds; syncBatch counts the requests each answered.
+	syncDuration, syncBatch histogram
+	// inFlight counts the requests read and not yet answered or dropped.
+	inFlight atomic.Int64
 }
 
 // Stats returns a snapshot of the target's counters.
@@ -114,8 +123,10 @@ func (s *Server) Stats() Stats {
 }
 
 // Collector returns a Prometheus collector that exports the Stats as
-// ironblade_target_* counters, each labelled with the target's shelf and
-// slot, so the collectors of several targets can share a registry.
+// ironblade_target_* counters, with the request and sync duration
+// histograms and the requests in flight, each labelled with the target's
+// shelf and slot, so the collectors of several targets can share a
+// registry.
 func (s *Server) Collector() prometheus.Collector {
 	labels := prometheus.Labels{
 		"shelf": strconv.Itoa(int(s.cfg.Shelf)),
@@ -135,6 +146,11 @@ func (s *Server) Collector() prometheus.Collector {
 		sendErrors:   desc("send_errors_total", "Responses the link failed to send."),
 		dropped:      desc("frames_dropped_total", "Frames ignored, by reason.", "reason"),
 		errors:       desc("errors_total", "Error responses, by kind.", "kind"),
+		requestDuration: desc("request_duration_seconds",
+			"Time from reading a request's frame to handing its response to the link, by op.", "op"),
+		syncDuration: desc("sync_duration_seconds", "Duration of each group commit's sync (fdatasync)."),
+		syncBatch:    desc("sync_batch", "Requests (writes and flushes) answered by each group commit's sync."),
+		inFlight:     desc("requests_in_flight", "Requests read and not yet answered: at workers, waiting for a sync, or in the receive loop."),
 	}
 }
 
@@ -142,11 +158,13 @@ type collector struct {
 	s                                                   *Server
 	framesIn, framesOut, bytesRead, bytesWritten, syncs *prometheus.Desc
 	syncedWrites, sendErrors, dropped, errors           *prometheus.Desc
+	requestDuration, syncDuration, syncBatch, inFlight  *prometheus.Desc
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.framesIn, c.framesOut, c.bytesRead, c.bytesWritten,
-		c.syncs, c.syncedWrites, c.sendErrors, c.dropped, c.errors} {
+		c.syncs, c.syncedWrites, c.sendErrors, c.dropped, c.errors,
+		c.requestDuration, c.syncDuration, c.syncBatch, c.inFlight} {
 		ch <- d
 	}
 }
@@ -171,6 +189,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for i := range n.errors {
 		counter(c.errors, n.errors[i].Load(), errorNames[i])
 	}
+	for op := range n.requestDuration {
+		ch <- n.requestDuration[op].metric(c.requestDuration, durationBounds[:], 1e-9, timedOpNames[op])
+	}
+	ch <- n.syncDuration.metric(c.syncDuration, durationBounds[:], 1e-9)
+	ch <- n.syncBatch.metric(c.syncBatch, batchBounds[:], 1)
+	ch <- prometheus.MustNewConstMetric(c.inFlight, prometheus.GaugeValue, float64(n.inFlight.Load()))
 }
 
 // limitedLog logs at most one message per key and interval, and says how

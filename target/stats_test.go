@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/ironblade/ironblade/aoe"
 )
@@ -95,4 +96,101 @@ func TestSendErrors(t *testing.T) {
 		t.Errorf("SendErrors = %d", n)
 	}
 	checkResponse(t, c.roundTrip(t, readReq(c, t, 0, 1)), 0)
+}
+
+// TestCollectorLatency checks the request and sync duration histograms
+// and the in-flight gauge: every request answered is counted once under
+// its op, whether the receive loop, a worker or the syncer answered it,
+// and nothing stays in flight once the answers are out.
+func TestCollectorLatency(t *testing.T) {
+	for _, kind := range backendKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			h := newHarness(t, withConfig(func(cfg *Config) {
+				cfg.Backend = kind.wrap(newMemDisk(testSectors))
+				cfg.SyncWrites = true
+			}))
+			c := h.client
+			for i := range 4 { // both kinds of block of everyOtherBlock
+				checkResponse(t, c.roundTrip(t, writeReq(c, t, uint64(i*8), pattern(1024, byte(i)))), 0)
+			}
+			for i := range 3 {
+				checkResponse(t, c.roundTrip(t, readReq(c, t, uint64(i*8), 2)), 0)
+			}
+			checkResponse(t, c.roundTrip(t, c.request(aoe.CommandATA, ataArg(t, aoe.ATA{CmdStatus: aoe.ATAFlushCacheExt}))), 0)
+			checkResponse(t, c.roundTrip(t, configReq(t, c, aoe.ConfigRead, "")), 0)
+			f := readReq(c, t, 0, 1)
+			f.Minor = 99 // dropped: neither timed nor left in flight
+			c.expectNoResponse(t, f)
+
+			reg := prometheus.NewPedanticRegistry()
+			reg.MustRegister(h.srv.Collector())
+			var fams []*dto.MetricFamily
+			// A request leaves the count in flight just after its answer.
+			waitFor(t, "no request in flight", func() bool {
+				var err error
+				if fams, err = reg.Gather(); err != nil {
+					t.Fatal(err)
+				}
+				return metricValue(fams, "ironblade_target_requests_in_flight", "") == 0
+			})
+			for op, want := range map[string]uint64{"write": 4, "read": 3, "flush": 1, "other": 1} {
+				m := findMetric(fams, "ironblade_target_request_duration_seconds", op)
+				if m == nil {
+					t.Fatalf("no request_duration_seconds{op=%q}", op)
+				}
+				hist := m.GetHistogram()
+				if hist.GetSampleCount() != want {
+					t.Errorf("request_duration_seconds{op=%q} count %d, want %d", op, hist.GetSampleCount(), want)
+				}
+				if n := len(hist.GetBucket()); n != len(durationBounds) {
+					t.Errorf("request_duration_seconds{op=%q}: %d buckets", op, n)
+				}
+				if hist.GetSampleSum() <= 0 || hist.GetSampleSum() > 10 {
+					t.Errorf("request_duration_seconds{op=%q} sum %vs", op, hist.GetSampleSum())
+				}
+			}
+			// Every write and the flush waited for a group commit: as many
+			// syncs timed as rounds, which together answered all five.
+			syncs := findMetric(fams, "ironblade_target_sync_duration_seconds", "").GetHistogram()
+			batch := findMetric(fams, "ironblade_target_sync_batch", "").GetHistogram()
+			if syncs.GetSampleCount() == 0 || syncs.GetSampleCount() != batch.GetSampleCount() || syncs.GetSampleCount() != h.srv.Stats().Syncs {
+				t.Errorf("sync_duration_seconds count %d, sync_batch count %d, syncs %d",
+					syncs.GetSampleCount(), batch.GetSampleCount(), h.srv.Stats().Syncs)
+			}
+			if batch.GetSampleSum() != 5 {
+				t.Errorf("sync_batch sum %v, want 5", batch.GetSampleSum())
+			}
+		})
+	}
+}
+
+// findMetric returns the metric of the family name whose op label is op
+// ("" for none), or nil.
+func findMetric(fams []*dto.MetricFamily, name, op string) *dto.Metric {
+	for _, fam := range fams {
+		if fam.GetName() != name {
+			continue
+		}
+		for _, m := range fam.GetMetric() {
+			got := ""
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "op" {
+					got = l.GetValue()
+				}
+			}
+			if got == op {
+				return m
+			}
+		}
+	}
+	return nil
+}
+
+// metricValue returns the value of a gauge found by findMetric, or -1.
+func metricValue(fams []*dto.MetricFamily, name, op string) float64 {
+	m := findMetric(fams, name, op)
+	if m == nil {
+		return -1
+	}
+	return m.GetGauge().GetValue()
 }

@@ -167,11 +167,18 @@ func (y *syncer) round() {
 	y.expect = len(y.pending) + len(batch)
 	y.syncing = false
 	y.mu.Unlock()
+	// The sync's end stands for the responses' hand-off, which follows
+	// at once: no clock read of its own.
+	now := int64(start.Add(took).Sub(y.c.clk.epoch))
+	s.counters.syncDuration.observe(durationBounds[:], uint64(took))
+	s.counters.syncBatch.observe(batchBounds[:], uint64(len(batch)))
 	frames := y.frames[:0]
 	for _, r := range batch {
 		frames = append(frames, r.buf[:r.resp])
+		s.counters.observeRequest(r.op, r.received, now)
 	}
 	y.c.sendAll(frames)
+	s.counters.inFlight.Add(-int64(len(batch)))
 	clear(frames)
 	y.gather = min(took/2, maxGather)
 	y.ended = time.Now()
