@@ -337,3 +337,32 @@ func TestConfigSameDeviceTwoVLANs(t *testing.T) {
 	}
 	blade.StopClean(t, syscall.SIGTERM, 5*time.Second)
 }
+
+// TestConfigReloadKeepsExportOnBadChange changes a running export to an
+// interface that is not there: the file loads, the new settings cannot
+// start, and the export must keep serving with its previous ones rather
+// than go down until the file is fixed.
+func TestConfigReloadKeepsExportOnBadChange(t *testing.T) {
+	r := newConfigRig(t)
+	tableA, disk := r.exportTable(t, "a", 0)
+	r.writeConf(t, tableA)
+	blade := r.startBlade(t)
+	if got := strings.Join(r.discovered(t), " "); got != fmt.Sprintf("e1.0/%d", 2048*aoe.SectorSize) {
+		t.Fatalf("discover found %q before the reload, want e1.0", got)
+	}
+	bad := fmt.Sprintf("[export.a]\nfile = %q\nshelf = 1\nslot = 0\ninterfaces = [\"ib-nosuchif0\"]\nsync = true\n", disk)
+	r.writeConf(t, bad)
+	if err := blade.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 10*time.Second, "the reload", func() bool {
+		return strings.Contains(blade.Stderr(), "SIGHUP: configuration reloaded")
+	})
+	if !strings.Contains(blade.Stderr(), "keeps its previous settings") {
+		t.Errorf("no word of the export keeping its settings:\n%s", blade.Stderr())
+	}
+	if got := strings.Join(r.discovered(t), " "); got != fmt.Sprintf("e1.0/%d", 2048*aoe.SectorSize) {
+		t.Errorf("discover found %q after a reload to a missing interface, want e1.0 still served\n%s", got, blade.Stderr())
+	}
+	blade.StopClean(t, syscall.SIGTERM, 5*time.Second)
+}

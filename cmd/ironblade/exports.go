@@ -289,7 +289,7 @@ func (s *exportSet) reload() {
 		wg.Go(func() { r.stop(logger) })
 	}
 	wg.Wait()
-	var started, failed, kept []string
+	var started, failed, kept, restored []string
 	for _, e := range conf.Exports {
 		s.mu.Lock()
 		r, ok := s.running[e.Name]
@@ -304,6 +304,9 @@ func (s *exportSet) reload() {
 		if err := s.start(e); err != nil {
 			logger.Error("SIGHUP: export not started", "err", err)
 			failed = append(failed, e.Name)
+			if s.restore(e.Name, stopping) {
+				restored = append(restored, e.Name)
+			}
 			continue
 		}
 		started = append(started, e.Name)
@@ -312,7 +315,37 @@ func (s *exportSet) reload() {
 	for _, r := range stopping {
 		stopped = append(stopped, r.conf.Name)
 	}
-	logger.Info("SIGHUP: configuration reloaded", "stopped", stopped, "started", started, "unchanged", kept, "failed", failed)
+	logger.Info("SIGHUP: configuration reloaded", "stopped", stopped, "started", started, "unchanged", kept,
+		"failed", failed, "restored", restored)
+}
+
+// restore starts again, with its previous settings, the export name that
+// reload stopped to change and could not start with the new ones (an
+// interface or key file that is not there, say), so that a mistake in the
+// file does not take a running export down. It does not when the export
+// had failed before, or when another export now serves its device.
+func (s *exportSet) restore(name string, stopped []*runningExport) bool {
+	logger := s.env.Logger
+	i := slices.IndexFunc(stopped, func(r *runningExport) bool { return r.conf.Name == name })
+	if i < 0 || stopped[i].hasFailed() {
+		return false
+	}
+	old := stopped[i].conf
+	s.mu.Lock()
+	taken := false
+	for _, r := range s.running {
+		taken = taken || r.conf.Shelf == old.Shelf && r.conf.Slot == old.Slot && r.conf.VLAN == old.VLAN
+	}
+	s.mu.Unlock()
+	if taken {
+		return false
+	}
+	if err := s.start(old); err != nil {
+		logger.Error("SIGHUP: previous settings not restored either", "export", name, "err", err)
+		return false
+	}
+	logger.Warn("SIGHUP: export keeps its previous settings until the file is fixed", "export", name)
+	return true
 }
 
 // hasFailed reports whether one of r's servers stopped on an error.
