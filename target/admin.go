@@ -77,6 +77,17 @@ func (s *Server) ClearMACMask() error {
 	return s.EditMACMask(dirs)
 }
 
+// SaveError reports why the last change of the config string, the MAC
+// mask list or the reserve list could not be saved in the state
+// directory, or nil when it was (or there is none). Such a change is in
+// effect, as the AoE requests that make it are told, but would not
+// survive a restart.
+func (s *Server) SaveError() error {
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
+	return s.saveErr
+}
+
 // Reserve returns a copy of the reserve list: when not empty, only these
 // initiators may use ATA commands.
 func (s *Server) Reserve() []aoe.MAC { return slices.Clone(s.access.Load().reserve) }

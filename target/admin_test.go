@@ -2,6 +2,8 @@ package target
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -114,4 +116,38 @@ func mustConfigArg(t testing.TB, c aoe.Config) []byte {
 		t.Fatalf("marshal Query Config: %v", err)
 	}
 	return b
+}
+
+// TestAdminSaveError: a change that cannot be saved in the state dir is in
+// effect, and SaveError says why it will not survive a restart, until a
+// later change saves.
+func TestAdminSaveError(t *testing.T) {
+	dir := t.TempDir()
+	h := newHarness(t, withConfig(func(c *Config) { c.StateDir = dir }))
+	if err := h.srv.SaveError(); err != nil {
+		t.Fatalf("SaveError = %v before any change", err)
+	}
+	// A non-empty directory where the state file goes: the rename that
+	// saves it fails, even for root.
+	path := statePath(dir, testShelf, testSlot)
+	if err := os.RemoveAll(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(path, "in-the-way"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h.srv.SetReserve([]aoe.MAC{otherMAC})
+	if got := h.srv.Reserve(); !slices.Equal(got, []aoe.MAC{otherMAC}) {
+		t.Fatalf("Reserve = %v: the change must be in effect though not saved", got)
+	}
+	if err := h.srv.SaveError(); err == nil {
+		t.Fatal("SaveError = nil after a change the state dir could not take")
+	}
+	if err := os.RemoveAll(path); err != nil {
+		t.Fatal(err)
+	}
+	h.srv.SetReserve(nil)
+	if err := h.srv.SaveError(); err != nil {
+		t.Fatalf("SaveError = %v after a change that saved", err)
+	}
 }

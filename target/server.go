@@ -49,6 +49,7 @@ type Server struct {
 	// their saving.
 	stateMu      sync.Mutex
 	configString []byte
+	saveErr      error // the last save's failure, nil once one succeeds
 	access       atomic.Pointer[access]
 
 	mu     sync.Mutex

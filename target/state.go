@@ -186,8 +186,9 @@ func (s *Server) saveLocked() error {
 // change stays in effect (the initiator was told so), but would not
 // survive a restart.
 func (s *Server) persistLocked() {
-	if err := s.saveLocked(); err != nil {
-		s.log.Error("state change not saved", "err", err)
+	s.saveErr = s.saveLocked()
+	if s.saveErr != nil {
+		s.log.Error("state change not saved", "err", s.saveErr)
 	}
 }
 

@@ -77,7 +77,7 @@ type serveOptions struct {
 	TCP  string
 	// Devices are the devices to export; empty means every device found,
 	// now or later.
-	Devices    []deviceAddr
+	Devices []deviceAddr
 	// TCPAny allows a TCP listener on a non-loopback address, given or
 	// passed by systemd: NBD has no authentication.
 	TCPAny     bool

@@ -100,7 +100,13 @@ func (c controller) handle(req bladectl.Request) bladectl.Response {
 		c.log.Info("control: "+req.Verb+" "+req.Op, "target", req.Target, "macs", req.MACs, "force", req.Force)
 		for _, e := range chosen {
 			for i, srv := range e.servers {
-				if err := change(srv); err != nil {
+				err := change(srv)
+				if err == nil {
+					if serr := srv.SaveError(); serr != nil {
+						err = fmt.Errorf("applied, but not saved in the state directory (lost on restart): %w", serr)
+					}
+				}
+				if err != nil {
 					errs = append(errs, fmt.Errorf("%s on %s: %w", e.info.Target, e.info.Interfaces[i], err))
 				}
 			}
