@@ -27,6 +27,10 @@ import (
 
 // TestE2E builds ironblade once and runs every end-to-end scenario against
 // it, each in namespaces of its own.
+// TestMain builds the commands the end-to-end tests run once, and keeps
+// what they leave in a runtime directory of the test's own.
+func TestMain(m *testing.M) { testenv.RunTests(m) }
+
 func TestE2E(t *testing.T) {
 	testenv.RequireRoot(t)
 	bin := testenv.BuildBinary(t, "./cmd/ironblade")

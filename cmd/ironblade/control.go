@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/ironblade/ironblade/aoe"
 	"github.com/ironblade/ironblade/internal/bladectl"
@@ -16,6 +17,17 @@ import (
 // defaultControlDir holds the control sockets (ironbladectl's default
 // place to look).
 const defaultControlDir = "/run/ironblade"
+
+// controlDir is where the default control socket goes: the runtime
+// directory systemd made for the service (RuntimeDirectory= sets
+// $RUNTIME_DIRECTORY, the first of a colon-separated list), else
+// defaultControlDir.
+func controlDir(getenv func(string) string) string {
+	if dir, _, _ := strings.Cut(getenv("RUNTIME_DIRECTORY"), ":"); dir != "" {
+		return dir
+	}
+	return defaultControlDir
+}
 
 // controlOff is --control's value that turns the socket off.
 const controlOff = "off"

@@ -111,3 +111,13 @@ func TestControlHandle(t *testing.T) {
 		t.Errorf("an export not served: %+v", resp)
 	}
 }
+
+// TestControlDir: systemd's runtime directory, when it made one, holds the
+// default socket; else /run/ironblade.
+func TestControlDir(t *testing.T) {
+	for env, want := range map[string]string{"": defaultControlDir, "/run/x": "/run/x", "/run/x:/run/y": "/run/x"} {
+		if got := controlDir(func(string) string { return env }); got != want {
+			t.Errorf("RUNTIME_DIRECTORY=%q: %q, want %q", env, got, want)
+		}
+	}
+}

@@ -86,7 +86,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	defer signal.Stop(reload)
 
 	env := serveEnv{Logger: logger, Listen: rawlink.ListenLink, InterfaceMTU: interfaceMTU, Announce: announce, Reload: reload,
-		Notify: systemdNotify(logger), Watchdog: systemdWatchdog(logger), ControlDir: defaultControlDir}
+		Notify: systemdNotify(logger), Watchdog: systemdWatchdog(logger), ControlDir: controlDir(os.Getenv)}
 	serveFunc := serve
 	if opts.ConfigFile != "" {
 		serveFunc = serveConfig

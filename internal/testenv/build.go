@@ -38,16 +38,30 @@ type build struct {
 // built for them, and exits with the tests' status. Call it from the
 // TestMain of a package whose tests build binaries: under it each package
 // is built once per test binary rather than once per test.
+//
+// It also points RUNTIME_DIRECTORY, which the processes the tests start
+// inherit, at a directory of its own, removed at the end: ironblade puts
+// its control socket there rather than in the host's /run/ironblade,
+// where a target a test kills would leave it.
 func RunTests(m *testing.M) {
 	built.mu.Lock()
 	built.active = true
 	built.mu.Unlock()
+	runDir, err := os.MkdirTemp("", "testenv-run")
+	if err == nil {
+		err = os.Setenv("RUNTIME_DIRECTORY", runDir)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testenv: runtime directory:", err)
+		os.Exit(1)
+	}
 	code := m.Run()
 	built.mu.Lock()
 	if built.dir != "" {
 		os.RemoveAll(built.dir)
 	}
 	built.mu.Unlock()
+	os.RemoveAll(runDir)
 	os.Exit(code)
 }
 
