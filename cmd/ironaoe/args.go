@@ -349,10 +349,7 @@ func parseArgs(args []string, stdout io.Writer) (invocation, error) {
 		parsed, ran = inv, true
 		return nil
 	})
-	if len(args) == 0 {
-		args = []string{app.Name}
-	}
-	if err := app.Run(append([]string{args[0]}, cliflag.Permute(app, args[1:])...)); err != nil {
+	if err := cliflag.Run(app, args); err != nil {
 		return invocation{}, err
 	}
 	if !ran {

@@ -108,3 +108,12 @@ func Permute(app *cli.App, args []string) []string {
 	}
 	return append(out, operands...)
 }
+
+// Run runs app on a full command line (args[0] is the program name; an
+// empty args runs it bare), the rest reordered by Permute.
+func Run(app *cli.App, args []string) error {
+	if len(args) == 0 {
+		args = []string{app.Name}
+	}
+	return app.Run(append([]string{args[0]}, Permute(app, args[1:])...))
+}
