@@ -154,12 +154,16 @@ func (pn *panel) markers(x *bench.RoundResult) error {
 	d := &x.Round
 	dash := []vg.Length{vg.Points(4), vg.Points(3)}
 	dot := []vg.Length{vg.Points(1), vg.Points(2)}
-	gone := d.AGoneTime
-	if gone.Sub(d.EventTime).Abs() < markerSnap {
+	event, gone, promote := d.EventTime, d.AGoneTime, d.PromoteTime
+	if d.Event == bench.EventNone {
+		// A copy with no fault: whatever times round.env holds, nothing
+		// happened to A or B.
+		event, gone, promote = time.Time{}, time.Time{}, time.Time{}
+	}
+	if gone.Sub(event).Abs() < markerSnap {
 		gone = time.Time{}
 	}
-	promote := d.PromoteTime
-	if promote.Sub(d.EventTime).Abs() < markerSnap {
+	if promote.Sub(event).Abs() < markerSnap {
 		promote = time.Time{}
 	}
 	for _, m := range []struct {
@@ -169,7 +173,7 @@ func (pn *panel) markers(x *bench.RoundResult) error {
 		dashes []vg.Length
 	}{
 		// One name for both events: the panel's title says which it was.
-		{d.EventTime, "A fenced or migrated (see title)", colorEvent, nil},
+		{event, "A fenced or migrated (see title)", colorEvent, nil},
 		{gone, "A gone", colorGone, dot},
 		{promote, "B started/announced", colorPromote, dash},
 		{x.Resumed, "I/O resumed on B", colorResumed, nil},

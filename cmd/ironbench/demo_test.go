@@ -200,3 +200,91 @@ func TestPlotCommand(t *testing.T) {
 		}
 	}
 }
+
+// writeConfigRound writes a round of the comparison: writeRound's, then
+// the keys of a target configuration, which override it.
+func writeConfigRound(t *testing.T, dir, name, target, event string, corrupt int) string {
+	t.Helper()
+	rdir := writeRound(t, dir, name, corrupt)
+	sync := strings.HasSuffix(target, "-s")
+	extra := fmt.Sprintf("target=%s\nsync=%v\nevent=%s\nnodes=vm\nstorage=drbd\nremount_intact=%d\n", target, sync, event, 4-corrupt)
+	f, err := os.OpenFile(filepath.Join(rdir, "round.env"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(extra); err != nil {
+		t.Fatal(err)
+	}
+	return rdir
+}
+
+func TestPlotCommandComparison(t *testing.T) {
+	dir := t.TempDir()
+	var rounds []string
+	for i, target := range []string{"vblade", "vblade-s", "ironblade", "ironblade-s"} {
+		// Fences of the targets without -s lose a file: the expected result.
+		corrupt := 0
+		if !strings.HasSuffix(target, "-s") {
+			corrupt = 1
+		}
+		rounds = append(rounds,
+			writeConfigRound(t, dir, fmt.Sprintf("%02d-none-%s", 2*i+1, target), target, "none", 0),
+			writeConfigRound(t, dir, fmt.Sprintf("%02d-fence-%s", 2*i+2, target), target, "fence", corrupt))
+	}
+	out := filepath.Join(dir, "report")
+	var stdout, stderr bytes.Buffer
+	if err := newApp(&stdout, &stderr).Run(append([]string{"ironbench", "plot", "--out", out}, rounds...)); err != nil {
+		t.Fatalf("plot of a run whose only losses are fences without -s: %v\n%s", err, stdout.String())
+	}
+	for _, want := range []string{
+		"**Verdict: PASS**",
+		"| vblade | 4 x 1M | 2.2 s | 1.00x | 2.2 s | 1.00x | 1 | 1 | 1 | 150 ms | 150 ms |",
+		"| ironblade -s | 4 x 1M | 2.2 s | 1.00x | 2.2 s | 1.00x | 1 | 0 | 0 | 150 ms | 150 ms |",
+		"(a) vblade, 1M: fencing a target without -s loses acknowledged writes: **SHOWN**: lost 1 file in 1 fence.",
+		"| 4 x 1M | none | standby, vm, drbd | vblade -s | - | - | - |",
+	} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout.String())
+		}
+	}
+	for _, f := range []string{"report.md", "report.json", "compare.png", "compare.svg", "timeline.png", "timeline.svg"} {
+		if fi, err := os.Stat(filepath.Join(out, f)); err != nil || fi.Size() == 0 {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	md, _ := os.ReadFile(filepath.Join(out, "report.md"))
+	for _, want := range []string{"](compare.png)", "](timeline.png)", "## Comparison"} {
+		if !bytes.Contains(md, []byte(want)) {
+			t.Errorf("report.md lacks %q:\n%s", want, md)
+		}
+	}
+	var js struct {
+		Comparison []bench.DemoConfig `json:"comparison"`
+		Verdict    bench.DemoVerdict  `json:"verdict"`
+	}
+	if b, err := os.ReadFile(filepath.Join(out, "report.json")); err != nil || json.Unmarshal(b, &js) != nil ||
+		len(js.Comparison) != 4 || !js.Verdict.Pass || js.Verdict.ExpectedLoss != 2 {
+		t.Errorf("report.json: %v: %+v", err, js)
+	}
+
+	// A lost file where nothing may be lost fails the run.
+	for _, c := range []struct{ name, target, event string }{
+		{"-s fence", "ironblade-s", "fence"},
+		{"vblade -s fence", "vblade-s", "fence"},
+		{"no fault", "vblade", "none"},
+		{"migration", "ironblade", "migrate"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			bad := writeConfigRound(t, t.TempDir(), "99-bad", c.target, c.event, 1)
+			stdout.Reset()
+			err := newApp(&stdout, &stderr).Run(append([]string{"ironbench", "plot", "--out", t.TempDir()}, append(rounds, bad)...))
+			if err == nil || !strings.Contains(err.Error(), "corrupt") {
+				t.Errorf("plot: %v, want an error saying files were corrupt", err)
+			}
+			if !strings.Contains(stdout.String(), "**Verdict: FAIL**") || !strings.Contains(stdout.String(), "- 99-bad (") {
+				t.Errorf("output does not say why:\n%s", stdout.String())
+			}
+		})
+	}
+}

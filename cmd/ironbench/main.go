@@ -26,6 +26,13 @@
 // measures nbdcopy through `ironaoe serve` against the raw AoE throughput
 // of the same target from the same namespace, and prints their ratio.
 //
+//	ironbench crash write -i eth0 --device e1.0 --journal J [--size 32MiB] [--flush-at 50]
+//	ironbench crash check -i eth0 --device e1.0 --journal J --expect durable|flushed|report
+//
+// write a journaled pattern to a device, every acknowledgement noted, and
+// after a fence read back what survived: the crash-consistency proof of
+// scripts/cluster-test.sh (exit 3: the negative control did not show).
+//
 //	ironbench timeline --control-dir DIR [--device e1.0] --out samples.jsonl
 //	ironbench plot --out DIR ROUND_DIR...
 //
@@ -69,6 +76,11 @@ func main() {
 			fmt.Fprintln(os.Stderr, "Try 'ironbench --help' for more information.")
 			os.Exit(cliflag.ExitUsage)
 		}
+		// A status of its own: crash check's 3 (no negative control).
+		var coder cli.ExitCoder
+		if errors.As(err, &coder) {
+			os.Exit(coder.ExitCode())
+		}
 		os.Exit(cliflag.ExitFailure)
 	}
 }
@@ -87,7 +99,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		ExitErrHandler: func(*cli.Context, error) {},
 		OnUsageError:   cliflag.OnUsageError,
 		Commands: withUsageErrors(compareCommand(), authCommand(), nbdCommand(), reportCommand(), verifyCommand(),
-			timelineCommand(), plotCommand(), responderCommand()),
+			timelineCommand(), plotCommand(), responderCommand(), crashCommand()),
 	}
 }
 
