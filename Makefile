@@ -32,8 +32,9 @@ help:
 	@echo "make fuzz        run each fuzz target for FUZZTIME=$(FUZZTIME)"
 	@echo "make bench       benchmarks"
 	@echo "make lint        go vet and staticcheck"
-	@echo "make demo        the failover demo (root; DEMO_ARGS=--quick for a short one)"
+	@echo "make demo        the failover demo on VM nodes: vblade and ironblade, with and without -s (root)"
 	@echo "make test-kernel the kernel's own AoE and NBD clients in a qemu guest (root, ~4 min)"
+	@echo "make test-cluster crash consistency on two qemu guest nodes with DRBD, one fenced (root, ~3 min)"
 	@echo "make install     install commands, OCF agents, units, man pages, completion (PREFIX=, DESTDIR=)"
 	@echo "make man         man pages from docs/ into out/package/man"
 	@echo "make deb         a Debian package (nfpm) into out/package"
@@ -79,7 +80,7 @@ lint:
 	$(STATICCHECK) ./...
 
 # The failover demo (docs/demo.md), as root; options in DEMO_ARGS, e.g.
-# make demo DEMO_ARGS="--quick" or DEMO_ARGS="--async --mode cold".
+# make demo DEMO_ARGS="--nodes process" or DEMO_ARGS="--targets ironblade-s --repeat 20".
 demo: build
 	bash scripts/demo.sh --bin $(BIN) $(DEMO_ARGS)
 
@@ -88,6 +89,12 @@ demo: build
 .PHONY: test-kernel
 test-kernel:
 	bash scripts/kernel/run.sh
+
+# test-cluster fences a qemu guest target node mid-write and checks on the
+# survivor that nothing acknowledged as durable was lost: docs/demo.md.
+.PHONY: test-cluster
+test-cluster:
+	bash scripts/cluster-test.sh
 
 clean:
 	rm -rf $(BIN) out

@@ -1066,6 +1066,10 @@ func (r *CrashReport) Judge(expect CrashExpect) error {
 		}
 	case CrashExpectFlushed:
 		switch {
+		case r.Flushed == 0:
+			// Nothing was covered by a FLUSH: the half of the check that
+			// FLUSH must keep would pass without checking anything.
+			return fmt.Errorf("bench: crash: expect %s: the journal has no write covered by an acknowledged FLUSH (write with --flush-at)", expect)
 		case r.BadFlushed() > 0:
 			return fmt.Errorf("%w: %d of %d writes covered by an acknowledged FLUSH lost or torn", ErrCrashLoss, r.BadFlushed(), r.Flushed)
 		case r.BadUnflushed() == 0:

@@ -269,6 +269,12 @@ func TestCrashWriteAndCheck(t *testing.T) {
 	if err := rep.Judge("sometimes"); err == nil {
 		t.Error("Judge of an unknown expectation succeeded")
 	}
+	// Losses with no FLUSH in the journal prove nothing about FLUSH.
+	noFlush := *rep
+	noFlush.Flushed, noFlush.Unflushed = 0, rep.Acked
+	if err := noFlush.Judge(CrashExpectFlushed); err == nil {
+		t.Error("expect flushed on a journal without a FLUSH passed")
+	}
 }
 
 // TestCrashWriteFails checks that a failed write stops the run with its

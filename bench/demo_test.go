@@ -176,7 +176,7 @@ future_key=ignored
 		Announce: true, ScornTimeout: time.Second, FenceDelay: 500 * time.Millisecond, VLAN: "VLAN 42, tagged in userspace",
 		Failed: "02:1b:de:00:00:0a", Survivor: "02:1b:de:00:00:0b",
 		CopyStart: time.Unix(1700000000, 5e8), EventTime: time.Unix(1700000002, 123456789), AGoneTime: time.Unix(1700000002, 2e8),
-		Intact: 400, RemountIntact: 400,
+		Intact: 400, RemountIntact: 400, RemountChecked: true,
 	}
 	if fmt.Sprintf("%+v", d) != fmt.Sprintf("%+v", want) {
 		t.Errorf("got  %+v\nwant %+v", d, want)

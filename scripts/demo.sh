@@ -20,24 +20,43 @@ usage() {
 	cat <<'EOF'
 usage: scripts/demo.sh [options]
 
+  --nodes KIND        vm: each SAN node is a qemu guest with its own kernel and
+                      page cache, fenced by killing it (default); process: the
+                      nodes are processes on this host sharing one file (fast)
+  --targets LIST      target configurations to compare, comma-separated:
+                      vblade, vblade-s, ironblade, ironblade-s, or all
+                      (default: all with vm nodes, ironblade-s with process)
+  --storage KIND      vm nodes: drbd (each node's own disk, DRBD protocol C,
+                      dual-primary; default) or shared (one image both attach)
   --set LIST          file sets to copy: 1M (400 x 1 MiB), 10M (40 x 10 MiB),
-                      100M (4 x 100 MiB), comma-separated, or all (default)
-  --events LIST       migrate, fence or both (default migrate,fence)
+                      100M (4 x 100 MiB), comma-separated, or all
+                      (default: 1M with vm nodes, all with process)
+  --events LIST       none (a copy with no fault), migrate, fence, comma-
+                      separated (default: none,fence with vm nodes,
+                      migrate,fence with process)
+  --repeat N          each migrate or fence N times per configuration and set
   --mode MODE         standby: node B serves the store all along, as with
                       dual-primary DRBD (default); cold: B starts only after
                       the event
-  --async             run the targets without -s: writes acknowledged before
-                      they are durable, as vblade does by default
-  --scorn-timeout D   the initiator's scorn timeout (default 1s)
+  --async             the same as --targets ironblade
+  --scorn-timeout D   the initiator's scorn timeout (default 1s; 5s with vm
+                      nodes, whose emulated CPUs stall a busy target's
+                      answers for seconds while the guest writes back)
   --fence-delay D     time between fencing A and acting on B (default 500ms)
   --no-announce       standby mode: do not make B announce itself after the
                       event; the initiator notices A's failure by itself
-  --quick             a tenth of each set (40 x 1 MiB, 4 x 10 MiB, 1 x 100 MiB)
+                      (always so with vblade, which cannot be told to announce)
+  --quick             a tenth of each set (40 x 1 MiB, 4 x 10 MiB, 1 x 100 MiB);
+                      the default with vm nodes where KVM does not work: under
+                      TCG vblade -s writes 400 MiB in about 20 minutes
+  --full              the whole sets, even on TCG guests
   --vlan VID          VLAN of the AoE traffic, 0 for untagged (default 42)
   --mtu N             MTU of the segment (default 9000)
   --trigger PCT       fail over once PCT % of a set reached the device (default 45)
   --client KIND       fuse (ironaoe serve, nbdfuse, loop), nbd (ironaoe attach)
                       or auto: nbd where the nbd module loads (default)
+  --remount-check     also check every file after a remount over the initiator
+                      that saw the event (always so with process nodes)
   --out DIR           where the report goes (default out/demo)
   --bin DIR           the ironblade, ironaoe and ironbench binaries (default bin;
                       built (or brought up to date) with make build)
@@ -53,11 +72,15 @@ REPO=$PWD
 source scripts/demo/lib.sh
 
 # Options.
-SETS=all
-EVENTS=migrate,fence
+NODES=vm
+TARGETS=
+STORAGE=drbd
+SETS=
+EVENTS=
+REPEAT=1
+REMOUNT_CHECK=
 MODE=standby
-SYNC_ARGS=(-s)
-SCORN_TIMEOUT=1s
+SCORN_TIMEOUT=
 FENCE_DELAY=500ms
 ANNOUNCE=1
 QUICK=
@@ -75,11 +98,17 @@ while [ $# -gt 0 ]; do
 	--set) need_value "$@"; SETS=$2; shift ;;
 	--events) need_value "$@"; EVENTS=$2; shift ;;
 	--mode) need_value "$@"; MODE=$2; shift ;;
-	--async) SYNC_ARGS=() ;;
+	--async) TARGETS=ironblade ;;
+	--nodes) need_value "$@"; NODES=$2; shift ;;
+	--targets) need_value "$@"; TARGETS=$2; shift ;;
+	--storage) need_value "$@"; STORAGE=$2; shift ;;
+	--repeat) need_value "$@"; REPEAT=$2; shift ;;
+	--remount-check) REMOUNT_CHECK=1 ;;
 	--scorn-timeout) need_value "$@"; SCORN_TIMEOUT=$2; shift ;;
 	--fence-delay) need_value "$@"; FENCE_DELAY=$2; shift ;;
 	--no-announce) ANNOUNCE= ;;
 	--quick) QUICK=1 ;;
+	--full) QUICK=full ;;
 	--vlan) need_value "$@"; VLAN=$2; shift ;;
 	--mtu) need_value "$@"; MTU=$2; shift ;;
 	--trigger) need_value "$@"; TRIGGER_PCT=$2; shift ;;
@@ -97,15 +126,41 @@ bad() { echo "demo: $*" >&2; exit 2; }
 # The sets: files per set and MiB per file.
 declare -A SET_FILES=([1M]=400 [10M]=40 [100M]=4)
 declare -A SET_MIB=([1M]=1 [10M]=10 [100M]=100)
+case $NODES in
+vm) : "${SETS:=1M}" "${EVENTS:=none,fence}" "${TARGETS:=all}" "${SCORN_TIMEOUT:=5s}" ;;
+process)
+	: "${SETS:=all}" "${EVENTS:=migrate,fence}" "${TARGETS:=ironblade-s}" "${SCORN_TIMEOUT:=1s}"
+	REMOUNT_CHECK=1
+	;;
+*) bad "--nodes $NODES: want vm or process" ;;
+esac
+case $STORAGE in drbd | shared) ;; *) bad "--storage $STORAGE: want drbd or shared" ;; esac
+[ "$NODES" = vm ] || STORAGE="file"
+[ "$TARGETS" = all ] && TARGETS=vblade,vblade-s,ironblade,ironblade-s
+IFS=, read -ra TARGET_LIST <<<"$TARGETS"
+for t in "${TARGET_LIST[@]}"; do
+	case $t in vblade | vblade-s | ironblade | ironblade-s) ;; *) bad "--targets $t: want vblade, vblade-s, ironblade, ironblade-s or all" ;; esac
+done
+[[ $REPEAT =~ ^[0-9]+$ ]] && [ "$REPEAT" -ge 1 ] || bad "--repeat $REPEAT: want a count of 1 or more"
 [ "$SETS" = all ] && SETS=1M,10M,100M
 IFS=, read -ra SET_LIST <<<"$SETS"
 for s in "${SET_LIST[@]}"; do
 	[ -n "${SET_FILES[$s]:-}" ] || bad "--set $s: want 1M, 10M, 100M or all"
-	[ -z "$QUICK" ] || SET_FILES[$s]=$(((SET_FILES[$s] + 9) / 10))
 done
+# scale_sets takes a tenth of each set with --quick.
+scale_sets() {
+	local s
+	[ -n "$QUICK" ] || return 0
+	for s in "${SET_LIST[@]}"; do SET_FILES[$s]=$(((SET_FILES[$s] + 9) / 10)); done
+}
 IFS=, read -ra EVENT_LIST <<<"$EVENTS"
 for e in "${EVENT_LIST[@]}"; do
-	[ "$e" = migrate ] || [ "$e" = fence ] || bad "--events $e: want migrate, fence or both"
+	case $e in none | migrate | fence) ;; *) bad "--events $e: want none, migrate or fence" ;; esac
+done
+# Rounds per configuration and set: each none once, each event REPEAT times.
+ROUNDS_PER_SET=0
+for e in "${EVENT_LIST[@]}"; do
+	if [ "$e" = none ]; then ROUNDS_PER_SET=$((ROUNDS_PER_SET + 1)); else ROUNDS_PER_SET=$((ROUNDS_PER_SET + REPEAT)); fi
 done
 case $MODE in standby | cold) ;; *) bad "--mode $MODE: want standby or cold" ;; esac
 [ "$MODE" = standby ] || [ -n "$ANNOUNCE" ] || bad "--no-announce: cold mode starts B, and ironblade announces itself at start"
@@ -115,12 +170,15 @@ FENCE_DELAY_S=$(duration_s "$FENCE_DELAY") || bad "--fence-delay $FENCE_DELAY: w
 [[ $MTU =~ ^[0-9]+$ ]] && [ "$MTU" -ge 1280 ] && [ "$MTU" -le 9000 ] || bad "--mtu $MTU: want 1280 to 9000"
 [[ $TRIGGER_PCT =~ ^[0-9]+$ ]] && [ "$TRIGGER_PCT" -ge 1 ] && [ "$TRIGGER_PCT" -le 95 ] || bad "--trigger $TRIGGER_PCT: want 1 to 95"
 case $CLIENT in auto | fuse | nbd) ;; *) bad "--client $CLIENT: want fuse, nbd or auto" ;; esac
-ROUNDS=$((${#SET_LIST[@]} * ${#EVENT_LIST[@]}))
+ROUNDS=$((${#TARGET_LIST[@]} * ${#SET_LIST[@]} * ROUNDS_PER_SET))
 
 # Preflight.
 [ "$(id -u)" -eq 0 ] || fail "must run as root (network namespaces, mounts, loop devices): sudo bash $0"
 # A fresh machine gets the packages the demo uses (only the missing ones).
-bash "$REPO/scripts/deps.sh" || fail "could not install the demo's packages (scripts/deps.sh)"
+# VM nodes also need qemu, busybox for their initramfs and DRBD's tools.
+vm_packages=()
+[ "$NODES" = process ] || vm_packages=(qemu-system-x86 busybox-static drbd-utils)
+bash "$REPO/scripts/deps.sh" "${vm_packages[@]}" || fail "could not install the demo's packages (scripts/deps.sh)"
 export PATH=$PATH:/usr/local/go/bin
 for cmd in ip nft nsenter unshare mount umount losetup mkfs.ext4 sha512sum sysctl mountpoint awk ps; do
 	command -v "$cmd" >/dev/null || fail "$cmd is missing (sudo bash scripts/deps.sh installs what the demo needs)"
@@ -155,15 +213,25 @@ source scripts/demo/segment.sh
 source scripts/demo/hosts.sh
 # shellcheck source=scripts/demo/round.sh
 source scripts/demo/round.sh
+# shellcheck source=scripts/demo/vm.sh
+source scripts/demo/vm.sh
 CLIENT_KIND=$CLIENT
+[ "$NODES" = process ] || vm_preflight
+if [ "$NODES" = process ] && [[ " ${TARGET_LIST[*]} " == *" vblade"* ]]; then
+	command -v vblade >/dev/null || fail "vblade is missing (apt-get install vblade)"
+fi
 
 cleanup() {
 	local status=$?
-	trap - EXIT INT TERM
+	trap - EXIT
+	# A second Ctrl-C must not cut the clean-up short.
+	trap '' INT TERM
 	set +eu
 	stop_copy 2>/dev/null
 	stop_sampler
 	stop_client
+	# VM nodes die at once: there is nothing left to stop cleanly.
+	[ "$NODES" = process ] || vm_pair_down
 	stop_node b TERM
 	stop_node a TERM
 	remove_segment
@@ -205,20 +273,32 @@ MNT=$WORK/mnt
 mkdir -p "$CTL_DIR" "$FUSE_DIR" "$MNT" "$WORK/sets" "$WORK/rounds"
 start_fs_ns
 
-# The store holds every round's files (all kept, each round in its own
-# directory) plus a quarter for the file system; it is sparse.
-total_mib=0
-for s in "${SET_LIST[@]}"; do total_mib=$((total_mib + SET_FILES[$s] * SET_MIB[$s])); done
-store_mib=$(((total_mib * ${#EVENT_LIST[@]} * 5 / 4 + 256 + 1023) / 1024 * 1024))
-
 say "work directory $WORK; building the segment (namespaces ibdemo-$ID-*)"
 build_segment
-note "switch: bridge br0 in $NS_SWITCH, MTU $MTU; hosts $NS_A, $NS_B, $NS_CLIENT"
-note "AoE on $IFACE: $VLAN_KIND"
+note "switch: bridge br0 in $NS_SWITCH, MTU $MTU; client $NS_CLIENT"
+if [ "$NODES" = vm ]; then
+	VLAN_KIND="VLAN $VLAN: kernel VLAN interfaces in the guests, ${VLAN_KIND#"VLAN $VLAN, "} on the client"
+	[ "$VLAN" -ne 0 ] || VLAN_KIND=untagged
+	say "preparing the VM nodes (guest kernel, initramfs with the targets$([ "$STORAGE" = drbd ] && echo " and DRBD"))"
+	vm_prepare
+	note "guests: $VM_KERNEL_TEXT; disks cache=none; storage $STORAGE"
+	if [ "$VM_ACCEL" = tcg ] && [ -z "$QUICK" ]; then
+		QUICK=1
+		note "no working KVM here: the guests' CPUs are emulated (TCG), so a tenth of each set is copied (--full insists on the whole)"
+	fi
+else
+	note "nodes: namespaces $NS_A and $NS_B, one shared sparse store $STORE"
+fi
+[ "$QUICK" != full ] || QUICK=
+scale_sets
 
-say "shared store: $STORE, ${store_mib} MiB sparse, opened by ironblade on both nodes"
-truncate -s "${store_mib}M" "$STORE"
-note "targets: ironblade ${SYNC_ARGS[*]:-(no -s: acknowledged before durable)} ${VLAN_ARGS[*]} 1 0 $IFACE $STORE"
+# The store of a configuration holds every round's files (all kept, each
+# round in its own directory) plus a quarter for the file system; it is
+# sparse. Each configuration starts on a blank one.
+total_mib=0
+for s in "${SET_LIST[@]}"; do total_mib=$((total_mib + SET_FILES[$s] * SET_MIB[$s])); done
+store_mib=$(((total_mib * ROUNDS_PER_SET * 5 / 4 + 256 + 1023) / 1024 * 1024))
+note "AoE on $IFACE: $VLAN_KIND"
 note "mode: $MODE; client: $CLIENT_KIND; scorn timeout $SCORN_TIMEOUT; fence delay $FENCE_DELAY"
 
 say "generating the file sets from /dev/urandom, with SHA-512 sums"
@@ -232,12 +312,30 @@ for s in "${SET_LIST[@]}"; do
 done
 
 idx=0
-for s in "${SET_LIST[@]}"; do
-	for e in "${EVENT_LIST[@]}"; do
-		idx=$((idx + 1))
-		run_round "$idx" "$s" "$e"
+for t in "${TARGET_LIST[@]}"; do
+	use_target "$t"
+	say "configuration $t: $TARGET_KIND ${TARGET_ARGS[*]} on both nodes, a blank ${store_mib} MiB store"
+	FS_MADE=
+	if [ "$NODES" = vm ]; then
+		vm_pair_down
+		vm_new_disks "$store_mib"
+		vm_pair_ready "$WORK/vm-qemu.log"
+	else
+		rm -f "$STORE"
+		truncate -s "${store_mib}M" "$STORE"
+	fi
+	for s in "${SET_LIST[@]}"; do
+		for e in "${EVENT_LIST[@]}"; do
+			n=$REPEAT
+			[ "$e" != none ] || n=1
+			for ((r = 1; r <= n; r++)); do
+				idx=$((idx + 1))
+				run_round "$idx" "$s" "$e" "$([ "$n" -gt 1 ] && echo "$r" || echo 1)"
+			done
+		done
 	done
 done
+[ "$NODES" = process ] || vm_pair_down
 
 say "report"
 if [ "$MODE" = standby ]; then
@@ -250,13 +348,26 @@ else
 fi
 chain_text="ironaoe serve -> nbdfuse -> loop device"
 [ "$CLIENT_KIND" = fuse ] || chain_text="ironaoe attach -> /dev/nbdN"
+if [ "$NODES" = vm ]; then
+	nodes_text="Nodes A and B: qemu guests ($VM_KERNEL_TEXT), each with its own kernel and page cache; "
+	if [ "$STORAGE" = drbd ]; then
+		nodes_text+="each its own disk (sparse file, cache=none) replicated by DRBD 8.4, protocol C, dual-primary, over a link of its own."
+	else
+		nodes_text+="both attach one shared disk image (cache=none)."
+	fi
+	fence_text="A's switch ports cut and its qemu killed (SIGKILL: page cache, DRBD state and target die together)"
+else
+	nodes_text="Nodes A and B: processes in network namespaces of this host sharing one sparse store and one page cache (standing in for dual-primary DRBD; --nodes vm shows real machines)."
+	fence_text="A's switch port down and SIGKILL of its target"
+fi
 cat >"$WORK/preamble.md" <<EOF
 $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, Linux $(uname -r); \`scripts/demo.sh ${DEMO_ARGV:-}\`.
 
 - Segment: a Linux bridge in its own network namespace, MTU $MTU; AoE on $VLAN_KIND.
-- Nodes A and B: \`ironblade ${SYNC_ARGS[*]:-} ${VLAN_ARGS[*]} 1 0 $IFACE store.img\`, one shared sparse store (standing in for dual-primary DRBD).
+- $nodes_text
+- Targets compared: ${TARGET_LIST[*]} (\`-s\`: acknowledged only once durable), shelf 1 slot 0 on both nodes.
 - Mode: $mode_text; B $b_text.
-- migrate: SIGTERM to A (it finishes its requests and exits), then B. fence: A's switch port down and SIGKILL, then B after $FENCE_DELAY.
+- none: the copy with no fault (the baseline copy time). migrate: SIGTERM to A's target (it finishes its requests and exits), then B. fence: $fence_text, then B after $FENCE_DELAY.
 - Client: $chain_text -> ext4; scorn timeout $SCORN_TIMEOUT. Each set is copied with cp, then synced; A fails over once ${TRIGGER_PCT}% of it reached the device.
 EOF
 plot_status=0

@@ -94,17 +94,21 @@ type cachedDisk struct {
 }
 
 func (d *cachedDisk) TryReadAt(p []byte, off int64) (int, error) {
-	if d.blocks != nil && d.blocks(off) {
-		return 0, ErrWouldBlock
-	}
-	return d.ReadAt(p, off)
+	return unlessBlocked(d.blocks, d.ReadAt, p, off)
 }
 
 func (d *cachedDisk) TryWriteAt(p []byte, off int64) (int, error) {
-	if d.blocks != nil && d.blocks(off) {
+	return unlessBlocked(d.blocks, d.WriteAt, p, off)
+}
+
+// unlessBlocked is the NonblockingBackend half of the test disks: io(p,
+// off) at once, or ErrWouldBlock where blocks (if set) says the I/O at off
+// would wait for the device.
+func unlessBlocked(blocks func(off int64) bool, io func([]byte, int64) (int, error), p []byte, off int64) (int, error) {
+	if blocks != nil && blocks(off) {
 		return 0, ErrWouldBlock
 	}
-	return d.WriteAt(p, off)
+	return io(p, off)
 }
 
 // everyOtherBlock makes a cachedDisk wait for the device for every other

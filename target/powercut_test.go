@@ -273,17 +273,11 @@ type cachedVolatile struct {
 }
 
 func (d *cachedVolatile) TryReadAt(p []byte, off int64) (int, error) {
-	if d.blocks != nil && d.blocks(off) {
-		return 0, ErrWouldBlock
-	}
-	return d.ReadAt(p, off)
+	return unlessBlocked(d.blocks, d.ReadAt, p, off)
 }
 
 func (d *cachedVolatile) TryWriteAt(p []byte, off int64) (int, error) {
-	if d.blocks != nil && d.blocks(off) {
-		return 0, ErrWouldBlock
-	}
-	return d.WriteAt(p, off)
+	return unlessBlocked(d.blocks, d.WriteAt, p, off)
 }
 
 // durableVolatile is a cachedVolatile that is also a DurableWriter, as

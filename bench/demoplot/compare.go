@@ -11,8 +11,6 @@ import (
 	"gonum.org/v1/plot/text"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
-	"gonum.org/v1/plot/vg/vgimg"
-	"gonum.org/v1/plot/vg/vgsvg"
 
 	"github.com/ironblade/ironblade/bench"
 )
@@ -48,19 +46,8 @@ func WriteCompare(r *bench.DemoReport, pngPath, svgPath string) error {
 	if len(configs) == 0 {
 		return errNoConfigs
 	}
-	height := 2 * comparePanelHeight
-	if pngPath != "" {
-		c := vgimg.PngCanvas{Canvas: vgimg.NewWith(vgimg.UseWH(plotWidth, height), vgimg.UseDPI(110))}
-		if err := drawCompare(configs, c, pngPath); err != nil {
-			return err
-		}
-	}
-	if svgPath != "" {
-		if err := drawCompare(configs, vgsvg.New(plotWidth, height), svgPath); err != nil {
-			return err
-		}
-	}
-	return nil
+	return writePNGAndSVG(pngPath, svgPath, 2*comparePanelHeight,
+		func(c canvasWriter, path string) error { return drawCompare(configs, c, path) })
 }
 
 // drawCompare draws both panels on c, their axes aligned, and writes c to

@@ -56,14 +56,21 @@ func Write(r *bench.DemoReport, pngPath, svgPath string) error {
 		return errNoRounds
 	}
 	height := plotPanelHeight*vg.Length(len(r.Rounds)) + plotLegendHeight
+	return writePNGAndSVG(pngPath, svgPath, height, func(c canvasWriter, path string) error { return drawDemo(r, c, path) })
+}
+
+// writePNGAndSVG draws a plotWidth x height figure with draw once on a PNG
+// canvas into pngPath and once on an SVG canvas into svgPath; an empty path
+// skips that format.
+func writePNGAndSVG(pngPath, svgPath string, height vg.Length, draw func(c canvasWriter, path string) error) error {
 	if pngPath != "" {
 		c := vgimg.PngCanvas{Canvas: vgimg.NewWith(vgimg.UseWH(plotWidth, height), vgimg.UseDPI(110))}
-		if err := drawDemo(r, c, pngPath); err != nil {
+		if err := draw(c, pngPath); err != nil {
 			return err
 		}
 	}
 	if svgPath != "" {
-		if err := drawDemo(r, vgsvg.New(plotWidth, height), svgPath); err != nil {
+		if err := draw(vgsvg.New(plotWidth, height), svgPath); err != nil {
 			return err
 		}
 	}

@@ -66,22 +66,64 @@ stop_fs_ns() {
 	FS_NS_PID=
 }
 
-# start_node HOST LOG starts ironblade on node HOST (a or b): shelf 1 slot 0
-# on the shared store. It announces itself at start.
-start_node() {
-	local host=$1 log=$2 ns
-	ns=$([ "$host" = a ] && echo "$NS_A" || echo "$NS_B")
-	in_netns "$ns" "$BIN/ironblade" "${SYNC_ARGS[@]}" "${VLAN_ARGS[@]}" 1 0 "$IFACE" "$STORE" >>"$log" 2>&1 &
-	printf -v "NODE_PID_$host" %s "$!"
-	sleep 0.1
-	alive "$!" || { cat "$log" >&2; fail "ironblade on node-$host exited at once"; }
+# The target of the configuration being shown (see use_target): its
+# program (ironblade or vblade) and options (-s or none).
+TARGET=ironblade-s
+TARGET_KIND=ironblade
+TARGET_ARGS=(-s)
+
+# use_target NAME selects the configuration NAME: vblade, vblade-s,
+# ironblade or ironblade-s.
+use_target() {
+	TARGET=$1
+	TARGET_KIND=${1%-s}
+	TARGET_ARGS=()
+	[ "$TARGET_KIND" = "$1" ] || TARGET_ARGS=(-s)
+	SYNC_ARGS=("${TARGET_ARGS[@]}")
 }
 
-# node_pid HOST prints the pid of node HOST's ironblade.
+# target_binary prints the program of the configuration (process nodes).
+target_binary() {
+	if [ "$TARGET_KIND" = vblade ]; then command -v vblade; else echo "$BIN/ironblade"; fi
+}
+
+# start_node HOST LOG starts the target on node HOST (a or b): shelf 1
+# slot 0 on the store. ironblade announces itself at start, as vblade does.
+# A VM node is booted first if it is down (a fenced node comes back, and
+# with DRBD resyncs from its peer).
+start_node() {
+	local host=$1 log=$2 ns
+	if [ "$NODES" = vm ]; then
+		vm_node_ready "$host" "$log"
+		# Nothing of an earlier round stays in the node's page cache.
+		vm_must "$host" 60 drop_caches
+		vm_must "$host" 30 "target_start $TARGET_KIND ${TARGET_ARGS[*]}"
+		return 0
+	fi
+	ns=$([ "$host" = a ] && echo "$NS_A" || echo "$NS_B")
+	in_netns "$ns" "$(target_binary)" "${TARGET_ARGS[@]}" "${VLAN_ARGS[@]}" 1 0 "$IFACE" "$STORE" >>"$log" 2>&1 &
+	printf -v "NODE_PID_$host" %s "$!"
+	sleep 0.1
+	alive "$!" || { cat "$log" >&2; fail "$TARGET_KIND on node-$host exited at once"; }
+}
+
+# node_pid HOST prints the pid of node HOST's target process.
 node_pid() { local v=NODE_PID_$1; printf %s "${!v}"; }
 
-# stop_node HOST SIGNAL stops node HOST's ironblade (TERM: cleanly).
+# stop_node HOST SIGNAL stops node HOST's target (TERM: cleanly). On a VM
+# node, KILL kills the whole guest: that is the fence.
 stop_node() {
+	if [ "$NODES" = vm ]; then
+		if [ "${2:-TERM}" = KILL ]; then
+			vm_kill "$1"
+		elif [ -n "$(vm_pid "$1")" ] && ! vm_do "$1" 60 target_stop TERM >/dev/null; then
+			# A target that may still write must not share the device
+			# with the next one: a stop that fails becomes a fence.
+			warn "node-$1: the target did not stop cleanly: fencing the node"
+			vm_kill "$1"
+		fi
+		return 0
+	fi
 	local pid
 	pid=$(node_pid "$1")
 	[ -n "$pid" ] || return 0
@@ -90,7 +132,16 @@ stop_node() {
 }
 
 # announce HOST makes node HOST's ironblade announce itself (SIGUSR1).
-announce() { kill -USR1 "$(node_pid "$1")"; }
+# vblade has no such signal: with it the initiator finds out by itself
+# (its scorn timeout).
+announce() {
+	[ "$TARGET_KIND" = ironblade ] || return 0
+	if [ "$NODES" = vm ]; then
+		vm_must "$1" 10 target_announce
+	else
+		kill -USR1 "$(node_pid "$1")"
+	fi
+}
 
 # client_block_device prints the block device the file system is on.
 client_block_device() { [ "$CLIENT_KIND" = nbd ] && echo "$NBD_DEV" || echo "$LOOP_DEV"; }

@@ -84,10 +84,12 @@ fail_over() {
 		t1=$(now)
 		start_node b "$rdir/node-b.log"
 		said+="; node B started (it announces itself) $(elapsed_ms "$t0" "$t1") ms after the event"
-	elif [ -n "$ANNOUNCE" ]; then
+	elif [ -n "$ANNOUNCE" ] && [ "$TARGET_KIND" = ironblade ]; then
 		t1=$(now)
 		announce b
 		said+="; node B told to announce itself (SIGUSR1) $(elapsed_ms "$t0" "$t1") ms after the event"
+	elif [ -n "$ANNOUNCE" ]; then
+		said+="; vblade on node B cannot be told to announce itself: the initiator finds out by itself (scorn timeout $SCORN_TIMEOUT)"
 	else
 		said+="; node B left alone: the initiator finds out by itself (scorn timeout $SCORN_TIMEOUT)"
 	fi
@@ -95,17 +97,46 @@ fail_over() {
 	printf 'event_time=%s\nnode_a_gone_time=%s\npromote_time=%s\n' "$t0" "$gone" "$t1" >>"$rdir/round.env"
 }
 
-# run_round INDEX SET EVENT
+# trigger_event EVENT RDIR THRESHOLD waits until THRESHOLD bytes were
+# written to the device, then migrates or fences node A.
+trigger_event() {
+	local event=$1 rdir=$2 threshold=$3 written active n
+	local deadline=$((SECONDS + 1800))
+	while :; do
+		read -r written active n <<<"$(progress)"
+		[ "${written:-0}" -ge "$threshold" ] && break
+		if grep -qs '^sync_end=' "$rdir/copy.end"; then
+			warn "the copy and sync ended before ${TRIGGER_PCT}% of the set reached the device: failing over now, with no I/O to stall"
+			break
+		fi
+		[ "$SECONDS" -lt "$deadline" ] || fail "the copy made no progress for 30 min"
+		sleep 0.02
+	done
+	if [ "$active" = "$MAC_A" ]; then
+		note "$(human_mib $((written - BASE_WRITTEN))) of $(human_mib "$ROUND_BYTES") written through node A: ${event} now"
+	else
+		warn "the initiator had already moved to $active before the event (node A scorned: a scorn timeout too short for this machine's load?)"
+	fi
+	fail_over "$event" "$rdir"
+}
+
+# run_round INDEX SET EVENT [REPEAT] copies SET with EVENT (none, migrate or
+# fence) in the middle; REPEAT numbers the repetitions of one event.
 run_round() {
-	local idx=$1 set=$2 event=$3
+	local idx=$1 set=$2 event=$3 repeat=${4:-1}
 	local name files mib bytes rdir
-	name=$(printf '%02d-%s-%s' "$idx" "$set" "$event")
+	name=$(printf '%02d-%s-%s-%s' "$idx" "$TARGET" "$set" "$event")
+	[ "$repeat" -le 1 ] || name+="-$repeat"
 	files=${SET_FILES[$set]}
 	mib=${SET_MIB[$set]}
 	bytes=$((files * mib << 20))
 	rdir=$WORK/rounds/$name
 	mkdir -p "$rdir"
-	say "round $idx/$ROUNDS: copy $files x $mib MiB ($(human_mib $bytes)) and $event node A in the middle"
+	if [ "$event" = none ]; then
+		say "round $idx/$ROUNDS, $TARGET: copy $files x $mib MiB ($(human_mib $bytes)), no fault"
+	else
+		say "round $idx/$ROUNDS, $TARGET: copy $files x $mib MiB ($(human_mib $bytes)) and $event node A in the middle"
+	fi
 
 	cat >"$rdir/round.env" <<-EOF
 		name=$name
@@ -113,9 +144,13 @@ run_round() {
 		files=$files
 		bytes=$bytes
 		event=$event
+		repeat=$repeat
+		target=$TARGET
+		nodes=$NODES
+		storage=$STORAGE
 		mode=$MODE
-		sync=$([ ${#SYNC_ARGS[@]} -gt 0 ] && echo true || echo false)
-		announce=$([ "$MODE" = cold ] || [ -n "$ANNOUNCE" ] && echo true || echo false)
+		sync=$([ ${#TARGET_ARGS[@]} -gt 0 ] && echo true || echo false)
+		announce=$([ "$MODE" = cold ] || { [ -n "$ANNOUNCE" ] && [ "$TARGET_KIND" = ironblade ]; } && echo true || echo false)
 		scorn_timeout=$SCORN_TIMEOUT
 		fence_delay=$FENCE_DELAY
 		vlan=$VLAN_KIND
@@ -129,7 +164,13 @@ run_round() {
 	start_client "$rdir/client.log"
 	if [ -z "$FS_MADE" ]; then
 		note "mkfs.ext4 on the device ($(client_block_device))"
-		mkfs.ext4 -q -F -E nodiscard,lazy_itable_init=0,lazy_journal_init=0 "$(client_block_device)"
+		# Eager initialisation, so that no background zeroing competes
+		# with the copies. On VM nodes, few inodes (a file per MiB) and a
+		# 32 MiB journal keep that short: a synchronous target writes
+		# them frame by frame on an emulated CPU.
+		local small=()
+		[ "$NODES" != vm ] || small=(-i 1048576 -J size=32)
+		mkfs.ext4 -q -F "${small[@]}" -E nodiscard,lazy_itable_init=0,lazy_journal_init=0 "$(client_block_device)"
 		FS_MADE=1
 	fi
 	mount_fs
@@ -146,6 +187,8 @@ run_round() {
 	local base written active n threshold
 	read -r base active n <<<"$(progress)"
 	threshold=$((base + bytes * TRIGGER_PCT / 100))
+	BASE_WRITTEN=$base
+	ROUND_BYTES=$bytes
 	local dst=$MNT/$name
 	fs_ns mkdir -p "$dst"
 	echo "copy_start=$(now)" >>"$rdir/round.env"
@@ -160,23 +203,7 @@ run_round() {
 	COPY_PID=$!
 
 	# The event, once TRIGGER_PCT % of the set's bytes reached the device.
-	local deadline=$((SECONDS + 1800))
-	while :; do
-		read -r written active n <<<"$(progress)"
-		[ "${written:-0}" -ge "$threshold" ] && break
-		if grep -qs '^sync_end=' "$rdir/copy.end"; then
-			warn "the copy and sync ended before ${TRIGGER_PCT}% of the set reached the device: failing over now, with no I/O to stall"
-			break
-		fi
-		[ "$SECONDS" -lt "$deadline" ] || fail "the copy made no progress for 30 min"
-		sleep 0.02
-	done
-	if [ "$active" = "$MAC_A" ]; then
-		note "$(human_mib $((written - base))) of $(human_mib $bytes) written through node A: ${event} now"
-	else
-		warn "the initiator had already moved to $active before the event (node A scorned: a scorn timeout too short for this machine's load?)"
-	fi
-	fail_over "$event" "$rdir"
+	[ "$event" = none ] || trigger_event "$event" "$rdir" "$threshold"
 
 	local copy_status=0
 	wait "$COPY_PID" || copy_status=$?
@@ -188,15 +215,26 @@ run_round() {
 	[ "$copy_status" -eq 0 ] || warn "cp or sync failed (status $copy_status): see $rdir/client.log"
 	note "copy and sync done; the initiator now uses $active"
 
-	# Check 1: remount over the same initiator, page cache dropped.
+	# With no fault, the files are read from the node that took them: a
+	# VM node's standby would read a disk that A's page cache (a target
+	# without -s) has not written back yet.
+	if [ "$event" = none ] && [ "$NODES" = vm ]; then
+		stop_node b TERM
+	fi
+
+	# Check 1 (--remount-check): remount over the same initiator, page
+	# cache dropped.
 	umount_fs
-	drop_caches
-	mount_fs ro
-	local r_ok r_bad
-	read -r r_ok r_bad <<<"$(check_sums "$dst" "$WORK/sets/$set.sha512" "$rdir/check-remount.txt")"
-	umount_fs
+	if [ -n "$REMOUNT_CHECK" ]; then
+		drop_caches
+		mount_fs ro
+		local r_ok r_bad
+		read -r r_ok r_bad <<<"$(check_sums "$dst" "$WORK/sets/$set.sha512" "$rdir/check-remount.txt")"
+		umount_fs
+		note "after a remount: $r_ok intact, $r_bad corrupt"
+		printf 'remount_intact=%s\nremount_corrupt=%s\n' "$r_ok" "$r_bad" >>"$rdir/round.env"
+	fi
 	stop_client
-	note "after a remount: $r_ok intact, $r_bad corrupt"
 
 	# Check 2: a fresh initiator process and a fresh nbdfuse: nothing that
 	# saw the writes is left between the checker and node B's store.
@@ -208,7 +246,7 @@ run_round() {
 	umount_fs
 	stop_client
 	note "through a fresh connection: $f_ok intact, $f_bad corrupt"
-	printf 'remount_intact=%s\nremount_corrupt=%s\nintact=%s\ncorrupt=%s\n' "$r_ok" "$r_bad" "$f_ok" "$f_bad" >>"$rdir/round.env"
+	printf 'intact=%s\ncorrupt=%s\n' "$f_ok" "$f_bad" >>"$rdir/round.env"
 
 	# Back to the start for the next round: B stops, A's link returns.
 	stop_node b TERM

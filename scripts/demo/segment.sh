@@ -41,10 +41,10 @@ link_ready() {
 	[[ $out == *"state UP"* && $out != *"qdisc noop"* && $out == *"${3:-}"* ]]
 }
 
-# plug NS HOST MAC joins NS to the bridge as port-HOST, eth0 on NS's side.
-plug() {
-	local ns=$1 port=port-$2 mac=$3
-	ip link add "$IFACE" netns "$ns" address "$mac" mtu "$MTU" type veth peer name "$port" netns "$NS_SWITCH" mtu "$MTU"
+# switch_port PORT makes PORT (in NS_SWITCH) a port of br0, a trunk of the
+# VLAN when there is one, and brings it up.
+switch_port() {
+	local port=$1
 	ip -n "$NS_SWITCH" link set "$port" master br0
 	if [ "$VLAN" -ne 0 ]; then
 		# A trunk port of the VLAN: only frames tagged with it pass, both
@@ -56,6 +56,13 @@ plug() {
 		done
 	fi
 	ip -n "$NS_SWITCH" link set "$port" up
+}
+
+# plug NS HOST MAC joins NS to the bridge as port-HOST, eth0 on NS's side.
+plug() {
+	local ns=$1 port=port-$2 mac=$3
+	ip link add "$IFACE" netns "$ns" address "$mac" mtu "$MTU" type veth peer name "$port" netns "$NS_SWITCH" mtu "$MTU"
+	switch_port "$port"
 	ip -n "$ns" link set "$IFACE" up
 	wait_until 10 "$port to forward" link_ready "$NS_SWITCH" "$port" "bridge_slave state forwarding"
 	wait_until 10 "$IFACE in $ns to come up" link_ready "$ns" "$IFACE"
@@ -71,11 +78,16 @@ build_segment() {
 		ip netns exec "$NS_SWITCH" nft add table bridge ibdemo
 		ip netns exec "$NS_SWITCH" nft add chain bridge ibdemo forward '{ type filter hook forward priority 0 ; policy accept ; }'
 	fi
-	make_netns "$NS_A"
-	make_netns "$NS_B"
+	# VM nodes plug their own taps in (vm.sh).
+	local hosts=("$NS_CLIENT")
+	if [ "$NODES" != vm ]; then
+		make_netns "$NS_A"
+		make_netns "$NS_B"
+		plug "$NS_A" a "$MAC_A"
+		plug "$NS_B" b "$MAC_B"
+		hosts+=("$NS_A" "$NS_B")
+	fi
 	make_netns "$NS_CLIENT"
-	plug "$NS_A" a "$MAC_A"
-	plug "$NS_B" b "$MAC_B"
 	plug "$NS_CLIENT" client "$MAC_CLIENT"
 
 	if [ "$VLAN" -eq 0 ]; then
@@ -83,7 +95,7 @@ build_segment() {
 	elif modprobe -q 8021q 2>/dev/null; then
 		# Kernel VLAN interfaces: the programs see plain Ethernet.
 		local ns
-		for ns in "$NS_A" "$NS_B" "$NS_CLIENT"; do
+		for ns in "${hosts[@]}"; do
 			ip -n "$ns" link add link eth0 name "eth0.$VLAN" type vlan id "$VLAN"
 			ip -n "$ns" link set "eth0.$VLAN" up
 			wait_until 10 "eth0.$VLAN in $ns to come up" link_ready "$ns" "eth0.$VLAN"
@@ -96,13 +108,21 @@ build_segment() {
 	fi
 }
 
-# cut_link HOST takes HOST's switch port down, as fencing at the switch does.
-cut_link() { ip -n "$NS_SWITCH" link set "port-$1" down; }
+# cut_link HOST takes HOST's switch port down, as fencing at the switch does
+# (a VM node's replication port too).
+cut_link() {
+	ip -n "$NS_SWITCH" link set "port-$1" down
+	[ "$NODES" != vm ] || ip -n "$NS_SWITCH" link set "rep-$1" down
+}
 
 # restore_link HOST brings HOST's switch port back and waits until it
-# forwards.
+# forwards. A VM node's ports forward once its next guest has them open.
 restore_link() {
 	ip -n "$NS_SWITCH" link set "port-$1" up
+	if [ "$NODES" = vm ]; then
+		ip -n "$NS_SWITCH" link set "rep-$1" up
+		return 0
+	fi
 	wait_until 10 "port-$1 to forward" link_ready "$NS_SWITCH" "port-$1" "bridge_slave state forwarding"
 }
 

@@ -118,38 +118,11 @@ fi
 [ -c /dev/net/tun ] || modprobe tun || die "no /dev/net/tun: the tun module is needed for the guest's NIC"
 
 # --- the guest kernel: Debian's, unpacked without installing it -----------
-mkdir -p "$KERNEL_CACHE"
-if [ -z "$KERNEL_PKG" ]; then
-	KERNEL_PKG=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/ { print $2; exit }')
-	if [ -z "$KERNEL_PKG" ]; then
-		apt-get update -q
-		KERNEL_PKG=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-/ { print $2; exit }')
-	fi
-	[ -n "$KERNEL_PKG" ] || die "apt offers no linux-image-amd64: set KERNEL_PKG"
-fi
-kver=${KERNEL_PKG#linux-image-}
-kroot=$KERNEL_CACHE/$KERNEL_PKG
-if [ ! -e "$kroot/.unpacked" ]; then
-	deb=$(ls "$KERNEL_CACHE/${KERNEL_PKG}"_*.deb 2>/dev/null | tail -n 1 || true)
-	if [ -z "$deb" ]; then
-		say "downloading $KERNEL_PKG"
-		(cd "$KERNEL_CACHE" && apt-get download -q -o APT::Sandbox::User=root "$KERNEL_PKG") ||
-			(apt-get update -q && cd "$KERNEL_CACHE" && apt-get download -q -o APT::Sandbox::User=root "$KERNEL_PKG") ||
-			die "cannot download $KERNEL_PKG"
-		deb=$(ls "$KERNEL_CACHE/${KERNEL_PKG}"_*.deb | tail -n 1)
-	fi
-	say "unpacking $(basename "$deb")"
-	rm -rf "$kroot"
-	mkdir -p "$kroot"
-	dpkg-deb -x "$deb" "$kroot"
-	depmod -b "$kroot" "$kver"
-	touch "$kroot/.unpacked"
-	# Older kernels' packages and trees are of no further use.
-	find "$KERNEL_CACHE" -mindepth 1 -maxdepth 1 -name 'linux-image-*' \
-		! -name "$KERNEL_PKG" ! -name "$(basename "$deb")" -exec rm -rf {} +
-fi
-vmlinuz=$kroot/boot/vmlinuz-$kver
-[ -f "$vmlinuz" ] || die "no kernel at $vmlinuz"
+# shellcheck source=scripts/kernel/kernel.sh
+source "$here/kernel.sh"
+kernel_fetch "$KERNEL_CACHE" "$KERNEL_PKG"
+kver=$KVER
+vmlinuz=$VMLINUZ
 
 work=$(mktemp -d /var/tmp/ironblade-kernel.XXXXXX)
 share=$work/share
@@ -184,22 +157,8 @@ mkdir -p "$ird"/{bin,usr/bin,usr/sbin,etc/kernel-tests,lib/modules,proc,sys,dev,
 cp /bin/busybox "$ird/bin/busybox"
 install -m 755 "$here/guest-init.sh" "$ird/init"
 install -m 644 "$here/guest-checks.sh" "$ird/etc/kernel-tests/guest-checks.sh"
-for m in virtio_pci virtio_net 9pnet_virtio 9p ext4 aoe nbd 8021q; do
-	: >"$ird/lib/modules/$m.deps"
-	for ko in $(modprobe -d "$kroot" -S "$kver" --show-depends "$m" | awk '$1 == "insmod" { print $2 }'); do
-		cp -n "$ko" "$ird/lib/modules/"
-		basename "$ko" >>"$ird/lib/modules/$m.deps"
-	done
-	[ -s "$ird/lib/modules/$m.deps" ] || die "module $m not found in $kroot"
-done
-# copy_binary SRC DST copies a dynamically linked host binary and its
-# libraries (at the paths ldd names) into the initramfs.
-copy_binary() {
-	install -D -m 755 "$1" "$ird$2"
-	ldd "$1" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | while read -r lib; do
-		[ -e "$ird$lib" ] || install -D -m 755 "$(readlink -f "$lib")" "$ird$lib"
-	done
-}
+initramfs_modules "$ird" virtio_pci virtio_net 9pnet_virtio 9p ext4 aoe nbd 8021q
+copy_binary() { initramfs_binary "$ird" "$1" "$2"; }
 copy_binary /usr/bin/dd /usr/bin/dd
 copy_binary /usr/bin/sha512sum /usr/bin/sha512sum
 copy_binary /usr/sbin/mke2fs /usr/sbin/mkfs.ext4
