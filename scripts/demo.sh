@@ -288,6 +288,9 @@ if [ "$NODES" = vm ]; then
 	fi
 else
 	note "nodes: namespaces $NS_A and $NS_B, one shared sparse store $STORE"
+	if [ "${#VLAN_ARGS[@]}" -gt 0 ] && [[ " ${TARGET_LIST[*]} " == *" vblade"* ]]; then
+		fail "vblade cannot tag VLAN $VLAN frames itself and this kernel has no 8021q module: use --vlan 0 with vblade on process nodes"
+	fi
 fi
 [ "$QUICK" != full ] || QUICK=
 scale_sets
