@@ -314,6 +314,12 @@ func AnalyzeRound(d DemoRound, window time.Duration) RoundResult {
 		res.Notes = append(res.Notes, "no event happened")
 		return res
 	default:
+		if !d.SyncEnd.IsZero() && d.EventTime.After(d.SyncEnd) {
+			// Nothing was in flight: the round proves nothing about
+			// writes lost or kept at the event.
+			res.Notes = append(res.Notes, fmt.Sprintf("the %s came %v after the copy's sync had ended: no I/O was in flight",
+				d.Event, d.EventTime.Sub(d.SyncEnd).Round(time.Millisecond)))
+		}
 		res.checkActiveAtEvent()
 		res.findResumption()
 		res.measureRates(window)

@@ -305,6 +305,15 @@ func TestAnalyzeRound(t *testing.T) {
 		if r := AnalyzeRound(d, time.Second); !strings.Contains(strings.Join(r.Notes, ""), "not the active target") {
 			t.Errorf("B active before the event: notes %q", r.Notes)
 		}
+		// The event came after the copy and its sync had ended.
+		d = syntheticRound(time.Second, true)
+		d.SyncEnd = d.EventTime.Add(-2 * time.Second)
+		if r := AnalyzeRound(d, time.Second); !strings.Contains(strings.Join(r.Notes, ""), "no I/O was in flight") {
+			t.Errorf("event after the sync: notes %q", r.Notes)
+		}
+		if r := AnalyzeRound(syntheticRound(time.Second, true), time.Second); strings.Contains(strings.Join(r.Notes, ""), "no I/O was in flight") {
+			t.Errorf("event during the copy: notes %q", r.Notes)
+		}
 		// I/O never resumes on the survivor.
 		d = syntheticRound(time.Second, false)
 		for i := range d.Samples {

@@ -152,6 +152,8 @@ vm_pair_down
 	printf '%-14s %-6s %-8s %s\n' TARGET RESULT EXPECT "CHECK (blocks read back from node B after node A was fenced)"
 	awk -F'\t' '{ s = $2; if ($1 ~ /^ref-/ && s == "FAIL") s = "fail*"; printf "%-14s %-6s %-8s %s\n", $1, s, $3, $4 }' "$results"
 	grep -q '^ref-' "$results" && echo "(ref-*: vblade, for comparison only; a failure there is marked fail* and does not count)"
+	grep -q "^ironblade$(printf '\t')" "$results" ||
+		echo "(no ironblade without -s in TARGETS: the negative control, which shows the check can see a loss, did not run)"
 	echo
 	echo "logs: $OUT_DIR"
 } | tee "$OUT_DIR/summary.txt"
