@@ -34,7 +34,7 @@ const (
 
 // errHelpShown is returned by parseArgs when it printed the help or the
 // version instead of producing options: the program should exit 0.
-var errHelpShown = errors.New("help or version shown")
+var errHelpShown = cliflag.ErrHelpShown
 
 // globalOptions are the options every command takes.
 type globalOptions struct {
@@ -341,21 +341,7 @@ func newApp(stdout, stderr io.Writer, action func(*cli.Context, invocation) erro
 // parseArgs parses a full command line (args[0] is the program name). It
 // returns errHelpShown after printing the help or the version to stdout.
 func parseArgs(args []string, stdout io.Writer) (invocation, error) {
-	var (
-		parsed invocation
-		ran    bool
-	)
-	app := newApp(stdout, io.Discard, func(_ *cli.Context, inv invocation) error {
-		parsed, ran = inv, true
-		return nil
-	})
-	if err := cliflag.Run(app, args); err != nil {
-		return invocation{}, err
-	}
-	if !ran {
-		return invocation{}, errHelpShown
-	}
-	return parsed, nil
+	return cliflag.Parse(args, stdout, newApp)
 }
 
 // invocationFrom validates the parsed flags and operands of command name.

@@ -18,7 +18,7 @@ const defaultControlDir = "/run/ironblade"
 
 // errHelpShown is returned by parseArgs when it printed the help or the
 // version: the program should exit 0.
-var errHelpShown = errors.New("help or version shown")
+var errHelpShown = cliflag.ErrHelpShown
 
 // invocation is a parsed command line.
 type invocation struct {
@@ -100,21 +100,11 @@ func newApp(stdout, stderr io.Writer, action func(*cli.Context, invocation) erro
 // parseArgs parses a full command line (args[0] is the program name). It
 // returns errHelpShown after printing the help or the version to stdout.
 func parseArgs(args []string, stdout io.Writer) (invocation, error) {
-	var (
-		parsed invocation
-		ran    bool
-	)
-	app := newApp(stdout, io.Discard, func(_ *cli.Context, inv invocation) error {
-		parsed, ran = inv, true
-		return nil
-	})
-	if err := cliflag.Run(app, args); err != nil {
+	inv, err := cliflag.Parse(args, stdout, newApp)
+	if err != nil && !errors.Is(err, errHelpShown) {
 		return invocation{}, cliflag.UsageError(err)
 	}
-	if !ran {
-		return invocation{}, errHelpShown
-	}
-	return parsed, nil
+	return inv, err
 }
 
 // invocationFrom builds the request of verb from its operands and flags

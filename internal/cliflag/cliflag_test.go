@@ -2,7 +2,9 @@ package cliflag
 
 import (
 	"errors"
+	"io"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/urfave/cli/v2"
@@ -44,5 +46,49 @@ func TestIndex(t *testing.T) {
 	}
 	if !reflect.DeepEqual(index, want) {
 		t.Errorf("Index = %v, want %v", index, want)
+	}
+}
+
+func TestParse(t *testing.T) {
+	newApp := func(stdout, stderr io.Writer, action func(*cli.Context, string) error) *cli.App {
+		return &cli.App{
+			Name: "prog", Version: "1", Writer: stdout, ErrWriter: stderr,
+			ExitErrHandler: func(*cli.Context, error) {},
+			Commands: []*cli.Command{{
+				Name:  "greet",
+				Flags: []cli.Flag{&cli.StringFlag{Name: "name"}},
+				Action: func(c *cli.Context) error {
+					if c.String("name") == "" {
+						return errors.New("greet: --name is required")
+					}
+					return action(c, "hello "+c.String("name"))
+				},
+			}},
+		}
+	}
+	for _, tc := range []struct {
+		args    []string
+		want    string
+		wantErr error
+		errText string
+	}{
+		{args: []string{"prog", "greet", "--name", "x"}, want: "hello x"},
+		{args: []string{"prog", "greet", "--name=y"}, want: "hello y"},
+		{args: []string{"prog", "--help"}, wantErr: ErrHelpShown},
+		{args: []string{"prog", "--version"}, wantErr: ErrHelpShown},
+		{args: []string{"prog", "greet"}, errText: "--name is required"},
+	} {
+		var out strings.Builder
+		got, err := Parse(tc.args, &out, newApp)
+		switch {
+		case tc.wantErr != nil && !errors.Is(err, tc.wantErr):
+			t.Errorf("Parse(%q): %v, want %v", tc.args, err, tc.wantErr)
+		case tc.errText != "" && (err == nil || !strings.Contains(err.Error(), tc.errText)):
+			t.Errorf("Parse(%q): %v, want an error with %q", tc.args, err, tc.errText)
+		case tc.wantErr == nil && tc.errText == "" && (err != nil || got != tc.want):
+			t.Errorf("Parse(%q) = %q, %v; want %q", tc.args, got, err, tc.want)
+		case errors.Is(tc.wantErr, ErrHelpShown) && out.Len() == 0:
+			t.Errorf("Parse(%q) printed nothing", tc.args)
+		}
 	}
 }

@@ -1,6 +1,8 @@
 package cliflag
 
 import (
+	"errors"
+	"io"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -116,4 +118,31 @@ func Run(app *cli.App, args []string) error {
 		args = []string{app.Name}
 	}
 	return app.Run(append([]string{args[0]}, Permute(app, args[1:])...))
+}
+
+// ErrHelpShown is returned by Parse when the command line asked for the
+// help or the version, which was printed instead of running anything.
+var ErrHelpShown = errors.New("help or version shown")
+
+// Parse runs on a full command line, with Run, the application newApp
+// builds with stdout for its help and an action that only keeps what it
+// is given, and returns that: the parsed command line, checked by the
+// application's own code. It returns ErrHelpShown after printing the help
+// or the version, and the application's error otherwise.
+func Parse[T any](args []string, stdout io.Writer, newApp func(stdout, stderr io.Writer, action func(*cli.Context, T) error) *cli.App) (T, error) {
+	var (
+		parsed, zero T
+		ran          bool
+	)
+	app := newApp(stdout, io.Discard, func(_ *cli.Context, v T) error {
+		parsed, ran = v, true
+		return nil
+	})
+	if err := Run(app, args); err != nil {
+		return zero, err
+	}
+	if !ran {
+		return zero, ErrHelpShown
+	}
+	return parsed, nil
 }
