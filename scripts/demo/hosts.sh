@@ -1,10 +1,12 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2034 # variables used by the scripts that source this
-# What runs on the demo's hosts: ironblade on node-a and node-b, serving the
-# one shared store as the same shelf.slot, and on the client the chain
+# What runs on the demo's hosts: the target of the configuration (ironblade
+# or vblade, with -s or not) on node-a and node-b, processes here or VM
+# guests (vm.sh), serving the store as the same shelf.slot, and on the
+# client the chain
 # ironaoe serve -> nbdfuse -> loop device -> ext4 (or ironaoe attach ->
 # /dev/nbdN where the nbd module exists). Sourced by scripts/demo.sh, which
-# sets BIN, WORK, STORE, SYNC_ARGS, SCORN_TIMEOUT and the segment's
+# sets BIN, WORK, STORE, NODES, SCORN_TIMEOUT and the segment's
 # variables.
 
 # Pids of the processes running now ("" when not running).
@@ -79,7 +81,6 @@ use_target() {
 	TARGET_KIND=${1%-s}
 	TARGET_ARGS=()
 	[ "$TARGET_KIND" = "$1" ] || TARGET_ARGS=(-s)
-	SYNC_ARGS=("${TARGET_ARGS[@]}")
 }
 
 # target_binary prints the program of the configuration (process nodes).
