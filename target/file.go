@@ -26,6 +26,12 @@ type FileOptions struct {
 	Direct bool
 	// ReadOnly opens the file read-only; writes fail (vblade -r).
 	ReadOnly bool
+	// SyncWrites says the export acknowledges writes only once they are
+	// durable (vblade -s): writes then always take pwrite rather than the
+	// file's mapping. Each is followed by a sync, which costs far more than
+	// the system call, and a system call per write is what an audit of
+	// the write-then-sync order (strace) can see.
+	SyncWrites bool
 }
 
 // FileBackend serves a window of a regular file or block device. It
@@ -54,6 +60,11 @@ type FileBackend struct {
 	bounce  sync.Pool // *[]byte, aligned, bounceSize long
 
 	noDSync atomic.Bool // pwritev2 with RWF_DSYNC was refused: old kernel
+
+	// view maps the file for TryReadAt (and TryWriteAt if mapWrites),
+	// unless it is open with O_DIRECT or cannot be mapped (nil).
+	view      *mappedView
+	mapWrites bool
 }
 
 // bounceSize fits the largest AoE request (255 sectors) widened by a block
@@ -131,7 +142,8 @@ func newFileBackend(f *os.File, opt FileOptions) (*FileBackend, error) {
 	if size == 0 {
 		return nil, fmt.Errorf("no whole sector to serve (%d bytes from offset %d)", total, opt.Offset)
 	}
-	b := &FileBackend{f: f, raw: raw, fd: f.Fd(), offset: opt.Offset, size: size, readOnly: opt.ReadOnly, direct: opt.Direct}
+	b := &FileBackend{f: f, raw: raw, fd: f.Fd(), offset: opt.Offset, size: size, readOnly: opt.ReadOnly, direct: opt.Direct,
+		mapWrites: !opt.ReadOnly && !opt.SyncWrites}
 	if opt.Direct {
 		b.align, b.memAlign = directAlignment(raw, mode)
 		if opt.Offset%b.align != 0 || (opt.Offset+size)%b.align != 0 {
@@ -141,6 +153,8 @@ func newFileBackend(f *os.File, opt FileOptions) (*FileBackend, error) {
 			buf := alignedBuffer(bounceSize)
 			return &buf
 		}
+	} else {
+		b.view = newMappedView(int(b.fd), opt.Offset+size, b.mapWrites)
 	}
 	return b, nil
 }
@@ -177,7 +191,9 @@ func alignedBuffer(n int) []byte {
 func (b *FileBackend) Size() int64 { return b.size }
 
 // Close closes the file.
-func (b *FileBackend) Close() error { return b.f.Close() }
+func (b *FileBackend) Close() error {
+	return errors.Join(b.view.close(), b.f.Close())
+}
 
 // Sync implements Backend with fdatasync.
 func (b *FileBackend) Sync() error {
@@ -225,6 +241,7 @@ func (b *FileBackend) WriteAtDurable(p []byte, off int64) (int, error) {
 		case int(n) != len(p):
 			return int(n), fmt.Errorf("target: durable write: %d of %d bytes written: %w", n, len(p), io.ErrShortWrite)
 		}
+		b.view.markResident(abs, int(n))
 		return int(n), nil
 	}
 }
@@ -280,6 +297,7 @@ func (b *FileBackend) ReadAt(p []byte, off int64) (int, error) {
 		if err != nil {
 			return n, fmt.Errorf("target: read: %w", err)
 		}
+		b.view.markResident(abs, n)
 		return n, eof
 	}
 	start, end := b.bounds(abs, len(p))
@@ -297,11 +315,15 @@ func (b *FileBackend) ReadAt(p []byte, off int64) (int, error) {
 }
 
 // TryReadAt implements NonblockingBackend: it reads what the page cache
-// holds (preadv2 with RWF_NOWAIT) and returns ErrWouldBlock for anything
-// else, or when the file is open with O_DIRECT.
+// holds (through the file's mapping where it was found there lately, else
+// preadv2 with RWF_NOWAIT) and returns ErrWouldBlock for anything else, or
+// when the file is open with O_DIRECT.
 func (b *FileBackend) TryReadAt(p []byte, off int64) (int, error) {
 	if b.direct || len(p) == 0 || off < 0 || off+int64(len(p)) > b.size {
 		return 0, ErrWouldBlock // ReadAt knows what to do
+	}
+	if b.view.tryCopyOut(p, b.offset+off) {
+		return len(p), nil
 	}
 	iov := unix.Iovec{Base: &p[0]}
 	iov.SetLen(len(p))
@@ -313,14 +335,20 @@ func (b *FileBackend) TryReadAt(p []byte, off int64) (int, error) {
 		// (or an old kernel without preadv2 or RWF_NOWAIT).
 		return 0, ErrWouldBlock
 	}
+	b.view.markResident(abs, int(n))
 	return int(n), nil
 }
 
-// TryWriteAt implements NonblockingBackend: a write to the page cache is
-// WriteAt; one with O_DIRECT returns ErrWouldBlock.
+// TryWriteAt implements NonblockingBackend: a write to the page cache is a
+// copy through the file's mapping where its pages were found there lately
+// (unless FileOptions.SyncWrites), else WriteAt; one with O_DIRECT returns
+// ErrWouldBlock.
 func (b *FileBackend) TryWriteAt(p []byte, off int64) (int, error) {
 	if b.direct {
 		return 0, ErrWouldBlock
+	}
+	if b.mapWrites && off >= 0 && off+int64(len(p)) <= b.size && b.view.tryCopyIn(p, b.offset+off) {
+		return len(p), nil
 	}
 	return b.WriteAt(p, off)
 }
@@ -344,6 +372,7 @@ func (b *FileBackend) WriteAt(p []byte, off int64) (int, error) {
 		if err != nil {
 			return n, fmt.Errorf("target: write: %w", err)
 		}
+		b.view.markResident(abs, n)
 		return n, nil
 	}
 	start, end := b.bounds(abs, len(p))

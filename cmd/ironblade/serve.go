@@ -71,13 +71,14 @@ func socketBufferSize(buffers, mtu int) int {
 	return min(buffers*(mtu+aoe.EthernetHeaderLen+socketOverhead)*2, maxSocketBuffer)
 }
 
-// fileOptions translates -o, -l, -d and -r for the backend (sectors to bytes).
+// fileOptions translates -o, -l, -d, -r and -s for the backend (sectors to bytes).
 func (o *options) fileOptions() target.FileOptions {
 	return target.FileOptions{
-		Offset:   o.Offset * aoe.SectorSize,
-		Length:   o.Length * aoe.SectorSize,
-		Direct:   o.Direct,
-		ReadOnly: o.ReadOnly,
+		Offset:     o.Offset * aoe.SectorSize,
+		Length:     o.Length * aoe.SectorSize,
+		Direct:     o.Direct,
+		ReadOnly:   o.ReadOnly,
+		SyncWrites: o.Sync,
 	}
 }
 

@@ -1,0 +1,152 @@
+package target
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"testing"
+)
+
+// TestMappedViewResidency checks that the view copies only pages stamped in
+// this residency epoch or the last, and that forgetting takes a stamp back.
+func TestMappedViewResidency(t *testing.T) {
+	path, content := tempFile(t, 64<<10)
+	b := openFile(t, path, FileOptions{})
+	v := b.view
+	if v == nil {
+		t.Fatal("a regular file open without O_DIRECT has no mapping")
+	}
+	p := make([]byte, 1024)
+	const abs = 5000 // within page 1, not on its start
+	if v.tryCopyOut(p, abs) {
+		t.Fatal("copied from a page never stamped resident")
+	}
+	v.markResident(abs, len(p))
+	if !v.tryCopyOut(p, abs) || !bytes.Equal(p, content[abs:abs+1024]) {
+		t.Fatal("no copy, or the wrong data, from a stamped page")
+	}
+	// A range over two pages needs both.
+	if v.tryCopyOut(p, 8192-512) {
+		t.Fatal("copied a range whose second page was never stamped")
+	}
+	epoch := residencyEpoch()
+	for _, tc := range []struct {
+		name  string
+		stamp uint64
+		ok    bool
+	}{
+		{"this epoch", stamp(1, epoch), true},
+		{"last epoch", stamp(1, epoch-1), true},
+		{"two epochs ago", stamp(1, epoch-2), false},
+		{"another page in the slot", stamp(1+v.mask+1, epoch), false},
+		{"empty slot", 0, false},
+	} {
+		v.pages[1&v.mask].Store(tc.stamp)
+		if got := v.tryCopyOut(p, abs); got != tc.ok {
+			t.Errorf("%s: copied %v, want %v", tc.name, got, tc.ok)
+		}
+	}
+	v.markResident(abs, len(p))
+	v.forget(abs, len(p))
+	if v.tryCopyOut(p, abs) {
+		t.Error("copied from a page forgotten")
+	}
+	for _, tc := range []struct {
+		abs int64
+		n   int
+	}{{-512, 512}, {64 << 10, 512}, {64<<10 - 512, 1024}, {0, 0}} {
+		v.markResident(max(tc.abs, 0), max(tc.n, 1))
+		if v.tryCopyOut(make([]byte, tc.n), tc.abs) {
+			t.Errorf("copied %d bytes at %d, outside the mapping or empty", tc.n, tc.abs)
+		}
+	}
+}
+
+// TestFileBackendMappedIO checks that reads and writes through the mapping
+// see and leave what pread and pwrite do, in the export's window, and
+// allocate nothing.
+func TestFileBackendMappedIO(t *testing.T) {
+	path, content := tempFile(t, 64<<10)
+	b := openFile(t, path, FileOptions{Offset: 4096})
+	p := make([]byte, 1024)
+	// The first read takes preadv2 and stamps the page; the second copies.
+	for range 2 {
+		if n, err := b.TryReadAt(p, 512); err != nil || n != len(p) || !bytes.Equal(p, content[4096+512:][:1024]) {
+			t.Fatalf("TryReadAt: %d, %v", n, err)
+		}
+	}
+	if !b.view.resident(4096+512, 1024) {
+		t.Fatal("a read by preadv2 left no residency stamp")
+	}
+	data := pattern(1024, 7)
+	if _, err := b.TryWriteAt(data, 512); err != nil { // through the mapping
+		t.Fatal(err)
+	}
+	if _, err := b.TryReadAt(p, 512); err != nil || !bytes.Equal(p, data) {
+		t.Fatalf("TryReadAt after a mapped write: %v (data right: %v)", err, bytes.Equal(p, data))
+	}
+	// Another descriptor (pread) sees the mapped write; Sync makes it durable
+	// as any other (fdatasync writes back pages dirtied through a mapping).
+	if err := b.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got[4096+512:][:1024], data) || !bytes.Equal(got[:4096+512], content[:4096+512]) {
+		t.Fatal("the file does not hold the mapped write where it belongs")
+	}
+	if allocs := testing.AllocsPerRun(100, func() {
+		_, _ = b.TryReadAt(p, 512)
+		_, _ = b.TryWriteAt(data, 512)
+	}); allocs != 0 && !raceEnabled {
+		t.Errorf("mapped TryReadAt and TryWriteAt: %v allocations", allocs)
+	}
+	for _, opt := range []FileOptions{{ReadOnly: true}, {SyncWrites: true}} {
+		if b := openFile(t, path, opt); b.mapWrites || b.view == nil || b.view.writable {
+			t.Errorf("%+v: writes through the mapping (%v) or no read-only mapping", opt, b.mapWrites)
+		}
+	}
+	ro := openFile(t, path, FileOptions{ReadOnly: true})
+	ro.view.markResident(0, 1024)
+	if _, err := ro.TryWriteAt(data, 0); err == nil || errors.Is(err, ErrWouldBlock) {
+		t.Errorf("TryWriteAt on a read-only backend with a stamped page: %v, want a permission error", err)
+	}
+}
+
+// TestFileBackendMappedFault cuts the file short under its mapping: the
+// copies fault (SIGBUS), which must become a fallback to the system call,
+// not a crash, and forget the pages.
+func TestFileBackendMappedFault(t *testing.T) {
+	path, _ := tempFile(t, 64<<10)
+	b := openFile(t, path, FileOptions{})
+	p := make([]byte, 1024)
+	if _, err := b.TryReadAt(p, 32<<10); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, 0); err != nil {
+		t.Fatal(err)
+	}
+	b.view.markResident(32<<10, 1024)
+	if b.view.tryCopyOut(p, 32<<10) {
+		t.Fatal("copied from a page beyond the end of the file")
+	}
+	if b.view.resident(32<<10, 1024) {
+		t.Error("a faulting page is still stamped resident")
+	}
+	if _, err := b.TryReadAt(p, 32<<10); !errors.Is(err, ErrWouldBlock) {
+		t.Errorf("TryReadAt beyond the file's end: %v, want ErrWouldBlock (for ReadAt to report)", err)
+	}
+	b.view.markResident(40<<10, 1024)
+	if b.view.tryCopyIn(p, 40<<10) {
+		t.Fatal("copied into a page beyond the end of the file")
+	}
+	// The write falls back to pwrite, which extends the file.
+	if _, err := b.TryWriteAt(p, 40<<10); err != nil {
+		t.Fatalf("TryWriteAt after the fault: %v", err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Size() != 41<<10 {
+		t.Fatalf("after the fallback write: %v, %v", fi, err)
+	}
+}
