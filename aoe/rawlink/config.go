@@ -20,6 +20,11 @@ type Config struct {
 	// reads and writes stay untagged. An untagged link ignores tagged
 	// frames.
 	VLAN uint16
+	// NoRing reads frames with recvmmsg instead of through a receive
+	// ring shared with the kernel (PACKET_RX_RING), which a Link uses
+	// when the kernel lets it: a read then costs no system call while
+	// frames are waiting. ReadBuffer sizes the ring too (1 MiB if 0).
+	NoRing bool
 }
 
 // Stats counts what a Link has moved since it was opened.

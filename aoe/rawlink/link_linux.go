@@ -21,7 +21,8 @@ import (
 )
 
 // Link is a Link on a network interface: an AF_PACKET socket moving
-// whole Ethernet frames. It implements aoe.BatchLink with recvmmsg and
+// whole Ethernet frames. It implements aoe.BatchLink, reading through a
+// receive ring shared with the kernel (or with recvmmsg) and sending with
 // sendmmsg, and allocates nothing per frame.
 //
 // An untagged link's socket is bound to aoe.EtherType, and its filter passes
@@ -82,6 +83,17 @@ type Link struct {
 	// also waits for wake, an eventfd that Close and SetReadDeadline
 	// write to, and goes back to Go's poller, which knows deadlines and
 	// closing, when it fires or the deadline passes.
+	// ringMode says reads take frames from ring, the socket's receive
+	// ring (RawConn.Read callbacks own it, one at a time); ringErr is
+	// why ring is nil when a new one for a larger MTU could not be made.
+	// Close unmaps the ring once ringUsers, the reads under way, are 0.
+	// ringMu guards replacing the ring against Waiting.
+	ringMode  bool
+	ringMu    sync.RWMutex
+	ring      *rxRing
+	ringErr   error
+	ringUsers atomic.Int32
+
 	wake     int          // -1 once closed
 	wakeMu   sync.Mutex   // guards writing to wake against closing it
 	deadline atomic.Int64 // the read deadline as UnixNano, or 0
@@ -209,6 +221,16 @@ func newLink(iface string, conn *packet.Conn, mac aoe.MAC, ifreq *unix.Ifreq, cf
 		err = l.refreshMTULocked()
 		l.mtuMu.Unlock()
 	}
+	if err == nil && !cfg.NoRing {
+		// Without a ring (an old kernel, no memory for it) the link
+		// reads with recvmmsg.
+		bytes := cfg.ReadBuffer
+		if bytes == 0 {
+			bytes = defaultRingBytes
+		}
+		_ = rc.Control(func(fd uintptr) { l.ring, _ = newRxRing(int(fd), bytes, int(l.mtu.Load())) })
+		l.ringMode = l.ring != nil
+	}
 	if err != nil {
 		unix.Close(l.wake)
 		return nil, err
@@ -330,6 +352,10 @@ func (l *Link) HardwareAddr() aoe.MAC { return l.mac }
 // an untagged link.
 func (l *Link) VLAN() uint16 { return l.vlan }
 
+// Ring reports whether the link reads through a receive ring shared with
+// the kernel (see Config.NoRing) rather than with recvmmsg.
+func (l *Link) Ring() bool { return l.ringMode }
+
 // Interface reports the name of the link's network interface.
 func (l *Link) Interface() string { return l.iface }
 
@@ -376,6 +402,17 @@ func (l *Link) Close() error {
 	unix.Close(l.wake)
 	l.wake = -1
 	l.wakeMu.Unlock()
+	if l.ringMode {
+		for l.ringUsers.Load() > 0 {
+			time.Sleep(100 * time.Microsecond)
+		}
+		l.ringMu.Lock()
+		if l.ring != nil {
+			_ = l.ring.close(-1) // the socket is closed: only unmap
+			l.ring = nil
+		}
+		l.ringMu.Unlock()
+	}
 	if err != nil {
 		return l.errorf("close", err)
 	}

@@ -42,6 +42,12 @@ func (l *Link) HardwareAddr() aoe.MAC { return aoe.MAC{} }
 // VLAN reports the link's 802.1Q VLAN ID.
 func (l *Link) VLAN() uint16 { return 0 }
 
+// Waiting reports the frames waiting in the link's receive ring.
+func (l *Link) Waiting() int { return 0 }
+
+// Ring reports whether the link reads through a receive ring.
+func (l *Link) Ring() bool { return false }
+
 // Interface reports the name of the link's network interface.
 func (l *Link) Interface() string { return l.iface }
 

@@ -130,15 +130,19 @@ func TestListenRawErrors(t *testing.T) {
 
 // rawModes are the kinds of link the tests that apply to both run on.
 var rawModes = []struct {
-	name string
-	vlan uint16
-}{{"untagged", 0}, {"vlan42", 42}}
+	name   string
+	vlan   uint16
+	noRing bool
+}{{"untagged", 0, false}, {"vlan42", 42, false}, {"untagged/recvmmsg", 0, true}, {"vlan42/recvmmsg", 42, true}}
 
 func TestRawLinkFrames(t *testing.T) {
 	for _, mode := range rawModes {
 		for _, mtu := range []int{1500, 9000} {
 			t.Run(mode.name+"/mtu"+strconv.Itoa(mtu), func(t *testing.T) {
-				p := newRawPair(t, mtu, rawlink.Config{VLAN: mode.vlan})
+				p := newRawPair(t, mtu, rawlink.Config{VLAN: mode.vlan, NoRing: mode.noRing})
+				if got := p.a.Ring(); got == mode.noRing {
+					t.Errorf("Ring = %v with NoRing %v", got, mode.noRing)
+				}
 				if got := p.a.VLAN(); got != mode.vlan {
 					t.Errorf("VLAN = %d, want %d", got, mode.vlan)
 				}
@@ -192,7 +196,7 @@ func TestRawLinkBatch(t *testing.T) {
 	const count = 500
 	for _, mode := range rawModes {
 		t.Run(mode.name, func(t *testing.T) {
-			p := newRawPair(t, 9000, rawlink.Config{VLAN: mode.vlan, ReadBuffer: 8 << 20, WriteBuffer: 8 << 20})
+			p := newRawPair(t, 9000, rawlink.Config{VLAN: mode.vlan, NoRing: mode.noRing, ReadBuffer: 8 << 20, WriteBuffer: 8 << 20})
 			bufs := make([][]byte, 64)
 			for i := range bufs {
 				bufs[i] = make([]byte, 9014)
@@ -323,10 +327,53 @@ func TestRawLinkMTUChange(t *testing.T) {
 	rawReadFrame(t, p.a, buf)
 }
 
+// TestRawLinkRingRegrows raises the MTU above the one a link's receive
+// ring was sized for: the first jumbo frame outgrows its slot and is
+// dropped (counted as truncated), the ring is made anew, and the next ones
+// arrive whole; on every read path and kind of link.
+func TestRawLinkRingRegrows(t *testing.T) {
+	for _, mode := range rawModes {
+		t.Run(mode.name, func(t *testing.T) {
+			p := newRawPair(t, 1500, rawlink.Config{VLAN: mode.vlan, NoRing: mode.noRing})
+			testenv.SetMTU(t, p.veth, 9000)
+			testenv.WaitFor(t, time.Second, "the link to see MTU 9000", func() bool { return p.a.MTU() == 9000 })
+			buf := make([]byte, 9014)
+			var got []byte
+			for i := uint32(1); got == nil && i <= 3; i++ {
+				want := rawTestFrame(p.veth.MACB, p.veth.MACA, i, 9014)
+				if err := p.a.WriteFrame(want); err != nil {
+					t.Fatal(err)
+				}
+				if err := p.b.SetReadDeadline(time.Now().Add(200 * time.Millisecond)); err != nil {
+					t.Fatal(err)
+				}
+				n, err := p.b.ReadFrame(buf)
+				switch {
+				case errors.Is(err, os.ErrDeadlineExceeded):
+					continue
+				case err != nil:
+					t.Fatal(err)
+				case !rawSameFrame(buf[:n], want):
+					t.Fatalf("frame %d: %d bytes, tag %d; want it whole", i, n, rawFrameTag(buf[:n]))
+				}
+				got = buf[:n]
+			}
+			if got == nil {
+				t.Fatal("no jumbo frame arrived whole after the MTU rose")
+			}
+			st := p.b.Stats()
+			if mode.noRing && st.Truncated != 0 {
+				t.Errorf("recvmmsg link: %d frames truncated", st.Truncated)
+			}
+			t.Logf("read path ring=%v: %+v", p.b.Ring(), st)
+		})
+	}
+}
+
 func TestRawLinkTruncates(t *testing.T) {
 	for _, mode := range rawModes {
 		t.Run(mode.name, func(t *testing.T) {
-			p := newRawPair(t, 1500, rawlink.Config{VLAN: mode.vlan})
+			p := newRawPair(t, 1500, rawlink.Config{VLAN: mode.vlan, NoRing: mode.noRing})
 			for i := range 3 {
 				if err := p.a.WriteFrame(rawTestFrame(p.veth.MACB, p.veth.MACA, uint32(i), 1000)); err != nil {
 					t.Fatal(err)
@@ -428,7 +475,9 @@ func TestRawLinkFilters(t *testing.T) {
 
 func TestRawLinkCloseUnblocksRead(t *testing.T) {
 	for _, mode := range rawModes {
-		t.Run(mode.name, func(t *testing.T) { testRawLinkCloseUnblocksRead(t, rawlink.Config{VLAN: mode.vlan}) })
+		t.Run(mode.name, func(t *testing.T) {
+			testRawLinkCloseUnblocksRead(t, rawlink.Config{VLAN: mode.vlan, NoRing: mode.noRing})
+		})
 	}
 }
 
@@ -481,7 +530,7 @@ func testRawLinkCloseUnblocksRead(t *testing.T, cfg rawlink.Config) {
 func TestRawLinkDeadlineEndsWait(t *testing.T) {
 	for _, mode := range rawModes {
 		t.Run(mode.name, func(t *testing.T) {
-			p := newRawPair(t, 1500, rawlink.Config{VLAN: mode.vlan})
+			p := newRawPair(t, 1500, rawlink.Config{VLAN: mode.vlan, NoRing: mode.noRing})
 			reads := map[string]func() error{
 				"ReadFrame": func() error {
 					_, err := p.b.ReadFrame(make([]byte, 1514))
@@ -531,6 +580,31 @@ func TestRawLinkDeadlineEndsWait(t *testing.T) {
 	}
 }
 
+// TestRawLinkWaiting checks that a ring link reports the frames waiting
+// unread in its ring (what a watchdog looks at), and none once read.
+func TestRawLinkWaiting(t *testing.T) {
+	p := newRawPair(t, 1500, rawlink.Config{})
+	if !p.b.Ring() {
+		t.Skip("the kernel gave the link no receive ring")
+	}
+	if n := p.b.Waiting(); n != 0 {
+		t.Fatalf("Waiting = %d before any frame", n)
+	}
+	for i := range 3 {
+		if err := p.a.WriteFrame(rawTestFrame(p.veth.MACB, p.veth.MACA, uint32(i), 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testenv.WaitFor(t, 2*time.Second, "3 frames waiting in the ring", func() bool { return p.b.Waiting() == 3 })
+	buf := make([]byte, 1514)
+	for range 3 {
+		rawReadFrame(t, p.b, buf)
+	}
+	if n := p.b.Waiting(); n != 0 {
+		t.Errorf("Waiting = %d after reading every frame", n)
+	}
+}
+
 func TestRawLinkKernelDrops(t *testing.T) {
 	p := newRawPair(t, 1500, rawlink.Config{ReadBuffer: 1})
 	frames := make([][]byte, 200)
@@ -545,7 +619,9 @@ func TestRawLinkKernelDrops(t *testing.T) {
 
 func TestRawLinkAllocs(t *testing.T) {
 	for _, mode := range rawModes {
-		t.Run(mode.name, func(t *testing.T) { testRawLinkAllocs(t, rawlink.Config{VLAN: mode.vlan, ReadBuffer: 4 << 20}) })
+		t.Run(mode.name, func(t *testing.T) {
+			testRawLinkAllocs(t, rawlink.Config{VLAN: mode.vlan, NoRing: mode.noRing, ReadBuffer: 4 << 20})
+		})
 	}
 }
 
@@ -660,7 +736,7 @@ func BenchmarkRawLinkBatch(b *testing.B) {
 	for _, mode := range rawModes {
 		for _, mtu := range []int{1500, 9000} {
 			b.Run(mode.name+"/mtu"+strconv.Itoa(mtu), func(b *testing.B) {
-				p := newRawPair(b, mtu, rawlink.Config{VLAN: mode.vlan, ReadBuffer: 16 << 20, WriteBuffer: 16 << 20})
+				p := newRawPair(b, mtu, rawlink.Config{VLAN: mode.vlan, NoRing: mode.noRing, ReadBuffer: 16 << 20, WriteBuffer: 16 << 20})
 				frames := make([][]byte, batch)
 				bufs := make([][]byte, batch)
 				for i := range frames {
@@ -732,7 +808,7 @@ func TestRawLinkConcurrentReaders(t *testing.T) {
 	for _, mode := range rawModes {
 		t.Run(mode.name, func(t *testing.T) {
 			const readers, frames = 4, 2000
-			p := newRawPair(t, 1500, rawlink.Config{VLAN: mode.vlan, ReadBuffer: 8 << 20})
+			p := newRawPair(t, 1500, rawlink.Config{VLAN: mode.vlan, NoRing: mode.noRing, ReadBuffer: 8 << 20})
 			failLostFrames(t, p.b)
 			var mu sync.Mutex
 			seen := make(map[uint32]int)

@@ -22,6 +22,12 @@ type readScratch struct {
 	n                 int
 	errno             unix.Errno
 	recvOne, recvMany func(fd uintptr) bool
+	// A ring link's read takes frames into rbufs and their lengths into
+	// rlens, in recvRing; err is a failure of the ring.
+	recvRing func(fd uintptr) bool
+	rbufs    [][]byte
+	rlens    []int
+	err      error
 	// On a VLAN link, each message also gets vlanTagLen bytes of spill,
 	// so that a frame that still holds its tag fits a buffer sized for
 	// the untagged frame, and auxSpace bytes of ctl for its auxdata.
@@ -41,6 +47,7 @@ func (l *Link) newScratch() *readScratch {
 	sc := &readScratch{l: l}
 	sc.recvOne = sc.recvfrom
 	sc.recvMany = sc.recvmmsg
+	sc.recvRing = sc.ringRead
 	sc.grow(initialBatch)
 	return sc
 }
@@ -152,11 +159,11 @@ func (l *Link) wakeReader() {
 func (l *Link) ReadFrame(b []byte) (int, error) {
 	sc := l.getScratch()
 	defer l.putScratch(sc)
-	if l.vlan != 0 {
+	if l.vlan != 0 || l.ringMode {
 		// The tag's whereabouts come as a control message, which
-		// recvfrom cannot read.
+		// recvfrom cannot read; a ring is read in batches.
 		sc.one[0] = b
-		_, err := sc.readFrames(sc.one[:], sc.oneLen[:])
+		_, err := sc.read(sc.one[:], sc.oneLen[:])
 		sc.one[0] = nil
 		if err != nil {
 			return 0, err
@@ -182,9 +189,10 @@ func (l *Link) ReadFrame(b []byte) (int, error) {
 	return n, nil
 }
 
-// ReadFrames implements aoe.BatchLink with one recvmmsg call: it waits for a
-// frame, then takes the ones already queued, up to len(bufs) (and at most
-// 1024). A frame longer than its buffer is truncated.
+// ReadFrames implements aoe.BatchLink: it waits for a frame, then takes the
+// ones already queued, up to len(bufs) (and at most 1024), from the
+// receive ring or with one recvmmsg call. A frame longer than its buffer
+// is truncated.
 func (l *Link) ReadFrames(bufs [][]byte, lens []int) (int, error) {
 	count := min(len(bufs), len(lens), maxBatch)
 	if count == 0 {
@@ -192,7 +200,15 @@ func (l *Link) ReadFrames(bufs [][]byte, lens []int) (int, error) {
 	}
 	sc := l.getScratch()
 	defer l.putScratch(sc)
-	return sc.readFrames(bufs[:count], lens)
+	return sc.read(bufs[:count], lens)
+}
+
+// read reads up to len(bufs) frames, from the ring or with recvmmsg.
+func (sc *readScratch) read(bufs [][]byte, lens []int) (int, error) {
+	if sc.l.ringMode {
+		return sc.readRing(bufs, lens)
+	}
+	return sc.readFrames(bufs, lens)
 }
 
 // grow makes the scratch hold at least count messages (count is at most

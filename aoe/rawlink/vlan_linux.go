@@ -55,6 +55,12 @@ func auxVLAN(ctl []byte) (tci, tpid uint16, tagged bool) {
 // tags aside.
 func untagFrame(b, spill []byte, size int, ctl []byte, vid uint16) (int, bool) {
 	tci, tpid, tagged := auxVLAN(ctl)
+	return untagFrameTagged(b, spill, size, tci, tpid, tagged, vid)
+}
+
+// untagFrameTagged is untagFrame for a frame whose set-aside tag, if any
+// (tagged), is given: tci and tpid, as a receive ring's slot reports them.
+func untagFrameTagged(b, spill []byte, size int, tci, tpid uint16, tagged bool, vid uint16) (int, bool) {
 	if tagged && tci&vlanIDMask != 0 {
 		if tpid != vlanTPID || tci&vlanIDMask != vid || size < aoe.EthernetHeaderLen {
 			return 0, false

@@ -53,6 +53,7 @@ func serveConfig(ctx context.Context, o options, env serveEnv) error {
 	}
 	defer stopControl()
 	sup := newSupervisor(env, o)
+	sup.waiting = set.waiting
 	sup.setStatus(set.status())
 	stopSupervisor := sup.run(ctx, set)
 	defer stopSupervisor()
@@ -88,6 +89,7 @@ type runningExport struct {
 	backend *target.FileBackend
 	servers []*target.Server
 	sealed  []*seal.TargetLink // one per interface, or none without keys
+	links   []aoe.Link         // the raw links, one per interface
 	opts    []options          // per interface, for the key reloads and logs
 	cancel  context.CancelFunc
 	done    chan struct{} // closed once every Serve has returned
@@ -183,6 +185,7 @@ func (s *exportSet) open(r *runningExport, o options, keys []seal.Key, logger *s
 		return nil, fmt.Errorf("listen on %s: %w", o.Netif, err)
 	}
 	r.cleanup = append(r.cleanup, func() { raw.Close() })
+	r.links = append(r.links, raw)
 	sealed, link, err := sealLink(raw, o, keys, logger)
 	if err != nil {
 		return nil, err
@@ -377,6 +380,20 @@ func (s *exportSet) status() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return fmt.Sprintf("serving %d exports from %s", len(s.running), s.file)
+}
+
+// waiting sums the frames waiting in the receive rings of every target's
+// link, for the supervisor.
+func (s *exportSet) waiting() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, r := range s.running {
+		for _, l := range r.links {
+			n += linkWaiting(l)
+		}
+	}
+	return n
 }
 
 // Stats sums the counters of every target, for the supervisor: it is

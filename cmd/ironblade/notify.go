@@ -63,8 +63,10 @@ type supervisor struct {
 	status atomic.Pointer[string]
 	logger *slog.Logger
 	// backlog reports the bytes waiting in the receive queues of the
-	// process's packet sockets; see health.
+	// process's packet sockets, and waiting the frames waiting in their
+	// receive rings (nil for none); see health.
 	backlog func() (int, error)
+	waiting func() int
 	ready   atomic.Bool
 }
 
@@ -173,6 +175,9 @@ func (s *supervisor) watch(ctx context.Context, srv statser) {
 			// Without /proc the queue cannot be seen; the counters still can.
 			backlog = 0
 		}
+		if s.waiting != nil {
+			backlog += s.waiting()
+		}
 		if why := h.check(progressOf(srv.Stats()), backlog); why != "" {
 			if !reported {
 				s.logger.Error("target stalled: no watchdog ping, systemd will restart it", "why", why)
@@ -219,8 +224,8 @@ func progressOf(st target.Stats) progress {
 
 // health tells a live target from a stuck one by its counters, checked
 // every half watchdog timeout. A quiet target is healthy; a stuck one
-// either leaves frames in its socket's receive queue unread (the receive
-// loop is blocked) or reads frames and neither answers nor drops any (the
+// either leaves frames in its socket's receive queue or ring unread (the
+// receive loop is blocked) or reads frames and neither answers nor drops any (the
 // workers or the sync are blocked, say on a hung disk). Either must hold
 // at two checks in a row, a whole half timeout apart, so that a frame
 // arriving just before a check does not count.
@@ -229,13 +234,14 @@ type health struct {
 	strikes int
 }
 
-// check records cur, and backlog, the bytes waiting in the receive queue
-// now, and returns why the target is stuck, or "" while it is healthy.
+// check records cur, and backlog, what waits unread now (bytes in the
+// sockets' receive queues plus frames in their receive rings), and returns
+// why the target is stuck, or "" while it is healthy.
 func (h *health) check(cur progress, backlog int) string {
 	var why string
 	switch {
 	case backlog > 0 && cur.in == h.prev.in:
-		why = fmt.Sprintf("%d bytes of frames wait in the socket and none was read for a watchdog interval", backlog)
+		why = fmt.Sprintf("frames wait in the socket (backlog %d) and none was read for a watchdog interval", backlog)
 	case cur.in > h.prev.in && cur.handled == h.prev.handled:
 		why = fmt.Sprintf("%d frames read and none answered for a watchdog interval", cur.in-h.prev.in)
 	}

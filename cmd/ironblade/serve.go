@@ -143,6 +143,7 @@ func serve(ctx context.Context, o options, env serveEnv) (err error) {
 		return fmt.Errorf("listen on %s: %w", o.Netif, err)
 	}
 	defer link.Close()
+	raw := link // the sealed link wraps it
 	sealed, link, err := sealLink(link, o, keys, logger)
 	if err != nil {
 		return err
@@ -174,6 +175,7 @@ func serve(ctx context.Context, o options, env serveEnv) (err error) {
 	// Deferred after the link's Close, so it runs before it: no
 	// announcement is sent on a closed link.
 	sup := newSupervisor(env, o)
+	sup.waiting = func() int { return linkWaiting(raw) }
 	stopSignals := handleSignals(ctx, env, srv, sealed, o, sup)
 	defer stopSignals()
 
@@ -260,4 +262,13 @@ func startMetrics(addr string, logger *slog.Logger, cs ...prometheus.Collector) 
 	}
 	_, stop, err = metricsrv.Serve(addr, reg, logger)
 	return stop, err
+}
+
+// linkWaiting is the number of frames waiting in link's receive ring, if it
+// has one.
+func linkWaiting(link aoe.Link) int {
+	if w, ok := link.(interface{ Waiting() int }); ok {
+		return w.Waiting()
+	}
+	return 0
 }

@@ -1,0 +1,282 @@
+//go:build linux
+
+package rawlink
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"sync/atomic"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// An rxRing is the socket's receive ring (PACKET_RX_RING, TPACKET_V2): a
+// memory area shared with the kernel, cut into one slot per frame. The
+// kernel copies each frame it delivers into the next free slot and marks
+// it the reader's; the reader copies it out and hands the slot back. A
+// read that finds frames waiting costs no system call, and the kernel's
+// copy happens where the frame is delivered (with veth, in the sender's
+// system call), not in the reader's.
+//
+// Slots are sized for the interface's MTU when the ring is made. A frame
+// that outgrows its slot (the MTU rose) is dropped, counted as truncated,
+// and the ring is made again for the new MTU.
+type rxRing struct {
+	mem       []byte
+	blockSize int
+	perBlock  int // slots per block
+	slotSize  int
+	slots     int
+	next      int // the slot to look at next
+	mtu       int // the MTU the slots were sized for
+}
+
+// Ring geometry.
+const (
+	// ringBlockSize is the unit the kernel allocates the ring in.
+	ringBlockSize = 128 << 10
+	// ringSlotOverhead is the room a slot keeps ahead of the frame's
+	// bytes: the TPACKET_V2 header and the link address, aligned (the
+	// kernel puts the network header at an aligned offset, so the frame
+	// starts up to 80 bytes in), and a VLAN tag left in the frame.
+	ringSlotOverhead = 96
+	// defaultRingBytes is the ring's size when Config.ReadBuffer is 0.
+	defaultRingBytes = 1 << 20
+	maxRingBytes     = 64 << 20
+)
+
+// tpacketHdrLen is the size of struct tpacket2_hdr, ahead of each slot's
+// frame.
+const tpacketHdrLen = int(unsafe.Sizeof(unix.Tpacket2Hdr{}))
+
+// ringSlotSize is the slot that holds a whole frame of a link of MTU mtu,
+// tag and headers included.
+func ringSlotSize(mtu int) int {
+	return (ringSlotOverhead + 14 + vlanTagLen + max(mtu, 1500) + 15) / 16 * 16
+}
+
+// newRxRing sets up a receive ring of about bytes bytes (at least one
+// block) for frames of a link of MTU mtu on socket fd, and maps it.
+func newRxRing(fd, bytes, mtu int) (*rxRing, error) {
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V2); err != nil {
+		return nil, os.NewSyscallError("setsockopt PACKET_VERSION", err)
+	}
+	slot := ringSlotSize(mtu)
+	block := max(ringBlockSize, (slot+os.Getpagesize()-1)/os.Getpagesize()*os.Getpagesize())
+	blocks := min(max(bytes, block), maxRingBytes) / block
+	perBlock := block / slot
+	req := unix.TpacketReq{
+		Block_size: uint32(block),
+		Block_nr:   uint32(blocks),
+		Frame_size: uint32(slot),
+		Frame_nr:   uint32(blocks * perBlock),
+	}
+	if err := unix.SetsockoptTpacketReq(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
+		return nil, os.NewSyscallError("setsockopt PACKET_RX_RING", err)
+	}
+	mem, err := unix.Mmap(fd, 0, block*blocks, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+	if err != nil {
+		_ = unix.SetsockoptTpacketReq(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &unix.TpacketReq{})
+		return nil, os.NewSyscallError("mmap receive ring", err)
+	}
+	return &rxRing{mem: mem, blockSize: block, perBlock: perBlock, slotSize: slot, slots: blocks * perBlock, mtu: mtu}, nil
+}
+
+// close unmaps the ring and takes it down, so the socket queues frames
+// again.
+func (r *rxRing) close(fd int) error {
+	err := unix.Munmap(r.mem)
+	r.mem = nil
+	if fd >= 0 {
+		if e := unix.SetsockoptTpacketReq(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &unix.TpacketReq{}); e != nil && err == nil {
+			err = os.NewSyscallError("setsockopt PACKET_RX_RING", e)
+		}
+	}
+	return err
+}
+
+// slot returns the header of slot i and its offset. Slots do not cross
+// blocks, and a block may end with room for no whole slot, so slots are
+// found block by block.
+func (r *rxRing) slot(i int) (*unix.Tpacket2Hdr, int) {
+	off := i/r.perBlock*r.blockSize + i%r.perBlock*r.slotSize
+	return (*unix.Tpacket2Hdr)(unsafe.Pointer(&r.mem[off])), off
+}
+
+// ringFrame is a frame waiting in the ring: where its bytes are, its whole
+// length on the wire, and the VLAN tag the kernel set aside.
+type ringFrame struct {
+	data      []byte
+	size      int
+	tci, tpid uint16
+	tagged    bool
+}
+
+// peek returns the next frame if the kernel has handed it over.
+func (r *rxRing) peek() (hdr *unix.Tpacket2Hdr, f ringFrame, ok bool) {
+	hdr, off := r.slot(r.next)
+	// The kernel writes the frame, then its status: an atomic load orders
+	// the reads of the frame after the status's.
+	status := atomic.LoadUint32(&hdr.Status)
+	if status&unix.TP_STATUS_USER == 0 {
+		return nil, ringFrame{}, false
+	}
+	start := off + int(hdr.Mac)
+	end := start + int(hdr.Snaplen)
+	if int(hdr.Mac) < tpacketHdrLen || end > off+r.slotSize {
+		// Not a layout the kernel makes: take nothing from it.
+		end = start
+	}
+	f = ringFrame{data: r.mem[start:end], size: int(hdr.Len)}
+	if status&unix.TP_STATUS_VLAN_VALID != 0 {
+		f.tci, f.tpid, f.tagged = hdr.Vlan_tci, vlanTPID, true
+		if status&unix.TP_STATUS_VLAN_TPID_VALID != 0 {
+			f.tpid = hdr.Vlan_tpid
+		}
+	}
+	return hdr, f, true
+}
+
+// release hands the slot of hdr, the next one, back to the kernel.
+func (r *rxRing) release(hdr *unix.Tpacket2Hdr) {
+	atomic.StoreUint32(&hdr.Status, unix.TP_STATUS_KERNEL)
+	if r.next++; r.next == r.slots {
+		r.next = 0
+	}
+}
+
+// ringRead is the RawConn.Read callback of a ring link's reads: it takes
+// the frames waiting in the ring, and waits for one if there are none.
+func (sc *readScratch) ringRead(fd uintptr) bool {
+	for {
+		if sc.takeRing(int(fd)) {
+			return true
+		}
+		if !sc.wait(fd) {
+			return false
+		}
+	}
+}
+
+// takeRing copies the frames waiting in the ring into sc.rbufs, up to
+// their number, untagging those of a VLAN link and skipping those it must
+// not take, and sets sc.n. It reports whether it took any, or failed
+// (sc.err).
+func (sc *readScratch) takeRing(fd int) bool {
+	l := sc.l
+	sc.n = 0
+	for sc.n < len(sc.rbufs) {
+		r := l.ring
+		if r == nil {
+			sc.err = l.ringErr
+			return true
+		}
+		hdr, f, ok := r.peek()
+		if !ok {
+			break
+		}
+		b := sc.rbufs[sc.n]
+		stored := copy(b, f.data)
+		if len(f.data) < f.size && stored == len(f.data) {
+			// The frame outgrew its slot: the MTU rose since the ring
+			// was made. Drop it, and make the ring anew for the MTU.
+			r.release(hdr)
+			l.truncated.Add(1)
+			l.regrowRing(fd)
+			continue
+		}
+		size := f.size
+		if l.vlan != 0 {
+			spill := sc.spill[:vlanTagLen]
+			copy(spill, f.data[stored:])
+			var keep bool
+			if size, keep = untagFrameTagged(b, spill, size, f.tci, f.tpid, f.tagged, l.vlan); !keep {
+				r.release(hdr)
+				continue
+			}
+		}
+		r.release(hdr)
+		n := min(size, len(b))
+		if n < size {
+			l.truncated.Add(1)
+		}
+		sc.rlens[sc.n] = n
+		sc.n++
+	}
+	return sc.n > 0
+}
+
+// regrowRing makes the ring anew with slots for the interface's MTU now,
+// if it is larger than the one the slots were sized for. Frames waiting in
+// the old ring are lost. If the new ring cannot be made, the link's reads
+// fail from then on (ringErr). The caller is the only reader (it runs in a
+// RawConn.Read callback).
+func (l *Link) regrowRing(fd int) {
+	l.mtuMu.Lock()
+	_ = l.refreshMTULocked()
+	l.mtuMu.Unlock()
+	mtu := int(l.mtu.Load())
+	if mtu <= l.ring.mtu {
+		return
+	}
+	bytes := len(l.ring.mem)
+	l.ringMu.Lock()
+	defer l.ringMu.Unlock()
+	err := l.ring.close(fd)
+	l.ring = nil
+	if err == nil {
+		l.ring, err = newRxRing(fd, bytes, mtu)
+	}
+	if err != nil {
+		l.ringErr = fmt.Errorf("receive ring for MTU %d: %w", mtu, err)
+	}
+}
+
+// readRing reads up to len(bufs) frames from the receive ring.
+func (sc *readScratch) readRing(bufs [][]byte, lens []int) (int, error) {
+	l := sc.l
+	// Close unmaps the ring once no read is using it.
+	l.ringUsers.Add(1)
+	defer l.ringUsers.Add(-1)
+	if l.closed.Load() {
+		return 0, l.ioError("read", net.ErrClosed)
+	}
+	sc.rbufs, sc.rlens, sc.err = bufs, lens, nil
+	err := l.rc.Read(sc.recvRing)
+	sc.rbufs, sc.rlens = nil, nil
+	if err != nil {
+		return 0, l.ioError("read", err)
+	}
+	if sc.err != nil {
+		return 0, l.errorf("read", sc.err)
+	}
+	var bytes uint64
+	for _, n := range lens[:sc.n] {
+		bytes += uint64(n)
+	}
+	l.framesIn.Add(uint64(sc.n))
+	l.bytesIn.Add(bytes)
+	return sc.n, nil
+}
+
+// Waiting reports how many frames wait in the link's receive ring for a
+// read (0 for a link without one, whose waiting frames the kernel counts
+// in the socket's receive queue: /proc/net/packet). A watchdog tells a
+// stuck reader from an idle one by it.
+func (l *Link) Waiting() int {
+	l.ringMu.RLock()
+	defer l.ringMu.RUnlock()
+	r := l.ring
+	if r == nil || r.mem == nil {
+		return 0
+	}
+	n := 0
+	for i := range r.slots {
+		if hdr, _ := r.slot(i); atomic.LoadUint32(&hdr.Status)&unix.TP_STATUS_USER != 0 {
+			n++
+		}
+	}
+	return n
+}
