@@ -88,11 +88,12 @@ type Link struct {
 	// why ring is nil when a new one for a larger MTU could not be made.
 	// Close unmaps the ring once ringUsers, the reads under way, are 0.
 	// ringMu guards replacing the ring against Waiting.
-	ringMode  bool
-	ringMu    sync.RWMutex
-	ring      *rxRing
-	ringErr   error
-	ringUsers atomic.Int32
+	ringMode   bool
+	readBuffer int // Config.ReadBuffer, which sizes the ring
+	ringMu     sync.RWMutex
+	ring       *rxRing
+	ringErr    error
+	ringUsers  atomic.Int32
 
 	wake     int          // -1 once closed
 	wakeMu   sync.Mutex   // guards writing to wake against closing it
@@ -224,11 +225,8 @@ func newLink(iface string, conn *packet.Conn, mac aoe.MAC, ifreq *unix.Ifreq, cf
 	if err == nil && !cfg.NoRing {
 		// Without a ring (an old kernel, no memory for it) the link
 		// reads with recvmmsg.
-		bytes := cfg.ReadBuffer
-		if bytes == 0 {
-			bytes = defaultRingBytes
-		}
-		_ = rc.Control(func(fd uintptr) { l.ring, _ = newRxRing(int(fd), bytes, int(l.mtu.Load())) })
+		l.readBuffer = cfg.ReadBuffer
+		_ = rc.Control(func(fd uintptr) { l.ring, _ = newRxRing(int(fd), cfg.ReadBuffer, int(l.mtu.Load())) })
 		l.ringMode = l.ring != nil
 	}
 	if err != nil {
