@@ -10,7 +10,6 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/mdlayher/packet"
@@ -50,9 +49,15 @@ import (
 // socket serves concurrent reads one at a time, each reader taking the
 // frames queued when its turn comes, and serializes writes.
 type Link struct {
-	iface  string
-	conn   *packet.Conn
-	rc     syscall.RawConn
+	iface string
+	// fd is the socket. It is not in Go's poller: with a descriptor in
+	// the poller's epoll set, every frame the socket receives and every
+	// sent frame the kernel frees runs an epoll wake-up, for nothing, as
+	// the link waits in its own ppoll. users counts the operations using
+	// fd; Close closes it once they are done.
+	fd     int
+	users  atomic.Int32
+	rmu    sync.Mutex // serializes readers
 	mac    aoe.MAC
 	vlan   uint16
 	tag    [vlanTagLen]byte // the 802.1Q tag sent, on a VLAN link
@@ -70,35 +75,31 @@ type Link struct {
 
 	// Read side. Each read call takes a readScratch from rfree (making
 	// one when every one is in use), so several goroutines may read at
-	// once; the socket then serves them one at a time, in turn. The
-	// scratch holds the system call's arguments and the callbacks handed
-	// to RawConn.Read, made once per scratch: a closure made per call
-	// would allocate.
+	// once; rmu then serves them one at a time, in turn. The scratch
+	// holds the system call's arguments and the callbacks that make it,
+	// made once per scratch: a closure made per call would allocate.
 	rfreeMu sync.Mutex
 	rfree   []*readScratch
-	// A read that finds no frame queued waits for one in ppoll, inside
-	// RawConn.Read, rather than parking in Go's poller: that saves the
-	// thread wake-ups of the poller and of the runtime's monitor that
-	// each frame would cost a target that is idle between requests. It
-	// also waits for wake, an eventfd that Close and SetReadDeadline
-	// write to, and goes back to Go's poller, which knows deadlines and
-	// closing, when it fires or the deadline passes.
+	// A read that finds no frame queued waits for one in ppoll, rather
+	// than parking in Go's poller: that saves the thread wake-ups of the
+	// poller and of the runtime's monitor that each frame would cost a
+	// target that is idle between requests. It also waits for wake, an
+	// eventfd that Close and SetReadDeadline write to, and then looks at
+	// closing and the deadline again.
 	// ringMode says reads take frames from ring, the socket's receive
-	// ring (RawConn.Read callbacks own it, one at a time); ringErr is
-	// why ring is nil when a new one for a larger MTU could not be made.
-	// Close unmaps the ring once ringUsers, the reads under way, are 0.
-	// ringMu guards replacing the ring against Waiting.
+	// ring (the reader holding rmu owns it); ringErr is why ring is nil
+	// when a new one for a larger MTU could not be made. Close unmaps the
+	// ring once no operation uses the socket. ringMu guards replacing the
+	// ring against Waiting.
 	ringMode   bool
 	readBuffer int // Config.ReadBuffer, which sizes the ring
 	ringMu     sync.RWMutex
 	ring       *rxRing
 	ringErr    error
-	ringUsers  atomic.Int32
 
 	wake     int          // -1 once closed
 	wakeMu   sync.Mutex   // guards writing to wake against closing it
 	deadline atomic.Int64 // the read deadline as UnixNano, or 0
-	waiting  atomic.Int32 // readers in ppoll, or about to be
 
 	// Write side, the same way; wmu serializes writers. Each message has
 	// up to writeIovs iovecs: the frame (on a VLAN link split around the
@@ -179,29 +180,49 @@ func Listen(iface string, cfg Config) (*Link, error) {
 	if err != nil {
 		return fail(err)
 	}
-	l, err := newLink(iface, conn, mac, ifreq, cfg)
+	fd, err := takeSocket(conn)
 	if err != nil {
-		conn.Close()
+		return fail(err)
+	}
+	l, err := newLink(iface, fd, mac, ifreq, cfg)
+	if err != nil {
+		unix.Close(fd)
 		return fail(err)
 	}
 	return l, nil
 }
 
-// newLink sets up a link around a bound socket.
-func newLink(iface string, conn *packet.Conn, mac aoe.MAC, ifreq *unix.Ifreq, cfg Config) (*Link, error) {
+// takeSocket takes conn's socket out of Go's poller: it returns a
+// duplicate of its descriptor (non-blocking, as the original) and closes
+// conn, which removes the original from the poller's epoll set.
+func takeSocket(conn *packet.Conn) (int, error) {
+	defer conn.Close()
 	rc, err := conn.SyscallConn()
 	if err != nil {
-		return nil, err
+		return -1, err
 	}
+	fd := -1
+	var dupErr error
+	if err := rc.Control(func(s uintptr) { fd, dupErr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return -1, err
+	}
+	if dupErr != nil {
+		return -1, os.NewSyscallError("fcntl F_DUPFD_CLOEXEC", dupErr)
+	}
+	return fd, nil
+}
+
+// newLink sets up a link around a bound, non-blocking socket.
+func newLink(iface string, fd int, mac aoe.MAC, ifreq *unix.Ifreq, cfg Config) (*Link, error) {
 	l := &Link{
 		iface: iface,
-		conn:  conn,
-		rc:    rc,
+		fd:    fd,
 		mac:   mac,
 		vlan:  cfg.VLAN,
 		start: time.Now(),
 		ifreq: ifreq,
 	}
+	var err error
 	if l.wake, err = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC); err != nil {
 		return nil, os.NewSyscallError("eventfd", err)
 	}
@@ -212,11 +233,7 @@ func newLink(iface string, conn *packet.Conn, mac aoe.MAC, ifreq *unix.Ifreq, cf
 	l.mtuCtl = l.ioctlMTU
 	l.writeMany = l.sendmmsg
 
-	var optErr error
-	err = rc.Control(func(fd uintptr) { optErr = setSockopts(int(fd), cfg) })
-	if err == nil {
-		err = optErr
-	}
+	err = setSockopts(fd, cfg)
 	if err == nil {
 		l.mtuMu.Lock()
 		err = l.refreshMTULocked()
@@ -226,7 +243,7 @@ func newLink(iface string, conn *packet.Conn, mac aoe.MAC, ifreq *unix.Ifreq, cf
 		// Without a ring (an old kernel, no memory for it) the link
 		// reads with recvmmsg.
 		l.readBuffer = cfg.ReadBuffer
-		_ = rc.Control(func(fd uintptr) { l.ring, _ = newRxRing(int(fd), cfg.ReadBuffer, int(l.mtu.Load())) })
+		l.ring, _ = newRxRing(fd, cfg.ReadBuffer, int(l.mtu.Load()))
 		l.ringMode = l.ring != nil
 	}
 	if err != nil {
@@ -292,9 +309,8 @@ func (l *Link) ioError(op string, err error) error {
 
 // callNonblocking makes a system call on the non-blocking socket,
 // retrying it when a signal interrupts it. done is false when the call
-// would block: the RawConn callback then returns false to wait for the
-// poller. The pointers among the arguments point into the fields of the
-// link or of a read scratch, which keep what they point to alive.
+// would block. The pointers among the arguments point into the fields of
+// the link or of a read scratch, which keep what they point to alive.
 func callNonblocking(trap, a1, a2, a3, a4 uintptr) (n int, errno unix.Errno, done bool) {
 	for {
 		r, _, e := unix.Syscall6(trap, a1, a2, a3, a4, 0, 0)
@@ -320,11 +336,12 @@ func (l *Link) ioctlMTU(fd uintptr) {
 // the last known MTU stays.
 func (l *Link) refreshMTULocked() error {
 	l.mtuChecked.Store(int64(time.Since(l.start)))
-	err := l.rc.Control(l.mtuCtl)
-	if err == nil {
-		err = l.mtuErr
+	if !l.acquire() {
+		return net.ErrClosed
 	}
-	if err != nil {
+	l.mtuCtl(uintptr(l.fd))
+	l.release()
+	if err := l.mtuErr; err != nil {
 		return os.NewSyscallError("ioctl SIOCGIFMTU", err)
 	}
 	l.mtu.Store(int64(l.ifreq.Uint32()))
@@ -360,10 +377,9 @@ func (l *Link) Interface() string { return l.iface }
 // Stats reports the link's counters.
 func (l *Link) Stats() Stats {
 	l.dropsMu.Lock()
-	if !l.closed.Load() {
-		if st, err := l.conn.Stats(); err == nil {
-			l.drops += uint64(st.Drops)
-		}
+	if l.acquire() {
+		l.drops += l.kernelDrops()
+		l.release()
 	}
 	drops := l.drops
 	l.dropsMu.Unlock()
@@ -378,6 +394,31 @@ func (l *Link) Stats() Stats {
 	}
 }
 
+// kernelDrops reads and resets the kernel's count of frames dropped for
+// want of room (PACKET_STATISTICS). The caller has acquired the socket.
+func (l *Link) kernelDrops() uint64 {
+	st, err := unix.GetsockoptTpacketStats(l.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
+	if err != nil {
+		return 0
+	}
+	return uint64(st.Drops)
+}
+
+// acquire registers an operation on the socket, unless the link is
+// closed: Close closes the socket only once every registered operation
+// has released it, so none can reach a descriptor number reused since.
+func (l *Link) acquire() bool {
+	l.users.Add(1)
+	if l.closed.Load() {
+		l.users.Add(-1)
+		return false
+	}
+	return true
+}
+
+// release ends an operation acquire registered.
+func (l *Link) release() { l.users.Add(-1) }
+
 // Close implements Link: it closes the socket, and a pending read returns
 // an error wrapping net.ErrClosed. Closing twice is harmless.
 func (l *Link) Close() error {
@@ -386,33 +427,26 @@ func (l *Link) Close() error {
 	}
 	l.dropsMu.Lock()
 	defer l.dropsMu.Unlock()
-	if st, err := l.conn.Stats(); err == nil {
-		l.drops += uint64(st.Drops) // keep the last count for Stats
-	}
+	// Operations under way see closed once woken: a reader in ppoll by
+	// the eventfd, a writer waiting for room within writeWait.
 	l.wakeReader()
-	err := l.conn.Close()
-	// The eventfd goes once no reader can be polling it: a reader in
-	// ppoll has been woken, and one about to enter sees closed.
-	for l.waiting.Load() > 0 {
+	for l.users.Load() > 0 {
 		time.Sleep(100 * time.Microsecond)
 	}
+	l.drops += l.kernelDrops() // keep the last count for Stats
+	l.ringMu.Lock()
+	if l.ring != nil {
+		_ = l.ring.close(-1) // the socket goes next: only unmap
+		l.ring = nil
+	}
+	l.ringMu.Unlock()
+	err := unix.Close(l.fd)
 	l.wakeMu.Lock()
 	unix.Close(l.wake)
 	l.wake = -1
 	l.wakeMu.Unlock()
-	if l.ringMode {
-		for l.ringUsers.Load() > 0 {
-			time.Sleep(100 * time.Microsecond)
-		}
-		l.ringMu.Lock()
-		if l.ring != nil {
-			_ = l.ring.close(-1) // the socket is closed: only unmap
-			l.ring = nil
-		}
-		l.ringMu.Unlock()
-	}
 	if err != nil {
-		return l.errorf("close", err)
+		return l.errorf("close", os.NewSyscallError("close", err))
 	}
 	return nil
 }

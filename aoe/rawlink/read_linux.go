@@ -4,6 +4,7 @@ package rawlink
 
 import (
 	"encoding/binary"
+	"net"
 	"os"
 	"time"
 	"unsafe"
@@ -105,16 +106,12 @@ func (sc *readScratch) recvmmsg(fd uintptr) bool {
 const maxWait = time.Second
 
 // wait blocks until the socket fd has a frame queued and reports true, or
-// reports false for the read to wait in Go's poller instead: when the
-// deadline has passed or changed, or the link is closing. Go's poller is
-// the slow path; reaching it costs one read more wake-ups.
+// reports false for the read to look at closing and its deadline: when the
+// deadline has passed or changed, or the link is closing.
 //
-// Reads of a socket run their callbacks one at a time, so one reader at
-// most waits here.
+// Readers hold rmu, so one reader at most waits here.
 func (sc *readScratch) wait(fd uintptr) bool {
 	l := sc.l
-	l.waiting.Add(1)
-	defer l.waiting.Add(-1)
 	if l.closed.Load() {
 		return false
 	}
@@ -140,6 +137,28 @@ func (sc *readScratch) wait(fd uintptr) bool {
 		return false
 	}
 	return true // a frame, or the timeout: read again
+}
+
+// readOp runs the read callback read with the socket, one reader at a
+// time, until it reports done; when it reports false, the link has closed
+// (net.ErrClosed), the deadline passed (os.ErrDeadlineExceeded), or the
+// deadline changed, and it runs again.
+func (l *Link) readOp(read func(fd uintptr) bool) error {
+	if !l.acquire() {
+		return net.ErrClosed
+	}
+	defer l.release()
+	l.rmu.Lock()
+	defer l.rmu.Unlock()
+	for !read(uintptr(l.fd)) {
+		if l.closed.Load() {
+			return net.ErrClosed
+		}
+		if d := l.deadline.Load(); d != 0 && time.Now().UnixNano() >= d {
+			return os.ErrDeadlineExceeded
+		}
+	}
+	return nil
 }
 
 // wakeReader makes a reader waiting in ppoll look at the deadline and at
@@ -171,7 +190,7 @@ func (l *Link) ReadFrame(b []byte) (int, error) {
 		return sc.oneLen[0], nil
 	}
 	sc.buf = b
-	err := l.rc.Read(sc.recvOne)
+	err := l.readOp(sc.recvOne)
 	sc.buf = nil
 	if err != nil {
 		return 0, l.ioError("read", err)
@@ -254,7 +273,7 @@ func (sc *readScratch) readFrames(bufs [][]byte, lens []int) (int, error) {
 			m.Len = 0
 		}
 		sc.count = count
-		err := l.rc.Read(sc.recvMany)
+		err := l.readOp(sc.recvMany)
 		for i := range count {
 			sc.iovs[2*i].Base = nil // do not keep the caller's buffers alive
 		}
@@ -299,8 +318,8 @@ func (sc *readScratch) readFrames(bufs [][]byte, lens []int) (int, error) {
 // SetReadDeadline makes a pending and future reads fail with an error
 // wrapping os.ErrDeadlineExceeded once t passes; the zero time clears it.
 func (l *Link) SetReadDeadline(t time.Time) error {
-	if err := l.conn.SetReadDeadline(t); err != nil {
-		return l.ioError("set read deadline", err)
+	if l.closed.Load() {
+		return l.errorf("set read deadline", net.ErrClosed)
 	}
 	var d int64
 	if !t.IsZero() {

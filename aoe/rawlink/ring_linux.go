@@ -4,7 +4,6 @@ package rawlink
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"sync/atomic"
 	"unsafe"
@@ -155,8 +154,8 @@ func (r *rxRing) release(hdr *unix.Tpacket2Hdr) {
 	}
 }
 
-// ringRead is the RawConn.Read callback of a ring link's reads: it takes
-// the frames waiting in the ring, and waits for one if there are none.
+// ringRead is the read callback of a ring link's reads: it takes the
+// frames waiting in the ring, and waits for one if there are none.
 func (sc *readScratch) ringRead(fd uintptr) bool {
 	for {
 		if sc.takeRing(int(fd)) {
@@ -219,8 +218,8 @@ func (sc *readScratch) takeRing(fd int) bool {
 // regrowRing makes the ring anew with slots for the interface's MTU now,
 // if it is larger than the one the slots were sized for. Frames waiting in
 // the old ring are lost. If the new ring cannot be made, the link's reads
-// fail from then on (ringErr). The caller is the only reader (it runs in a
-// RawConn.Read callback).
+// fail from then on (ringErr). The caller is the only reader (it holds
+// rmu).
 func (l *Link) regrowRing(fd int) {
 	l.mtuMu.Lock()
 	_ = l.refreshMTULocked()
@@ -244,14 +243,8 @@ func (l *Link) regrowRing(fd int) {
 // readRing reads up to len(bufs) frames from the receive ring.
 func (sc *readScratch) readRing(bufs [][]byte, lens []int) (int, error) {
 	l := sc.l
-	// Close unmaps the ring once no read is using it.
-	l.ringUsers.Add(1)
-	defer l.ringUsers.Add(-1)
-	if l.closed.Load() {
-		return 0, l.ioError("read", net.ErrClosed)
-	}
 	sc.rbufs, sc.rlens, sc.err = bufs, lens, nil
-	err := l.rc.Read(sc.recvRing)
+	err := l.readOp(sc.recvRing)
 	sc.rbufs, sc.rlens = nil, nil
 	if err != nil {
 		return 0, l.ioError("read", err)

@@ -5,7 +5,9 @@ package rawlink
 import (
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -13,10 +15,10 @@ import (
 	"github.com/ironblade/ironblade/aoe"
 )
 
-// sendmmsg is the RawConn.Write callback of WriteFrame and WriteFrames. The
-// socket is bound to the interface and aoe.EtherType, so the messages need no
-// destination address: the kernel sends each frame as it is. It waits for
-// room when the send buffer is full.
+// sendmmsg is the write callback of WriteFrame and WriteFrames. The socket
+// is bound to the interface and aoe.EtherType, so the messages need no
+// destination address: the kernel sends each frame as it is. It reports
+// false when the send buffer is full.
 func (l *Link) sendmmsg(fd uintptr) bool {
 	var done bool
 	l.wsent, l.werrno, done = callNonblocking(unix.SYS_SENDMMSG, fd,
@@ -69,6 +71,30 @@ func (l *Link) WriteFrames(frames [][]byte) (int, error) {
 		}
 	}
 	return sent, nil
+}
+
+// writeWait bounds one wait for room in the send buffer, after which a
+// writer looks at closing again.
+const writeWait = 10 * time.Millisecond
+
+// writeOp runs the write callback write with the socket until it reports
+// done, waiting for room in the send buffer each time it reports false. It
+// fails with net.ErrClosed once the link is closed. The caller holds wmu.
+func (l *Link) writeOp(write func(fd uintptr) bool) error {
+	if !l.acquire() {
+		return net.ErrClosed
+	}
+	defer l.release()
+	for !write(uintptr(l.fd)) {
+		if l.closed.Load() {
+			return net.ErrClosed
+		}
+		pfd := [1]unix.PollFd{{Fd: int32(l.fd), Events: unix.POLLOUT}}
+		if _, err := unix.Poll(pfd[:], int(writeWait/time.Millisecond)); err != nil && err != unix.EINTR {
+			return os.NewSyscallError("poll", err)
+		}
+	}
+	return nil
 }
 
 // growWriteLocked makes the write scratch hold at least count messages
@@ -130,7 +156,7 @@ func (l *Link) sendLocked(count int) (int, error) {
 	sent := 0
 	for sent < count {
 		l.woff, l.wcount = sent, count-sent
-		if err := l.rc.Write(l.writeMany); err != nil {
+		if err := l.writeOp(l.writeMany); err != nil {
 			l.sendErrors.Add(1)
 			return sent, l.ioError("write", err)
 		}
