@@ -150,3 +150,54 @@ func TestFileBackendMappedFault(t *testing.T) {
 		t.Fatalf("after the fallback write: %v, %v", fi, err)
 	}
 }
+
+// TestReadStreams checks which reads from the device make readAhead ask
+// the kernel for more: only streams that continue for readStreamMinReads
+// reads, two interleaved ones as well as one, with a window that grows to
+// readAheadWindow and is not asked for again while most of it is ahead.
+func TestReadStreams(t *testing.T) {
+	const req = 128 << 10
+	type read struct {
+		abs        int64
+		wantWindow int64
+	}
+	for _, tc := range []struct {
+		name  string
+		reads []read
+	}{
+		{"one stream", []read{
+			{0, 0}, {req, 0}, {2 * req, readAheadFirst}, {3 * req, 2 * readAheadFirst}, {4 * req, 4 * readAheadFirst},
+		}},
+		{"two interleaved streams", []read{
+			{0, 0}, {1 << 30, 0}, {req, 0}, {1<<30 + req, 0}, {2 * req, readAheadFirst}, {1<<30 + 2*req, readAheadFirst},
+		}},
+		{"random reads", []read{
+			{5 << 20, 0}, {90 << 20, 0}, {33 << 20, 0}, {71 << 20, 0}, {12 << 20, 0}, {50 << 20, 0},
+		}},
+		{"out of order within the slack", []read{
+			{0, 0}, {2 * req, 0}, {req, readAheadFirst},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var rs readStreams
+			for i, r := range tc.reads {
+				if got := rs.advise(r.abs, r.abs+req); got != r.wantWindow {
+					t.Errorf("read %d at %d: read ahead %d, want %d", i, r.abs, got, r.wantWindow)
+				}
+			}
+		})
+	}
+	var rs readStreams
+	var window int64
+	asks := 0
+	for i := range int64(200) { // 25 MiB
+		if w := rs.advise(i*req, (i+1)*req); w > 0 {
+			window = max(window, w)
+			asks++
+		}
+	}
+	if window != readAheadWindow || asks > 20 {
+		t.Errorf("a long stream's window grew to %d, want %d; asked %d times for 200 reads, want one every few MiB",
+			window, readAheadWindow, asks)
+	}
+}

@@ -36,6 +36,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 
@@ -51,6 +52,15 @@ import (
 var version = "devel"
 
 func main() {
+	// The receive loop blocks in system calls (ppoll; pwritev2 of a lone
+	// durable write). With one P, the runtime's monitor takes the P from
+	// a call blocked for 20 µs and the loop must win one back: on a
+	// target pinned to one CPU that cost 25% more CPU per request for
+	// -s at queue depth 1 (ironbench compare, docs/performance.md). An
+	// idle second P lets the monitor leave the call alone.
+	if runtime.GOMAXPROCS(0) < 2 {
+		runtime.GOMAXPROCS(2)
+	}
 	os.Exit(run(os.Args, os.Getenv, os.Stdout, os.Stderr))
 }
 
