@@ -201,7 +201,7 @@ func parseRepeat(s string) (int, error) {
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 0 {
-		return 0, fmt.Errorf("%q: want a repetition index 1, 2, ...", s)
+		return 0, fmt.Errorf("%q: want a repetition index from 1 on", s)
 	}
 	return n, nil
 }
