@@ -199,7 +199,7 @@ func responderSpec(path string, size int64) targetSpec {
 
 // generatorLink configures the load generator's link on a bench's veth
 // pair: buffers large enough that no burst of answers overflows, and a
-// receive ring no larger than that (2 MiB: 225 jumbo frames, for queue
+// receive ring no larger than that (2 MiB: 224 jumbo frames, for queue
 // depths up to 64), since the target's CPU pays a cache miss per answer it
 // delivers into a ring larger than the caches (16 MiB made its CPU per
 // request 20-25% higher; docs/performance.md).

@@ -158,7 +158,7 @@ func newFileBackend(f *os.File, opt FileOptions) (*FileBackend, error) {
 			return &buf
 		}
 	} else {
-		b.view = newMappedView(int(b.fd), opt.Offset+size, b.mapWrites)
+		b.view = newMappedView(int(b.fd), opt.Offset, opt.Offset+size, b.mapWrites)
 	}
 	return b, nil
 }
@@ -334,6 +334,8 @@ func (b *FileBackend) readAhead(abs int64, n int) {
 	b.streamsMu.Lock()
 	window := b.streams.advise(abs, end)
 	b.streamsMu.Unlock()
+	// Not beyond the export: the rest of a shared device is not its own.
+	window = min(window, b.offset+b.size-end)
 	if window > 0 {
 		_ = unix.Fadvise(int(b.fd), end, window, unix.FADV_WILLNEED)
 	}
@@ -391,9 +393,13 @@ func (rs *readStreams) follow(abs, end int64) *readStream {
 	for i := range rs.s {
 		st := &rs.s[i]
 		if st.end != 0 && abs >= st.end-readStreamSlack && abs <= st.end+readStreamSlack {
-			st.end = max(st.end, end)
+			if end > st.end {
+				// Only a read that takes the stream further counts:
+				// reading one region again is not a stream.
+				st.end = end
+				st.reads++
+			}
 			st.used = rs.tick
-			st.reads++
 			return st
 		}
 		if st.used < lru.used {

@@ -22,17 +22,18 @@ import (
 // the view copies only pages it has seen in the page cache lately: a
 // residency table, direct-mapped by page, stamps a page when a read
 // without waiting (preadv2 RWF_NOWAIT), a read by a worker or a write has
-// just found or put it there. A stamp lasts one to two residencyWindows: a
-// page read or written that recently is on the kernel's active list and is
-// not normally reclaimed in that time, and if it is, the copy waits for
-// one device read; the data are right either way. Faults are turned into
+// just found or put it there. A stamp lasts one to two residencyWindows:
+// the kernel seldom reclaims a page used that recently, and if it does,
+// the copy waits for one device read; the data are right either way. Faults are turned into
 // panics (debug.SetPanicOnFault) and recovered, so SIGBUS makes the read
 // fall back to the system call, which reports the error.
 type mappedView struct {
-	data     []byte // the whole file, from offset 0
+	data     []byte // the file from base on
+	base     int64  // the file offset data starts at, page-aligned
 	writable bool
 	pages    []atomic.Uint64 // residency stamps, len a power of two
 	mask     uint64
+	start    time.Time // the origin of the residency epochs: a monotonic clock
 }
 
 const (
@@ -46,18 +47,21 @@ const (
 	mappedPageShift   = 12
 )
 
-// newMappedView maps the first size bytes of fd, for writing too if
-// writable (fd must then be open for reading and writing). It returns nil
-// if the file cannot be mapped (the caller keeps using system calls).
-func newMappedView(fd int, size int64, writable bool) *mappedView {
-	if size <= 0 || int64(int(size)) != size {
+// newMappedView maps bytes [from, to) of fd (from the page holding from),
+// for writing too if writable (fd must then be open for reading and
+// writing). It returns nil if the file cannot be mapped (the caller keeps
+// using system calls).
+func newMappedView(fd int, from, to int64, writable bool) *mappedView {
+	base := from &^ (1<<mappedPageShift - 1)
+	size := to - base
+	if from < 0 || size <= 0 || int64(int(size)) != size {
 		return nil
 	}
 	prot := unix.PROT_READ
 	if writable {
 		prot |= unix.PROT_WRITE
 	}
-	data, err := unix.Mmap(fd, 0, int(size), prot, unix.MAP_SHARED)
+	data, err := unix.Mmap(fd, base, int(size), prot, unix.MAP_SHARED)
 	if err != nil {
 		return nil
 	}
@@ -67,7 +71,8 @@ func newMappedView(fd int, size int64, writable bool) *mappedView {
 	for n < uint64(size)>>mappedPageShift+1 && n < maxResidencyPages {
 		n <<= 1
 	}
-	return &mappedView{data: data, writable: writable, pages: make([]atomic.Uint64, n), mask: n - 1}
+	return &mappedView{data: data, base: base, writable: writable,
+		pages: make([]atomic.Uint64, n), mask: n - 1, start: time.Now()}
 }
 
 // close unmaps the view; closing again does nothing.
@@ -80,20 +85,20 @@ func (v *mappedView) close() error {
 	return unix.Munmap(data)
 }
 
-// residencyEpoch is the current stamp period.
-func residencyEpoch() uint64 {
-	return uint64(time.Now().UnixNano()) / uint64(residencyWindow)
+// epoch is the current stamp period.
+func (v *mappedView) epoch() uint64 {
+	return uint64(time.Since(v.start) / residencyWindow)
 }
 
 // stamp is the value of a slot holding page in epoch: the page's number
 // plus one in the high bits (so that no stamp is 0, an empty slot), the
-// epoch's low 16 bits below.
-func stamp(page, epoch uint64) uint64 { return (page+1)<<16 | epoch&0xffff }
+// epoch's low 24 bits below (they come round again after a year).
+func stamp(page, epoch uint64) uint64 { return (page+1)<<24 | epoch&0xffffff }
 
 // resident reports whether every page of [abs, abs+n) was stamped in this
 // residency epoch or the previous one.
 func (v *mappedView) resident(abs int64, n int) bool {
-	epoch := residencyEpoch()
+	epoch := v.epoch()
 	for page := uint64(abs) >> mappedPageShift; page <= uint64(abs+int64(n)-1)>>mappedPageShift; page++ {
 		s := v.pages[page&v.mask].Load()
 		if s != stamp(page, epoch) && s != stamp(page, epoch-1) {
@@ -109,7 +114,7 @@ func (v *mappedView) markResident(abs int64, n int) {
 	if v == nil || n <= 0 {
 		return
 	}
-	epoch := residencyEpoch()
+	epoch := v.epoch()
 	for page := uint64(abs) >> mappedPageShift; page <= uint64(abs+int64(n)-1)>>mappedPageShift; page++ {
 		v.pages[page&v.mask].Store(stamp(page, epoch))
 	}
@@ -128,7 +133,7 @@ func (v *mappedView) tryCopyOut(p []byte, abs int64) bool {
 	if v == nil || !v.usable(abs, len(p)) {
 		return false
 	}
-	return v.copyRecovering(p, v.data[abs:abs+int64(len(p))], abs)
+	return v.copyRecovering(p, v.data[abs-v.base:abs-v.base+int64(len(p))], abs)
 }
 
 // tryCopyIn copies p to [abs, abs+len(p)) of the file, as tryCopyOut.
@@ -136,13 +141,13 @@ func (v *mappedView) tryCopyIn(p []byte, abs int64) bool {
 	if v == nil || !v.writable || !v.usable(abs, len(p)) {
 		return false
 	}
-	return v.copyRecovering(v.data[abs:abs+int64(len(p))], p, abs)
+	return v.copyRecovering(v.data[abs-v.base:abs-v.base+int64(len(p))], p, abs)
 }
 
 // usable reports whether [abs, abs+n) is within the mapping and its pages
 // are stamped resident.
 func (v *mappedView) usable(abs int64, n int) bool {
-	return abs >= 0 && n > 0 && abs+int64(n) <= int64(len(v.data)) && v.resident(abs, n)
+	return abs >= v.base && n > 0 && abs+int64(n) <= v.base+int64(len(v.data)) && v.resident(abs, n)
 }
 
 // copyRecovering copies src to dst, one of them within the mapping at

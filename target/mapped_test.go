@@ -29,7 +29,7 @@ func TestMappedViewResidency(t *testing.T) {
 	if v.tryCopyOut(p, 8192-512) {
 		t.Fatal("copied a range whose second page was never stamped")
 	}
-	epoch := residencyEpoch()
+	epoch := v.epoch()
 	for _, tc := range []struct {
 		name  string
 		stamp uint64
@@ -108,6 +108,20 @@ func TestFileBackendMappedIO(t *testing.T) {
 			t.Errorf("%+v: writes through the mapping (%v) or no read-only mapping", opt, b.mapWrites)
 		}
 	}
+	// A window that does not start on a page: the mapping starts on the
+	// page before it.
+	odd := openFile(t, path, FileOptions{Offset: 4096 + 1536})
+	for range 2 { // by pwrite, stamping, then through the mapping
+		if _, err := odd.TryWriteAt(data, 1024); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := odd.TryReadAt(p, 1024); err != nil || !bytes.Equal(p, data) {
+		t.Fatalf("TryReadAt in a window off a page boundary: %v (data right: %v)", err, bytes.Equal(p, data))
+	}
+	if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got[4096+1536+1024:][:1024], data) {
+		t.Fatalf("the write in a window off a page boundary is not where it belongs (%v)", err)
+	}
 	ro := openFile(t, path, FileOptions{ReadOnly: true})
 	ro.view.markResident(0, 1024)
 	if _, err := ro.TryWriteAt(data, 0); err == nil || errors.Is(err, ErrWouldBlock) {
@@ -175,7 +189,10 @@ func TestReadStreams(t *testing.T) {
 			{5 << 20, 0}, {90 << 20, 0}, {33 << 20, 0}, {71 << 20, 0}, {12 << 20, 0}, {50 << 20, 0},
 		}},
 		{"out of order within the slack", []read{
-			{0, 0}, {2 * req, 0}, {req, readAheadFirst},
+			{0, 0}, {2 * req, 0}, {req, 0}, {3 * req, readAheadFirst},
+		}},
+		{"one region read again and again", []read{
+			{0, 0}, {0, 0}, {0, 0}, {0, 0}, {req / 2, 0}, {0, 0},
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -41,9 +41,12 @@ type Stats struct {
 	// because they are larger than the MTU allows are counted too.
 	SendErrors uint64
 	// KernelDrops counts frames the kernel dropped because the socket's
-	// receive buffer was full (PACKET_STATISTICS tp_drops).
+	// receive buffer or ring was full (PACKET_STATISTICS tp_drops), and
+	// frames lost with a receive ring taken down for a larger one.
 	KernelDrops uint64
-	// Truncated counts frames longer than the buffer they were read into.
+	// Truncated counts frames longer than the buffer they were read into,
+	// and frames that outgrew their slot in a receive ring (the MTU rose),
+	// which are dropped rather than delivered cut short.
 	Truncated uint64
 }
 

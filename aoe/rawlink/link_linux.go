@@ -87,15 +87,17 @@ type Link struct {
 	// eventfd that Close and SetReadDeadline write to, and then looks at
 	// closing and the deadline again.
 	// ringMode says reads take frames from ring, the socket's receive
-	// ring (the reader holding rmu owns it); ringErr is why ring is nil
-	// when a new one for a larger MTU could not be made. Close unmaps the
-	// ring once no operation uses the socket. ringMu guards replacing the
-	// ring against Waiting.
-	ringMode   bool
+	// ring (the reader holding rmu owns it); when a new ring for a larger
+	// MTU cannot be made, ringErr says why and reads go on with recvmmsg.
+	// Close unmaps the ring once no operation uses the socket. ringMu
+	// guards replacing the ring against Waiting. ringLost counts the
+	// frames lost with a ring taken down for a larger one.
+	ringMode   atomic.Bool
 	readBuffer int // Config.ReadBuffer, which sizes the ring
 	ringMu     sync.RWMutex
 	ring       *rxRing
 	ringErr    error
+	ringLost   atomic.Uint64
 
 	wake     int          // -1 once closed
 	wakeMu   sync.Mutex   // guards writing to wake against closing it
@@ -244,7 +246,7 @@ func newLink(iface string, fd int, mac aoe.MAC, ifreq *unix.Ifreq, cfg Config) (
 		// reads with recvmmsg.
 		l.readBuffer = cfg.ReadBuffer
 		l.ring, _ = newRxRing(fd, cfg.ReadBuffer, int(l.mtu.Load()))
-		l.ringMode = l.ring != nil
+		l.ringMode.Store(l.ring != nil)
 	}
 	if err != nil {
 		unix.Close(l.wake)
@@ -369,7 +371,7 @@ func (l *Link) VLAN() uint16 { return l.vlan }
 
 // Ring reports whether the link reads through a receive ring shared with
 // the kernel (see Config.NoRing) rather than with recvmmsg.
-func (l *Link) Ring() bool { return l.ringMode }
+func (l *Link) Ring() bool { return l.ringMode.Load() }
 
 // Interface reports the name of the link's network interface.
 func (l *Link) Interface() string { return l.iface }
@@ -381,7 +383,7 @@ func (l *Link) Stats() Stats {
 		l.drops += l.kernelDrops()
 		l.release()
 	}
-	drops := l.drops
+	drops := l.drops + l.ringLost.Load()
 	l.dropsMu.Unlock()
 	return Stats{
 		FramesIn:    l.framesIn.Load(),

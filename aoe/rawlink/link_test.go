@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -602,6 +603,60 @@ func TestRawLinkWaiting(t *testing.T) {
 	}
 	if n := p.b.Waiting(); n != 0 {
 		t.Errorf("Waiting = %d after reading every frame", n)
+	}
+}
+
+// TestRawLinkInterfaceDown sets the interface of a link with a read
+// blocked on it down: the read must fail with the socket's error (ENETDOWN),
+// once, and then wait without spinning (a ring read makes no receive call,
+// so it must take the error itself, or ppoll reports it at once forever),
+// and frames must flow again once the interface is back up.
+func TestRawLinkInterfaceDown(t *testing.T) {
+	for _, noRing := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ring=%v", !noRing), func(t *testing.T) {
+			p := newRawPair(t, 1500, rawlink.Config{NoRing: noRing})
+			errs := make(chan error, 1)
+			go func() {
+				_, err := p.b.ReadFrames([][]byte{make([]byte, 1514)}, make([]int, 1))
+				errs <- err
+			}()
+			time.Sleep(50 * time.Millisecond)
+			testenv.Run(t, p.veth.B, "ip", "link", "set", p.veth.IfB, "down")
+			select {
+			case err := <-errs:
+				if !errors.Is(err, syscall.ENETDOWN) {
+					t.Fatalf("read when the interface went down: %v, want ENETDOWN", err)
+				}
+			case <-time.After(2 * time.Second):
+				t.Fatal("the blocked read did not report the interface going down")
+			}
+			// A read while the interface is down waits, without
+			// spinning, until its deadline.
+			var before, after syscall.Rusage
+			_ = syscall.Getrusage(syscall.RUSAGE_SELF, &before)
+			if err := p.b.SetReadDeadline(time.Now().Add(500 * time.Millisecond)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := p.b.ReadFrames([][]byte{make([]byte, 1514)}, make([]int, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Errorf("read while down: %v, want the deadline", err)
+			}
+			_ = syscall.Getrusage(syscall.RUSAGE_SELF, &after)
+			cpu := time.Duration(after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano())
+			if cpu > 200*time.Millisecond {
+				t.Errorf("a read waiting 500 ms on a downed interface used %v of CPU: it spins", cpu)
+			}
+			testenv.Run(t, p.veth.B, "ip", "link", "set", p.veth.IfB, "up")
+			want := rawTestFrame(p.veth.MACB, p.veth.MACA, 7, 100)
+			buf := make([]byte, 1514)
+			testenv.WaitFor(t, 3*time.Second, "a frame after the interface came back", func() bool {
+				_ = p.a.WriteFrame(want)
+				if err := p.b.SetReadDeadline(time.Now().Add(100 * time.Millisecond)); err != nil {
+					t.Fatal(err)
+				}
+				n, err := p.b.ReadFrame(buf)
+				return err == nil && rawSameFrame(buf[:n], want)
+			})
+		})
 	}
 }
 

@@ -29,6 +29,7 @@ type readScratch struct {
 	rbufs    [][]byte
 	rlens    []int
 	err      error
+	sockErr  error // a socket error wait took, for the ring read to report
 	// On a VLAN link, each message also gets vlanTagLen bytes of spill,
 	// so that a frame that still holds its tag fits a buffer sized for
 	// the untagged frame, and auxSpace bytes of ctl for its auxdata.
@@ -107,7 +108,11 @@ const maxWait = time.Second
 
 // wait blocks until the socket fd has a frame queued and reports true, or
 // reports false for the read to look at closing and its deadline: when the
-// deadline has passed or changed, or the link is closing.
+// deadline has passed or changed, or the link is closing. It also reports
+// true when the socket has an error pending (the interface went down):
+// recvmmsg returns it, and for a ring link, which makes no receive call,
+// wait takes it (SO_ERROR) into sockErr, since until it is taken ppoll
+// reports it at once, again and again.
 //
 // Readers hold rmu, so one reader at most waits here.
 func (sc *readScratch) wait(fd uintptr) bool {
@@ -135,8 +140,16 @@ func (sc *readScratch) wait(fd uintptr) bool {
 		// Written by Close or SetReadDeadline: take the wake-up.
 		_, _, _ = unix.Syscall(unix.SYS_READ, uintptr(l.wake), uintptr(unsafe.Pointer(&sc.drain[0])), uintptr(len(sc.drain)))
 		return false
+	case l.ringMode.Load() && sc.pfds[0].Revents&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) != 0:
+		e, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
+		switch {
+		case err != nil:
+			sc.sockErr = os.NewSyscallError("getsockopt SO_ERROR", err)
+		case e != 0:
+			sc.sockErr = unix.Errno(e)
+		}
 	}
-	return true // a frame, or the timeout: read again
+	return true // a frame, an error, or the timeout: read again
 }
 
 // readOp runs the read callback read with the socket, one reader at a
@@ -150,15 +163,19 @@ func (l *Link) readOp(read func(fd uintptr) bool) error {
 	defer l.release()
 	l.rmu.Lock()
 	defer l.rmu.Unlock()
-	for !read(uintptr(l.fd)) {
-		if l.closed.Load() {
-			return net.ErrClosed
-		}
+	for {
+		// The deadline comes first, as in Go's poller: a read past it
+		// fails even with frames waiting.
 		if d := l.deadline.Load(); d != 0 && time.Now().UnixNano() >= d {
 			return os.ErrDeadlineExceeded
 		}
+		if read(uintptr(l.fd)) {
+			return nil
+		}
+		if l.closed.Load() {
+			return net.ErrClosed
+		}
 	}
-	return nil
 }
 
 // wakeReader makes a reader waiting in ppoll look at the deadline and at
@@ -178,7 +195,7 @@ func (l *Link) wakeReader() {
 func (l *Link) ReadFrame(b []byte) (int, error) {
 	sc := l.getScratch()
 	defer l.putScratch(sc)
-	if l.vlan != 0 || l.ringMode {
+	if l.vlan != 0 || l.ringMode.Load() {
 		// The tag's whereabouts come as a control message, which
 		// recvfrom cannot read; a ring is read in batches.
 		sc.one[0] = b
@@ -224,7 +241,7 @@ func (l *Link) ReadFrames(bufs [][]byte, lens []int) (int, error) {
 
 // read reads up to len(bufs) frames, from the ring or with recvmmsg.
 func (sc *readScratch) read(bufs [][]byte, lens []int) (int, error) {
-	if sc.l.ringMode {
+	if sc.l.ringMode.Load() {
 		return sc.readRing(bufs, lens)
 	}
 	return sc.readFrames(bufs, lens)

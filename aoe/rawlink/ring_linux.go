@@ -164,20 +164,24 @@ func (sc *readScratch) ringRead(fd uintptr) bool {
 		if !sc.wait(fd) {
 			return false
 		}
+		if sc.sockErr != nil {
+			sc.err, sc.sockErr = sc.sockErr, nil
+			return true
+		}
 	}
 }
 
 // takeRing copies the frames waiting in the ring into sc.rbufs, up to
 // their number, untagging those of a VLAN link and skipping those it must
-// not take, and sets sc.n. It reports whether it took any, or failed
-// (sc.err).
+// not take, and sets sc.n. It reports whether it took any, or whether the
+// ring is gone (a larger one could not be made): the read then goes on
+// with recvmmsg.
 func (sc *readScratch) takeRing(fd int) bool {
 	l := sc.l
 	sc.n = 0
 	for sc.n < len(sc.rbufs) {
 		r := l.ring
 		if r == nil {
-			sc.err = l.ringErr
 			return true
 		}
 		hdr, f, ok := r.peek()
@@ -217,9 +221,9 @@ func (sc *readScratch) takeRing(fd int) bool {
 
 // regrowRing makes the ring anew with slots for the interface's MTU now,
 // if it is larger than the one the slots were sized for. Frames waiting in
-// the old ring are lost. If the new ring cannot be made, the link's reads
-// fail from then on (ringErr). The caller is the only reader (it holds
-// rmu).
+// the old ring are lost (counted in ringLost). If the new ring cannot be
+// made, ringErr says why and the link reads with recvmmsg from then on.
+// The caller is the only reader (it holds rmu).
 func (l *Link) regrowRing(fd int) {
 	l.mtuMu.Lock()
 	_ = l.refreshMTULocked()
@@ -230,6 +234,7 @@ func (l *Link) regrowRing(fd int) {
 	}
 	l.ringMu.Lock()
 	defer l.ringMu.Unlock()
+	l.ringLost.Add(uint64(l.ring.waiting()))
 	err := l.ring.close(fd)
 	l.ring = nil
 	if err == nil {
@@ -237,6 +242,7 @@ func (l *Link) regrowRing(fd int) {
 	}
 	if err != nil {
 		l.ringErr = fmt.Errorf("receive ring for MTU %d: %w", mtu, err)
+		l.ringMode.Store(false)
 	}
 }
 
@@ -251,6 +257,10 @@ func (sc *readScratch) readRing(bufs [][]byte, lens []int) (int, error) {
 	}
 	if sc.err != nil {
 		return 0, l.errorf("read", sc.err)
+	}
+	if sc.n == 0 && !l.ringMode.Load() {
+		// The ring is gone (regrowRing): on with recvmmsg.
+		return sc.readFrames(bufs, lens)
 	}
 	var bytes uint64
 	for _, n := range lens[:sc.n] {
@@ -268,8 +278,16 @@ func (sc *readScratch) readRing(bufs [][]byte, lens []int) (int, error) {
 func (l *Link) Waiting() int {
 	l.ringMu.RLock()
 	defer l.ringMu.RUnlock()
-	r := l.ring
-	if r == nil || r.mem == nil {
+	if l.ring == nil {
+		return 0
+	}
+	return l.ring.waiting()
+}
+
+// waiting counts the slots the kernel has handed over and no read has
+// taken yet.
+func (r *rxRing) waiting() int {
+	if r.mem == nil {
 		return 0
 	}
 	n := 0

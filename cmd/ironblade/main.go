@@ -57,8 +57,9 @@ func main() {
 	// a call blocked for 20 µs and the loop must win one back: on a
 	// target pinned to one CPU that cost 25% more CPU per request for
 	// -s at queue depth 1 (ironbench compare, docs/performance.md). An
-	// idle second P lets the monitor leave the call alone.
-	if runtime.GOMAXPROCS(0) < 2 {
+	// idle second P lets the monitor leave the call alone. An operator's
+	// GOMAXPROCS stands.
+	if os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) < 2 {
 		runtime.GOMAXPROCS(2)
 	}
 	os.Exit(run(os.Args, os.Getenv, os.Stdout, os.Stderr))
