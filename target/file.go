@@ -373,6 +373,7 @@ const (
 // how many reads continued it, and how far it was asked to be read ahead.
 type readStream struct {
 	end, aheadTo int64
+	last         int64 // where the last read started
 	reads        int
 	used         uint64 // for replacing the least recently used
 }
@@ -393,12 +394,16 @@ func (rs *readStreams) follow(abs, end int64) *readStream {
 	for i := range rs.s {
 		st := &rs.s[i]
 		if st.end != 0 && abs >= st.end-readStreamSlack && abs <= st.end+readStreamSlack {
-			if end > st.end {
-				// Only a read that takes the stream further counts:
-				// reading one region again is not a stream.
-				st.end = end
+			// A read of the block the stream's last one read does not
+			// count: one block read again and again is not a stream.
+			// Reads behind the end do: workers finish a window's reads
+			// out of order (counting only reads that moved the end on
+			// made cold NBD reads at MTU 1500 take 30% longer).
+			if abs != st.last {
 				st.reads++
 			}
+			st.end = max(st.end, end)
+			st.last = abs
 			st.used = rs.tick
 			return st
 		}
@@ -406,7 +411,7 @@ func (rs *readStreams) follow(abs, end int64) *readStream {
 			lru = st
 		}
 	}
-	*lru = readStream{end: end, used: rs.tick, reads: 1}
+	*lru = readStream{end: end, last: abs, used: rs.tick, reads: 1}
 	return nil
 }
 
