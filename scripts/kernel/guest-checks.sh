@@ -98,14 +98,35 @@ bounded() {
 
 # judge CHECK LABEL WHAT STATUS records CHECK as failed if the step LABEL
 # ended with a non-zero STATUS (124: it hung), saying WHAT it was doing;
-# it returns non-zero then.
+# it returns non-zero then. A hang of the device RETRY_DEV (set by
+# aoe_case) in the aoe driver's own way (see driver_lost_request) is left
+# for aoe_case to retry: it sets DRIVER_HANG and records nothing.
 judge() {
 	case $4 in
 	0) return 0 ;;
-	124) result "$1" FAIL "HANG $3: driver state in hang-$2.txt" ;;
+	124)
+		if [ -n "${RETRY_DEV:-}" ] && driver_lost_request "$RETRY_DEV"; then
+			DRIVER_HANG=$2
+			log "$1: the aoe driver holds a request on $RETRY_DEV with no frame outstanding to the target (its known hang, docs/kernel-tests.md)"
+			return 1
+		fi
+		result "$1" FAIL "HANG $3: driver state in hang-$2.txt"
+		;;
 	*) result "$1" FAIL "$3: $(tail -n 2 "$R/steps/$2.log" | tr '\n' ' ')" ;;
 	esac
 	return 1
+}
+
+# driver_lost_request DEV is true when the aoe driver has a request in
+# flight on DEV (inflight) but no frame outstanding to its target (nout 0
+# in debugfs): it is not waiting for the target, which has answered
+# everything, and it will never finish the request (docs/kernel-tests.md,
+# "the aoe driver hangs").
+driver_lost_request() {
+	local inflight nout
+	inflight=$(awk '{ print $1 + $2 }' "/sys/block/etherd!$1/inflight" 2>/dev/null)
+	nout=$(awk -F: '/^[0-9a-f]+:[0-9]+:[0-9]+:[0-9]+$/ { print $2; exit }' "/sys/kernel/debug/aoe/$1" 2>/dev/null)
+	[ "${inflight:-0}" -gt 0 ] && [ "$nout" = 0 ]
 }
 
 # step CHECK NAME WHAT CMD... runs CMD as the bounded step CHECK-NAME and
@@ -243,17 +264,34 @@ roundtrip() {
 
 # aoe_case CHECK KIND MTU SYNC SHELF SLOT: one target (ironblade or vblade)
 # at one MTU, with or without -s: discovery, size, data round trip. The
-# throughput goes to throughput.tsv.
+# throughput goes to throughput.tsv. If the aoe driver hangs in its known
+# way (a request held with no frame outstanding), the case runs once more
+# on a new target and device (slot SLOT+10, target CHECK-retry), and the
+# result says so; CASE_NAME and CASE_DEV name the target and device the
+# result is about.
 aoe_case() {
-	local check=$1 kind=$2 mtu=$3 sync=$4 shelf=$5 slot=$6 opts="" ok=0
+	local check=$1 kind=$2 mtu=$3 sync=$4 shelf=$5 slot=$6 opts="" ok=0 note=""
 	[ "$sync" = yes ] && opts=-s
+	CASE_NAME=$check CASE_DEV=e$shelf.$slot
 	if ! host start "$check" "$kind" "$DISK_MIB" "$shelf" "$slot" $opts >/dev/null; then
 		result "$check" FAIL "cannot start $kind"
 		return 1
 	fi
-	if aoe_device "$check" "e$shelf.$slot" "$mtu" && roundtrip "$check" "e$shelf.$slot" "$check"; then
-		result "$check" PASS "e$shelf.$slot $DISK_MIB MiB, $DATA_MIB MiB O_DIRECT write+read, SHA-512 equal (guest and host file); write $WRITE_MBS MB/s, read $READ_MBS MB/s, $RT retransmits"
-		ok=1
+	DRIVER_HANG=
+	RETRY_DEV=$CASE_DEV
+	aoe_device "$check" "$CASE_DEV" "$mtu" && roundtrip "$check" "$CASE_DEV" "$check" && ok=1
+	RETRY_DEV=
+	if [ "$ok" = 0 ] && [ -n "$DRIVER_HANG" ]; then
+		note=" (after the aoe driver's known hang on $CASE_DEV in step $DRIVER_HANG: a request held with no frame outstanding, hang-$DRIVER_HANG.txt; run again on e$shelf.$((slot + 10)))"
+		CASE_NAME=$check-retry CASE_DEV=e$shelf.$((slot + 10))
+		if ! host start "$CASE_NAME" "$kind" "$DISK_MIB" "$shelf" "$((slot + 10))" $opts >/dev/null; then
+			result "$check" FAIL "cannot start $kind again after the driver hang on e$shelf.$slot"
+			return 1
+		fi
+		aoe_device "$check" "$CASE_DEV" "$mtu" && roundtrip "$check" "$CASE_DEV" "$CASE_NAME" && ok=1
+	fi
+	if [ "$ok" = 1 ]; then
+		result "$check" PASS "$CASE_DEV $DISK_MIB MiB, $DATA_MIB MiB O_DIRECT write+read, SHA-512 equal (guest and host file); write $WRITE_MBS MB/s, read $READ_MBS MB/s, $RT retransmits$note"
 	fi
 	printf '%s\t%s\t%s\t%s\t%s\n' "$kind" "$mtu" "$sync" "${WRITE_MBS:--}" "${READ_MBS:--}" >>"$R/throughput.tsv"
 	[ "$ok" = 1 ]
@@ -261,9 +299,36 @@ aoe_case() {
 
 # restart_case CHECK NAME DEV: reads DEV back while the host kills the
 # target NAME (SIGKILL) and starts it again; the read must carry on and
-# return the data written earlier.
+# return the data written earlier. If the aoe driver hangs in its known
+# way (driver_lost_request), the check runs once more on a new target
+# (CHECK-retry, e1.20) that the data are written to first, and the result
+# says so.
 restart_case() {
-	local check=$1 name=$2 dev=$3 delay rt0 got
+	local check=$1 name=$2 dev=$3
+	DRIVER_HANG=
+	RETRY_DEV=$dev
+	restart_once "$check" "$name" "$dev" ""
+	local status=$?
+	RETRY_DEV=
+	[ "$status" = 0 ] || [ -z "$DRIVER_HANG" ] && return "$status"
+	local note=" (after the aoe driver's known hang on $dev in step $DRIVER_HANG: a request held with no frame outstanding, hang-$DRIVER_HANG.txt; run again on e1.20)"
+	if ! host start "$check-retry" ironblade "$DISK_MIB" 1 20 >/dev/null; then
+		result "$check" FAIL "cannot start ironblade again after the driver hang on $dev"
+		return 1
+	fi
+	aoe_device "$check" e1.20 "$(cat /sys/class/net/eth0/mtu)" &&
+		step "$check" rewrite "writing /dev/etherd/e1.20" \
+			$DD if=/tmp/data.bin of=/dev/etherd/e1.20 bs=1M count="$DATA_MIB" oflag=direct &&
+		restart_once "$check" "$check-retry" e1.20 "$note"
+	status=$?
+	host stop "$check-retry" >/dev/null
+	return "$status"
+}
+
+# restart_once CHECK NAME DEV NOTE is one try of restart_case; NOTE ends
+# its result.
+restart_once() {
+	local check=$1 name=$2 dev=$3 note=$4 delay rt0 got
 	rt0=$(retransmits)
 	rm -f /tmp/back.bin
 	spawn "$check-read" $DD if="/dev/etherd/$dev" of=/tmp/back.bin bs=1M count="$DATA_MIB" iflag=direct
@@ -287,7 +352,7 @@ restart_case() {
 		result "$check" FAIL "data read across the restart differs (SHA-512 $got)"
 		return 1
 	fi
-	result "$check" PASS "target killed and restarted (2 s down) $delay s into a $DATA_MIB MiB O_DIRECT read; read completed at $(dd_rate "$R/steps/$check-read.log") MB/s, SHA-512 equal, $(($(retransmits) - rt0)) retransmits"
+	result "$check" PASS "target killed and restarted (2 s down) $delay s into a $DATA_MIB MiB O_DIRECT read; read completed at $(dd_rate "$R/steps/$check-read.log") MB/s, SHA-512 equal, $(($(retransmits) - rt0)) retransmits$note"
 }
 
 # check_ironaoe: the userspace initiator in the guest, through the
@@ -468,17 +533,19 @@ main_checks() {
 			case " $CHECKS " in *" aoe "*)
 				aoe_case "aoe-ironblade-mtu$mtu-sync-$sync" ironblade "$mtu" "$sync" 1 "$n"
 				if [ "$n" = 0 ] && [ "$READ_MBS" != - ]; then
-					restart_case aoe-ironblade-restart "aoe-ironblade-mtu$mtu-sync-$sync" "e1.$n"
+					restart_case aoe-ironblade-restart "$CASE_NAME" "$CASE_DEV"
 				elif [ "$n" = 0 ]; then
 					result aoe-ironblade-restart FAIL "not run: it reads back the data of aoe-ironblade-mtu$mtu-sync-$sync, which failed"
 				fi
 				host stop "aoe-ironblade-mtu$mtu-sync-$sync" >/dev/null
+				[ "$CASE_NAME" = "aoe-ironblade-mtu$mtu-sync-$sync" ] || host stop "$CASE_NAME" >/dev/null
 				;;
 			esac
 			case " $CHECKS " in *" throughput "*)
 				# Reference only: run.sh does not count these.
 				aoe_case "ref-vblade-mtu$mtu-sync-$sync" vblade "$mtu" "$sync" 2 "$n" || true
 				host stop "ref-vblade-mtu$mtu-sync-$sync" >/dev/null
+				[ "$CASE_NAME" = "ref-vblade-mtu$mtu-sync-$sync" ] || host stop "$CASE_NAME" >/dev/null
 				;;
 			esac
 			n=$((n + 1))
