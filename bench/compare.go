@@ -199,12 +199,12 @@ func responderSpec(path string, size int64) targetSpec {
 
 // generatorLink configures the load generator's link on a bench's veth
 // pair: buffers large enough that no burst of answers overflows, and a
-// receive ring no larger than that (2 MiB: 224 jumbo frames, for queue
-// depths up to 64), since the target's CPU pays a cache miss per answer it
-// delivers into a ring larger than the caches (16 MiB made its CPU per
-// request 20-25% higher; docs/performance.md).
+// receive ring no larger than that (2 MiB, from a 512 KiB ReadBuffer: 224
+// jumbo frames, for queue depths up to 64), since the target's CPU pays a
+// cache miss per answer it delivers into a ring larger than the caches (16
+// MiB made its CPU per request 20-25% higher; docs/performance.md).
 func generatorLink() rawlink.Config {
-	return rawlink.Config{ReadBuffer: 2 << 20, WriteBuffer: 16 << 20}
+	return rawlink.Config{ReadBuffer: 512 << 10, WriteBuffer: 16 << 20}
 }
 
 // compareEnv is what every cell of a Compare shares.

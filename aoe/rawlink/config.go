@@ -23,8 +23,9 @@ type Config struct {
 	// NoRing reads frames with recvmmsg instead of through a receive
 	// ring shared with the kernel (PACKET_RX_RING), which a Link uses
 	// when the kernel lets it: a read then costs no system call while
-	// frames are waiting. ReadBuffer sizes the ring too (1 MiB if 0): it
-	// holds about as many frames as a socket buffer of that size.
+	// frames are waiting. ReadBuffer sizes the ring too: 4 times its
+	// size (1 MiB if 0), since every slot of a ring holds a whole frame
+	// while a socket buffer is charged a small frame's size.
 	NoRing bool
 }
 

@@ -48,6 +48,13 @@ const (
 	// CPU per request 20-25% higher than with 1 MiB; docs/performance.md).
 	defaultRingBytes = 1 << 20
 	maxRingBytes     = 64 << 20
+	// ringPerBuffer is the ring's size for each byte of Config.ReadBuffer.
+	// The kernel charges a socket buffer by what a frame takes, little
+	// for a small one, while every slot of a ring holds a whole frame: a
+	// ring of ReadBuffer bytes took 4-5 times fewer small frames than
+	// the socket did, and a burst of them (ironblade's handshake-flood
+	// test) overflowed it and dropped a live peer's frames.
+	ringPerBuffer = 4
 )
 
 // tpacketHdrLen is the size of struct tpacket2_hdr, ahead of each slot's
@@ -69,10 +76,11 @@ func newRxRing(fd, readBuffer, mtu int) (*rxRing, error) {
 	}
 	slot := ringSlotSize(mtu)
 	block := max(ringBlockSize, (slot+os.Getpagesize()-1)/os.Getpagesize()*os.Getpagesize())
-	if readBuffer == 0 {
-		readBuffer = defaultRingBytes
+	bytes := defaultRingBytes
+	if readBuffer > 0 {
+		bytes = ringPerBuffer * readBuffer
 	}
-	blocks := min(max(readBuffer, block), maxRingBytes) / block
+	blocks := min(max(bytes, block), maxRingBytes) / block
 	perBlock := block / slot
 	req := unix.TpacketReq{
 		Block_size: uint32(block),
