@@ -1261,13 +1261,20 @@ func testE2EAuthHandshakeFlood(t *testing.T, bin string) {
 	if ops < 10 || gap > time.Second {
 		t.Errorf("sealed I/O during the flood: %d operations, longest gap %v", ops, gap)
 	}
-	// The sealed client's sessions: the first and the rekey's (the
-	// previous one lingers while its requests drain).
-	if s := testenv.MetricValue(fams, "ironblade_auth_sessions"); s < 1 || s > 2 {
-		t.Errorf("ironblade_auth_sessions %v after the flood, want the sealed client's 1 or 2", s)
+	// Every session and handshake the target made is the sealed client's:
+	// the first and the rekey's, and one more when the client started a
+	// handshake over (its answer came later than 100 ms, on a loaded
+	// machine: seen 2 times in 16). The previous session lingers while its
+	// requests drain.
+	clientHS := float64(sl.Stats().Handshakes)
+	if clientHS < 2 {
+		t.Errorf("the sealed client made %v sessions, want at least its first and its rekey's", clientHS)
 	}
-	if h := testenv.MetricValue(fams, "ironblade_auth_handshakes_total"); h != 2 {
-		t.Errorf("ironblade_auth_handshakes_total %v after the flood, want 2 (the sealed client's, and its rekey)", h)
+	if s := testenv.MetricValue(fams, "ironblade_auth_sessions"); s < 1 || s > clientHS {
+		t.Errorf("ironblade_auth_sessions %v after the flood, want 1 to the sealed client's %v", s, clientHS)
+	}
+	if h := testenv.MetricValue(fams, "ironblade_auth_handshakes_total"); h != clientHS {
+		t.Errorf("ironblade_auth_handshakes_total %v after the flood, want the sealed client's %v", h, clientHS)
 	}
 	if !r.blade.Running() {
 		t.Fatalf("ironblade died under the handshake flood\n%s", r.blade.Output())
