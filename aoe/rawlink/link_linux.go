@@ -88,7 +88,7 @@ type Link struct {
 	// closing and the deadline again.
 	// ringMode says reads take frames from ring, the socket's receive
 	// ring (the reader holding rmu owns it); when a new ring for a larger
-	// MTU cannot be made, ringErr says why and reads go on with recvmmsg.
+	// MTU cannot be made, reads go on with recvmmsg (Ring reports false).
 	// Close unmaps the ring once no operation uses the socket. ringMu
 	// guards replacing the ring against Waiting. ringLost counts the
 	// frames lost with a ring taken down for a larger one.
@@ -96,7 +96,6 @@ type Link struct {
 	readBuffer int // Config.ReadBuffer, which sizes the ring
 	ringMu     sync.RWMutex
 	ring       *rxRing
-	ringErr    error
 	ringLost   atomic.Uint64
 
 	wake     int          // -1 once closed

@@ -3,7 +3,6 @@
 package rawlink
 
 import (
-	"fmt"
 	"os"
 	"sync/atomic"
 	"unsafe"
@@ -68,8 +67,8 @@ func ringSlotSize(mtu int) int {
 }
 
 // newRxRing sets up a receive ring for frames of a link of MTU mtu on
-// socket fd, sized for Config.ReadBuffer readBuffer (see ringBytes, and at
-// least one block), and maps it.
+// socket fd, ringPerBuffer times Config.ReadBuffer readBuffer (at least
+// one block, at most maxRingBytes), and maps it.
 func newRxRing(fd, readBuffer, mtu int) (*rxRing, error) {
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V2); err != nil {
 		return nil, os.NewSyscallError("setsockopt PACKET_VERSION", err)
@@ -230,7 +229,7 @@ func (sc *readScratch) takeRing(fd int) bool {
 // regrowRing makes the ring anew with slots for the interface's MTU now,
 // if it is larger than the one the slots were sized for. Frames waiting in
 // the old ring are lost (counted in ringLost). If the new ring cannot be
-// made, ringErr says why and the link reads with recvmmsg from then on.
+// made, the link reads with recvmmsg from then on (Ring reports false).
 // The caller is the only reader (it holds rmu).
 func (l *Link) regrowRing(fd int) {
 	l.mtuMu.Lock()
@@ -249,7 +248,6 @@ func (l *Link) regrowRing(fd int) {
 		l.ring, err = newRxRing(fd, l.readBuffer, mtu)
 	}
 	if err != nil {
-		l.ringErr = fmt.Errorf("receive ring for MTU %d: %w", mtu, err)
 		l.ringMode.Store(false)
 	}
 }
