@@ -31,8 +31,9 @@ type mappedView struct {
 	data     []byte // the file from base on
 	base     int64  // the file offset data starts at, page-aligned
 	writable bool
-	pages    []atomic.Uint64 // residency stamps, len a power of two
+	pages    []atomic.Uint32 // residency stamps, len a power of two
 	mask     uint64
+	shift    uint      // log2 of len(pages)
 	start    time.Time // the origin of the residency epochs: a monotonic clock
 }
 
@@ -40,7 +41,7 @@ const (
 	// residencyWindow is how long a residency stamp lasts at least (at
 	// most twice that).
 	residencyWindow = 1 << 31 * time.Nanosecond // about 2.1 s
-	// maxResidencyPages bounds the table: 4 MiB, the stamps of a 2 GiB hot
+	// maxResidencyPages bounds the table: 2 MiB, the stamps of a 2 GiB hot
 	// set. Pages beyond it collide, and a page whose slot another holds
 	// is read with the system call.
 	maxResidencyPages = 1 << 19
@@ -67,12 +68,16 @@ func newMappedView(fd int, from, to int64, writable bool) *mappedView {
 	}
 	// Random access: a fault must not read ahead around the page.
 	_ = unix.Madvise(data, unix.MADV_RANDOM)
-	n := uint64(1)
-	for n < uint64(size)>>mappedPageShift+1 && n < maxResidencyPages {
-		n <<= 1
+	// One slot per page of the window (a contiguous window of at most
+	// len(pages) pages never puts two pages in one slot): 4 bytes a page,
+	// so that a random workload's lookups stay in the CPU's caches.
+	pages := (uint64(size) + 1<<mappedPageShift - 1) >> mappedPageShift
+	n, shift := uint64(1), uint(0)
+	for n < pages && n < maxResidencyPages {
+		n, shift = n<<1, shift+1
 	}
 	return &mappedView{data: data, base: base, writable: writable,
-		pages: make([]atomic.Uint64, n), mask: n - 1, start: time.Now()}
+		pages: make([]atomic.Uint32, n), mask: n - 1, shift: shift, start: time.Now()}
 }
 
 // close unmaps the view; closing again does nothing.
@@ -90,10 +95,16 @@ func (v *mappedView) epoch() uint64 {
 	return uint64(time.Since(v.start) / residencyWindow)
 }
 
-// stamp is the value of a slot holding page in epoch: the page's number
-// plus one in the high bits (so that no stamp is 0, an empty slot), the
-// epoch's low 24 bits below (they come round again after a year).
-func stamp(page, epoch uint64) uint64 { return (page+1)<<24 | epoch&0xffffff }
+// stamp is the value of a slot holding page in epoch: in the high half,
+// a set bit (so that no stamp is 0, an empty slot) and the low 15 bits of
+// the page's number above the slot index (which tell apart the pages that
+// share a slot in a window of over 2 GiB, up to 64 TiB); in the low half,
+// the epoch's low 16 bits. Those come round again after 38 hours: a slot
+// untouched that long may pass for fresh, and then one copy waits for a
+// device read, as when the kernel reclaims a stamped page.
+func (v *mappedView) stamp(page, epoch uint64) uint32 {
+	return uint32(1<<31 | (page>>v.shift&0x7fff)<<16 | epoch&0xffff)
+}
 
 // resident reports whether every page of [abs, abs+n) was stamped in this
 // residency epoch or the previous one.
@@ -101,7 +112,7 @@ func (v *mappedView) resident(abs int64, n int) bool {
 	epoch := v.epoch()
 	for page := uint64(abs) >> mappedPageShift; page <= uint64(abs+int64(n)-1)>>mappedPageShift; page++ {
 		s := v.pages[page&v.mask].Load()
-		if s != stamp(page, epoch) && s != stamp(page, epoch-1) {
+		if s != v.stamp(page, epoch) && s != v.stamp(page, epoch-1) {
 			return false
 		}
 	}
@@ -116,7 +127,7 @@ func (v *mappedView) markResident(abs int64, n int) {
 	}
 	epoch := v.epoch()
 	for page := uint64(abs) >> mappedPageShift; page <= uint64(abs+int64(n)-1)>>mappedPageShift; page++ {
-		v.pages[page&v.mask].Store(stamp(page, epoch))
+		v.pages[page&v.mask].Store(v.stamp(page, epoch))
 	}
 }
 

@@ -32,13 +32,13 @@ func TestMappedViewResidency(t *testing.T) {
 	epoch := v.epoch()
 	for _, tc := range []struct {
 		name  string
-		stamp uint64
+		stamp uint32
 		ok    bool
 	}{
-		{"this epoch", stamp(1, epoch), true},
-		{"last epoch", stamp(1, epoch-1), true},
-		{"two epochs ago", stamp(1, epoch-2), false},
-		{"another page in the slot", stamp(1+v.mask+1, epoch), false},
+		{"this epoch", v.stamp(1, epoch), true},
+		{"last epoch", v.stamp(1, epoch-1), true},
+		{"two epochs ago", v.stamp(1, epoch-2), false},
+		{"another page in the slot", v.stamp(1+v.mask+1, epoch), false},
 		{"empty slot", 0, false},
 	} {
 		v.pages[1&v.mask].Store(tc.stamp)
