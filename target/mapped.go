@@ -22,9 +22,11 @@ import (
 // the view copies only pages it has seen in the page cache lately: a
 // residency table, direct-mapped by page, stamps a page when a read
 // without waiting (preadv2 RWF_NOWAIT), a read by a worker or a write has
-// just found or put it there. A stamp lasts one to two residencyWindows:
-// the kernel seldom reclaims a page used that recently, and if it does,
-// the copy waits for one device read; the data are right either way. Faults are turned into
+// just found or put it there, and a copy through the mapping renews the
+// stamp of a page stamped in the window before. A stamp lasts one to two
+// residencyWindows after the page's last use: the kernel seldom reclaims a
+// page used that recently, and if it does, the copy waits for one device
+// read; the data are right either way. Faults are turned into
 // panics (debug.SetPanicOnFault) and recovered, so SIGBUS makes the read
 // fall back to the system call, which reports the error.
 type mappedView struct {
@@ -107,16 +109,20 @@ func (v *mappedView) stamp(page, epoch uint64) uint32 {
 }
 
 // resident reports whether every page of [abs, abs+n) was stamped in this
-// residency epoch or the previous one.
-func (v *mappedView) resident(abs int64, n int) bool {
+// residency epoch or the previous one, and stale whether one of them was
+// stamped in the previous one.
+func (v *mappedView) resident(abs int64, n int) (ok, stale bool) {
 	epoch := v.epoch()
 	for page := uint64(abs) >> mappedPageShift; page <= uint64(abs+int64(n)-1)>>mappedPageShift; page++ {
-		s := v.pages[page&v.mask].Load()
-		if s != v.stamp(page, epoch) && s != v.stamp(page, epoch-1) {
-			return false
+		switch v.pages[page&v.mask].Load() {
+		case v.stamp(page, epoch):
+		case v.stamp(page, epoch-1):
+			stale = true
+		default:
+			return false, false
 		}
 	}
-	return true
+	return true, stale
 }
 
 // markResident stamps the pages of [abs, abs+n), which a system call has
@@ -140,25 +146,37 @@ func (v *mappedView) forget(abs int64, n int) {
 
 // tryCopyOut copies [abs, abs+len(p)) of the file into p if its pages are
 // stamped resident and the copy does not fault. It reports whether it did.
-func (v *mappedView) tryCopyOut(p []byte, abs int64) bool {
-	if v == nil || !v.usable(abs, len(p)) {
-		return false
-	}
-	return v.copyRecovering(p, v.data[abs-v.base:abs-v.base+int64(len(p))], abs)
-}
+func (v *mappedView) tryCopyOut(p []byte, abs int64) bool { return v.tryCopy(p, abs, false) }
 
 // tryCopyIn copies p to [abs, abs+len(p)) of the file, as tryCopyOut.
-func (v *mappedView) tryCopyIn(p []byte, abs int64) bool {
-	if v == nil || !v.writable || !v.usable(abs, len(p)) {
+func (v *mappedView) tryCopyIn(p []byte, abs int64) bool { return v.tryCopy(p, abs, true) }
+
+// tryCopy copies between p and [abs, abs+len(p)) of the file, into the
+// file if toFile, if the range is within the mapping, its pages are
+// stamped resident and the copy does not fault. It reports whether it did.
+func (v *mappedView) tryCopy(p []byte, abs int64, toFile bool) bool {
+	if v == nil || toFile && !v.writable || abs < v.base || len(p) == 0 || abs+int64(len(p)) > v.base+int64(len(v.data)) {
 		return false
 	}
-	return v.copyRecovering(v.data[abs-v.base:abs-v.base+int64(len(p))], p, abs)
-}
-
-// usable reports whether [abs, abs+n) is within the mapping and its pages
-// are stamped resident.
-func (v *mappedView) usable(abs int64, n int) bool {
-	return abs >= v.base && n > 0 && abs+int64(n) <= v.base+int64(len(v.data)) && v.resident(abs, n)
+	ok, stale := v.resident(abs, len(p))
+	if !ok {
+		return false
+	}
+	dst, src := p, v.data[abs-v.base:abs-v.base+int64(len(p))]
+	if toFile {
+		dst, src = src, dst
+	}
+	if !v.copyRecovering(dst, src, abs) {
+		return false
+	}
+	// The pages are in memory now: a page in use stays stamped instead
+	// of going back to the system call every other window. A current
+	// stamp is left alone, so that a hot page's slot is not written on
+	// every copy.
+	if stale {
+		v.markResident(abs, len(p))
+	}
+	return true
 }
 
 // copyRecovering copies src to dst, one of them within the mapping at
