@@ -33,6 +33,11 @@ type syncer struct {
 	mu      sync.Mutex
 	pending []*request
 	syncing bool // a round is under way
+	// wakeAt is the queue length the syncer waits for: enqueue wakes it
+	// only when the queue reaches it. Waking it for each request of a
+	// group it gathers would cost a thread switch per request, on the
+	// receive loop's CPU when the target is pinned to one.
+	wakeAt int
 
 	spare  []*request // the other half of the double buffer
 	frames [][]byte   // responses of a round, reused
@@ -59,11 +64,15 @@ func newSyncer(c *session, capacity int) *syncer {
 // The syncer sends the responses and frees the requests' buffers.
 func (y *syncer) enqueue(rs ...*request) {
 	y.mu.Lock()
+	before := len(y.pending)
 	y.pending = append(y.pending, rs...)
+	reached := before < y.wakeAt && len(y.pending) >= y.wakeAt
 	y.mu.Unlock()
-	select {
-	case y.wake <- struct{}{}:
-	default:
+	if reached {
+		select {
+		case y.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -72,13 +81,7 @@ func (y *syncer) enqueue(rs ...*request) {
 func (y *syncer) run(stop <-chan struct{}) {
 	y.timer.Stop()
 	for {
-		select {
-		case <-y.wake:
-		case <-stop:
-			y.round()
-			return
-		}
-		if !y.gatherMore(stop) {
+		if !y.awaitQueued(1, 0, stop) || !y.gatherMore(stop) {
 			y.round()
 			return
 		}
@@ -108,21 +111,41 @@ func (y *syncer) queued() int {
 // meanwhile.
 func (y *syncer) gatherMore(stop <-chan struct{}) bool {
 	left := y.gather - time.Since(y.ended)
-	if y.expect == 0 || left <= 0 || y.queued() >= y.expect {
+	if y.expect == 0 || left <= 0 {
 		return true
 	}
-	y.timer.Reset(left)
-	defer y.timer.Stop()
-	for y.queued() < y.expect {
+	return y.awaitQueued(y.expect, left, stop)
+}
+
+// awaitQueued waits until the queue holds n requests, or for at most
+// timeout if it is positive. It reports false if stop closed meanwhile.
+func (y *syncer) awaitQueued(n int, timeout time.Duration, stop <-chan struct{}) bool {
+	y.mu.Lock()
+	y.wakeAt = n
+	ready := len(y.pending) >= n
+	y.mu.Unlock()
+	if ready {
+		return true
+	}
+	var expired <-chan time.Time
+	if timeout > 0 {
+		y.timer.Reset(timeout)
+		defer y.timer.Stop()
+		expired = y.timer.C
+	}
+	for {
 		select {
 		case <-y.wake:
-		case <-y.timer.C:
+			// A wake-up left from an earlier, lower wakeAt may come first.
+			if y.queued() >= n {
+				return true
+			}
+		case <-expired:
 			return true
 		case <-stop:
 			return false
 		}
 	}
-	return true
 }
 
 // round syncs once for everything queued and answers it.

@@ -89,3 +89,30 @@ func testSyncerGatherMore(t *testing.T) {
 		t.Error("gatherMore did not report the stop")
 	}
 }
+
+// TestSyncerWakesAtThreshold checks that enqueue wakes the syncer only
+// when the queue reaches the length it waits for, not for every request
+// of a group it gathers (a thread switch each, on the receive loop's CPU
+// when the target is pinned to one), and that a wait finds requests
+// queued before it began.
+func TestSyncerWakesAtThreshold(t *testing.T) {
+	c, _ := newTestSession(t, Config{SyncWrites: true})
+	y := c.syncer
+	y.timer.Stop()
+	y.mu.Lock()
+	y.wakeAt = 3
+	y.mu.Unlock()
+	for i, want := range []int{0, 0, 1, 1} {
+		y.enqueue(<-c.free)
+		if got := len(y.wake); got != want {
+			t.Errorf("after request %d of a group of 3: %d wake-ups pending, want %d", i+1, got, want)
+		}
+	}
+	<-y.wake
+	if !y.awaitQueued(4, time.Millisecond, nil) {
+		t.Error("awaitQueued reported a stop")
+	}
+	if got := len(y.wake); got != 0 {
+		t.Errorf("a wait for 4 with 4 queued left %d wake-ups", got)
+	}
+}
