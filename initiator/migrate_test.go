@@ -24,7 +24,8 @@ import (
 const migrateRounds = 20
 
 // migrateMaxStall is the longest I/O may stall in a migration with an
-// announce.
+// announce here; with real processes (migrate_e2e_test.go) it bounds the
+// median stall, and twice it the worst.
 const migrateMaxStall = 200 * time.Millisecond
 
 // slowSyncDisk is a MemDisk whose Sync takes as long as an fdatasync of a

@@ -101,7 +101,7 @@ func (v *mappedView) epoch() uint64 {
 // a set bit (so that no stamp is 0, an empty slot) and the low 15 bits of
 // the page's number above the slot index (which tell apart the pages that
 // share a slot in a window of over 2 GiB, up to 64 TiB); in the low half,
-// the epoch's low 16 bits. Those come round again after 38 hours: a slot
+// the epoch's low 16 bits. Those come round again after 39 hours: a slot
 // untouched that long may pass for fresh, and then one copy waits for a
 // device read, as when the kernel reclaims a stamped page.
 func (v *mappedView) stamp(page, epoch uint64) uint32 {
@@ -169,14 +169,24 @@ func (v *mappedView) tryCopy(p []byte, abs int64, toFile bool) bool {
 	if !v.copyRecovering(dst, src, abs) {
 		return false
 	}
-	// The pages are in memory now: a page in use stays stamped instead
-	// of going back to the system call every other window. A current
-	// stamp is left alone, so that a hot page's slot is not written on
-	// every copy.
 	if stale {
-		v.markResident(abs, len(p))
+		v.renew(abs, len(p))
 	}
 	return true
+}
+
+// renew stamps again, for this epoch, the pages of [abs, abs+n) whose
+// stamps are from the previous one: they were just copied, so they are
+// in memory, and a page in use stays stamped instead of going back to the
+// system call every other window. It swaps only a stamp it expects, so it
+// neither undoes a concurrent forget (after another copy's fault) nor
+// takes the slot of a page stamped there meanwhile, and it leaves a
+// current stamp alone, so a hot page's slot is not written on every copy.
+func (v *mappedView) renew(abs int64, n int) {
+	epoch := v.epoch()
+	for page := uint64(abs) >> mappedPageShift; page <= uint64(abs+int64(n)-1)>>mappedPageShift; page++ {
+		v.pages[page&v.mask].CompareAndSwap(v.stamp(page, epoch-1), v.stamp(page, epoch))
+	}
 }
 
 // copyRecovering copies src to dst, one of them within the mapping at

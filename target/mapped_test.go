@@ -43,11 +43,12 @@ func TestMappedViewResidency(t *testing.T) {
 		{"empty slot", 0, 0, false},
 	} {
 		v.pages[1&v.mask].Store(tc.stamp)
-		if got := v.tryCopyOut(p, abs); got != tc.ok {
-			t.Errorf("%s: copied %v, want %v", tc.name, got, tc.ok)
-		}
+		got := v.tryCopyOut(p, abs)
 		if v.epoch() != epoch {
 			t.Skip("the residency epoch turned during the test; the stamps compared are of the one before")
+		}
+		if got != tc.ok {
+			t.Errorf("%s: copied %v, want %v", tc.name, got, tc.ok)
 		}
 		if got := v.pages[1&v.mask].Load(); got != tc.after {
 			t.Errorf("%s: stamp %#x after the copy, want %#x", tc.name, got, tc.after)
@@ -66,6 +67,51 @@ func TestMappedViewResidency(t *testing.T) {
 		if v.tryCopyOut(make([]byte, tc.n), tc.abs) {
 			t.Errorf("copied %d bytes at %d, outside the mapping or empty", tc.n, tc.abs)
 		}
+	}
+}
+
+// TestMappedViewTags checks windows with more pages than the residency
+// table has slots, starting anywhere in the file: two pages that share a
+// slot never pass for each other.
+func TestMappedViewTags(t *testing.T) {
+	const page = 1 << mappedPageShift
+	for _, tc := range []struct {
+		name     string
+		from, to int64
+	}{
+		{"one page past the table, from page 3", 3 * page, 3*page + (maxResidencyPages+2)*page},
+		{"5 GiB from 1 TiB", 1 << 40, 1<<40 + 5<<30},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := os.CreateTemp(t.TempDir(), "tags-*.img")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { f.Close() })
+			if err := f.Truncate(tc.to); err != nil {
+				t.Skipf("a sparse file of %d bytes: %v", tc.to, err)
+			}
+			v := newMappedView(int(f.Fd()), tc.from, tc.to, false)
+			if v == nil {
+				t.Skip("the window could not be mapped here")
+			}
+			t.Cleanup(func() { v.close() })
+			if len(v.pages) != maxResidencyPages {
+				t.Fatalf("%d slots, want the most, %d", len(v.pages), maxResidencyPages)
+			}
+			first := tc.from + page
+			twin := first + int64(len(v.pages))*page // same slot, another tag
+			v.markResident(first, 512)
+			if ok, _ := v.resident(first, 512); !ok {
+				t.Error("a page just stamped is not resident")
+			}
+			if ok, _ := v.resident(twin, 512); ok {
+				t.Error("a page sharing its slot passes for the one stamped")
+			}
+			if s := v.pages[uint64(first)>>mappedPageShift&v.mask].Load(); s == 0 {
+				t.Error("a stamp is 0, which means an empty slot")
+			}
+		})
 	}
 }
 
