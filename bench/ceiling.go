@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -30,8 +31,30 @@ type SyncCeiling struct {
 
 // BatchRate is a write rate with Writes writes per fdatasync.
 type BatchRate struct {
-	Writes    int     `json:"writes_per_sync"`
+	Writes int `json:"writes_per_sync"`
+	// PerSecond is the median of Samples.
 	PerSecond float64 `json:"writes_per_s"`
+	// Samples are the rates measured: before the cells, and by Compare
+	// again beside each round of the -s write cells with as many writes
+	// in flight, since a shared disk's speed drifts over a run (11.5k to
+	// 21k writes/s with 16 per sync within an hour on the development VM).
+	Samples []float64 `json:"samples,omitempty"`
+}
+
+// add records a new sample of the rate and makes PerSecond their median.
+func (b *BatchRate) add(rate float64) {
+	b.Samples = append(b.Samples, rate)
+	b.PerSecond = median(slices.Clone(b.Samples))
+}
+
+// batch returns the rate with n writes per sync, or nil if not measured.
+func (c *SyncCeiling) batch(n int) *BatchRate {
+	for i := range c.Batches {
+		if c.Batches[i].Writes == n {
+			return &c.Batches[i]
+		}
+	}
+	return nil
 }
 
 // Best reports the rate with n writes per sync, or 0 if not measured.
@@ -65,7 +88,8 @@ func MeasureSyncCeiling(dir string, size int64, mtu, writeBytes int, batches []i
 		if err != nil {
 			return fail(err)
 		}
-		c.Batches = append(c.Batches, BatchRate{Writes: n, PerSecond: rate})
+		c.Batches = append(c.Batches, BatchRate{Writes: n})
+		c.Batches[len(c.Batches)-1].add(rate)
 	}
 	return c, nil
 }

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -32,5 +33,27 @@ func TestMachineTimes(t *testing.T) {
 	}
 	if total == 0 || busy > total {
 		t.Errorf("busy %d of %d ticks", busy, total)
+	}
+}
+
+// TestBatchRateSamples checks that a ceiling measured again beside the
+// cells reports the median of every measurement, not the first one.
+func TestBatchRateSamples(t *testing.T) {
+	c := SyncCeiling{Batches: []BatchRate{{Writes: 1}, {Writes: 16}}}
+	if c.batch(64) != nil {
+		t.Error("found a batch size never measured")
+	}
+	b := c.batch(16)
+	for _, tc := range []struct{ add, want float64 }{{21000, 21000}, {11500, 16250}, {19000, 19000}} {
+		b.add(tc.add)
+		if b.PerSecond != tc.want {
+			t.Errorf("after %v: %v writes/s, want the median %v", b.Samples, b.PerSecond, tc.want)
+		}
+	}
+	if got := c.Best(16); got != 19000 {
+		t.Errorf("Best(16) = %v, want 19000", got)
+	}
+	if !slices.Equal(b.Samples, []float64{21000, 11500, 19000}) {
+		t.Errorf("samples reordered: %v", b.Samples)
 	}
 }

@@ -332,9 +332,7 @@ func measureCeilings(cfg CompareConfig, rep *Report) error {
 	if !slices.Contains(cfg.SyncModes, true) {
 		return nil
 	}
-	// Long enough to average out the disk's hiccups; the cells, not
-	// this, are what the run is for.
-	d := min(max(cfg.Duration/2, 200*time.Millisecond), time.Second)
+	d := ceilingDuration(cfg)
 	for _, mtu := range cfg.MTUs {
 		c, err := MeasureSyncCeiling(cfg.Dir, cfg.Size, mtu, aoe.SectorsPerFrame(mtu)*aoe.SectorSize, cfg.QueueDepths, d)
 		if err != nil {
@@ -343,6 +341,38 @@ func measureCeilings(cfg CompareConfig, rep *Report) error {
 		rep.Ceilings = append(rep.Ceilings, c)
 		if cfg.Progress != nil {
 			fmt.Fprintln(cfg.Progress, c.summary())
+		}
+	}
+	return nil
+}
+
+// ceilingDuration is how long each figure of the disk's ceiling is
+// measured: long enough to average out the disk's hiccups; the cells, not
+// this, are what the run is for.
+func ceilingDuration(cfg CompareConfig) time.Duration {
+	return min(max(cfg.Duration/2, 200*time.Millisecond), time.Second)
+}
+
+// remeasureCeiling measures the disk's rate with key's queue depth of
+// writes per sync again, beside a round of key's -s write cells, into
+// rep's ceiling for key's MTU (if the run measured one).
+func (env *compareEnv) remeasureCeiling(key CellKey, rep *Report) error {
+	for i := range rep.Ceilings {
+		c := &rep.Ceilings[i]
+		if c.MTU != key.MTU {
+			continue
+		}
+		b := c.batch(key.QueueDepth)
+		if b == nil {
+			return nil
+		}
+		rate, err := syncRate(env.cfg.Dir, env.cfg.Size, c.WriteBytes, key.QueueDepth, false, ceilingDuration(env.cfg))
+		if err != nil {
+			return fmt.Errorf("bench: disk ceiling in %s: %w", env.cfg.Dir, err)
+		}
+		b.add(rate)
+		if env.cfg.Progress != nil {
+			fmt.Fprintf(env.cfg.Progress, "disk      MTU %4d -s ceiling again, %d per fdatasync: %.0f/s\n", key.MTU, key.QueueDepth, rate)
 		}
 	}
 	return nil
@@ -386,6 +416,11 @@ func (env *compareEnv) measureKey(ctx context.Context, key CellKey, op Op, specs
 		return err
 	}
 	for round := range env.cfg.Repeat {
+		if key.Sync && op == Write {
+			if err := env.remeasureCeiling(key, rep); err != nil {
+				return err
+			}
+		}
 		for i := range specs {
 			spec := specs[i]
 			if round%2 == 1 {

@@ -25,7 +25,7 @@ func TestReport(t *testing.T) {
 			{Target: "ironblade", MTU: 9000, Sync: true, Op: "read", QueueDepth: 1, MBps: 10},
 			{Target: "vblade", MTU: 9000, Sync: true, Op: "read", QueueDepth: 1, Error: "no response"},
 		},
-		Ceilings: []SyncCeiling{{MTU: 1500, WriteBytes: 1024, OSync: 4000, Batches: []BatchRate{{1, 3000}, {16, 26000}}}},
+		Ceilings: []SyncCeiling{{MTU: 1500, WriteBytes: 1024, OSync: 4000, Batches: []BatchRate{{Writes: 1, PerSecond: 3000}, {Writes: 16, PerSecond: 26000}}}},
 	}
 	rows := rep.Rows()
 	if len(rows) != 2 || rows[0].Ratio != 1.5 || rows[1].Ratio != 0 || rows[1].Vblade == nil || rows[1].Vblade.Error == "" {
@@ -82,7 +82,7 @@ func pinnedReport() *Report {
 			cell("ironblade", true, true, 24700, 0.2), cell("vblade", true, true, 4000, 0.1),
 			cell("ironblade", false, true, 26000, 0.2), {Target: "vblade", MTU: 1500, Sync: true, Op: "write", QueueDepth: 16, Error: "no response"},
 		},
-		Ceilings: []SyncCeiling{{MTU: 1500, WriteBytes: 1024, OSync: 4000, Batches: []BatchRate{{1, 3000}, {16, 26000}}}},
+		Ceilings: []SyncCeiling{{MTU: 1500, WriteBytes: 1024, OSync: 4000, Batches: []BatchRate{{Writes: 1, PerSecond: 3000}, {Writes: 16, PerSecond: 26000}}}},
 	}
 }
 

@@ -469,7 +469,9 @@ func writeCeilings(b *strings.Builder, r *Report) {
 	b.WriteString("\nThe disk's ceiling for -s, measured without a network: one thread writing random one-frame blocks " +
 		"to a fresh sparse file in " + r.Dir + ", either each with O_SYNC (as vblade -s does) or N at a time with one " +
 		"fdatasync after each N (group commit at its best, every write in flight joining the next sync). No " +
-		"sync-before-ack target can answer writes faster on this disk, so the last column bounds the -s write ratio.\n\n")
+		"sync-before-ack target can answer writes faster on this disk, so the last column bounds the -s write ratio. " +
+		"N per fdatasync is measured before the cells and again before each round of the -s write cells with N in " +
+		"flight; the table gives the median and the range.\n\n")
 	b.WriteString("| MTU | write bytes | O_SYNC writes/s | writes per fdatasync | writes/s | best ratio |\n")
 	b.WriteString("|---:|---:|---:|---:|---:|---:|\n")
 	for _, c := range r.Ceilings {
@@ -478,7 +480,11 @@ func writeCeilings(b *strings.Builder, r *Report) {
 			if c.OSync > 0 {
 				ratio = fmt.Sprintf("%.2fx", br.PerSecond/c.OSync)
 			}
-			fmt.Fprintf(b, "| %d | %d | %.0f | %d | %.0f | %s |\n", c.MTU, c.WriteBytes, c.OSync, br.Writes, br.PerSecond, ratio)
+			rate := fmt.Sprintf("%.0f", br.PerSecond)
+			if len(br.Samples) > 1 {
+				rate += fmt.Sprintf(" (%.0f-%.0f)", slices.Min(br.Samples), slices.Max(br.Samples))
+			}
+			fmt.Fprintf(b, "| %d | %d | %.0f | %d | %s | %s |\n", c.MTU, c.WriteBytes, c.OSync, br.Writes, rate, ratio)
 		}
 	}
 }

@@ -143,7 +143,9 @@ func compareCommand() *cli.Command {
 			"every cell pinned and then unpinned where there are two CPUs and taskset, else unpinned.\n" +
 			"Each cell also gets the CPU the target and the generator used per request. With -s cells, it\n" +
 			"first measures the disk's own ceiling for durable writes (O_SYNC one at a time, as vblade\n" +
-			"-s, against N writes per fdatasync), which bounds the -s rate any target can reach there.\n" +
+			"-s, against N writes per fdatasync), which bounds the -s rate any target can reach there;\n" +
+			"it measures N per fdatasync again before each round of the -s write cells and reports the\n" +
+			"median, since a shared disk's speed drifts over a run.\n" +
 			"Prints markdown tables (or JSON) to stdout and a line per cell to stderr. Backing files\n" +
 			"go to --dir: keep it on a disk filesystem, since fdatasync on tmpfs is a no-op and -s\n" +
 			"would measure nothing.",
