@@ -108,12 +108,18 @@ func (v *mappedView) stamp(page, epoch uint64) uint32 {
 	return uint32(1<<31 | (page>>v.shift&0x7fff)<<16 | epoch&0xffff)
 }
 
+// pageSpan returns the first and last page numbers of [abs, abs+n), n > 0.
+func pageSpan(abs int64, n int) (first, last uint64) {
+	return uint64(abs) >> mappedPageShift, uint64(abs+int64(n)-1) >> mappedPageShift
+}
+
 // resident reports whether every page of [abs, abs+n) was stamped in this
 // residency epoch or the previous one, and stale whether one of them was
 // stamped in the previous one.
 func (v *mappedView) resident(abs int64, n int) (ok, stale bool) {
 	epoch := v.epoch()
-	for page := uint64(abs) >> mappedPageShift; page <= uint64(abs+int64(n)-1)>>mappedPageShift; page++ {
+	first, last := pageSpan(abs, n)
+	for page := first; page <= last; page++ {
 		switch v.pages[page&v.mask].Load() {
 		case v.stamp(page, epoch):
 		case v.stamp(page, epoch-1):
@@ -132,14 +138,16 @@ func (v *mappedView) markResident(abs int64, n int) {
 		return
 	}
 	epoch := v.epoch()
-	for page := uint64(abs) >> mappedPageShift; page <= uint64(abs+int64(n)-1)>>mappedPageShift; page++ {
+	first, last := pageSpan(abs, n)
+	for page := first; page <= last; page++ {
 		v.pages[page&v.mask].Store(v.stamp(page, epoch))
 	}
 }
 
 // forget clears the stamps of the pages of [abs, abs+n).
 func (v *mappedView) forget(abs int64, n int) {
-	for page := uint64(abs) >> mappedPageShift; page <= uint64(abs+int64(n)-1)>>mappedPageShift; page++ {
+	first, last := pageSpan(abs, n)
+	for page := first; page <= last; page++ {
 		v.pages[page&v.mask].Store(0)
 	}
 }
@@ -184,7 +192,8 @@ func (v *mappedView) tryCopy(p []byte, abs int64, toFile bool) bool {
 // current stamp alone, so a hot page's slot is not written on every copy.
 func (v *mappedView) renew(abs int64, n int) {
 	epoch := v.epoch()
-	for page := uint64(abs) >> mappedPageShift; page <= uint64(abs+int64(n)-1)>>mappedPageShift; page++ {
+	first, last := pageSpan(abs, n)
+	for page := first; page <= last; page++ {
 		v.pages[page&v.mask].CompareAndSwap(v.stamp(page, epoch-1), v.stamp(page, epoch))
 	}
 }
