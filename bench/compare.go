@@ -98,6 +98,11 @@ type Cell struct {
 	Pinned bool `json:"pinned,omitempty"`
 	// Round counts the cell's rounds from 0, when it has several.
 	Round int `json:"round,omitempty"`
+	// DiskCeiling is, for a -s write cell, the disk's rate with as many
+	// writes per fdatasync as the queue depth, measured just before the
+	// cell's round: what it is read against, since the disk's speed
+	// drifts over a run.
+	DiskCeiling float64 `json:"disk_ceiling_writes_per_s,omitempty"`
 	// SectorsPerFrame and BufferCount are what the target advertised.
 	SectorsPerFrame int     `json:"sectors_per_frame"`
 	BufferCount     int     `json:"buffer_count"`
@@ -355,8 +360,9 @@ func ceilingDuration(cfg CompareConfig) time.Duration {
 
 // remeasureCeiling measures the disk's rate with key's queue depth of
 // writes per sync again, beside a round of key's -s write cells, into
-// rep's ceiling for key's MTU (if the run measured one).
-func (env *compareEnv) remeasureCeiling(key CellKey, rep *Report) error {
+// rep's ceiling for key's MTU, and returns it (0 if the run measured no
+// such ceiling).
+func (env *compareEnv) remeasureCeiling(key CellKey, rep *Report) (float64, error) {
 	for i := range rep.Ceilings {
 		c := &rep.Ceilings[i]
 		if c.MTU != key.MTU {
@@ -364,18 +370,19 @@ func (env *compareEnv) remeasureCeiling(key CellKey, rep *Report) error {
 		}
 		b := c.batch(key.QueueDepth)
 		if b == nil {
-			return nil
+			return 0, nil
 		}
 		rate, err := syncRate(env.cfg.Dir, env.cfg.Size, c.WriteBytes, key.QueueDepth, false, ceilingDuration(env.cfg))
 		if err != nil {
-			return fmt.Errorf("bench: disk ceiling in %s: %w", env.cfg.Dir, err)
+			return 0, fmt.Errorf("bench: disk ceiling in %s: %w", env.cfg.Dir, err)
 		}
 		b.add(rate)
 		if env.cfg.Progress != nil {
 			fmt.Fprintf(env.cfg.Progress, "disk      MTU %4d -s ceiling again, %d per fdatasync: %.0f/s\n", key.MTU, key.QueueDepth, rate)
 		}
+		return rate, nil
 	}
-	return nil
+	return 0, nil
 }
 
 // measureMTU sets the veth pair's MTU and measures every cell at it.
@@ -416,8 +423,10 @@ func (env *compareEnv) measureKey(ctx context.Context, key CellKey, op Op, specs
 		return err
 	}
 	for round := range env.cfg.Repeat {
+		var diskCeiling float64
 		if key.Sync && op == Write {
-			if err := env.remeasureCeiling(key, rep); err != nil {
+			var err error
+			if diskCeiling, err = env.remeasureCeiling(key, rep); err != nil {
 				return err
 			}
 		}
@@ -430,7 +439,7 @@ func (env *compareEnv) measureKey(ctx context.Context, key CellKey, op Op, specs
 				continue
 			}
 			cell := env.runCell(ctx, spec, key, op)
-			cell.Round = round
+			cell.Round, cell.DiskCeiling = round, diskCeiling
 			if err := ctx.Err(); err != nil {
 				return fmt.Errorf("bench: compare: %w", err)
 			}

@@ -104,6 +104,13 @@ func TestReportPinnedCeiling(t *testing.T) {
 		pinned.Ceiling.IOPS != 200000 || pinned.IronbladeOfLink != 0.75 || pinned.VbladeOfLink != 0.5 || pinned.DiskCeiling != 0 {
 		t.Errorf("pinned row %+v", pinned)
 	}
+	// The link costs 2.5 µs a request: ironblade adds 3.5 µs to it,
+	// vblade 6.5 µs, and a target adding nothing would cost 2.5/9 of
+	// vblade.
+	if !near(pinned.LinkFloor, 2.5/9) || !near(pinned.IronbladeOverLink, 3.5) || !near(pinned.VbladeOverLink, 6.5) ||
+		!near(pinned.OverLinkRatio(), 3.5/6.5) || syncPinned.LinkFloor != 0 || syncPinned.OverLinkRatio() != 0 {
+		t.Errorf("CPU above the link: pinned row %+v, -s pinned row %+v", pinned, syncPinned)
+	}
 	if unpinned.Pinned || !near(unpinned.Ratio, 1.1) || unpinned.Ceiling.IOPS != 150000 || !near(unpinned.IronbladeOfLink, 11.0/15) {
 		t.Errorf("unpinned row %+v", unpinned)
 	}
@@ -125,6 +132,9 @@ func TestReportPinnedCeiling(t *testing.T) {
 			"ironblade of ceiling, pinned | ironblade of ceiling, unpinned | vblade of ceiling, pinned | vblade of ceiling, unpinned |\n",
 		"| 1500 | no | write | 16 | 1.50x | 1.10x | 0.67x | 0.81x | 75% link | 73% link | 50% link | 67% link |\n",
 		"| 1500 | yes | write | 16 | 6.17x | n/a | 0.32x | n/a | 95% disk | 100% disk | 15% disk | n/a |\n",
+		"| MTU | -s | op | QD | pinning | link µs | ironblade above link µs | vblade above link µs | above link ib/vb | lowest possible CPU/req ib/vb |\n",
+		"| 1500 | no | write | 16 | pinned | 2.50 | 3.50 | 6.50 | 0.54x | 0.28x |\n",
+		"| 1500 | no | write | 16 | unpinned | 3.33 | 3.94 | 5.67 | 0.70x | 0.37x |\n",
 		"Pinned (target on CPU 1, generator on CPU 0):",
 		"| 1500 | no | write | 16 | ironblade | 150000 | 153.6 | 0 | 0 | 0 | 6.00 (0.90) | 6.00 (0.90) | 75% link | 1.50x |\n",
 		"| | | | | link ceiling | 200000 | 204.8 | 0 | 0 | 0 | 2.50 (0.50) | 4.50 (0.90) |  |  |\n",
@@ -229,10 +239,17 @@ func TestCompare(t *testing.T) {
 		if c.Error != "" || c.IOPS <= 0 || c.SectorsPerFrame != 17 || c.TargetCPU <= 0 || c.GeneratorCPU <= 0 {
 			t.Errorf("%s: %+v", c.Target, c)
 		}
+		// A -s write cell carries the disk's ceiling measured beside it.
+		if (c.DiskCeiling > 0) != c.Sync {
+			t.Errorf("%s -s %v: disk ceiling beside it %v", c.Target, c.Sync, c.DiskCeiling)
+		}
 	}
 	for _, row := range rows {
 		if row.Ratio <= 0 || row.Ceiling == nil || row.IronbladeOfLink <= 0 || row.VbladeOfLink <= 0 {
 			t.Errorf("row without a ratio or a link ceiling: %+v", row)
+		}
+		if !row.Sync && row.LinkFloor <= 0 {
+			t.Errorf("row without the link's floor: %+v", row)
 		}
 		if row.Sync && (row.DiskCeiling <= 0 || row.IronbladeOfDisk <= 0) {
 			t.Errorf("-s row without the disk's ceiling: %+v", row)
@@ -241,4 +258,55 @@ func TestCompare(t *testing.T) {
 	var md bytes.Buffer
 	_ = rep.WriteMarkdown(&md)
 	t.Logf("\n%s\n%s", progress.String(), md.String())
+}
+
+// TestOverLinkRatio compares what the targets add to the link's cost: a
+// target cheaper than the responder (noise) adds nothing, and there is no
+// ratio without a link figure or with vblade adding nothing.
+func TestOverLinkRatio(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		row  Row
+		want float64
+	}{
+		{"both above", Row{LinkFloor: 0.6, IronbladeOverLink: 1, VbladeOverLink: 4}, 0.25},
+		{"ironblade below the link", Row{LinkFloor: 0.6, IronbladeOverLink: -0.1, VbladeOverLink: 2}, 0},
+		{"vblade at the link", Row{LinkFloor: 1, IronbladeOverLink: 1, VbladeOverLink: 0}, 0},
+		{"no link figure", Row{IronbladeOverLink: 1, VbladeOverLink: 2}, 0},
+	} {
+		if got := tc.row.OverLinkRatio(); !near(got, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestShareOfDisk reads each round of a -s write cell against the disk's
+// ceiling measured just before it, and an older report's cells, which
+// have none, against the run's median.
+func TestShareOfDisk(t *testing.T) {
+	round := func(iops, ceiling float64, failed bool) *Cell {
+		c := &Cell{IOPS: iops, DiskCeiling: ceiling}
+		if failed {
+			c.Error = "no response"
+		}
+		return c
+	}
+	for _, tc := range []struct {
+		name   string
+		rounds []*Cell
+		want   float64
+	}{
+		// By IOPS the median round is 16000, 80% of the median ceiling;
+		// against their own ceilings the rounds are at 75%, 100%, 100%.
+		{"own ceilings", []*Cell{round(15000, 20000, false), round(18000, 18000, false), round(16000, 16000, false)}, 1},
+		{"even count", []*Cell{round(15000, 20000, false), round(16000, 16000, false)}, 0.875},
+		{"failed round left out", []*Cell{round(15000, 20000, false), round(0, 10000, true)}, 0.75},
+		{"older report", []*Cell{round(10000, 0, false), round(15000, 0, false), round(20000, 0, false)}, 0.75},
+		{"all failed", []*Cell{round(0, 20000, true)}, 0},
+		{"no rounds", nil, 0},
+	} {
+		if got := shareOfDisk(tc.rounds, 20000); !near(got, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
 }

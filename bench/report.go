@@ -47,11 +47,36 @@ type Row struct {
 	VbladeOfLink    float64 `json:"vblade_of_link_ceiling,omitempty"`
 	// DiskCeiling is, in a -s write row, the writes per second the disk
 	// allows with as many writes per fdatasync as the queue depth (group
-	// commit at its best, SyncCeiling); IronbladeOfDisk and VbladeOfDisk
-	// are each target's IOPS over it.
+	// commit at its best, SyncCeiling), the median of the run's
+	// measurements; IronbladeOfDisk and VbladeOfDisk are each target's
+	// share of it: the median over its rounds of the round's IOPS over
+	// the ceiling measured just before that round (Cell.DiskCeiling).
 	DiskCeiling     float64 `json:"disk_ceiling_writes_per_s,omitempty"`
 	IronbladeOfDisk float64 `json:"ironblade_of_disk_ceiling,omitempty"`
 	VbladeOfDisk    float64 `json:"vblade_of_disk_ceiling,omitempty"`
+	// LinkFloor is the Ceiling's CPU time per request over vblade's: the
+	// lowest CPURatio a target could show that added nothing to what
+	// receiving and answering a frame costs on this link, which every
+	// target pays alike (on veth, the sender's CPU also delivers each
+	// frame into the peer's socket). Set where CPURatio is, but for -s
+	// writes, whose cost is the disk's.
+	LinkFloor float64 `json:"link_floor_cpu_ratio,omitempty"`
+	// IronbladeOverLink and VbladeOverLink are each target's CPU time
+	// per request above the Ceiling's, in µs: the target's own cost. A
+	// figure below zero is noise, a target as cheap as the responder.
+	IronbladeOverLink float64 `json:"ironblade_cpu_over_link_us,omitempty"`
+	VbladeOverLink    float64 `json:"vblade_cpu_over_link_us,omitempty"`
+}
+
+// OverLinkRatio is ironblade's CPU time per request above the link's
+// over vblade's (ironblade's counted as zero if below the link's): which
+// of the targets adds less of its own. It is 0 where unknown, or where
+// vblade adds nothing measurable.
+func (r Row) OverLinkRatio() float64 {
+	if r.LinkFloor <= 0 || r.VbladeOverLink <= 0 {
+		return 0
+	}
+	return max(r.IronbladeOverLink, 0) / r.VbladeOverLink
 }
 
 // Rows pairs the report's cells, in the order they were measured, and
@@ -73,16 +98,36 @@ func (r *Report) Rows() []Row {
 		link := p.CellKey
 		link.Sync = false
 		row.Ceiling = ceilings[link]
+		syncWrites := row.Sync && row.Op == Write.String()
 		if c := okCell(row.Ceiling); c != nil {
 			row.IronbladeOfLink, row.VbladeOfLink = ratio(iops(ib), c.IOPS), ratio(iops(vb), c.IOPS)
+			if link := c.CPUPerOp(); row.CPURatio > 0 && link > 0 && !syncWrites {
+				row.LinkFloor = ratio(link.Seconds(), vb.CPUPerOp().Seconds())
+				row.IronbladeOverLink, row.VbladeOverLink = micros(ib.CPUPerOp()-link), micros(vb.CPUPerOp()-link)
+			}
 		}
-		if row.Sync && row.Op == Write.String() {
+		if syncWrites {
 			row.DiskCeiling = r.diskCeiling(row.MTU, row.QueueDepth)
-			row.IronbladeOfDisk, row.VbladeOfDisk = ratio(iops(ib), row.DiskCeiling), ratio(iops(vb), row.DiskCeiling)
+			row.IronbladeOfDisk, row.VbladeOfDisk = shareOfDisk(p.aRounds, row.DiskCeiling), shareOfDisk(p.bRounds, row.DiskCeiling)
 		}
 		rows = append(rows, row)
 	}
 	return rows
+}
+
+// shareOfDisk is the median, over a target's rounds of a -s write cell
+// that did not fail, of each round's IOPS over the disk's ceiling
+// measured just before it, or over ceiling (the median of all the run's
+// measurements) for a cell from a report that has no ceiling of its own;
+// 0 if none can be read so.
+func shareOfDisk(rounds []*Cell, ceiling float64) float64 {
+	var shares []float64
+	for _, c := range rounds {
+		if s := ratio(c.IOPS, cmp.Or(c.DiskCeiling, ceiling)); c.Error == "" && s > 0 {
+			shares = append(shares, s)
+		}
+	}
+	return median(shares)
 }
 
 // iops is c's IOPS, or 0 if c is nil.
@@ -134,6 +179,8 @@ func (r *Report) pinModes() []bool {
 type cellPair struct {
 	CellKey
 	a, b *Cell
+	// aRounds and bRounds are every round of a's and b's.
+	aRounds, bRounds []*Cell
 }
 
 // pairCells pairs the cells of targets a and b, in the order they were
@@ -166,6 +213,7 @@ func pairCells(cells []Cell, a, b string) []cellPair {
 	}
 	for j := range pairs {
 		pairs[j].a, pairs[j].b = medianCell(rounds[j][0]), medianCell(rounds[j][1])
+		pairs[j].aRounds, pairs[j].bRounds = rounds[j][0], rounds[j][1]
 	}
 	return pairs
 }
@@ -249,6 +297,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		"and of the load generator (ironbench).\n")
 	modes := r.pinModes()
 	writeRatios(&b, rows, modes)
+	writeOverLink(&b, rows)
 	for _, pinned := range modes {
 		r.writeModeTable(&b, rows, pinned)
 	}
@@ -321,7 +370,8 @@ func writeRatios(b *strings.Builder, rows []Row, modes []bool) {
 	b.WriteString("\nRatios: ib/vb is ironblade over vblade, IOPS (above 1, ironblade answers more) and the target's CPU " +
 		"time per request (below 1, ironblade is cheaper). Each target's IOPS is also given as a share of its ceiling: " +
 		"link, the responder's IOPS in the same cell; disk, for -s writes, the disk's rate with as many writes per " +
-		"fdatasync as the queue depth (group commit at its best, in the disk table below).\n\n")
+		"fdatasync as the queue depth (group commit at its best, in the disk table below), each round read against " +
+		"the rate measured just before it and the median of the rounds given.\n\n")
 	b.WriteString("| MTU | -s | op | QD |")
 	rule := "|---:|:--:|:--|---:|"
 	for _, f := range figures {
@@ -343,6 +393,34 @@ func writeRatios(b *strings.Builder, rows []Row, modes []bool) {
 			}
 		}
 		b.WriteString("\n")
+	}
+}
+
+// writeOverLink writes, for the rows read against a link ceiling, what
+// each target's CPU time per request adds to the link's own, and the
+// lowest CPU ratio to vblade the link leaves possible.
+func writeOverLink(b *strings.Builder, rows []Row) {
+	if !slices.ContainsFunc(rows, func(r Row) bool { return r.LinkFloor > 0 }) {
+		return
+	}
+	b.WriteString("\nCPU time per request above the link's: every target pays what receiving and answering a frame " +
+		"costs on this link, measured as the responder's CPU time per request (link µs); on veth the sender's CPU also " +
+		"delivers each frame into the peer's socket. Above link is each target's CPU time per request less that, its " +
+		"own cost; ib/vb compares those (ironblade's counted as 0 where below the link's, within the noise). Lowest " +
+		"possible is the link's CPU time over vblade's: the CPU/req ib/vb of a target that added nothing to the link.\n\n")
+	b.WriteString("| MTU | -s | op | QD | pinning | link µs | ironblade above link µs | vblade above link µs | above link ib/vb | lowest possible CPU/req ib/vb |\n")
+	b.WriteString("|---:|:--:|:--|---:|:--|---:|---:|---:|---:|---:|\n")
+	for _, r := range rows {
+		if r.LinkFloor <= 0 {
+			continue
+		}
+		above := "n/a"
+		if r.VbladeOverLink > 0 {
+			above = fmt.Sprintf("%.2fx", r.OverLinkRatio())
+		}
+		fmt.Fprintf(b, "| %d | %s | %s | %d | %s | %.2f | %.2f | %.2f | %s | %s |\n", r.MTU, yesNo(r.Sync), r.Op,
+			r.QueueDepth, modeName(r.Pinned), micros(r.Ceiling.CPUPerOp()), r.IronbladeOverLink, r.VbladeOverLink,
+			above, times(r.LinkFloor))
 	}
 }
 
