@@ -310,3 +310,24 @@ func TestShareOfDisk(t *testing.T) {
 		}
 	}
 }
+
+// TestNoLinkFloorAtDepthOne leaves the link's floor out at queue depth 1,
+// where the wake-up of an idle CPU, not the frame, sets the cost.
+func TestNoLinkFloorAtDepthOne(t *testing.T) {
+	rep := pinnedReport()
+	for i := range rep.Cells {
+		rep.Cells[i].QueueDepth = 1
+	}
+	for _, row := range rep.Rows() {
+		if row.Ceiling == nil || row.LinkFloor != 0 || row.IronbladeOverLink != 0 || row.OverLinkRatio() != 0 {
+			t.Errorf("queue depth 1: %+v", row)
+		}
+	}
+	var md bytes.Buffer
+	if err := rep.WriteMarkdown(&md); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(md.String(), "above link") {
+		t.Errorf("a table of the cost above the link at queue depth 1:\n%s", md.String())
+	}
+}

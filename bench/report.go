@@ -59,7 +59,10 @@ type Row struct {
 	// receiving and answering a frame costs on this link, which every
 	// target pays alike (on veth, the sender's CPU also delivers each
 	// frame into the peer's socket). Set where CPURatio is, but for -s
-	// writes, whose cost is the disk's.
+	// writes, whose cost is the disk's, and at queue depth 1, where each
+	// request wakes an idle CPU and the wake-up's cost, which depends on
+	// timing more than on work, outweighs the frame's (the responder may
+	// cost more than vblade there).
 	LinkFloor float64 `json:"link_floor_cpu_ratio,omitempty"`
 	// IronbladeOverLink and VbladeOverLink are each target's CPU time
 	// per request above the Ceiling's, in µs: the target's own cost. A
@@ -101,7 +104,7 @@ func (r *Report) Rows() []Row {
 		syncWrites := row.Sync && row.Op == Write.String()
 		if c := okCell(row.Ceiling); c != nil {
 			row.IronbladeOfLink, row.VbladeOfLink = ratio(iops(ib), c.IOPS), ratio(iops(vb), c.IOPS)
-			if link := c.CPUPerOp(); row.CPURatio > 0 && link > 0 && !syncWrites {
+			if link := c.CPUPerOp(); row.CPURatio > 0 && link > 0 && !syncWrites && row.QueueDepth > 1 {
 				row.LinkFloor = ratio(link.Seconds(), vb.CPUPerOp().Seconds())
 				row.IronbladeOverLink, row.VbladeOverLink = micros(ib.CPUPerOp()-link), micros(vb.CPUPerOp()-link)
 			}
@@ -407,7 +410,8 @@ func writeOverLink(b *strings.Builder, rows []Row) {
 		"costs on this link, measured as the responder's CPU time per request (link µs); on veth the sender's CPU also " +
 		"delivers each frame into the peer's socket. Above link is each target's CPU time per request less that, its " +
 		"own cost; ib/vb compares those (ironblade's counted as 0 where below the link's, within the noise). Lowest " +
-		"possible is the link's CPU time over vblade's: the CPU/req ib/vb of a target that added nothing to the link.\n\n")
+		"possible is the link's CPU time over vblade's: the CPU/req ib/vb of a target that added nothing to the link. " +
+		"Not at queue depth 1, where each request wakes an idle CPU and that wake-up, not the frame, sets the cost.\n\n")
 	b.WriteString("| MTU | -s | op | QD | pinning | link µs | ironblade above link µs | vblade above link µs | above link ib/vb | lowest possible CPU/req ib/vb |\n")
 	b.WriteString("|---:|:--:|:--|---:|:--|---:|---:|---:|---:|---:|\n")
 	for _, r := range rows {
