@@ -32,6 +32,19 @@ type CompareConfig struct {
 	Dir string
 	// Size is each backing file's size in bytes; default 256 MiB.
 	Size int64
+	// Cold leaves the fresh sparse backing file of each read cell out of
+	// the page cache, so that reads find unwritten blocks and the first
+	// read of each page has the kernel allocate and zero a page cache
+	// page. By default a read cell's file is read through once before its
+	// target starts, so that the cells measure the targets rather than
+	// the page cache filling up: on a virtual machine whose memory the
+	// host backs lazily, that filling is a host page fault per page, and
+	// the kernel's read-ahead decides how many pages each target has it
+	// fill (at QD 1 it filled about twice as many for ironblade). Write
+	// cells start cold either way: a file read through is cached in large
+	// folios, and a 1 KiB write then dirties a whole folio (9% of the
+	// link's IOPS for both targets at QD 16, MTU 1500).
+	Cold bool
 	// Duration is how long each cell is measured; default 3 s. Warmup
 	// runs before it; default 300 ms.
 	Duration, Warmup time.Duration
@@ -140,10 +153,14 @@ type Report struct {
 	Dir        string `json:"dir"`
 	FileSystem string `json:"filesystem"`
 	FileSize   int64  `json:"file_size"`
-	Kernel     string `json:"kernel"`
-	CPUs       int    `json:"cpus"`
-	Ironblade  string `json:"ironblade"`
-	Vblade     string `json:"vblade,omitempty"`
+	// Warm says each read cell's backing file was read through before
+	// the cell (CompareConfig.Cold unset); a report without it predates
+	// that or was run cold.
+	Warm      bool   `json:"warm_files,omitempty"`
+	Kernel    string `json:"kernel"`
+	CPUs      int    `json:"cpus"`
+	Ironblade string `json:"ironblade"`
+	Vblade    string `json:"vblade,omitempty"`
 	// Pinning says which CPUs target and generator ran on in the pinned
 	// cells, and PinModes which cells were pinned (true) or not (false),
 	// in the order measured. A report without PinModes predates them: its
@@ -281,7 +298,7 @@ func Compare(ctx context.Context, cfg CompareConfig) (*Report, error) {
 func newReport(cfg CompareConfig) *Report {
 	return &Report{Started: time.Now().UTC(), CellTime: cfg.Duration.String(), Warmup: cfg.Warmup.String(),
 		MinTimeout: cfg.MinTimeout.String(), Repeat: cfg.Repeat,
-		Dir: cfg.Dir, FileSystem: fileSystem(cfg.Dir), FileSize: cfg.Size, Kernel: kernel(), CPUs: runtime.NumCPU(),
+		Dir: cfg.Dir, FileSystem: fileSystem(cfg.Dir), FileSize: cfg.Size, Warm: !cfg.Cold, Kernel: kernel(), CPUs: runtime.NumCPU(),
 		Ironblade: programVersion(cfg.Ironblade, "--version"), LoadBefore: loadAverage()}
 }
 
@@ -517,7 +534,7 @@ func (env *compareEnv) measure(ctx context.Context, spec targetSpec, cell *Cell,
 	var file string
 	if !spec.diskless {
 		var err error
-		if file, err = sparseFile(env.cfg.Dir, env.cfg.Size); err != nil {
+		if file, err = sparseFile(env.cfg.Dir, env.cfg.Size, op == Read && !env.cfg.Cold); err != nil {
 			return err
 		}
 		defer os.Remove(file)

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -10,9 +11,24 @@ import (
 // files, and the source nbdcopy copies in.
 
 // sparseFile creates a sparse file of size bytes in dir: a fresh backing
-// file for a Compare cell.
-func sparseFile(dir string, size int64) (string, error) {
-	return createFile(dir, "ironbench-*.img", func(f *os.File) error { return f.Truncate(size) })
+// file for a Compare cell. If warm, it is then read through once, so that
+// its pages are in the page cache.
+func sparseFile(dir string, size int64, warm bool) (string, error) {
+	return createFile(dir, "ironbench-*.img", func(f *os.File) error {
+		if err := f.Truncate(size); err != nil || !warm {
+			return err
+		}
+		return warmFile(f)
+	})
+}
+
+// warmFile reads f through from its start, so that its pages are in the
+// page cache (zeroed ones, for a sparse file's unwritten blocks).
+func warmFile(f *os.File) error {
+	if _, err := io.CopyBuffer(io.Discard, io.NewSectionReader(f, 0, 1<<62), make([]byte, 1<<20)); err != nil {
+		return fmt.Errorf("reading %s into the page cache: %w", f.Name(), err)
+	}
+	return nil
 }
 
 // filledFile creates a file of size bytes in dir and writes it out in

@@ -520,7 +520,14 @@ func (r *Report) writeConditions(b *strings.Builder, shared string) {
 	if r.FileSystem == "tmpfs" {
 		b.WriteString(": WARNING, fdatasync is a no-op on tmpfs, so the -s figures mean nothing")
 	} else {
-		b.WriteString(", on disk, so -s syncs reach the device; reads hit unwritten blocks")
+		b.WriteString(", on disk, so -s syncs reach the device")
+		if r.Warm {
+			b.WriteString("; a read cell's file is read through once before its target starts, so that its (zeroed) " +
+				"pages are in the page cache and reads measure the targets, not the page cache filling up (`--cold` " +
+				"leaves it out); a write cell's is not, so writes fill the page cache as new data does")
+		} else {
+			b.WriteString("; reads hit unwritten blocks, not in the page cache")
+		}
 	}
 	b.WriteString(".\n")
 	cpus := fmt.Sprintf("%d CPUs shared by %s", r.CPUs, shared)

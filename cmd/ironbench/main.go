@@ -136,7 +136,9 @@ func compareCommand() *cli.Command {
 		Usage: "measure ironblade against vblade over a veth pair (needs root)",
 		Description: "Creates two network namespaces joined by a veth pair, then for each MTU, mode (with and\n" +
 			"without -s), operation, queue depth and pinning runs ironblade and then vblade on a fresh\n" +
-			"sparse file and drives each with the same generator for --duration; without -s, then the\n" +
+			"sparse file (read through once first for read cells, so that reads find the page cache\n" +
+			"filled; --cold leaves that out) and drives each with the same generator for --duration;\n" +
+			"without -s, then the\n" +
 			"responder (this program, answering at once without storage: the ceiling of the link and the\n" +
 			"generator; --ceiling=false leaves it out). Pinned cells run the target on the last CPU and\n" +
 			"the generator on the others (taskset, sched_setaffinity); --pin auto, the default, measures\n" +
@@ -169,6 +171,7 @@ func cellFlags(sync, pin string) []cli.Flag {
 		ironbladeFlag(),
 		&cli.StringFlag{Name: "dir", Value: bench.DefaultDir, Usage: "put the backing files in `DIR` (on disk, not tmpfs)"},
 		&cli.StringFlag{Name: "size", Value: "256MiB", Usage: "backing file `SIZE` (bytes, or with K, M, G, KiB, MiB, GiB)"},
+		&cli.BoolFlag{Name: "cold", Usage: "leave the fresh sparse backing file of each read cell out of the page cache (by default it is read through once before the cell)"},
 		&cli.DurationFlag{Name: "min-rto", Value: bench.DefaultMinTimeout,
 			Usage: "retransmit a request unanswered after at least `DUR` (more if round trips are slower)"},
 		&cli.IntFlag{Name: "repeat", Value: 1, Usage: "measure each cell `N` times, the targets taking turns, and report the medians"},
@@ -191,6 +194,7 @@ func cellConfig(c *cli.Context, cmd string) (bench.CompareConfig, error) {
 		Warmup:     c.Duration("warmup"),
 		MinTimeout: c.Duration("min-rto"),
 		Repeat:     c.Int("repeat"),
+		Cold:       c.Bool("cold"),
 		Progress:   c.App.ErrWriter,
 	}
 	if cfg.Repeat < 1 || cfg.Repeat > 100 {
