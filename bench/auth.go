@@ -49,7 +49,9 @@ type SealCounts struct {
 // a seal.InitiatorLink holding the key, so that it discovers the target
 // through a handshake and seals and checks every frame (HMAC-SHA256, or
 // AES-256-GCM with cfg.Encrypt). cfg.Vblade is not used; cfg.SyncModes
-// defaults to without -s only. It needs root.
+// defaults to without -s only. As in Compare, a read cell's file is read
+// through first unless cfg.Cold (reports from before that choice measured
+// reads cold). It needs root.
 func CompareAuth(ctx context.Context, cfg CompareConfig) (*Report, error) {
 	cfg.SyncModes = orDefault(cfg.SyncModes, []bool{false})
 	cfg = cfg.withDefaults()

@@ -42,8 +42,8 @@ type CompareConfig struct {
 	// the kernel's read-ahead decides how many pages each target has it
 	// fill (at QD 1 it filled about twice as many for ironblade). Write
 	// cells start cold either way: a file read through is cached in large
-	// folios, and a 1 KiB write then dirties a whole folio (9% of the
-	// link's IOPS for both targets at QD 16, MTU 1500).
+	// folios, and a 1 KiB write then dirties a whole folio (9% and 7% of
+	// the link's IOPS for ironblade and vblade at QD 16, MTU 1500).
 	Cold bool
 	// Duration is how long each cell is measured; default 3 s. Warmup
 	// runs before it; default 300 ms.
@@ -153,10 +153,10 @@ type Report struct {
 	Dir        string `json:"dir"`
 	FileSystem string `json:"filesystem"`
 	FileSize   int64  `json:"file_size"`
-	// Warm says each read cell's backing file was read through before
-	// the cell (CompareConfig.Cold unset); a report without it predates
-	// that or was run cold.
-	Warm      bool   `json:"warm_files,omitempty"`
+	// ReadCache is "warm" if each read cell's backing file was read
+	// through before the cell, "cold" if not (CompareConfig.Cold); empty
+	// in a report from before the choice, whose read cells were cold.
+	ReadCache string `json:"read_cache,omitempty"`
 	Kernel    string `json:"kernel"`
 	CPUs      int    `json:"cpus"`
 	Ironblade string `json:"ironblade"`
@@ -298,8 +298,16 @@ func Compare(ctx context.Context, cfg CompareConfig) (*Report, error) {
 func newReport(cfg CompareConfig) *Report {
 	return &Report{Started: time.Now().UTC(), CellTime: cfg.Duration.String(), Warmup: cfg.Warmup.String(),
 		MinTimeout: cfg.MinTimeout.String(), Repeat: cfg.Repeat,
-		Dir: cfg.Dir, FileSystem: fileSystem(cfg.Dir), FileSize: cfg.Size, Warm: !cfg.Cold, Kernel: kernel(), CPUs: runtime.NumCPU(),
+		Dir: cfg.Dir, FileSystem: fileSystem(cfg.Dir), FileSize: cfg.Size, ReadCache: readCache(cfg.Cold), Kernel: kernel(), CPUs: runtime.NumCPU(),
 		Ironblade: programVersion(cfg.Ironblade, "--version"), LoadBefore: loadAverage()}
+}
+
+// readCache names the state a read cell's backing file starts in.
+func readCache(cold bool) string {
+	if cold {
+		return "cold"
+	}
+	return "warm"
 }
 
 // DefaultPinModes returns the pinning modes Compare uses by default:

@@ -143,6 +143,7 @@ func TestReportPinnedCeiling(t *testing.T) {
 		"each cell pinned, target on CPU 1, generator on CPU 0 (taskset for the target, sched_setaffinity for the generator), " +
 			"then unpinned, shared by target and generator",
 		"responder: ironbench version v1", "`ironbench responder`",
+		"; reads hit unwritten blocks, not in the page cache.",
 		"Failures:", "vblade    MTU 1500 -s write QD 16: FAILED: no response",
 	} {
 		if !strings.Contains(md.String(), want) {
@@ -300,7 +301,9 @@ func TestShareOfDisk(t *testing.T) {
 		// against their own ceilings the rounds are at 75%, 100%, 100%.
 		{"own ceilings", []*Cell{round(15000, 20000, false), round(18000, 18000, false), round(16000, 16000, false)}, 1},
 		{"even count", []*Cell{round(15000, 20000, false), round(16000, 16000, false)}, 0.875},
-		{"failed round left out", []*Cell{round(15000, 20000, false), round(0, 10000, true)}, 0.75},
+		// A round can fail after its figures were taken (stopping the
+		// target failed): left out all the same.
+		{"failed round left out", []*Cell{round(15000, 20000, false), round(20000, 10000, true)}, 0.75},
 		{"older report", []*Cell{round(10000, 0, false), round(15000, 0, false), round(20000, 0, false)}, 0.75},
 		{"all failed", []*Cell{round(0, 20000, true)}, 0},
 		{"no rounds", nil, 0},
@@ -329,5 +332,29 @@ func TestNoLinkFloorAtDepthOne(t *testing.T) {
 	}
 	if strings.Contains(md.String(), "above link") {
 		t.Errorf("a table of the cost above the link at queue depth 1:\n%s", md.String())
+	}
+}
+
+// TestReportReadCache says in the conditions how read cells found their
+// files: read through first, out of the page cache, or, in a report from
+// before the choice, out of it.
+func TestReportReadCache(t *testing.T) {
+	for _, tc := range []struct{ cache, want string }{
+		{"warm", "a read cell's file is read through once before its target starts"},
+		{"cold", "reads hit unwritten blocks, not in the page cache"},
+		{"", "reads hit unwritten blocks, not in the page cache"},
+	} {
+		rep := pinnedReport()
+		rep.ReadCache = tc.cache
+		var md bytes.Buffer
+		if err := rep.WriteMarkdown(&md); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(md.String(), tc.want) {
+			t.Errorf("read cache %q: conditions lack %q:\n%s", tc.cache, tc.want, md.String())
+		}
+	}
+	if readCache(true) != "cold" || readCache(false) != "warm" {
+		t.Errorf("readCache: %q cold, %q warm", readCache(true), readCache(false))
 	}
 }

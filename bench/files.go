@@ -26,7 +26,7 @@ func sparseFile(dir string, size int64, warm bool) (string, error) {
 // page cache (zeroed ones, for a sparse file's unwritten blocks).
 func warmFile(f *os.File) error {
 	if _, err := io.CopyBuffer(io.Discard, io.NewSectionReader(f, 0, 1<<62), make([]byte, 1<<20)); err != nil {
-		return fmt.Errorf("reading %s into the page cache: %w", f.Name(), err)
+		return fmt.Errorf("bench: reading %s into the page cache: %w", f.Name(), err)
 	}
 	return nil
 }

@@ -67,6 +67,7 @@ type Row struct {
 	// IronbladeOverLink and VbladeOverLink are each target's CPU time
 	// per request above the Ceiling's, in µs: the target's own cost. A
 	// figure below zero is noise, a target as cheap as the responder.
+	// Set only where LinkFloor is.
 	IronbladeOverLink float64 `json:"ironblade_cpu_over_link_us,omitempty"`
 	VbladeOverLink    float64 `json:"vblade_cpu_over_link_us,omitempty"`
 }
@@ -104,9 +105,9 @@ func (r *Report) Rows() []Row {
 		syncWrites := row.Sync && row.Op == Write.String()
 		if c := okCell(row.Ceiling); c != nil {
 			row.IronbladeOfLink, row.VbladeOfLink = ratio(iops(ib), c.IOPS), ratio(iops(vb), c.IOPS)
-			if link := c.CPUPerOp(); row.CPURatio > 0 && link > 0 && !syncWrites && row.QueueDepth > 1 {
-				row.LinkFloor = ratio(link.Seconds(), vb.CPUPerOp().Seconds())
-				row.IronbladeOverLink, row.VbladeOverLink = micros(ib.CPUPerOp()-link), micros(vb.CPUPerOp()-link)
+			if linkCPU := c.CPUPerOp(); row.CPURatio > 0 && linkCPU > 0 && !syncWrites && row.QueueDepth > 1 {
+				row.LinkFloor = ratio(linkCPU.Seconds(), vb.CPUPerOp().Seconds())
+				row.IronbladeOverLink, row.VbladeOverLink = micros(ib.CPUPerOp()-linkCPU), micros(vb.CPUPerOp()-linkCPU)
 			}
 		}
 		if syncWrites {
@@ -521,7 +522,7 @@ func (r *Report) writeConditions(b *strings.Builder, shared string) {
 		b.WriteString(": WARNING, fdatasync is a no-op on tmpfs, so the -s figures mean nothing")
 	} else {
 		b.WriteString(", on disk, so -s syncs reach the device")
-		if r.Warm {
+		if r.ReadCache == "warm" {
 			b.WriteString("; a read cell's file is read through once before its target starts, so that its (zeroed) " +
 				"pages are in the page cache and reads measure the targets, not the page cache filling up (`--cold` " +
 				"leaves it out); a write cell's is not, so writes fill the page cache as new data does")
@@ -560,7 +561,9 @@ func writeCeilings(b *strings.Builder, r *Report) {
 		"fdatasync after each N (group commit at its best, every write in flight joining the next sync). No " +
 		"sync-before-ack target can answer writes faster on this disk, so the last column bounds the -s write ratio. " +
 		"N per fdatasync is measured before the cells and again before each round of the -s write cells with N in " +
-		"flight; the table gives the median and the range.\n\n")
+		"flight; the table gives the median and the range. A -s write cell's share of the ceiling is read round by " +
+		"round, each against the figure measured just before it, and is the median of those shares: it need not " +
+		"equal the IOPS shown (the median round) over the disk ceiling line (the median of all figures).\n\n")
 	b.WriteString("| MTU | write bytes | O_SYNC writes/s | writes per fdatasync | writes/s | best ratio |\n")
 	b.WriteString("|---:|---:|---:|---:|---:|---:|\n")
 	for _, c := range r.Ceilings {

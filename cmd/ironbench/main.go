@@ -138,19 +138,19 @@ func compareCommand() *cli.Command {
 			"without -s), operation, queue depth and pinning runs ironblade and then vblade on a fresh\n" +
 			"sparse file (read through once first for read cells, so that reads find the page cache\n" +
 			"filled; --cold leaves that out) and drives each with the same generator for --duration;\n" +
-			"without -s, then the\n" +
-			"responder (this program, answering at once without storage: the ceiling of the link and the\n" +
-			"generator; --ceiling=false leaves it out). Pinned cells run the target on the last CPU and\n" +
-			"the generator on the others (taskset, sched_setaffinity); --pin auto, the default, measures\n" +
-			"every cell pinned and then unpinned where there are two CPUs and taskset, else unpinned.\n" +
-			"Each cell also gets the CPU the target and the generator used per request. With -s cells, it\n" +
-			"first measures the disk's own ceiling for durable writes (O_SYNC one at a time, as vblade\n" +
-			"-s, against N writes per fdatasync), which bounds the -s rate any target can reach there;\n" +
-			"it measures N per fdatasync again before each round of the -s write cells and reports the\n" +
-			"median, since a shared disk's speed drifts over a run.\n" +
-			"Prints markdown tables (or JSON) to stdout and a line per cell to stderr. Backing files\n" +
-			"go to --dir: keep it on a disk filesystem, since fdatasync on tmpfs is a no-op and -s\n" +
-			"would measure nothing.",
+			"without -s, then the responder (this program, answering at once without storage: the ceiling\n" +
+			"of the link and the generator; --ceiling=false leaves it out). Pinned cells run the target\n" +
+			"on the last CPU and the generator on the others (taskset, sched_setaffinity); --pin auto,\n" +
+			"the default, measures every cell pinned and then unpinned where there are two CPUs and\n" +
+			"taskset, else unpinned. Each cell also gets the CPU the target and the generator used per\n" +
+			"request. With -s cells, it first measures the disk's own ceiling for durable writes (O_SYNC\n" +
+			"one at a time, as vblade -s, against N writes per fdatasync), which bounds the -s rate any\n" +
+			"target can reach there; it measures N per fdatasync again before each round of the -s write\n" +
+			"cells and reads each round against the figure taken just before it, since a shared disk's\n" +
+			"speed drifts over a run.\n" +
+			"Prints markdown tables (or JSON) to stdout and a line per cell to stderr. Backing files go\n" +
+			"to --dir: keep it on a disk filesystem, since fdatasync on tmpfs is a no-op and -s would\n" +
+			"measure nothing.",
 		Flags: append(cellFlags("no,yes", "auto"), vbladeFlag(),
 			&cli.BoolFlag{Name: "ceiling", Value: true, Usage: "measure the link's ceiling with the storage-less responder"}),
 		Action: runCompare,
