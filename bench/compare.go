@@ -38,7 +38,7 @@ type CompareConfig struct {
 	// page. By default a read cell's file is read through once before its
 	// target starts, so that the cells measure the targets rather than
 	// the page cache filling up: on a virtual machine whose memory the
-	// host backs lazily, that filling is a host page fault per page, and
+	// host backs lazily, filling a page can cost a host page fault, and
 	// the kernel's read-ahead decides how many pages each target has it
 	// fill (at QD 1 it filled about twice as many for ironblade). Write
 	// cells start cold either way: a file read through is cached in large
