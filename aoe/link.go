@@ -39,6 +39,20 @@ type BatchLink interface {
 	WriteFrames(frames [][]byte) (int, error)
 }
 
+// A FrameViewer is a link that can show a reader the frames it received
+// where they lie, in a receive ring shared with the kernel, instead of
+// copying each into the reader's buffer: a reader that handles every frame
+// of a batch before the next read saves a copy of each frame's bytes.
+// Wrappers that must see every frame (a sealing layer) do not implement it,
+// so a caller must ask the link it reads from, never one beneath it.
+type FrameViewer interface {
+	// ViewFrames waits for a frame, then calls handle once with the
+	// frames waiting, up to max (at least one), and returns how many it
+	// showed. The slices are the link's: they are valid only until
+	// handle returns, and handle must not read from the same link.
+	ViewFrames(max int, handle func(frames [][]byte)) (int, error)
+}
+
 // ErrFrameTooLarge is wrapped by WriteFrame when a frame is larger than the
 // link's MTU allows.
 var ErrFrameTooLarge = errors.New("frame larger than the link MTU")

@@ -195,8 +195,10 @@ type link struct {
 	aoe.Link
 	name string
 	mac  aoe.MAC
-	// batch is the link as an aoe.BatchLink, or nil if it is not one.
+	// batch is the link as an aoe.BatchLink, or nil if it is not one;
+	// view as an aoe.FrameViewer, which the read loop prefers.
 	batch aoe.BatchLink
+	view  aoe.FrameViewer
 }
 
 // New checks cfg and returns an Initiator that does nothing until Run.
@@ -254,7 +256,8 @@ func New(cfg Config) (*Initiator, error) {
 			return nil, fmt.Errorf("initiator: new: link %d is nil", n)
 		}
 		bl, _ := l.(aoe.BatchLink)
-		i.links = append(i.links, &link{Link: l, name: linkName(l, n), mac: l.HardwareAddr(), batch: bl})
+		fv, _ := l.(aoe.FrameViewer) // not beneath a wrapper, which must see every frame
+		i.links = append(i.links, &link{Link: l, name: linkName(l, n), mac: l.HardwareAddr(), batch: bl, view: fv})
 	}
 	empty := map[uint32]*Device{}
 	i.devices.Store(&empty)
@@ -325,19 +328,38 @@ func (i *Initiator) readLoop(ctx context.Context, l *link) {
 	// window's answers in one call, and sends what they make room for in
 	// one more.
 	const batch = DefaultMaxWindow
-	bufSize := func() int { return max(l.MTU()+aoe.EthernetHeaderLen, 9216+aoe.EthernetHeaderLen) }
-	bufs := make([][]byte, batch)
-	for n := range bufs {
-		bufs[n] = make([]byte, bufSize())
+	// Consecutive answers for one device are taken under one hold of its
+	// mutex, and the frames they make room for leave together when it is
+	// let go. A link that shows its frames where they lie (a receive
+	// ring) saves a copy of each answer's data.
+	take := func(frames [][]byte) {
+		var held *Device
+		for _, b := range frames {
+			held = i.takeFrame(l, b, held)
+		}
+		if held != nil {
+			held.endReceive()
+		}
 	}
-	lens := make([]int, batch)
+	bufSize := func() int { return max(l.MTU()+aoe.EthernetHeaderLen, 9216+aoe.EthernetHeaderLen) }
+	var bufs, frames [][]byte
+	var lens []int
+	if l.view == nil {
+		bufs, frames, lens = make([][]byte, batch), make([][]byte, batch), make([]int, batch)
+		for n := range bufs {
+			bufs[n] = make([]byte, bufSize())
+		}
+	}
 	var lastErr time.Duration
 	for {
 		var n int
 		var err error
-		if l.batch != nil {
+		switch {
+		case l.view != nil:
+			_, err = l.view.ViewFrames(batch, take)
+		case l.batch != nil:
 			n, err = l.batch.ReadFrames(bufs, lens)
-		} else {
+		default:
 			lens[0], err = l.ReadFrame(bufs[0])
 			n = 1
 		}
@@ -358,16 +380,13 @@ func (i *Initiator) readLoop(ctx context.Context, l *link) {
 			}
 			continue
 		}
-		// Consecutive answers for one device are taken under one hold of
-		// its mutex, and the frames they make room for leave together
-		// when it is let go.
-		var held *Device
-		for k := 0; k < n; k++ {
-			held = i.takeFrame(l, bufs[k][:lens[k]], held)
+		if l.view != nil {
+			continue
 		}
-		if held != nil {
-			held.endReceive()
+		for k := range n {
+			frames[k] = bufs[k][:lens[k]]
 		}
+		take(frames[:n])
 		if want := bufSize(); len(bufs[0]) < want { // the MTU grew
 			for k := range bufs {
 				bufs[k] = make([]byte, want)

@@ -30,6 +30,15 @@ type readScratch struct {
 	rlens    []int
 	err      error
 	sockErr  error // a socket error wait took, for the ring read to report
+	// A view of the ring (ViewFrames) shows handle up to viewMax frames
+	// in views, in recvView. Without a ring it reads into vbufs first.
+	recvView               func(fd uintptr) bool
+	takeFrames, showFrames func(fd int) bool
+	handle                 func(frames [][]byte)
+	views                  [][]byte
+	viewMax                int
+	vbufs                  [][]byte
+	vlens                  []int
 	// On a VLAN link, each message also gets vlanTagLen bytes of spill,
 	// so that a frame that still holds its tag fits a buffer sized for
 	// the untagged frame, and auxSpace bytes of ctl for its auxdata.
@@ -50,6 +59,8 @@ func (l *Link) newScratch() *readScratch {
 	sc.recvOne = sc.recvfrom
 	sc.recvMany = sc.recvmmsg
 	sc.recvRing = sc.ringRead
+	sc.recvView = sc.viewRing
+	sc.takeFrames, sc.showFrames = sc.takeRing, sc.showRing
 	sc.grow(initialBatch)
 	return sc
 }

@@ -129,8 +129,17 @@ type ringFrame struct {
 }
 
 // peek returns the next frame if the kernel has handed it over.
-func (r *rxRing) peek() (hdr *unix.Tpacket2Hdr, f ringFrame, ok bool) {
-	hdr, off := r.slot(r.next)
+func (r *rxRing) peek() (hdr *unix.Tpacket2Hdr, f ringFrame, ok bool) { return r.peekAt(0) }
+
+// peekAt returns the frame k slots past the next one (k less than the
+// ring's slots) if the kernel has handed it over. The kernel fills slots
+// in order, so a reader may look at several before releasing any.
+func (r *rxRing) peekAt(k int) (hdr *unix.Tpacket2Hdr, f ringFrame, ok bool) {
+	i := r.next + k
+	if i >= r.slots {
+		i -= r.slots
+	}
+	hdr, off := r.slot(i)
 	// The kernel writes the frame, then its status: an atomic load orders
 	// the reads of the frame after the status's.
 	status := atomic.LoadUint32(&hdr.Status)
@@ -163,9 +172,18 @@ func (r *rxRing) release(hdr *unix.Tpacket2Hdr) {
 
 // ringRead is the read callback of a ring link's reads: it takes the
 // frames waiting in the ring, and waits for one if there are none.
-func (sc *readScratch) ringRead(fd uintptr) bool {
+func (sc *readScratch) ringRead(fd uintptr) bool { return sc.untilRing(fd, sc.takeFrames) }
+
+// viewRing is the read callback of ViewFrames on a ring link: it shows
+// the frames waiting in the ring, and waits for one if there are none.
+func (sc *readScratch) viewRing(fd uintptr) bool { return sc.untilRing(fd, sc.showFrames) }
+
+// untilRing calls take, waiting for a frame between calls, until it
+// reports that it took frames (or the ring is gone), or the read must look
+// at its deadline or at closing.
+func (sc *readScratch) untilRing(fd uintptr, take func(fd int) bool) bool {
 	for {
-		if sc.takeRing(int(fd)) {
+		if take(int(fd)) {
 			return true
 		}
 		if !sc.wait(fd) {
