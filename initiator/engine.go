@@ -745,6 +745,11 @@ func (e *engine) receive(l *link, fr *aoe.Frame, now time.Duration) *target {
 	tx.answered = true
 	f.unanswered--
 	t.rtt.Observe(now - tx.sent)
+	if tx.gen != f.gen && f.target == t {
+		// A later copy went to the same target: this one was slow, not
+		// lost.
+		t.lateAnswer(fr.Tag)
+	}
 	e.paths.heard(t, now, "ATA")
 	if f.state == frameLingering {
 		if f.unanswered == 0 {
@@ -892,7 +897,7 @@ func (e *engine) retransmit(f *frame, now time.Duration) {
 		}
 	}
 	if now-f.lastSent >= f.rto {
-		t.timedOut(now, f.rto)
+		t.timedOut(now, f.rto, makeTag(f.gen, f.index))
 		e.send(f, t, now, true)
 	}
 }

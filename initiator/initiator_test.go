@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -589,5 +590,63 @@ func TestDiscover(t *testing.T) {
 	}
 	if strings.Join(names, " ") != "e3.1 e3.2" {
 		t.Errorf("Stats devices %v", names)
+	}
+}
+
+// TestSpuriousTimeoutUndone holds a read's first copy at the target until
+// its retransmission arrives. When the target then answers the first copy
+// (a slow disk), the retransmission was needless and the window cut for it
+// is undone; when the first copy is never answered (a lost frame), the cut
+// stays.
+func TestSpuriousTimeoutUndone(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		answerHeld   bool
+		wantSpurious uint64
+	}{
+		{"slow", true, 1},
+		{"lost", false, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const lba = 40
+			var held []byte
+			var mu sync.Mutex
+			hook := func(ft *fakeTarget, req []byte) bool {
+				var f aoe.Frame
+				var a aoe.ATA
+				_ = f.UnmarshalBinary(req)
+				_ = a.UnmarshalBinary(f.Arg)
+				if a.IsWrite() || a.LBA != lba {
+					return true
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if held == nil {
+					held = append([]byte(nil), req...)
+					return false
+				}
+				if tc.answerHeld {
+					var first aoe.Frame
+					_ = first.UnmarshalBinary(held)
+					ft.send(ft.answerATA(&first))
+				}
+				return true
+			}
+			_, ft, d := oneTarget(t, aoetest.NewMemDisk(testDiskSize), func(ft *fakeTarget) { ft.hook = hook })
+			if err := d.ReadAt(context.Background(), make([]byte, 2*aoe.SectorSize), lba*aoe.SectorSize); err != nil {
+				t.Fatal(err)
+			}
+			ts := targetStats(t, d, ft.mac)
+			t.Logf("retransmits %d, spurious %d, cwnd %d of %d", ts.Retransmits, ts.Spurious, ts.Cwnd, ts.Window)
+			if ts.Retransmits == 0 {
+				t.Fatal("the read was not retransmitted")
+			}
+			if ts.Spurious != tc.wantSpurious {
+				t.Errorf("Spurious = %d, want %d", ts.Spurious, tc.wantSpurious)
+			}
+			if full := ts.Cwnd == ts.Window; full != tc.answerHeld {
+				t.Errorf("cwnd %d of a window of %d after the read (first copy answered: %v)", ts.Cwnd, ts.Window, tc.answerHeld)
+			}
+		})
 	}
 }

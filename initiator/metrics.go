@@ -43,6 +43,7 @@ func (i *Initiator) Collector() prometheus.Collector {
 			outstanding:   tgt("outstanding_frames", "Frames sent to it and not yet answered."),
 			frames:        tgt("frames_sent_total", "Transmissions to it, retransmissions included."),
 			retransmits:   tgt("retransmits_total", "Retransmissions to it."),
+			spurious:      tgt("spurious_retransmits_total", "Retransmissions to it found needless: the copy before was answered after all."),
 			errors:        tgt("errors_total", "Error answers from it and failed sends to it."),
 			scorns:        tgt("scorns_total", "Times it was scorned."),
 			failoversFrom: tgt("failovers_from_total", "Failovers that moved I/O away from it."),
@@ -59,8 +60,8 @@ type deviceDescs struct {
 }
 
 type targetDescs struct {
-	state, rtt, rttDev, rto, window, cwnd, outstanding, frames, retransmits *prometheus.Desc
-	errors, scorns, failoversFrom, failoversTo, lastStall, lateWrites       *prometheus.Desc
+	state, rtt, rttDev, rto, window, cwnd, outstanding, frames, retransmits, spurious *prometheus.Desc
+	errors, scorns, failoversFrom, failoversTo, lastStall, lateWrites                 *prometheus.Desc
 }
 
 type collector struct {
@@ -73,7 +74,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	d, t := &c.device, &c.target
 	for _, x := range []*prometheus.Desc{d.state, d.size, d.requests, d.bytesRead, d.bytesWritten, d.ioErrors, d.latency,
 		d.queued, d.ignored, d.fenced, d.lateWrites, d.failovers, d.lastStall,
-		t.state, t.rtt, t.rttDev, t.rto, t.window, t.cwnd, t.outstanding, t.frames, t.retransmits,
+		t.state, t.rtt, t.rttDev, t.rto, t.window, t.cwnd, t.outstanding, t.frames, t.retransmits, t.spurious,
 		t.errors, t.scorns, t.failoversFrom, t.failoversTo, t.lastStall, t.lateWrites} {
 		ch <- x
 	}
@@ -140,6 +141,7 @@ func (c *collector) collectTarget(ch chan<- prometheus.Metric, device string, s 
 	send(t.outstanding, prometheus.GaugeValue, float64(s.Outstanding))
 	send(t.frames, prometheus.CounterValue, float64(s.Frames))
 	send(t.retransmits, prometheus.CounterValue, float64(s.Retransmits))
+	send(t.spurious, prometheus.CounterValue, float64(s.Spurious))
 	send(t.errors, prometheus.CounterValue, float64(s.Errors))
 	send(t.scorns, prometheus.CounterValue, float64(s.Scorns))
 	send(t.failoversFrom, prometheus.CounterValue, float64(s.FailoversFrom))

@@ -111,10 +111,13 @@ type TargetStats struct {
 	RTTDev time.Duration `json:"rtt_dev"`
 	RTO    time.Duration `json:"rto"`
 	// Frames counts transmissions, Retransmits the repeated ones among
-	// them, Errors error answers and failed sends, Scorns the times it was
-	// scorned.
+	// them, Spurious the retransmissions found needless (the copy before
+	// was answered after all: slow, not lost; the window cut for it is
+	// undone), Errors error answers and failed sends, Scorns the times it
+	// was scorned.
 	Frames      uint64    `json:"frames"`
 	Retransmits uint64    `json:"retransmits"`
+	Spurious    uint64    `json:"spurious_retransmits"`
 	Errors      uint64    `json:"errors"`
 	Scorns      uint64    `json:"scorns"`
 	LastHeard   time.Time `json:"last_heard"`
@@ -203,7 +206,7 @@ func (t *target) stats(i *Initiator, now, rto time.Duration) TargetStats {
 		BufferCount: t.bufferCount, Firmware: t.firmware, ConfigString: t.configString,
 		Window: t.window, Cwnd: t.cwnd, SectorsPerFrame: t.maxSectors, Outstanding: t.outstanding,
 		RTT: t.rtt.Smoothed(), RTTDev: t.rtt.Deviation(), RTO: rto,
-		Frames: t.framesSent, Retransmits: t.retransmits, Errors: t.errors, Scorns: t.scorns,
+		Frames: t.framesSent, Retransmits: t.retransmits, Spurious: t.spurious, Errors: t.errors, Scorns: t.scorns,
 		LastHeard: i.wallTime(t.lastHeard), Dirty: t.dirty,
 		Announces: t.announces, Strikes: t.strikes, HeldUntil: held, LastScorned: i.wallTime(t.scornedAt),
 		FailoversFrom: t.failoversFrom, FailoversTo: t.failoversTo, LastStall: t.lastStall, LateWrites: t.lateWrites,

@@ -75,9 +75,13 @@ type target struct {
 	// window is how many frames may be outstanding on the target: its
 	// buffer count capped by Config.MaxWindow. cwnd is the part of it in
 	// use: halved when a frame times out, grown back by one per window of
-	// good answers.
+	// good answers. cutTag is the transmission whose timeout made the
+	// latest cut and cutFrom the cwnd before it, to undo the cut if that
+	// transmission is answered after all (0 once undone or outdated).
 	window, cwnd, acks int
 	lastCut            time.Duration
+	cutTag             uint32
+	cutFrom            int
 	// maxSectors is the most sectors a frame to this target may carry: the
 	// lesser of its advertised count and what our link's MTU allows.
 	maxSectors int
@@ -112,7 +116,9 @@ type target struct {
 	heldNoted               bool
 	announcedAt             time.Duration
 
-	framesSent, retransmits, errors, scorns, announces uint64
+	// spurious counts the retransmissions found needless: the copy before
+	// was answered after all.
+	framesSent, retransmits, spurious, errors, scorns, announces uint64
 	// failoversFrom counts the failovers that moved I/O away from it,
 	// failoversTo those after which I/O resumed on it; lastStall is how
 	// long I/O stalled in the latest failover away from it. lateWrites
@@ -163,15 +169,33 @@ func (t *target) setState(s TargetState, now time.Duration) {
 	}
 }
 
-// timedOut shrinks the window after a retransmission timeout, at most once
-// per RTO so that a burst of timeouts from one loss counts once.
-func (t *target) timedOut(now, rto time.Duration) {
+// timedOut shrinks the window after the transmission tagged tag timed
+// out, at most once per RTO so that a burst of timeouts from one loss
+// counts once.
+func (t *target) timedOut(now, rto time.Duration, tag uint32) {
 	if now-t.lastCut < rto {
 		return
 	}
 	t.lastCut = now
+	t.cutTag, t.cutFrom = tag, t.cwnd
 	t.cwnd = max(1, t.cwnd/2)
 	t.acks = 0
+}
+
+// lateAnswer takes an answer to the transmission tagged tag that came
+// after a later copy of its frame was sent to this target: the timeout
+// behind that copy was needless, a slow answer (a disk busy reading ahead)
+// rather than a lost frame. If that timeout made the latest cut of the
+// window, the cut is undone, as TCP undoes a spurious timeout's (Eifel,
+// RFC 4015): otherwise every slow disk read would halve the window. The
+// retransmission timeout has already learned the longer round trip from
+// the answer, which names its transmission.
+func (t *target) lateAnswer(tag uint32) {
+	t.spurious++
+	if t.cutFrom > 0 && tag == t.cutTag {
+		t.cwnd = max(t.cwnd, min(t.cutFrom, t.window))
+		t.acks, t.cutFrom = 0, 0
+	}
 }
 
 // answered grows the window back after a good answer.
