@@ -47,9 +47,10 @@ type BatchLink interface {
 // so a caller must ask the link it reads from, never one beneath it.
 type FrameViewer interface {
 	// ViewFrames waits for a frame, then calls handle once with the
-	// frames waiting, up to max (at least one), and returns how many it
-	// showed. The slices are the link's: they are valid only until
-	// handle returns, and handle must not read from the same link.
+	// frames waiting, up to max, and returns how many it showed (0 at
+	// once if max is below 1). The slices are the link's: they are valid
+	// only until handle returns. handle may write to the link, but must
+	// not read from it or close it (Close waits for it to return).
 	ViewFrames(max int, handle func(frames [][]byte)) (int, error)
 }
 

@@ -745,15 +745,22 @@ func (e *engine) receive(l *link, fr *aoe.Frame, now time.Duration) *target {
 	tx.answered = true
 	f.unanswered--
 	t.rtt.Observe(now - tx.sent)
-	if tx.gen != f.gen && f.target == t {
-		// A later copy went to the same target: this one was slow, not
-		// lost.
-		t.lateAnswer(fr.Tag)
+	// Later copies were sent: this one was slow, not lost, and those
+	// sent to the same target were needless.
+	grew := false
+	if tx.gen != f.gen {
+		needless := 0
+		if f.target == t {
+			needless = int((f.gen - tx.gen) & tagGenMax)
+		}
+		grew = t.slowCopyAnswered(f.index, f.firstSent, tx.sent, needless)
 	}
 	e.paths.heard(t, now, "ATA")
 	if f.state == frameLingering {
 		if f.unanswered == 0 {
 			e.releaseFrame(f)
+			e.pump(now)
+		} else if grew {
 			e.pump(now)
 		}
 		return t
@@ -897,7 +904,7 @@ func (e *engine) retransmit(f *frame, now time.Duration) {
 		}
 	}
 	if now-f.lastSent >= f.rto {
-		t.timedOut(now, f.rto, makeTag(f.gen, f.index))
+		t.timedOut(now, f.rto, f.index, f.firstSent)
 		e.send(f, t, now, true)
 	}
 }

@@ -75,13 +75,16 @@ type target struct {
 	// window is how many frames may be outstanding on the target: its
 	// buffer count capped by Config.MaxWindow. cwnd is the part of it in
 	// use: halved when a frame times out, grown back by one per window of
-	// good answers. cutTag is the transmission whose timeout made the
-	// latest cut and cutFrom the cwnd before it, to undo the cut if that
-	// transmission is answered after all (0 once undone or outdated).
+	// good answers. cutFrom is the cwnd before the latest cuts made for
+	// one frame's timeouts (0 once undone), to restore if a copy of it
+	// sent before the latest cut is answered after all; cutIndex and
+	// cutFirstSent name that frame (its table entry, and when it was
+	// first sent in this use of the entry).
 	window, cwnd, acks int
 	lastCut            time.Duration
-	cutTag             uint32
 	cutFrom            int
+	cutIndex           uint16
+	cutFirstSent       time.Duration
 	// maxSectors is the most sectors a frame to this target may carry: the
 	// lesser of its advertised count and what our link's MTU allows.
 	maxSectors int
@@ -169,33 +172,42 @@ func (t *target) setState(s TargetState, now time.Duration) {
 	}
 }
 
-// timedOut shrinks the window after the transmission tagged tag timed
-// out, at most once per RTO so that a burst of timeouts from one loss
-// counts once.
-func (t *target) timedOut(now, rto time.Duration, tag uint32) {
+// timedOut shrinks the window after a copy of the frame at table entry
+// index, first sent at firstSent, timed out: at most once per RTO, so
+// that a burst of timeouts from one loss counts once. The cwnd before the
+// first cut for a frame is kept across its further timeouts.
+func (t *target) timedOut(now, rto time.Duration, index uint16, firstSent time.Duration) {
 	if now-t.lastCut < rto {
 		return
 	}
+	if t.cutFrom == 0 || t.cutIndex != index || t.cutFirstSent != firstSent {
+		t.cutFrom, t.cutIndex, t.cutFirstSent = t.cwnd, index, firstSent
+	}
 	t.lastCut = now
-	t.cutTag, t.cutFrom = tag, t.cwnd
 	t.cwnd = max(1, t.cwnd/2)
 	t.acks = 0
 }
 
-// lateAnswer takes an answer to the transmission tagged tag that came
-// after a later copy of its frame was sent to this target: the timeout
-// behind that copy was needless, a slow answer (a disk busy reading ahead)
-// rather than a lost frame. If that timeout made the latest cut of the
-// window, the cut is undone, as TCP undoes a spurious timeout's (Eifel,
-// RFC 4015): otherwise every slow disk read would halve the window. The
-// retransmission timeout has already learned the longer round trip from
-// the answer, which names its transmission.
-func (t *target) lateAnswer(tag uint32) {
-	t.spurious++
-	if t.cutFrom > 0 && tag == t.cutTag {
-		t.cwnd = max(t.cwnd, min(t.cutFrom, t.window))
-		t.acks, t.cutFrom = 0, 0
+// slowCopyAnswered takes an answer to a copy, sent at sent, of the frame
+// at table entry index (first sent at firstSent), that came after a later
+// copy was sent: the copy was slow (a disk busy reading ahead), not lost.
+// The copies sent after it to this target, needless, are counted.
+// If the latest cuts of the
+// window were made for this frame's timeouts after the copy was sent, they
+// are undone, as TCP undoes a spurious timeout's (Eifel, RFC 4015):
+// otherwise every slow disk read would halve the window. The retransmission
+// timeout has already learned the longer round trip from the answer, which
+// names its copy. It reports whether the window grew.
+func (t *target) slowCopyAnswered(index uint16, firstSent, sent time.Duration, needless int) bool {
+	t.spurious += uint64(needless)
+	if t.cutFrom == 0 || index != t.cutIndex || firstSent != t.cutFirstSent || sent >= t.lastCut {
+		return false
 	}
+	grew := t.cutFrom > t.cwnd
+	t.cwnd = max(t.cwnd, min(t.cutFrom, t.window))
+	// The next timeout cuts at once: this one should not have.
+	t.acks, t.cutFrom, t.lastCut = 0, 0, 0
+	return grew
 }
 
 // answered grows the window back after a good answer.

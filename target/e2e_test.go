@@ -11,7 +11,9 @@ import (
 	"crypto/sha512"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -157,6 +159,13 @@ func testE2EIOMode(t *testing.T, bin string, mtu int, flags []string) {
 	const sectors = 16 << 11 // 16 MiB
 	r := newRig(t, bin, mtu)
 	disk := newDisk(t, sectors)
+	if slices.Contains(flags, "-d") {
+		f, err := os.OpenFile(disk, os.O_RDWR|syscall.O_DIRECT, 0)
+		if err != nil {
+			t.Skipf("O_DIRECT unsupported on the temp dir's file system: %v", err)
+		}
+		f.Close()
+	}
 	b := r.start(t, append(flags, "1", "0", r.veth.IfA, disk)...)
 	dev := r.discover(t, 1, 0)
 	if want := aoe.SectorsPerFrame(mtu); int(dev.Config.SectorCount) != want || dev.SectorsPerFrame != want {

@@ -13,7 +13,8 @@ import (
 )
 
 // readScratch is what one read call works with: the arguments of its
-// recvfrom or recvmmsg, and what the kernel returned.
+// recvfrom or recvmmsg, and what the kernel returned, or what it takes
+// from the receive ring.
 type readScratch struct {
 	l                 *Link
 	buf               []byte // recvfrom's buffer
@@ -24,7 +25,8 @@ type readScratch struct {
 	errno             unix.Errno
 	recvOne, recvMany func(fd uintptr) bool
 	// A ring link's read takes frames into rbufs and their lengths into
-	// rlens, in recvRing; err is a failure of the ring.
+	// rlens, in recvRing; err is a failure of the ring (for ViewFrames
+	// too).
 	recvRing func(fd uintptr) bool
 	rbufs    [][]byte
 	rlens    []int

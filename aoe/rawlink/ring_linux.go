@@ -13,7 +13,8 @@ import (
 // An rxRing is the socket's receive ring (PACKET_RX_RING, TPACKET_V2): a
 // memory area shared with the kernel, cut into one slot per frame. The
 // kernel copies each frame it delivers into the next free slot and marks
-// it the reader's; the reader copies it out and hands the slot back. A
+// it the reader's; the reader copies it out (or shows it where it is:
+// ViewFrames) and hands the slot back. A
 // read that finds frames waiting costs no system call, and the kernel's
 // copy happens where the frame is delivered (with veth, in the sender's
 // system call), not in the reader's.
@@ -248,7 +249,7 @@ func (sc *readScratch) takeRing(fd int) bool {
 // if it is larger than the one the slots were sized for. Frames waiting in
 // the old ring are lost (counted in ringLost). If the new ring cannot be
 // made, the link reads with recvmmsg from then on (Ring reports false).
-// The caller is the only reader (it holds rmu).
+// The caller is the only reader (it holds rmu) and holds no slot.
 func (l *Link) regrowRing(fd int) {
 	l.mtuMu.Lock()
 	_ = l.refreshMTULocked()
@@ -297,8 +298,9 @@ func (sc *readScratch) readRing(bufs [][]byte, lens []int) (int, error) {
 
 // Waiting reports how many frames wait in the link's receive ring for a
 // read (0 for a link without one, whose waiting frames the kernel counts
-// in the socket's receive queue: /proc/net/packet). A watchdog tells a
-// stuck reader from an idle one by it.
+// in the socket's receive queue: /proc/net/packet), those a ViewFrames
+// handler is looking at included. A watchdog tells a stuck reader from an
+// idle one by it.
 func (l *Link) Waiting() int {
 	l.ringMu.RLock()
 	defer l.ringMu.RUnlock()

@@ -64,9 +64,14 @@ func (sc *readScratch) showRing(fd int) bool {
 		if len(f.data) < f.size {
 			// The frame outgrew its slot (the MTU rose). The ring is
 			// made anew for the new MTU, which needs no slot in use:
-			// the frames before it are shown first.
-			if looked > 0 {
+			// the frames before it are shown first, and those the
+			// filter skipped handed back.
+			if len(views) > 0 {
 				break
+			}
+			for ; looked > 0; looked-- {
+				h, _ := r.slot(r.next)
+				r.release(h)
 			}
 			r.release(hdr)
 			l.truncated.Add(1)
@@ -120,10 +125,16 @@ func untagInPlace(b []byte, f ringFrame, vid uint16) ([]byte, bool) {
 	return b[vlanTagLen:], true
 }
 
+// jumboMTU is the largest MTU common switches take, which the buffers of
+// a read without a ring hold at least.
+const jumboMTU = 9216
+
 // viewCopies is ViewFrames on a link without a ring: it reads into the
-// scratch's own buffers and shows those.
+// scratch's own buffers and shows those. The buffers hold a jumbo frame
+// whatever the MTU, as a reader's own would, so that a frame sent just
+// before the MTU rose is not cut short.
 func (sc *readScratch) viewCopies(count int, handle func(frames [][]byte)) (int, error) {
-	size := aoe.EthernetHeaderLen + max(sc.l.MTU(), 1500)
+	size := aoe.EthernetHeaderLen + max(sc.l.MTU(), jumboMTU)
 	if len(sc.vbufs) < count || len(sc.vbufs[0]) < size {
 		sc.vbufs = make([][]byte, count)
 		for i := range sc.vbufs {
