@@ -98,6 +98,12 @@ type Link struct {
 	ringMu     sync.RWMutex
 	ring       *rxRing
 	ringLost   atomic.Uint64
+	// busyPoll is Config.BusyPoll; lastGap how long the ring stayed
+	// empty before its latest frame, which says whether to watch it
+	// (the reader holding rmu owns it).
+	busyPoll time.Duration
+	lastGap  time.Duration
+	watched  atomic.Uint64
 
 	wake     int          // -1 once closed
 	wakeMu   sync.Mutex   // guards writing to wake against closing it
@@ -244,7 +250,7 @@ func newLink(iface string, fd int, mac aoe.MAC, ifreq *unix.Ifreq, cfg Config) (
 	if err == nil && !cfg.NoRing {
 		// Without a ring (an old kernel, no memory for it) the link
 		// reads with recvmmsg.
-		l.readBuffer = cfg.ReadBuffer
+		l.readBuffer, l.busyPoll = cfg.ReadBuffer, cfg.BusyPoll
 		l.ring, _ = newRxRing(fd, cfg.ReadBuffer, int(l.mtu.Load()))
 		l.ringMode.Store(l.ring != nil)
 	}
@@ -393,6 +399,7 @@ func (l *Link) Stats() Stats {
 		SendErrors:  l.sendErrors.Load(),
 		KernelDrops: drops,
 		Truncated:   l.truncated.Load(),
+		Watched:     l.watched.Load(),
 	}
 }
 

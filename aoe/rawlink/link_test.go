@@ -165,17 +165,22 @@ func TestListenRawErrors(t *testing.T) {
 }
 
 // rawModes are the kinds of link the tests that apply to both run on.
+// The busy-polling mode watches the ring for a while before each wait.
 var rawModes = []struct {
-	name   string
-	vlan   uint16
-	noRing bool
-}{{"untagged", 0, false}, {"vlan42", 42, false}, {"untagged/recvmmsg", 0, true}, {"vlan42/recvmmsg", 42, true}}
+	name     string
+	vlan     uint16
+	noRing   bool
+	busyPoll time.Duration
+}{
+	{"untagged", 0, false, 0}, {"vlan42", 42, false, 0}, {"untagged/recvmmsg", 0, true, 0}, {"vlan42/recvmmsg", 42, true, 0},
+	{"untagged/busypoll", 0, false, 200 * time.Microsecond},
+}
 
 func TestRawLinkFrames(t *testing.T) {
 	for _, mode := range rawModes {
 		for _, mtu := range []int{1500, 9000} {
 			t.Run(mode.name+"/mtu"+strconv.Itoa(mtu), func(t *testing.T) {
-				p := newRawPair(t, mtu, rawlink.Config{VLAN: mode.vlan, NoRing: mode.noRing})
+				p := newRawPair(t, mtu, rawlink.Config{VLAN: mode.vlan, NoRing: mode.noRing, BusyPoll: mode.busyPoll})
 				if got := p.a.Ring(); got == mode.noRing {
 					t.Errorf("Ring = %v with NoRing %v", got, mode.noRing)
 				}
@@ -233,7 +238,7 @@ func TestRawLinkBatch(t *testing.T) {
 	const count = 500
 	for _, mode := range rawModes {
 		t.Run(mode.name, func(t *testing.T) {
-			p := newRawPair(t, 9000, rawlink.Config{VLAN: mode.vlan, NoRing: mode.noRing, ReadBuffer: 8 << 20, WriteBuffer: 8 << 20})
+			p := newRawPair(t, 9000, rawlink.Config{VLAN: mode.vlan, NoRing: mode.noRing, BusyPoll: mode.busyPoll, ReadBuffer: 8 << 20, WriteBuffer: 8 << 20})
 			bufs := make([][]byte, 64)
 			for i := range bufs {
 				bufs[i] = make([]byte, 9014)
@@ -391,7 +396,7 @@ func TestRawLinkRingRegrows(t *testing.T) {
 	for _, mode := range rawModes {
 		for _, view := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/view=%v", mode.name, view), func(t *testing.T) {
-				testRawLinkRingRegrows(t, rawlink.Config{VLAN: mode.vlan, NoRing: mode.noRing}, view)
+				testRawLinkRingRegrows(t, rawlink.Config{VLAN: mode.vlan, NoRing: mode.noRing, BusyPoll: mode.busyPoll}, view)
 			})
 		}
 	}
@@ -439,7 +444,7 @@ func testRawLinkRingRegrows(t *testing.T, cfg rawlink.Config, view bool) {
 func TestRawLinkTruncates(t *testing.T) {
 	for _, mode := range rawModes {
 		t.Run(mode.name, func(t *testing.T) {
-			p := newRawPair(t, 1500, rawlink.Config{VLAN: mode.vlan, NoRing: mode.noRing})
+			p := newRawPair(t, 1500, rawlink.Config{VLAN: mode.vlan, NoRing: mode.noRing, BusyPoll: mode.busyPoll})
 			for i := range 3 {
 				if err := p.a.WriteFrame(rawTestFrame(p.veth.MACB, p.veth.MACA, uint32(i), 1000)); err != nil {
 					t.Fatal(err)
@@ -542,7 +547,7 @@ func TestRawLinkFilters(t *testing.T) {
 func TestRawLinkCloseUnblocksRead(t *testing.T) {
 	for _, mode := range rawModes {
 		t.Run(mode.name, func(t *testing.T) {
-			testRawLinkCloseUnblocksRead(t, rawlink.Config{VLAN: mode.vlan, NoRing: mode.noRing})
+			testRawLinkCloseUnblocksRead(t, rawlink.Config{VLAN: mode.vlan, NoRing: mode.noRing, BusyPoll: mode.busyPoll})
 		})
 	}
 }
@@ -600,7 +605,7 @@ func testRawLinkCloseUnblocksRead(t *testing.T, cfg rawlink.Config) {
 func TestRawLinkDeadlineEndsWait(t *testing.T) {
 	for _, mode := range rawModes {
 		t.Run(mode.name, func(t *testing.T) {
-			p := newRawPair(t, 1500, rawlink.Config{VLAN: mode.vlan, NoRing: mode.noRing})
+			p := newRawPair(t, 1500, rawlink.Config{VLAN: mode.vlan, NoRing: mode.noRing, BusyPoll: mode.busyPoll})
 			reads := map[string]func() error{
 				"ReadFrame": func() error {
 					_, err := p.b.ReadFrame(make([]byte, 1514))
@@ -748,7 +753,7 @@ func TestRawLinkKernelDrops(t *testing.T) {
 func TestRawLinkAllocs(t *testing.T) {
 	for _, mode := range rawModes {
 		t.Run(mode.name, func(t *testing.T) {
-			testRawLinkAllocs(t, rawlink.Config{VLAN: mode.vlan, NoRing: mode.noRing, ReadBuffer: 4 << 20})
+			testRawLinkAllocs(t, rawlink.Config{VLAN: mode.vlan, NoRing: mode.noRing, BusyPoll: mode.busyPoll, ReadBuffer: 4 << 20})
 		})
 	}
 }
@@ -877,7 +882,7 @@ func BenchmarkRawLinkBatch(b *testing.B) {
 	for _, mode := range rawModes {
 		for _, mtu := range []int{1500, 9000} {
 			b.Run(mode.name+"/mtu"+strconv.Itoa(mtu), func(b *testing.B) {
-				p := newRawPair(b, mtu, rawlink.Config{VLAN: mode.vlan, NoRing: mode.noRing, ReadBuffer: 16 << 20, WriteBuffer: 16 << 20})
+				p := newRawPair(b, mtu, rawlink.Config{VLAN: mode.vlan, NoRing: mode.noRing, BusyPoll: mode.busyPoll, ReadBuffer: 16 << 20, WriteBuffer: 16 << 20})
 				frames := make([][]byte, batch)
 				bufs := make([][]byte, batch)
 				for i := range frames {
@@ -949,7 +954,7 @@ func TestRawLinkConcurrentReaders(t *testing.T) {
 	for _, mode := range rawModes {
 		t.Run(mode.name, func(t *testing.T) {
 			const readers, frames = 4, 2000
-			p := newRawPair(t, 1500, rawlink.Config{VLAN: mode.vlan, NoRing: mode.noRing, ReadBuffer: 8 << 20})
+			p := newRawPair(t, 1500, rawlink.Config{VLAN: mode.vlan, NoRing: mode.noRing, BusyPoll: mode.busyPoll, ReadBuffer: 8 << 20})
 			failLostFrames(t, p.b)
 			var mu sync.Mutex
 			seen := make(map[uint32]int)
@@ -1261,5 +1266,63 @@ func TestRawLinkVLANBridge(t *testing.T) {
 	}
 	for _, l := range []*rawlink.Link{a, b, b43, c, d, d42} {
 		rawExpectNoFrame(t, l, 50*time.Millisecond)
+	}
+}
+
+// TestRawLinkBusyPoll plays ping-pong across a veth pair, one frame at a
+// time, as one initiator at queue depth 1 does with a target: with
+// BusyPoll, reads find the next frame by watching the ring, not by
+// sleeping; without, never.
+func TestRawLinkBusyPoll(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		busyPoll time.Duration
+	}{{"off", 0}, {"1ms", time.Millisecond}} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newRawPair(t, 1500, rawlink.Config{BusyPoll: tc.busyPoll})
+			if !p.b.Ring() {
+				t.Skip("the kernel gave the link no receive ring")
+			}
+			const rounds = 500
+			ping := rawTestFrame(p.veth.MACB, p.veth.MACA, 1, 100)
+			pong := rawTestFrame(p.veth.MACA, p.veth.MACB, 2, 100)
+			failLostFrames(t, p.a)
+			failLostFrames(t, p.b)
+			errs := make(chan error, 1)
+			go func() {
+				buf := make([]byte, 1514)
+				for range rounds {
+					if _, err := p.b.ReadFrame(buf); err != nil {
+						errs <- err
+						return
+					}
+					if err := p.b.WriteFrame(pong); err != nil {
+						errs <- err
+						return
+					}
+				}
+				errs <- nil
+			}()
+			buf := make([]byte, 1514)
+			for range rounds {
+				if err := p.a.WriteFrame(ping); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := p.a.ReadFrame(buf); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+			st := p.b.Stats()
+			t.Logf("%d of %d reads found their frame by watching", st.Watched, rounds)
+			switch {
+			case tc.busyPoll == 0 && st.Watched != 0:
+				t.Errorf("Watched = %d without BusyPoll", st.Watched)
+			case tc.busyPoll > 0 && st.Watched == 0:
+				t.Error("no read found its frame by watching the ring")
+			}
+		})
 	}
 }

@@ -5,6 +5,7 @@ package rawlink
 import (
 	"os"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -183,9 +184,21 @@ func (sc *readScratch) viewRing(fd uintptr) bool { return sc.untilRing(fd, sc.sh
 // reports that it took frames (or the ring is gone), or the read must look
 // at its deadline or at closing.
 func (sc *readScratch) untilRing(fd uintptr, take func(fd int) bool) bool {
+	l := sc.l
+	var emptySince time.Time
 	for {
 		if take(int(fd)) {
+			if !emptySince.IsZero() {
+				l.lastGap = time.Since(emptySince)
+			}
 			return true
+		}
+		if l.busyPoll > 0 && emptySince.IsZero() {
+			emptySince = time.Now()
+			if l.lastGap <= l.busyPoll && sc.watchRing(emptySince.Add(l.busyPoll)) {
+				l.watched.Add(1)
+				continue
+			}
 		}
 		if !sc.wait(fd) {
 			return false
@@ -193,6 +206,25 @@ func (sc *readScratch) untilRing(fd uintptr, take func(fd int) bool) bool {
 		if sc.sockErr != nil {
 			sc.err, sc.sockErr = sc.sockErr, nil
 			return true
+		}
+	}
+}
+
+// watchRing watches the ring until a frame arrives (it reports true) or
+// until end. It makes no system call: a thread woken on the same CPU
+// preempts it as it would any running thread.
+func (sc *readScratch) watchRing(end time.Time) bool {
+	l := sc.l
+	for {
+		r := l.ring
+		if r == nil || l.closed.Load() {
+			return false
+		}
+		if _, _, ok := r.peek(); ok {
+			return true
+		}
+		if !time.Now().Before(end) {
+			return false
 		}
 	}
 }

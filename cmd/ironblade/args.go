@@ -34,6 +34,12 @@ const (
 	// maxBuffers is the most buffers the target holds; a larger -b, which
 	// vblade would take, is lowered to it with a warning.
 	maxBuffers = target.MaxBufferCount
+	// defaultBusyPoll is --busy-poll's default: on this project's VMs a
+	// request that wakes an idle CPU costs more than watching for it, and
+	// one client's requests at queue depth 1 come 5-30 µs apart
+	// (docs/performance.md, round 5). maxBusyPoll bounds it.
+	defaultBusyPoll = 50 * time.Microsecond
+	maxBusyPoll     = time.Millisecond
 	// maxShelf and maxSlot exclude the broadcast addresses 0xffff and 0xff.
 	maxShelf = aoe.BroadcastMajor - 1
 	maxSlot  = aoe.BroadcastMinor - 1
@@ -70,6 +76,9 @@ type options struct {
 	Workers          int
 	// VLAN is --vlan: the 802.1Q VLAN ID to serve on, or 0 for untagged.
 	VLAN uint16
+	// BusyPoll is --busy-poll (rawlink.Config.BusyPoll), for every
+	// export.
+	BusyPoll time.Duration
 	// AuthKeys are --auth-key files: with any, the export is keyed
 	// (docs/auth.md); two while one key replaces another.
 	AuthKeys []string
@@ -138,6 +147,8 @@ func flags() []cli.Flag {
 			Usage: "answer ironbladectl on the Unix socket `PATH`; off for none"},
 		&cli.StringFlag{Name: "vlan", DefaultText: "untagged",
 			Usage: "serve on 802.1Q VLAN `VID` (1 to 4094): tag every frame and take only that VLAN's (no VLAN device needed)"},
+		&cli.DurationFlag{Name: "busy-poll", Value: defaultBusyPoll,
+			Usage: "while requests come at most `DUR` apart, watch for the next one that long instead of sleeping (lower latency at low queue depths, for the CPU time spent watching); 0 to always sleep"},
 	})
 }
 
@@ -252,7 +263,7 @@ func optionsFrom(c *cli.Context) (options, error) {
 
 // processFlags are the options that --config leaves on the command line:
 // they are the process's, not an export's.
-var processFlags = []string{"config", "metrics", "log-level", "log-format", "control"}
+var processFlags = []string{"config", "metrics", "log-level", "log-format", "control", "busy-poll"}
 
 // configOptions validates a --config command line: no operands, and no
 // option that the file's exports set.
@@ -369,6 +380,9 @@ func (o *options) setServiceOptions(c *cli.Context) error {
 		if o.Control = c.String("control"); o.Control == "" {
 			o.Control = controlOff
 		}
+	}
+	if o.BusyPoll = c.Duration("busy-poll"); o.BusyPoll < 0 || o.BusyPoll > maxBusyPoll {
+		return fmt.Errorf("--busy-poll %v: want 0 (off) to %v", o.BusyPoll, maxBusyPoll)
 	}
 	o.MetricsAddr = c.String("metrics")
 	if o.MetricsAddr != "" {

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -40,7 +41,7 @@ func serveConfig(ctx context.Context, o options, env serveEnv) error {
 	}
 	defer stopMetrics()
 
-	set := &exportSet{env: env, reg: reg, file: o.ConfigFile, running: make(map[string]*runningExport)}
+	set := &exportSet{env: env, reg: reg, file: o.ConfigFile, busyPoll: o.BusyPoll, running: make(map[string]*runningExport)}
 	defer set.stopAll()
 	for _, e := range conf.Exports {
 		if err := set.start(e); err != nil {
@@ -74,9 +75,10 @@ func serveConfig(ctx context.Context, o options, env serveEnv) error {
 
 // exportSet is the exports being served, by name.
 type exportSet struct {
-	env  serveEnv
-	reg  *prometheus.Registry
-	file string
+	env      serveEnv
+	reg      *prometheus.Registry
+	file     string
+	busyPoll time.Duration // --busy-poll, for every link
 
 	mu      sync.Mutex // guards running: the supervisor reads it
 	running map[string]*runningExport
@@ -180,7 +182,7 @@ func (s *exportSet) open(r *runningExport, o options, keys []seal.Key, logger *s
 		return nil, err
 	}
 	bufSize := socketBufferSize(o.Buffers, mtu)
-	raw, err := s.env.Listen(o.Netif, rawlink.Config{ReadBuffer: bufSize, WriteBuffer: bufSize, VLAN: o.VLAN})
+	raw, err := s.env.Listen(o.Netif, rawlink.Config{ReadBuffer: bufSize, WriteBuffer: bufSize, VLAN: o.VLAN, BusyPoll: s.busyPoll})
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", o.Netif, err)
 	}

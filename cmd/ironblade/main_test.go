@@ -17,7 +17,7 @@ import (
 func defaults(change func(*options)) options {
 	o := options{
 		Shelf: 1, Slot: 2, Netif: "eth0", Filename: "disk.img",
-		Buffers: defaultBuffers, LogFormat: "text",
+		Buffers: defaultBuffers, LogFormat: "text", BusyPoll: defaultBusyPoll,
 	}
 	if change != nil {
 		change(&o)
@@ -117,6 +117,8 @@ func TestParseArgsVbladeForms(t *testing.T) {
 		{"VLAN", "--vlan 42 1 2 eth0 disk.img", defaults(func(o *options) { o.VLAN = 42 })},
 		{"VLAN, decimal with leading zero", "1 2 eth0 disk.img --vlan=0042", defaults(func(o *options) { o.VLAN = 42 })},
 		{"largest VLAN", "--vlan 4094 1 2 eth0 disk.img", defaults(func(o *options) { o.VLAN = 4094 })},
+		{"busy polling off", "--busy-poll 0 1 2 eth0 disk.img", defaults(func(o *options) { o.BusyPoll = 0 })},
+		{"longest busy polling", "--busy-poll=1ms 1 2 eth0 disk.img", defaults(func(o *options) { o.BusyPoll = time.Millisecond })},
 		{"unambiguous long prefix", "--read --sy 1 2 eth0 disk.img", defaults(func(o *options) { o.ReadOnly, o.Sync = true, true })},
 		{"long options after operands", "1 2 eth0 disk.img --sync --buffers=8", defaults(func(o *options) { o.Sync, o.Buffers = true, 8 })},
 	}
@@ -178,6 +180,9 @@ func TestParseArgsRejects(t *testing.T) {
 		{args: []string{"--announce-interval", "-1s", "1", "2", "eth0", "disk.img"}, wantErr: "must not be negative"},
 		{args: []string{"--announce-interval", "often", "1", "2", "eth0", "disk.img"}, wantErr: "often"},
 		{args: []string{"--state-dir=", "1", "2", "eth0", "disk.img"}, wantErr: "--state-dir: empty"},
+		{args: []string{"--busy-poll", "-1us", "1", "2", "eth0", "disk.img"}, wantErr: "--busy-poll -1µs: want 0 (off) to 1ms"},
+		{args: []string{"--busy-poll", "2ms", "1", "2", "eth0", "disk.img"}, wantErr: "--busy-poll 2ms"},
+		{args: []string{"--busy-poll", "soon", "1", "2", "eth0", "disk.img"}, wantErr: "soon"},
 		{args: []string{"--vlan", "0", "1", "2", "eth0", "disk.img"}, wantErr: `--vlan "0": want a decimal VLAN ID from 1 to 4094`},
 		{args: []string{"--vlan", "4095", "1", "2", "eth0", "disk.img"}, wantErr: `--vlan "4095"`},
 		{args: []string{"--vlan", "0x2a", "1", "2", "eth0", "disk.img"}, wantErr: `--vlan "0x2a"`},
@@ -337,4 +342,25 @@ func FuzzParseArgs(f *testing.F) {
 			t.Fatalf("parseArgs(%q) accepted invalid options %+v", line, o)
 		}
 	})
+}
+
+// TestConfigBusyPoll checks that --busy-poll, a process option, is taken
+// with --config and applies to every export.
+func TestConfigBusyPoll(t *testing.T) {
+	for _, tc := range []struct {
+		args string
+		want time.Duration
+	}{
+		{"--config x.conf", defaultBusyPoll},
+		{"--config x.conf --busy-poll 0", 0},
+		{"--busy-poll=200us --config x.conf", 200 * time.Microsecond},
+	} {
+		got, err := parseArgs(append([]string{"ironblade"}, strings.Fields(tc.args)...), noEnv, &bytes.Buffer{})
+		if err != nil {
+			t.Fatalf("parseArgs(%q): %v", tc.args, err)
+		}
+		if got.ConfigFile != "x.conf" || got.BusyPoll != tc.want {
+			t.Errorf("parseArgs(%q): config %q, busy poll %v; want x.conf, %v", tc.args, got.ConfigFile, got.BusyPoll, tc.want)
+		}
+	}
 }

@@ -138,7 +138,7 @@ func serve(ctx context.Context, o options, env serveEnv) (err error) {
 		return err
 	}
 	bufSize := socketBufferSize(o.Buffers, mtu)
-	link, err := env.Listen(o.Netif, rawlink.Config{ReadBuffer: bufSize, WriteBuffer: bufSize, VLAN: o.VLAN})
+	link, err := env.Listen(o.Netif, rawlink.Config{ReadBuffer: bufSize, WriteBuffer: bufSize, VLAN: o.VLAN, BusyPoll: o.BusyPoll})
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", o.Netif, err)
 	}
