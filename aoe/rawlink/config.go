@@ -32,8 +32,10 @@ type Config struct {
 	// stayed empty no longer than that before the frame read last. A
 	// steady stream of requests (one client waiting for each answer) is
 	// then served without waking the reader's CPU from idle for each,
-	// which on a virtual machine costs more than the watching; sparse or
-	// no traffic costs nothing. Only a link with a ring watches.
+	// which on a virtual machine costs more than the watching. Sparse
+	// traffic costs at most one watch per burst of frames, an idle link
+	// none. The gap measured includes the reader's wake-up when it slept.
+	// Only a link with a ring watches; a watch ends at the read deadline.
 	BusyPoll time.Duration
 }
 

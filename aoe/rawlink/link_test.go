@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -173,7 +174,7 @@ var rawModes = []struct {
 	busyPoll time.Duration
 }{
 	{"untagged", 0, false, 0}, {"vlan42", 42, false, 0}, {"untagged/recvmmsg", 0, true, 0}, {"vlan42/recvmmsg", 42, true, 0},
-	{"untagged/busypoll", 0, false, 200 * time.Microsecond},
+	{"untagged/busypoll", 0, false, 200 * time.Microsecond}, {"vlan42/busypoll", 42, false, 200 * time.Microsecond},
 }
 
 func TestRawLinkFrames(t *testing.T) {
@@ -1279,6 +1280,9 @@ func TestRawLinkBusyPoll(t *testing.T) {
 		busyPoll time.Duration
 	}{{"off", 0}, {"1ms", time.Millisecond}} {
 		t.Run(tc.name, func(t *testing.T) {
+			if runtime.GOMAXPROCS(0) < 2 {
+				t.Skip("needs 2 Ps: a watching reader keeps its P, so with one the other side cannot answer")
+			}
 			p := newRawPair(t, 1500, rawlink.Config{BusyPoll: tc.busyPoll})
 			if !p.b.Ring() {
 				t.Skip("the kernel gave the link no receive ring")
@@ -1322,6 +1326,42 @@ func TestRawLinkBusyPoll(t *testing.T) {
 				t.Errorf("Watched = %d without BusyPoll", st.Watched)
 			case tc.busyPoll > 0 && st.Watched == 0:
 				t.Error("no read found its frame by watching the ring")
+			}
+		})
+	}
+}
+
+// TestRawLinkBusyPollDeadline checks that a read watching the ring still
+// ends at its deadline, and when the deadline is moved, rather than at the
+// end of a long watch. The first read of a link watches: no gap was
+// measured yet.
+func TestRawLinkBusyPollDeadline(t *testing.T) {
+	const watch = 2 * time.Second
+	for _, tc := range []struct {
+		name string
+		set  func(l *rawlink.Link)
+	}{
+		{"deadline", func(l *rawlink.Link) { l.SetReadDeadline(time.Now().Add(20 * time.Millisecond)) }},
+		{"deadline moved", func(l *rawlink.Link) {
+			go func() {
+				time.Sleep(20 * time.Millisecond)
+				l.SetReadDeadline(time.Now())
+			}()
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newRawPair(t, 1500, rawlink.Config{BusyPoll: watch})
+			if !p.b.Ring() {
+				t.Skip("the kernel gave the link no receive ring")
+			}
+			tc.set(p.b)
+			start := time.Now()
+			_, err := p.b.ReadFrame(make([]byte, 1514))
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("ReadFrame: %v, want a deadline error", err)
+			}
+			if d := time.Since(start); d > watch/4 {
+				t.Errorf("the read ended %v after it began, watching past its deadline", d)
 			}
 		})
 	}

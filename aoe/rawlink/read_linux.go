@@ -32,6 +32,10 @@ type readScratch struct {
 	rlens    []int
 	err      error
 	sockErr  error // a socket error wait took, for the ring read to report
+	// emptySince is when this read first found the ring empty (zero
+	// before); watching says the frame being taken was found by watching.
+	emptySince time.Time
+	watching   bool
 	// A view of the ring (ViewFrames) shows handle up to viewMax frames
 	// in views, in recvView. Without a ring it reads into vbufs first.
 	recvView               func(fd uintptr) bool

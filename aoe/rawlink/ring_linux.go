@@ -4,6 +4,7 @@ package rawlink
 
 import (
 	"os"
+	"runtime"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -183,20 +184,28 @@ func (sc *readScratch) viewRing(fd uintptr) bool { return sc.untilRing(fd, sc.sh
 // untilRing calls take, waiting for a frame between calls, until it
 // reports that it took frames (or the ring is gone), or the read must look
 // at its deadline or at closing.
+//
+// With Config.BusyPoll, the first time in a read that the ring is empty it
+// is watched (watchRing) if it stayed empty no longer than BusyPoll before
+// the previous frame; how long it stays empty this time is measured for
+// the next read.
 func (sc *readScratch) untilRing(fd uintptr, take func(fd int) bool) bool {
 	l := sc.l
-	var emptySince time.Time
 	for {
 		if take(int(fd)) {
-			if !emptySince.IsZero() {
-				l.lastGap = time.Since(emptySince)
+			if sc.watching {
+				l.watched.Add(1)
+			}
+			if !sc.emptySince.IsZero() {
+				l.lastGap = time.Since(sc.emptySince)
 			}
 			return true
 		}
-		if l.busyPoll > 0 && emptySince.IsZero() {
-			emptySince = time.Now()
-			if l.lastGap <= l.busyPoll && sc.watchRing(emptySince.Add(l.busyPoll)) {
-				l.watched.Add(1)
+		sc.watching = false
+		if l.busyPoll > 0 && sc.emptySince.IsZero() {
+			sc.emptySince = time.Now()
+			if l.lastGap <= l.busyPoll && sc.watchRing(sc.emptySince.Add(l.busyPoll)) {
+				sc.watching = true
 				continue
 			}
 		}
@@ -210,14 +219,22 @@ func (sc *readScratch) untilRing(fd uintptr, take func(fd int) bool) bool {
 	}
 }
 
-// watchRing watches the ring until a frame arrives (it reports true) or
-// until end. It makes no system call: a thread woken on the same CPU
-// preempts it as it would any running thread.
+// watchRing watches the ring until a frame arrives (it reports true), or
+// until end, the read deadline, a change of the deadline or Close. It
+// makes no system call where the clock is read in the vDSO, so a thread
+// woken on the same CPU preempts it as it would any running thread; it
+// lets other goroutines have its P now and then.
 func (sc *readScratch) watchRing(end time.Time) bool {
 	l := sc.l
-	for {
+	dl := l.deadline.Load()
+	if dl != 0 {
+		if d := time.Unix(0, dl); d.Before(end) {
+			end = d
+		}
+	}
+	for i := 1; ; i++ {
 		r := l.ring
-		if r == nil || l.closed.Load() {
+		if r == nil || l.closed.Load() || l.deadline.Load() != dl {
 			return false
 		}
 		if _, _, ok := r.peek(); ok {
@@ -225,6 +242,9 @@ func (sc *readScratch) watchRing(end time.Time) bool {
 		}
 		if !time.Now().Before(end) {
 			return false
+		}
+		if i%32 == 0 {
+			runtime.Gosched()
 		}
 	}
 }
@@ -307,6 +327,7 @@ func (l *Link) regrowRing(fd int) {
 func (sc *readScratch) readRing(bufs [][]byte, lens []int) (int, error) {
 	l := sc.l
 	sc.rbufs, sc.rlens, sc.err = bufs, lens, nil
+	sc.emptySince, sc.watching = time.Time{}, false
 	err := l.readOp(sc.recvRing)
 	sc.rbufs, sc.rlens = nil, nil
 	if err != nil {

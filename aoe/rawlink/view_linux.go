@@ -4,6 +4,7 @@ package rawlink
 
 import (
 	"encoding/binary"
+	"time"
 
 	"github.com/ironblade/ironblade/aoe"
 )
@@ -27,6 +28,7 @@ func (l *Link) ViewFrames(max int, handle func(frames [][]byte)) (int, error) {
 	}
 	if l.ringMode.Load() {
 		sc.viewMax, sc.handle, sc.n, sc.err = count, handle, 0, nil
+		sc.emptySince, sc.watching = time.Time{}, false
 		err := l.readOp(sc.recvView)
 		sc.handle = nil
 		if err != nil {

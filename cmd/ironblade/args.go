@@ -103,7 +103,7 @@ type options struct {
 // usageText is vblade's synopsis, extended with the long options.
 const usageText = `ironblade [-b bufcnt] [-o offset] [-l length] [-d] [-s] [-r] [-m mac[,mac...]]
           [long options] shelf slot netif filename
-ironblade --config FILE [--metrics ADDR] [--control PATH] [--log-level LEVEL] [--log-format FORMAT]
+ironblade --config FILE [--metrics ADDR] [--control PATH] [--log-level LEVEL] [--log-format FORMAT] [--busy-poll DUR]
 
 Exports filename (a regular file or block device) as AoE device e<shelf>.<slot>
 on network interface netif. The command line is vblade's: options and operands
@@ -148,7 +148,7 @@ func flags() []cli.Flag {
 		&cli.StringFlag{Name: "vlan", DefaultText: "untagged",
 			Usage: "serve on 802.1Q VLAN `VID` (1 to 4094): tag every frame and take only that VLAN's (no VLAN device needed)"},
 		&cli.DurationFlag{Name: "busy-poll", Value: defaultBusyPoll,
-			Usage: "while requests come at most `DUR` apart, watch for the next one that long instead of sleeping (lower latency at low queue depths, for the CPU time spent watching); 0 to always sleep"},
+			Usage: "when requests come close together, watch for the next one for up to `DUR` instead of sleeping (lower latency at low queue depths, for the CPU time spent watching); 0 to always sleep"},
 	})
 }
 

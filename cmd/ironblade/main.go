@@ -2,7 +2,7 @@
 // (AoE) target. It takes vblade's command line unchanged:
 //
 //	ironblade [-b bufcnt] [-o offset] [-l length] [-d] [-s] [-r] [-m mac[,mac...]] shelf slot netif filename
-//	ironblade --config FILE [--metrics ADDR] [--control PATH] [--log-level L] [--log-format F]
+//	ironblade --config FILE [--metrics ADDR] [--control PATH] [--log-level L] [--log-format F] [--busy-poll DUR]
 //
 // The second form serves every export of a configuration file
 // (docs/ironblade.conf.md) from one process with one metrics endpoint;
@@ -11,7 +11,7 @@
 //
 // Beside vblade's options it has long options for what vblade lacks:
 // --state-dir, --announce-interval, --metrics, --log-level, --log-format,
-// --workers, --vlan, --control, and --auth-key, --auth-mode and
+// --workers, --vlan, --control, --busy-poll, and --auth-key, --auth-mode and
 // --auth-encrypt (docs/auth.md). Unlike vblade it serves many requests at once, makes FLUSH CACHE durable,
 // and with -s acknowledges a write only once an fdatasync covers it, one
 // sync serving every write in flight.
