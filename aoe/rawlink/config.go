@@ -35,7 +35,9 @@ type Config struct {
 	// which on a virtual machine costs more than the watching. Sparse
 	// traffic costs at most one watch per burst of frames, an idle link
 	// none. The gap measured includes the reader's wake-up when it slept.
-	// Only a link with a ring watches; a watch ends at the read deadline.
+	// Between looks the reader yields its CPU to any thread that wants it,
+	// so a CPU-bound neighbour loses nothing. Only a link with a ring
+	// watches; a watch ends at the read deadline.
 	BusyPoll time.Duration
 }
 

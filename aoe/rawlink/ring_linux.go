@@ -220,10 +220,11 @@ func (sc *readScratch) untilRing(fd uintptr, take func(fd int) bool) bool {
 }
 
 // watchRing watches the ring until a frame arrives (it reports true), or
-// until end, the read deadline, a change of the deadline or Close. It
-// makes no system call where the clock is read in the vDSO, so a thread
-// woken on the same CPU preempts it as it would any running thread; it
-// lets other goroutines have its P now and then.
+// until end, the read deadline, a change of the deadline or Close. Between
+// looks it yields its CPU (sched_yield) to any other thread that wants it,
+// so that it watches only with time no one else takes: a CPU-bound
+// neighbour, such as a virtual machine's vCPU thread, loses nothing to it.
+// It also lets other goroutines have its P now and then.
 func (sc *readScratch) watchRing(end time.Time) bool {
 	l := sc.l
 	dl := l.deadline.Load()
@@ -243,6 +244,7 @@ func (sc *readScratch) watchRing(end time.Time) bool {
 		if !time.Now().Before(end) {
 			return false
 		}
+		_, _, _ = unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
 		if i%32 == 0 {
 			runtime.Gosched()
 		}
