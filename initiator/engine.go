@@ -746,11 +746,12 @@ func (e *engine) receive(l *link, fr *aoe.Frame, now time.Duration) *target {
 	f.unanswered--
 	t.rtt.Observe(now - tx.sent)
 	// Later copies were sent: this one was slow, not lost, and those
-	// sent to the same target were needless.
+	// sent to the same target were needless (counted at the frame's
+	// first answer only).
 	grew := false
 	if tx.gen != f.gen {
 		needless := 0
-		if f.target == t {
+		if f.target == t && f.state == frameActive {
 			needless = int((f.gen - tx.gen) & tagGenMax)
 		}
 		grew = t.slowCopyAnswered(f.index, f.firstSent, tx.sent, needless)

@@ -191,13 +191,13 @@ func (t *target) timedOut(now, rto time.Duration, index uint16, firstSent time.D
 // slowCopyAnswered takes an answer to a copy, sent at sent, of the frame
 // at table entry index (first sent at firstSent), that came after a later
 // copy was sent: the copy was slow (a disk busy reading ahead), not lost.
-// The copies sent after it to this target, needless, are counted.
-// If the latest cuts of the
-// window were made for this frame's timeouts after the copy was sent, they
-// are undone, as TCP undoes a spurious timeout's (Eifel, RFC 4015):
-// otherwise every slow disk read would halve the window. The retransmission
-// timeout has already learned the longer round trip from the answer, which
-// names its copy. It reports whether the window grew.
+// The copies sent after it to this target, needless, are counted. If the
+// latest cuts of the window were made for this frame's timeouts after the
+// copy was sent, they are undone, as TCP undoes a spurious timeout's
+// (Eifel, RFC 4015): otherwise every slow disk read would halve the
+// window. The retransmission timeout has already learned the longer round
+// trip from the answer, which names its copy. It reports whether the
+// window grew.
 func (t *target) slowCopyAnswered(index uint16, firstSent, sent time.Duration, needless int) bool {
 	t.spurious += uint64(needless)
 	if t.cutFrom == 0 || index != t.cutIndex || firstSent != t.cutFirstSent || sent >= t.lastCut {

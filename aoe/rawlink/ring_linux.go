@@ -16,10 +16,9 @@ import (
 // memory area shared with the kernel, cut into one slot per frame. The
 // kernel copies each frame it delivers into the next free slot and marks
 // it the reader's; the reader copies it out (or shows it where it is:
-// ViewFrames) and hands the slot back. A
-// read that finds frames waiting costs no system call, and the kernel's
-// copy happens where the frame is delivered (with veth, in the sender's
-// system call), not in the reader's.
+// ViewFrames) and hands the slot back. A read that finds frames waiting
+// costs no system call, and the kernel's copy happens where the frame is
+// delivered (with veth, in the sender's system call), not in the reader's.
 //
 // Slots are sized for the interface's MTU when the ring is made. A frame
 // that outgrows its slot (the MTU rose) is dropped, counted as truncated,
