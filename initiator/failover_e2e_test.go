@@ -517,9 +517,13 @@ func TestFailoverE2EFlap(t *testing.T) {
 		l.waitWrites(t, 100, 10*time.Second)
 		logStall(t, l, d, fmt.Sprintf("flap %d: %s restarted after %v", k+1, victim.name, after), ev)
 		if after > DefaultScornTimeout {
+			// It rejoins as a standby, or as the active target if the
+			// other one missed the probe an announce sends it (40 ms)
+			// on a loaded machine and was scorned in turn.
 			testenv.WaitFor(t, 5*time.Second, "the restarted target to rejoin", func() bool {
-				return targetStats(t, d, victim.mac).State == TargetStandby
+				return targetStats(t, d, victim.mac).State != TargetScorned
 			})
+			t.Logf("flap %d: %s rejoined as %v", k+1, victim.name, targetStats(t, d, victim.mac).State)
 		}
 	}
 	for _, ts := range d.Stats().Targets {
