@@ -195,10 +195,8 @@ type link struct {
 	aoe.Link
 	name string
 	mac  aoe.MAC
-	// batch is the link as an aoe.BatchLink, or nil if it is not one;
-	// view as an aoe.FrameViewer, which the read loop prefers.
+	// batch is the link as an aoe.BatchLink, or nil if it is not one.
 	batch aoe.BatchLink
-	view  aoe.FrameViewer
 }
 
 // New checks cfg and returns an Initiator that does nothing until Run.
@@ -256,8 +254,10 @@ func New(cfg Config) (*Initiator, error) {
 			return nil, fmt.Errorf("initiator: new: link %d is nil", n)
 		}
 		bl, _ := l.(aoe.BatchLink)
-		fv, _ := l.(aoe.FrameViewer) // not beneath a wrapper, which must see every frame
-		i.links = append(i.links, &link{Link: l, name: linkName(l, n), mac: l.HardwareAddr(), batch: bl, view: fv})
+		// Read with ReadFrames, not aoe.FrameViewer: with it, two cluster
+		// tests failed once each in CI (a restarted target not taken
+		// back), which is not understood (docs/performance.md, round 5).
+		i.links = append(i.links, &link{Link: l, name: linkName(l, n), mac: l.HardwareAddr(), batch: bl})
 	}
 	empty := map[uint32]*Device{}
 	i.devices.Store(&empty)
@@ -328,38 +328,19 @@ func (i *Initiator) readLoop(ctx context.Context, l *link) {
 	// window's answers in one call, and sends what they make room for in
 	// one more.
 	const batch = DefaultMaxWindow
-	// Consecutive answers for one device are taken under one hold of its
-	// mutex, and the frames they make room for leave together when it is
-	// let go. A link that shows its frames where they lie (a receive
-	// ring) saves a copy of each answer's data.
-	take := func(frames [][]byte) {
-		var held *Device
-		for _, b := range frames {
-			held = i.takeFrame(l, b, held)
-		}
-		if held != nil {
-			held.endReceive()
-		}
-	}
 	bufSize := func() int { return max(l.MTU()+aoe.EthernetHeaderLen, 9216+aoe.EthernetHeaderLen) }
-	var bufs, frames [][]byte
-	var lens []int
-	if l.view == nil {
-		bufs, frames, lens = make([][]byte, batch), make([][]byte, batch), make([]int, batch)
-		for n := range bufs {
-			bufs[n] = make([]byte, bufSize())
-		}
+	bufs := make([][]byte, batch)
+	for n := range bufs {
+		bufs[n] = make([]byte, bufSize())
 	}
+	lens := make([]int, batch)
 	var lastErr time.Duration
 	for {
 		var n int
 		var err error
-		switch {
-		case l.view != nil:
-			_, err = l.view.ViewFrames(batch, take)
-		case l.batch != nil:
+		if l.batch != nil {
 			n, err = l.batch.ReadFrames(bufs, lens)
-		default:
+		} else {
 			lens[0], err = l.ReadFrame(bufs[0])
 			n = 1
 		}
@@ -380,13 +361,16 @@ func (i *Initiator) readLoop(ctx context.Context, l *link) {
 			}
 			continue
 		}
-		if l.view != nil {
-			continue
+		// Consecutive answers for one device are taken under one hold of
+		// its mutex, and the frames they make room for leave together
+		// when it is let go.
+		var held *Device
+		for k := 0; k < n; k++ {
+			held = i.takeFrame(l, bufs[k][:lens[k]], held)
 		}
-		for k := range n {
-			frames[k] = bufs[k][:lens[k]]
+		if held != nil {
+			held.endReceive()
 		}
-		take(frames[:n])
 		if want := bufSize(); len(bufs[0]) < want { // the MTU grew
 			for k := range bufs {
 				bufs[k] = make([]byte, want)
