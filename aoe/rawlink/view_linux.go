@@ -13,7 +13,9 @@ import (
 // shows handle the frames in their ring slots (on a VLAN link untagged in
 // place) and hands the slots back to the kernel when handle returns, so a
 // frame's bytes are copied once, by the kernel. Without a ring it reads
-// into buffers of its own, sized for the link's MTU, and shows those. The
+// into buffers of its own, each holding a jumbo frame at least, and shows
+// those. No reader in this project uses it yet (docs/performance.md,
+// round 5). The
 // frames are counted in Stats as ReadFrames counts them, and filtered the
 // same way.
 func (l *Link) ViewFrames(max int, handle func(frames [][]byte)) (int, error) {
