@@ -423,7 +423,9 @@ const readStreamSlack = 512 << 10
 // TryReadAt implements NonblockingBackend: it reads what the page cache
 // holds (through the file's mapping where it was found there lately, else
 // preadv2 with RWF_NOWAIT) and returns ErrWouldBlock for anything else, or
-// when the file is open with O_DIRECT.
+// when the file is open with O_DIRECT. A read of uncached data starts the
+// kernel's readahead without waiting for it, so the worker that reads it
+// next finds it on the way (and on a fast disk this call may get it).
 func (b *FileBackend) TryReadAt(p []byte, off int64) (int, error) {
 	if b.direct || len(p) == 0 || off < 0 || off+int64(len(p)) > b.size {
 		return 0, ErrWouldBlock // ReadAt knows what to do
