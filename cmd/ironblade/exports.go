@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ironblade/ironblade/aoe"
-	"github.com/ironblade/ironblade/aoe/rawlink"
 	"github.com/ironblade/ironblade/crypto/seal"
 	"github.com/ironblade/ironblade/internal/exportconf"
 	"github.com/ironblade/ironblade/internal/metricsrv"
@@ -177,14 +176,9 @@ func (s *exportSet) start(e exportconf.Export) (err error) {
 // open opens one interface's link for r, with its target and metrics,
 // and returns the link to serve on.
 func (s *exportSet) open(r *runningExport, o options, keys []seal.Key, logger *slog.Logger) (aoe.Link, error) {
-	mtu, err := s.env.InterfaceMTU(o.Netif)
+	raw, bufSize, err := s.env.listen(o, s.busyPoll)
 	if err != nil {
 		return nil, err
-	}
-	bufSize := socketBufferSize(o.Buffers, mtu)
-	raw, err := s.env.Listen(o.Netif, rawlink.Config{ReadBuffer: bufSize, WriteBuffer: bufSize, VLAN: o.VLAN, BusyPoll: s.busyPoll})
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", o.Netif, err)
 	}
 	r.cleanup = append(r.cleanup, func() { raw.Close() })
 	r.links = append(r.links, raw)

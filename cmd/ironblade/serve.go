@@ -71,6 +71,23 @@ func socketBufferSize(buffers, mtu int) int {
 	return min(buffers*(mtu+aoe.EthernetHeaderLen+socketOverhead)*2, maxSocketBuffer)
 }
 
+// listen opens the link a target serves o on: o's interface and VLAN,
+// socket buffers for o's buffer count at the interface's MTU, and
+// busyPoll (a process option, which an export from --config does not set).
+// It returns the socket buffers' size too, for the start's log line.
+func (env serveEnv) listen(o options, busyPoll time.Duration) (link aoe.Link, bufSize int, err error) {
+	mtu, err := env.InterfaceMTU(o.Netif)
+	if err != nil {
+		return nil, 0, err
+	}
+	bufSize = socketBufferSize(o.Buffers, mtu)
+	link, err = env.Listen(o.Netif, rawlink.Config{ReadBuffer: bufSize, WriteBuffer: bufSize, VLAN: o.VLAN, BusyPoll: busyPoll})
+	if err != nil {
+		return nil, 0, fmt.Errorf("listen on %s: %w", o.Netif, err)
+	}
+	return link, bufSize, nil
+}
+
 // fileOptions translates -o, -l, -d, -r and -s for the backend (sectors to bytes).
 func (o *options) fileOptions() target.FileOptions {
 	return target.FileOptions{
@@ -133,14 +150,9 @@ func serve(ctx context.Context, o options, env serveEnv) (err error) {
 		return err
 	}
 
-	mtu, err := env.InterfaceMTU(o.Netif)
+	link, bufSize, err := env.listen(o, o.BusyPoll)
 	if err != nil {
 		return err
-	}
-	bufSize := socketBufferSize(o.Buffers, mtu)
-	link, err := env.Listen(o.Netif, rawlink.Config{ReadBuffer: bufSize, WriteBuffer: bufSize, VLAN: o.VLAN, BusyPoll: o.BusyPoll})
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", o.Netif, err)
 	}
 	defer link.Close()
 	raw := link // the sealed link wraps it
