@@ -34,7 +34,8 @@ type Config struct {
 	// then served without waking the reader's CPU from idle for each,
 	// which on a virtual machine costs more than the watching. Sparse
 	// traffic costs at most one watch per burst of frames, an idle link
-	// none. The gap measured includes the reader's wake-up when it slept.
+	// none. The gap ends at the kernel's arrival stamp of the frame, so a
+	// reader's wake-up from sleep does not count in it.
 	// Between looks the reader yields its CPU to any thread that wants it,
 	// so a CPU-bound neighbour loses nothing. Only a link with a ring
 	// watches; a watch ends at the read deadline.

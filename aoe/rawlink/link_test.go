@@ -1331,6 +1331,32 @@ func TestRawLinkBusyPoll(t *testing.T) {
 	}
 }
 
+// TestRawLinkArrivalStamp checks that a frame waiting in the ring carries
+// the kernel's arrival stamp, which a busy-polling read measures the gap
+// between frames by: about when it was sent.
+func TestRawLinkArrivalStamp(t *testing.T) {
+	p := newRawPair(t, 1500, rawlink.Config{})
+	if !p.b.Ring() {
+		t.Skip("the link has no receive ring")
+	}
+	if !rawlink.NextArrival(p.b).IsZero() {
+		t.Fatal("arrival stamp with no frame waiting")
+	}
+	sent := time.Now()
+	if err := p.a.WriteFrame(rawTestFrame(p.veth.MACB, p.veth.MACA, 1, 100)); err != nil {
+		t.Fatal(err)
+	}
+	var arrived time.Time
+	testenv.WaitFor(t, time.Second, "the frame in the ring", func() bool {
+		arrived = rawlink.NextArrival(p.b)
+		return !arrived.IsZero()
+	})
+	if d := arrived.Sub(sent); d < -time.Millisecond || d > 500*time.Millisecond {
+		t.Errorf("frame sent at %v stamped %v (%v after)", sent, arrived, d)
+	}
+	rawReadFrame(t, p.b, make([]byte, 1514))
+}
+
 // TestRawLinkBusyPollDeadline checks that a read watching the ring still
 // ends at its deadline, and when the deadline is moved, rather than at the
 // end of a long watch. The first read of a link watches: no gap was

@@ -164,6 +164,32 @@ func (r *rxRing) peekAt(k int) (hdr *unix.Tpacket2Hdr, f ringFrame, ok bool) {
 	return hdr, f, true
 }
 
+// arrival returns when the kernel received the next frame (its stamp, by
+// the wall clock), or the zero time if none is waiting or there is no
+// ring.
+func (r *rxRing) arrival() time.Time {
+	if r == nil {
+		return time.Time{}
+	}
+	hdr, _, ok := r.peek()
+	if !ok {
+		return time.Time{}
+	}
+	return time.Unix(int64(hdr.Sec), int64(hdr.Nsec))
+}
+
+// emptyGap is how long the ring stayed empty: from since to arrived, the
+// stamp of the frame that ended the wait, or to now without a stamp. The
+// kernel stamps a frame just before it hands it over, so a stamp may fall
+// a little before since: that counts as no gap. (A step of the wall
+// clock misjudges one gap.)
+func emptyGap(since, arrived time.Time) time.Duration {
+	if arrived.IsZero() {
+		return time.Since(since)
+	}
+	return max(arrived.Sub(since), 0)
+}
+
 // release hands the slot of hdr, the next one, back to the kernel.
 func (r *rxRing) release(hdr *unix.Tpacket2Hdr) {
 	atomic.StoreUint32(&hdr.Status, unix.TP_STATUS_KERNEL)
@@ -187,16 +213,21 @@ func (sc *readScratch) viewRing(fd uintptr) bool { return sc.untilRing(fd, sc.sh
 // With Config.BusyPoll, the first time in a read that the ring is empty it
 // is watched (watchRing) if it stayed empty no longer than BusyPoll before
 // the previous frame; how long it stays empty this time is measured for
-// the next read.
+// the next read, up to the kernel's arrival stamp of the frame that ends
+// it, so that a reader's wake-up from sleep does not count.
 func (sc *readScratch) untilRing(fd uintptr, take func(fd int) bool) bool {
 	l := sc.l
 	for {
+		var arrived time.Time
+		if !sc.emptySince.IsZero() {
+			arrived = l.ring.arrival()
+		}
 		if take(int(fd)) {
 			if sc.watching {
 				l.watched.Add(1)
 			}
 			if !sc.emptySince.IsZero() {
-				l.lastGap = time.Since(sc.emptySince)
+				l.lastGap = emptyGap(sc.emptySince, arrived)
 			}
 			return true
 		}

@@ -1,0 +1,49 @@
+//go:build linux
+
+package rawlink
+
+import (
+	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestEmptyGap(t *testing.T) {
+	since := time.Now()
+	for _, tc := range []struct {
+		name    string
+		arrived time.Time
+		min     time.Duration
+		max     time.Duration
+	}{
+		{"stamped after", since.Round(0).Add(30 * time.Microsecond), 30 * time.Microsecond, 30 * time.Microsecond},
+		{"stamped just before", since.Round(0).Add(-2 * time.Microsecond), 0, 0},
+		{"no stamp", time.Time{}, 0, time.Minute},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := emptyGap(since, tc.arrived); got < tc.min || got > tc.max {
+				t.Errorf("emptyGap = %v, want %v to %v", got, tc.min, tc.max)
+			}
+		})
+	}
+}
+
+// TestRingArrivalFake reads the stamp from a slot the test fills.
+func TestRingArrivalFake(t *testing.T) {
+	r := &rxRing{mem: make([]byte, 4096), blockSize: 4096, perBlock: 1, slotSize: 4096, slots: 1}
+	hdr := (*unix.Tpacket2Hdr)(unsafe.Pointer(&r.mem[0]))
+	if !r.arrival().IsZero() {
+		t.Fatal("stamp of a slot the kernel holds")
+	}
+	hdr.Sec, hdr.Nsec, hdr.Mac, hdr.Snaplen, hdr.Len = 1700000000, 123456789, uint16(tpacketHdrLen), 60, 60
+	hdr.Status = unix.TP_STATUS_USER
+	if got, want := r.arrival(), time.Unix(1700000000, 123456789); !got.Equal(want) {
+		t.Errorf("arrival %v, want %v", got, want)
+	}
+	var none *rxRing
+	if !none.arrival().IsZero() {
+		t.Error("stamp without a ring")
+	}
+}
