@@ -39,21 +39,6 @@ type BatchLink interface {
 	WriteFrames(frames [][]byte) (int, error)
 }
 
-// A FrameViewer is a link that can show a reader the frames it received
-// where they lie, in a receive ring shared with the kernel, instead of
-// copying each into the reader's buffer: a reader that handles every frame
-// of a batch before the next read saves a copy of each frame's bytes.
-// Wrappers that must see every frame (a sealing layer) do not implement it,
-// so a caller must ask the link it reads from, never one beneath it.
-type FrameViewer interface {
-	// ViewFrames waits for a frame, then calls handle once with the
-	// frames waiting, up to max, and returns how many it showed (0 at
-	// once if max is below 1). The slices are the link's: they are valid
-	// only until handle returns. handle may write to the link, but must
-	// not read from it or close it (Close waits for it to return).
-	ViewFrames(max int, handle func(frames [][]byte)) (int, error)
-}
-
 // ErrFrameTooLarge is wrapped by WriteFrame when a frame is larger than the
 // link's MTU allows.
 var ErrFrameTooLarge = errors.New("frame larger than the link MTU")

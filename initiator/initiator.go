@@ -254,9 +254,6 @@ func New(cfg Config) (*Initiator, error) {
 			return nil, fmt.Errorf("initiator: new: link %d is nil", n)
 		}
 		bl, _ := l.(aoe.BatchLink)
-		// Read with ReadFrames, not aoe.FrameViewer: with it, two cluster
-		// tests failed once each in CI (a restarted target not taken
-		// back), which is not understood (docs/performance.md, round 5).
 		i.links = append(i.links, &link{Link: l, name: linkName(l, n), mac: l.HardwareAddr(), batch: bl})
 	}
 	empty := map[uint32]*Device{}

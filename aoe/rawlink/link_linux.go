@@ -22,8 +22,7 @@ import (
 // Link is a Link on a network interface: an AF_PACKET socket moving
 // whole Ethernet frames. It implements aoe.BatchLink, reading through a
 // receive ring shared with the kernel (or with recvmmsg) and sending with
-// sendmmsg, and aoe.FrameViewer, showing frames in the ring's slots; it
-// allocates nothing per frame.
+// sendmmsg; it allocates nothing per frame.
 //
 // An untagged link's socket is bound to aoe.EtherType, and its filter passes
 // only untagged AoE frames the interface received. A VLAN link's socket

@@ -61,8 +61,3 @@ func (l *Link) Stats() Stats { return Stats{} }
 func (l *Link) Close() error { return nil }
 
 var _ aoe.BatchLink = (*Link)(nil)
-
-// ViewFrames implements aoe.FrameViewer.
-func (l *Link) ViewFrames(max int, handle func(frames [][]byte)) (int, error) {
-	return 0, errRawUnsupported
-}

@@ -86,41 +86,6 @@ func rawReadFrame(t testing.TB, l *rawlink.Link, buf []byte) []byte {
 	return buf[:n]
 }
 
-// rawViewFrame is rawReadFrame through ViewFrames: it copies the one frame
-// the link shows into buf.
-func rawViewFrame(t testing.TB, l *rawlink.Link, buf []byte) []byte {
-	t.Helper()
-	if err := l.SetReadDeadline(time.Now().Add(2 * time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	n, err := viewOne(l, buf)
-	if err != nil {
-		t.Fatalf("ViewFrames on %s: %v", l.Interface(), err)
-	}
-	return buf[:n]
-}
-
-// viewOne reads one frame through ViewFrames into b, as ReadFrame would.
-func viewOne(l *rawlink.Link, b []byte) (int, error) {
-	n := 0
-	shown, err := l.ViewFrames(1, func(frames [][]byte) {
-		if len(frames) != 1 {
-			panic(fmt.Sprintf("ViewFrames(1) showed %d frames", len(frames)))
-		}
-		n = copy(b, frames[0])
-	})
-	if err == nil && shown != 1 {
-		return 0, fmt.Errorf("ViewFrames(1) = %d", shown)
-	}
-	return n, err
-}
-
-// rawReads are the ways to read one frame that tests run on each path.
-var rawReads = []struct {
-	name string
-	read func(testing.TB, *rawlink.Link, []byte) []byte
-}{{"ReadFrame", rawReadFrame}, {"ViewFrames", rawViewFrame}}
-
 // rawExpectNoFrame fails the test if a frame arrives on l within d.
 func rawExpectNoFrame(t testing.TB, l *rawlink.Link, d time.Duration) {
 	t.Helper()
@@ -219,9 +184,8 @@ func TestRawLinkFrames(t *testing.T) {
 					if err := tt.from.WriteFrame(want); err != nil {
 						t.Fatalf("%s: WriteFrame: %v", tt.name, err)
 					}
-					rd := rawReads[i%len(rawReads)]
-					if got := rd.read(t, tt.to, buf); !rawSameFrame(got, want) {
-						t.Fatalf("%s (%s): got %d bytes % x..., want %d bytes % x...", tt.name, rd.name, len(got), got[:min(len(got), 40)], len(want), want[:min(len(want), 40)])
+					if got := rawReadFrame(t, tt.to, buf); !rawSameFrame(got, want) {
+						t.Fatalf("%s: got %d bytes % x..., want %d bytes % x...", tt.name, len(got), got[:min(len(got), 40)], len(want), want[:min(len(want), 40)])
 					}
 				}
 				st := p.a.Stats()
@@ -233,8 +197,8 @@ func TestRawLinkFrames(t *testing.T) {
 	}
 }
 
-// TestRawLinkBatch moves 500 frames of all sizes each way with WriteFrames,
-// read with ReadFrames one way and ViewFrames the other.
+// TestRawLinkBatch moves 500 frames of all sizes each way with WriteFrames
+// and ReadFrames.
 func TestRawLinkBatch(t *testing.T) {
 	const count = 500
 	for _, mode := range rawModes {
@@ -256,45 +220,26 @@ func TestRawLinkBatch(t *testing.T) {
 				if n, err := dir.from.WriteFrames(frames); err != nil || n != count {
 					t.Fatalf("%s: WriteFrames = %d, %v; want %d", dir.name, n, err, count)
 				}
-				// a to b reads into buffers, b to a views the frames
-				// where the link has them.
-				view := dir.to == p.a
 				got, calls := 0, 0
-				check := func(b []byte) {
-					if !rawSameFrame(b, frames[got]) {
-						t.Fatalf("%s: frame %d: got tag %d, %d bytes; want %d bytes", dir.name, got, rawFrameTag(b), len(b), len(frames[got]))
-					}
-					got++
-				}
 				for got < count {
 					if err := dir.to.SetReadDeadline(time.Now().Add(2 * time.Second)); err != nil {
 						t.Fatal(err)
 					}
-					var n int
-					var err error
-					if view {
-						n, err = dir.to.ViewFrames(len(bufs), func(frames [][]byte) {
-							for _, f := range frames {
-								check(f)
-							}
-						})
-					} else {
-						n, err = dir.to.ReadFrames(bufs, lens)
-						for i := range n {
-							check(bufs[i][:lens[i]])
-						}
-					}
+					n, err := dir.to.ReadFrames(bufs, lens)
 					if err != nil {
-						t.Fatalf("%s: read (view %v) after %d frames: %v", dir.name, view, got, err)
-					}
-					if n < 1 || n > len(bufs) {
-						t.Fatalf("%s: read (view %v) returned %d frames", dir.name, view, n)
+						t.Fatalf("%s: ReadFrames after %d frames: %v", dir.name, got, err)
 					}
 					calls++
+					for i := range n {
+						if !rawSameFrame(bufs[i][:lens[i]], frames[got]) {
+							t.Fatalf("%s: frame %d: got tag %d, %d bytes; want %d bytes", dir.name, got, rawFrameTag(bufs[i]), lens[i], len(frames[got]))
+						}
+						got++
+					}
 				}
-				t.Logf("%s: %d frames in %d calls (view %v)", dir.name, count, calls, view)
+				t.Logf("%s: %d frames in %d ReadFrames calls", dir.name, count, calls)
 				if calls == count {
-					t.Errorf("%s: reads (view %v) never returned more than one frame", dir.name, view)
+					t.Errorf("%s: ReadFrames never returned more than one frame", dir.name)
 				}
 				sf, st := dir.from.Stats(), dir.to.Stats()
 				if sf.FramesOut != count || st.FramesIn != count || st.KernelDrops != 0 || st.Truncated != 0 {
@@ -395,51 +340,41 @@ func TestRawLinkMTUChange(t *testing.T) {
 // arrive whole; on every read path and kind of link.
 func TestRawLinkRingRegrows(t *testing.T) {
 	for _, mode := range rawModes {
-		for _, view := range []bool{false, true} {
-			t.Run(fmt.Sprintf("%s/view=%v", mode.name, view), func(t *testing.T) {
-				testRawLinkRingRegrows(t, rawlink.Config{VLAN: mode.vlan, NoRing: mode.noRing, BusyPoll: mode.busyPoll}, view)
-			})
-		}
+		t.Run(mode.name, func(t *testing.T) {
+			p := newRawPair(t, 1500, rawlink.Config{VLAN: mode.vlan, NoRing: mode.noRing, BusyPoll: mode.busyPoll})
+			testenv.SetMTU(t, p.veth, 9000)
+			testenv.WaitFor(t, time.Second, "the link to see MTU 9000", func() bool { return p.a.MTU() == 9000 })
+			buf := make([]byte, 9014)
+			var got []byte
+			for i := uint32(1); got == nil && i <= 3; i++ {
+				want := rawTestFrame(p.veth.MACB, p.veth.MACA, i, 9014)
+				if err := p.a.WriteFrame(want); err != nil {
+					t.Fatal(err)
+				}
+				if err := p.b.SetReadDeadline(time.Now().Add(200 * time.Millisecond)); err != nil {
+					t.Fatal(err)
+				}
+				n, err := p.b.ReadFrame(buf)
+				switch {
+				case errors.Is(err, os.ErrDeadlineExceeded):
+					continue
+				case err != nil:
+					t.Fatal(err)
+				case !rawSameFrame(buf[:n], want):
+					t.Fatalf("frame %d: %d bytes, tag %d; want it whole", i, n, rawFrameTag(buf[:n]))
+				}
+				got = buf[:n]
+			}
+			if got == nil {
+				t.Fatal("no jumbo frame arrived whole after the MTU rose")
+			}
+			st := p.b.Stats()
+			if mode.noRing && st.Truncated != 0 {
+				t.Errorf("recvmmsg link: %d frames truncated", st.Truncated)
+			}
+			t.Logf("read path ring=%v: %+v", p.b.Ring(), st)
+		})
 	}
-}
-
-func testRawLinkRingRegrows(t *testing.T, cfg rawlink.Config, view bool) {
-	p := newRawPair(t, 1500, cfg)
-	testenv.SetMTU(t, p.veth, 9000)
-	testenv.WaitFor(t, time.Second, "the link to see MTU 9000", func() bool { return p.a.MTU() == 9000 })
-	read := p.b.ReadFrame
-	if view {
-		read = func(b []byte) (int, error) { return viewOne(p.b, b) }
-	}
-	buf := make([]byte, 9014)
-	var got []byte
-	for i := uint32(1); got == nil && i <= 3; i++ {
-		want := rawTestFrame(p.veth.MACB, p.veth.MACA, i, 9014)
-		if err := p.a.WriteFrame(want); err != nil {
-			t.Fatal(err)
-		}
-		if err := p.b.SetReadDeadline(time.Now().Add(200 * time.Millisecond)); err != nil {
-			t.Fatal(err)
-		}
-		n, err := read(buf)
-		switch {
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			continue
-		case err != nil:
-			t.Fatal(err)
-		case !rawSameFrame(buf[:n], want):
-			t.Fatalf("frame %d: %d bytes, tag %d; want it whole", i, n, rawFrameTag(buf[:n]))
-		}
-		got = buf[:n]
-	}
-	if got == nil {
-		t.Fatal("no jumbo frame arrived whole after the MTU rose")
-	}
-	st := p.b.Stats()
-	if cfg.NoRing && st.Truncated != 0 {
-		t.Errorf("recvmmsg link: %d frames truncated", st.Truncated)
-	}
-	t.Logf("read path ring=%v: %+v", p.b.Ring(), st)
 }
 
 func TestRawLinkTruncates(t *testing.T) {
@@ -564,10 +499,6 @@ func testRawLinkCloseUnblocksRead(t *testing.T, cfg rawlink.Config) {
 			_, err := p.b.ReadFrames([][]byte{make([]byte, 1514)}, make([]int, 1))
 			return err
 		},
-		"ViewFrames": func() error {
-			_, err := p.a.ViewFrames(8, func([][]byte) {})
-			return err
-		},
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, len(reads))
@@ -614,10 +545,6 @@ func TestRawLinkDeadlineEndsWait(t *testing.T) {
 				},
 				"ReadFrames": func() error {
 					_, err := p.b.ReadFrames([][]byte{make([]byte, 1514)}, make([]int, 1))
-					return err
-				},
-				"ViewFrames": func() error {
-					_, err := p.b.ViewFrames(8, func([][]byte) {})
 					return err
 				},
 			}
@@ -774,8 +701,6 @@ func testRawLinkAllocs(t *testing.T, cfg rawlink.Config) {
 	lens := make([]int, batch)
 	failLostFrames(t, p.b)
 	var failed error
-	viewed := 0
-	countViewed := func(frames [][]byte) { viewed += len(frames) }
 	tests := []struct {
 		name string
 		fn   func()
@@ -807,17 +732,6 @@ func testRawLinkAllocs(t *testing.T, cfg rawlink.Config) {
 					return
 				}
 				got += n
-			}
-		}},
-		{"WriteFrames+ViewFrames", func() {
-			if _, err := p.a.WriteFrames(frames); err != nil {
-				failed = err
-			}
-			for viewed = 0; viewed < batch; {
-				if _, err := p.b.ViewFrames(batch, countViewed); err != nil {
-					failed = err
-					return
-				}
 			}
 		}},
 	}
@@ -1093,14 +1007,13 @@ func TestRawLinkVLANIsolation(t *testing.T) {
 // interface offloads VLAN reception or not, and a VLAN tag behind a
 // priority tag stays in the frame.
 func TestRawLinkVLANKernelFrames(t *testing.T) {
-	for _, tc := range []struct {
-		offload bool
-		noRing  bool
-	}{{true, false}, {false, false}, {false, true}} {
-		name := fmt.Sprintf("rxvlan=%v/ring=%v", tc.offload, !tc.noRing)
-		offload := tc.offload
+	for _, offload := range []bool{true, false} {
+		name := "rxvlan on"
+		if !offload {
+			name = "rxvlan off"
+		}
 		t.Run(name, func(t *testing.T) {
-			p := newRawPair(t, 1500, rawlink.Config{VLAN: 42, NoRing: tc.noRing})
+			p := newRawPair(t, 1500, rawlink.Config{VLAN: 42})
 			if !offload {
 				if _, err := exec.LookPath("ethtool"); err != nil {
 					t.Skipf("needs ethtool to turn VLAN reception offload off: %v", err)
@@ -1164,23 +1077,19 @@ func TestRawLinkVLANKernelFrames(t *testing.T) {
 			for _, k := range keep {
 				send(k.name, k.tag(k.want))
 			}
-			// Every other frame is read through ViewFrames, which
-			// removes a tag left in the frame in the ring's slot.
 			buf := make([]byte, 1514)
-			for i, k := range keep[:5] {
-				rd := rawReads[i%len(rawReads)]
-				if got := rd.read(t, p.b, buf); !rawSameFrame(got, k.want) {
-					t.Fatalf("%s (%s): got %d bytes % x..., want %d bytes % x...", k.name, rd.name, len(got), got[:min(len(got), 24)], len(k.want), k.want[:24])
+			for _, k := range keep[:5] {
+				if got := rawReadFrame(t, p.b, buf); !rawSameFrame(got, k.want) {
+					t.Fatalf("%s: got %d bytes % x..., want %d bytes % x...", k.name, len(got), got[:min(len(got), 24)], len(k.want), k.want[:24])
 				}
 			}
 			// The tag left in the frame takes 4 bytes more than the buffer
 			// sized for the untagged frame: the link keeps them aside and
 			// delivers the whole frame.
-			for i, k := range keep[5:] {
-				rd := rawReads[i%len(rawReads)]
+			for _, k := range keep[5:] {
 				exact := make([]byte, len(k.want))
-				if got := rd.read(t, p.b, exact); !bytes.Equal(got, k.want) {
-					t.Fatalf("%s (%s): got %d bytes % x..., want %d bytes % x...", k.name, rd.name, len(got), got[:min(len(got), 24)], len(k.want), k.want[:24])
+				if got := rawReadFrame(t, p.b, exact); !bytes.Equal(got, k.want) {
+					t.Fatalf("%s: got %d bytes % x..., want %d bytes % x...", k.name, len(got), got[:min(len(got), 24)], len(k.want), k.want[:24])
 				}
 			}
 			rawExpectNoFrame(t, p.b, 100*time.Millisecond)

@@ -25,8 +25,7 @@ type readScratch struct {
 	errno             unix.Errno
 	recvOne, recvMany func(fd uintptr) bool
 	// A ring link's read takes frames into rbufs and their lengths into
-	// rlens, in recvRing; err is a failure of the ring (for ViewFrames
-	// too).
+	// rlens, in recvRing; err is a failure of the ring.
 	recvRing func(fd uintptr) bool
 	rbufs    [][]byte
 	rlens    []int
@@ -36,15 +35,7 @@ type readScratch struct {
 	// before); watching says the frame being taken was found by watching.
 	emptySince time.Time
 	watching   bool
-	// A view of the ring (ViewFrames) shows handle up to viewMax frames
-	// in views, in recvView. Without a ring it reads into vbufs first.
-	recvView               func(fd uintptr) bool
-	takeFrames, showFrames func(fd int) bool
-	handle                 func(frames [][]byte)
-	views                  [][]byte
-	viewMax                int
-	vbufs                  [][]byte
-	vlens                  []int
+	takeFrames func(fd int) bool
 	// On a VLAN link, each message also gets vlanTagLen bytes of spill,
 	// so that a frame that still holds its tag fits a buffer sized for
 	// the untagged frame, and auxSpace bytes of ctl for its auxdata.
@@ -65,8 +56,7 @@ func (l *Link) newScratch() *readScratch {
 	sc.recvOne = sc.recvfrom
 	sc.recvMany = sc.recvmmsg
 	sc.recvRing = sc.ringRead
-	sc.recvView = sc.viewRing
-	sc.takeFrames, sc.showFrames = sc.takeRing, sc.showRing
+	sc.takeFrames = sc.takeRing
 	sc.grow(initialBatch)
 	return sc
 }

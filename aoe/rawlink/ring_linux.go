@@ -15,8 +15,7 @@ import (
 // An rxRing is the socket's receive ring (PACKET_RX_RING, TPACKET_V2): a
 // memory area shared with the kernel, cut into one slot per frame. The
 // kernel copies each frame it delivers into the next free slot and marks
-// it the reader's; the reader copies it out (or shows it where it is:
-// ViewFrames) and hands the slot back. A read that finds frames waiting
+// it the reader's; the reader copies it out and hands the slot back. A read that finds frames waiting
 // costs no system call, and the kernel's copy happens where the frame is
 // delivered (with veth, in the sender's system call), not in the reader's.
 //
@@ -131,17 +130,8 @@ type ringFrame struct {
 }
 
 // peek returns the next frame if the kernel has handed it over.
-func (r *rxRing) peek() (hdr *unix.Tpacket2Hdr, f ringFrame, ok bool) { return r.peekAt(0) }
-
-// peekAt returns the frame k slots past the next one (k less than the
-// ring's slots) if the kernel has handed it over. The kernel fills slots
-// in order, so a reader may look at several before releasing any.
-func (r *rxRing) peekAt(k int) (hdr *unix.Tpacket2Hdr, f ringFrame, ok bool) {
-	i := r.next + k
-	if i >= r.slots {
-		i -= r.slots
-	}
-	hdr, off := r.slot(i)
+func (r *rxRing) peek() (hdr *unix.Tpacket2Hdr, f ringFrame, ok bool) {
+	hdr, off := r.slot(r.next)
 	// The kernel writes the frame, then its status: an atomic load orders
 	// the reads of the frame after the status's.
 	status := atomic.LoadUint32(&hdr.Status)
@@ -201,10 +191,6 @@ func (r *rxRing) release(hdr *unix.Tpacket2Hdr) {
 // ringRead is the read callback of a ring link's reads: it takes the
 // frames waiting in the ring, and waits for one if there are none.
 func (sc *readScratch) ringRead(fd uintptr) bool { return sc.untilRing(fd, sc.takeFrames) }
-
-// viewRing is the read callback of ViewFrames on a ring link: it shows
-// the frames waiting in the ring, and waits for one if there are none.
-func (sc *readScratch) viewRing(fd uintptr) bool { return sc.untilRing(fd, sc.showFrames) }
 
 // untilRing calls take, waiting for a frame between calls, until it
 // reports that it took frames (or the ring is gone), or the read must look
@@ -383,8 +369,7 @@ func (sc *readScratch) readRing(bufs [][]byte, lens []int) (int, error) {
 
 // Waiting reports how many frames wait in the link's receive ring for a
 // read (0 for a link without one, whose waiting frames the kernel counts
-// in the socket's receive queue: /proc/net/packet), those a ViewFrames
-// handler is looking at included. A watchdog tells a stuck reader from an
+// in the socket's receive queue: /proc/net/packet). A watchdog tells a stuck reader from an
 // idle one by it.
 func (l *Link) Waiting() int {
 	l.ringMu.RLock()

@@ -193,28 +193,3 @@ func FuzzAuxVLAN(f *testing.F) {
 		auxVLAN(ctl)
 	})
 }
-
-// FuzzUntagInPlace checks that a ring view untags a frame as a read into a
-// buffer does: the same frames kept, the same bytes.
-func FuzzUntagInPlace(f *testing.F) {
-	plain := testAoEFrame(64)
-	f.Add(plain, true, uint16(42), uint16(vlanTPID), uint16(42))
-	f.Add(withTag(plain, vlanTPID, 42), false, uint16(0), uint16(0), uint16(42))
-	f.Add(withTag(plain, vlanTPID, 42), true, uint16(5<<13), uint16(vlanTPID), uint16(42))
-	f.Add(withTag(plain, vlanTPID, 43), false, uint16(0), uint16(0), uint16(42))
-	f.Add(withTag(plain, 0x88a8, 42), false, uint16(0), uint16(0), uint16(42))
-	f.Add(plain[:17], false, uint16(0), uint16(0), uint16(42))
-	f.Fuzz(func(t *testing.T, frame []byte, tagged bool, tci, tpid, vid uint16) {
-		rf := ringFrame{data: append([]byte(nil), frame...), size: len(frame), tci: tci, tpid: tpid, tagged: tagged}
-		got, keep := untagInPlace(rf.data, rf, vid)
-
-		b, spill := readInto(frame, len(frame))
-		size, wantKeep := untagFrameTagged(b, spill, len(frame), tci, tpid, tagged, vid)
-		if keep != wantKeep {
-			t.Fatalf("kept %v, a read into a buffer %v", keep, wantKeep)
-		}
-		if keep && !bytes.Equal(got, b[:size]) {
-			t.Fatalf("view\n% x\nread\n% x", got, b[:size])
-		}
-	})
-}
