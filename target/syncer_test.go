@@ -14,17 +14,26 @@ func TestGroupCommitGathers(t *testing.T) {
 	const writers, perWriter = 16, 15
 	for _, kind := range backendKinds[:2] {
 		t.Run(kind.name, func(t *testing.T) {
-			disk := newMemDisk(testSectors)
-			disk.syncDelay = 3 * time.Millisecond
-			h := newHarness(t, withConfig(func(c *Config) { c.Backend = kind.wrap(disk); c.SyncWrites = true }))
-			writeConcurrently(t, h, writers, perWriter)
-			st := h.srv.Stats()
-			perSync := float64(st.SyncedWrites) / float64(st.Syncs)
-			t.Logf("%d writes, %d syncs: %.1f writes per sync", st.SyncedWrites, st.Syncs, perSync)
+			// Gathering waits at most maxGather (1 ms) for the writers'
+			// next requests; a host that stalls the test's threads longer
+			// than that splits rounds. Without gathering every attempt
+			// gives about half the writers per sync, so the best of three
+			// attempts tells the two apart on a busy machine too.
+			var best float64
+			for attempt := 1; attempt <= 3 && best < writers*2/3; attempt++ {
+				disk := newMemDisk(testSectors)
+				disk.syncDelay = 3 * time.Millisecond
+				h := newHarness(t, withConfig(func(c *Config) { c.Backend = kind.wrap(disk); c.SyncWrites = true }))
+				writeConcurrently(t, h, writers, perWriter)
+				st := h.srv.Stats()
+				perSync := float64(st.SyncedWrites) / float64(st.Syncs)
+				t.Logf("attempt %d: %d writes, %d syncs: %.1f writes per sync", attempt, st.SyncedWrites, st.Syncs, perSync)
+				best = max(best, perSync)
+			}
 			// Without gathering, syncs alternate between about half
 			// the writers each.
-			if perSync < writers*2/3 {
-				t.Errorf("%.1f writes per sync with %d writers", perSync, writers)
+			if best < writers*2/3 {
+				t.Errorf("%.1f writes per sync at best with %d writers", best, writers)
 			}
 		})
 	}
