@@ -11,7 +11,8 @@ import (
 )
 
 func TestEmptyGap(t *testing.T) {
-	since := time.Now()
+	// The wait began 10 ms ago: a gap measured to now is at least that.
+	since := time.Now().Add(-10 * time.Millisecond)
 	for _, tc := range []struct {
 		name    string
 		arrived time.Time
@@ -20,7 +21,9 @@ func TestEmptyGap(t *testing.T) {
 	}{
 		{"stamped after", since.Round(0).Add(30 * time.Microsecond), 30 * time.Microsecond, 30 * time.Microsecond},
 		{"stamped just before", since.Round(0).Add(-2 * time.Microsecond), 0, 0},
-		{"no stamp", time.Time{}, 0, time.Minute},
+		{"stamped long before", since.Round(0).Add(-time.Hour), 10 * time.Millisecond, time.Minute},
+		{"stamped in the future", since.Round(0).Add(time.Hour), 10 * time.Millisecond, time.Minute},
+		{"no stamp", time.Time{}, 10 * time.Millisecond, time.Minute},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := emptyGap(since, tc.arrived); got < tc.min || got > tc.max {
@@ -45,5 +48,25 @@ func TestRingArrivalFake(t *testing.T) {
 	var none *rxRing
 	if !none.arrival().IsZero() {
 		t.Error("stamp without a ring")
+	}
+}
+
+// TestUntilRingGapByStamp checks that a read ending a wait measures the
+// gap to the stamp of the frame that ended it, not to when it took it.
+func TestUntilRingGapByStamp(t *testing.T) {
+	r := &rxRing{mem: make([]byte, 4096), blockSize: 4096, perBlock: 1, slotSize: 4096, slots: 1}
+	hdr := (*unix.Tpacket2Hdr)(unsafe.Pointer(&r.mem[0]))
+	since := time.Now()
+	stamp := since.Add(30 * time.Microsecond)
+	hdr.Sec, hdr.Nsec, hdr.Mac, hdr.Snaplen, hdr.Len = uint32(stamp.Unix()), uint32(stamp.Nanosecond()), uint16(tpacketHdrLen), 60, 60
+	hdr.Status = unix.TP_STATUS_USER
+	l := &Link{ring: r, busyPoll: time.Millisecond}
+	sc := &readScratch{l: l, emptySince: since}
+	time.Sleep(2 * time.Millisecond) // taken well after it came
+	if !sc.untilRing(0, func(int) bool { return true }) {
+		t.Fatal("untilRing reported no frame")
+	}
+	if l.lastGap != 30*time.Microsecond {
+		t.Errorf("gap %v, want the 30µs to the frame's stamp", l.lastGap)
 	}
 }

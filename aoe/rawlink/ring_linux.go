@@ -15,9 +15,10 @@ import (
 // An rxRing is the socket's receive ring (PACKET_RX_RING, TPACKET_V2): a
 // memory area shared with the kernel, cut into one slot per frame. The
 // kernel copies each frame it delivers into the next free slot and marks
-// it the reader's; the reader copies it out and hands the slot back. A read that finds frames waiting
-// costs no system call, and the kernel's copy happens where the frame is
-// delivered (with veth, in the sender's system call), not in the reader's.
+// it the reader's; the reader copies it out and hands the slot back. A
+// read that finds frames waiting costs no system call, and the kernel's
+// copy happens where the frame is delivered (with veth, in the sender's
+// system call), not in the reader's.
 //
 // Slots are sized for the interface's MTU when the ring is made. A frame
 // that outgrows its slot (the MTU rose) is dropped, counted as truncated,
@@ -171,14 +172,25 @@ func (r *rxRing) arrival() time.Time {
 // emptyGap is how long the ring stayed empty: from since to arrived, the
 // stamp of the frame that ended the wait, or to now without a stamp. The
 // kernel stamps a frame just before it hands it over, so a stamp may fall
-// a little before since: that counts as no gap. (A step of the wall
-// clock misjudges one gap.)
+// a little before since: that counts as no gap. A stamp further before
+// since, or after now, is not of this clock (a step of the wall clock, a
+// driver's own time): the gap then ends now, as without one, so that a
+// bad stamp cannot make every read watch.
 func emptyGap(since, arrived time.Time) time.Duration {
+	now := time.Since(since)
 	if arrived.IsZero() {
-		return time.Since(since)
+		return now
 	}
-	return max(arrived.Sub(since), 0)
+	gap := arrived.Sub(since)
+	if gap < -stampSlack || gap > now+stampSlack {
+		return now
+	}
+	return min(max(gap, 0), now)
 }
+
+// stampSlack is how far a frame's stamp may fall outside the wait it
+// ended and still be taken for this clock's.
+const stampSlack = time.Millisecond
 
 // release hands the slot of hdr, the next one, back to the kernel.
 func (r *rxRing) release(hdr *unix.Tpacket2Hdr) {
@@ -369,8 +381,8 @@ func (sc *readScratch) readRing(bufs [][]byte, lens []int) (int, error) {
 
 // Waiting reports how many frames wait in the link's receive ring for a
 // read (0 for a link without one, whose waiting frames the kernel counts
-// in the socket's receive queue: /proc/net/packet). A watchdog tells a stuck reader from an
-// idle one by it.
+// in the socket's receive queue: /proc/net/packet). A watchdog tells a
+// stuck reader from an idle one by it.
 func (l *Link) Waiting() int {
 	l.ringMu.RLock()
 	defer l.ringMu.RUnlock()
